@@ -1,0 +1,85 @@
+"""otp: Erlang/OTP's process model for Python, one OS process per process.
+
+Layers, bottom up (each imports only the ones below it):
+
+* ``_oslib``, ``_pid``, ``_codec``, ``_transport``: OS facilities, identities,
+  wire format, addresses;
+* ``_signals``, ``_process``, ``_zygote``, ``_node``, ``_api``: processes,
+  links, monitors, exit signals, the node runtime;
+* behaviours: ``_gen_server``;
+* supervision, registry and applications on top.
+"""
+
+from ._api import (
+    demonitor,
+    exit,
+    is_alive,
+    link,
+    make_ref,
+    monitor,
+    receive,
+    send,
+    spawn,
+    spawn_link,
+    spawn_monitor,
+    spawn_opt,
+    trap_exit,
+    unlink,
+)
+from ._api import self_ as self
+from ._errors import (
+    CalleeExit,
+    CallError,
+    CallTimeout,
+    EncodeError,
+    NodeError,
+    NoProc,
+    NotAProcess,
+    OTPError,
+    ProcessExit,
+    SpawnError,
+    StartError,
+    Timeout,
+)
+from ._node import Node
+from ._pid import Pid, Ref
+from ._reasons import DOWN, EXIT, Crash, is_clean, is_normal, is_shutdown
+
+__all__ = [
+    "Node",
+    "Pid",
+    "Ref",
+    "EXIT",
+    "DOWN",
+    "Crash",
+    "is_clean",
+    "is_normal",
+    "is_shutdown",
+    "spawn",
+    "spawn_link",
+    "spawn_monitor",
+    "spawn_opt",
+    "self",
+    "send",
+    "receive",
+    "is_alive",
+    "link",
+    "unlink",
+    "monitor",
+    "demonitor",
+    "exit",
+    "trap_exit",
+    "make_ref",
+    "OTPError",
+    "Timeout",
+    "CallError",
+    "CallTimeout",
+    "NoProc",
+    "CalleeExit",
+    "StartError",
+    "EncodeError",
+    "NotAProcess",
+    "SpawnError",
+    "NodeError",
+    "ProcessExit",
+]

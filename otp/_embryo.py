@@ -1,0 +1,108 @@
+"""The life of an OTP process before and after it gets its function.
+
+The zygote keeps a few *embryos* ready: processes forked in advance that
+have already bound their mailbox and signal port and started their signal
+thread (about 2 ms of work, mostly libzmq starting its I/O thread and the
+page faults of a fresh fork).  A spawn hands one of them the spawner's end
+of a socketpair; the embryo answers with its identity, receives the
+function, and runs it, so a spawn costs a few hundred microseconds.
+
+The spawner registers its link or monitor on the new pid *before* sending
+the function, and the embryo installs its side before running it, so
+``spawn_link`` and ``spawn_monitor`` are atomic.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import signal
+import socket
+import struct
+import sys
+
+from . import _oslib, _process
+from ._errors import ProcessExit
+from ._reasons import Crash, is_clean
+from ._transport import NodeInfo
+
+log = logging.getLogger("otp")
+
+__all__ = ["embryo_main", "IDENTITY", "LENGTH"]
+
+IDENTITY = struct.Struct("<QIQ")  # uid, ospid, start time
+LENGTH = struct.Struct("<I")
+_ASSIGNMENT_TIMEOUT = 30.0
+
+
+def recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise EOFError("peer went away")
+        buf += chunk
+    return bytes(buf)
+
+
+def embryo_main(node: NodeInfo, uid: int, zygote_channel: socket.socket, zygote_pid: int) -> None:
+    """Body of a process forked by the zygote; never returns."""
+    try:
+        os.setpgid(0, 0)
+        _oslib.set_parent_death_signal(signal.SIGKILL)
+        if os.getppid() != zygote_pid:
+            os._exit(1)
+        proc = _process.Process(node, uid, root=False)
+        proc.activate()
+        identity = IDENTITY.pack(uid, proc.pid.ospid, proc.pid.start)
+        zygote_channel.sendall(identity)
+        _, fds, _, _ = socket.recv_fds(zygote_channel, 16, 1)
+        zygote_channel.close()
+        if not fds:
+            os._exit(0)  # the node is closing
+        spawner = socket.socket(fileno=fds[0])
+        spawner.settimeout(_ASSIGNMENT_TIMEOUT)
+        spawner.sendall(identity)
+        (size,) = LENGTH.unpack(recv_exact(spawner, LENGTH.size))
+        spec = recv_exact(spawner, size)
+        spawner.close()
+        parent, link, mon_ref, path, blob = pickle.loads(spec)
+    except (EOFError, OSError):
+        os._exit(0)  # the spawner died before handing us our function
+    except BaseException:
+        log.exception("process bootstrap failed")
+        os._exit(70)
+    for entry in path:
+        if entry not in sys.path:
+            sys.path.append(entry)
+    sig = proc.sig
+    parent_alive = True
+    with sig.lock:
+        if link:
+            parent_alive = sig.ensure_watch(parent) is not None
+            if parent_alive:
+                sig.links[parent.uid] = parent
+        if mon_ref is not None:
+            sig.monitored_by[mon_ref] = parent
+    proc.parent = parent
+    reason: object = "normal"
+    try:
+        if not parent_alive:
+            raise ProcessExit("noproc")
+        fn, args, kwargs = pickle.loads(blob)
+        fn(*args, **kwargs)
+    except ProcessExit as exc:
+        reason = exc.reason
+    except SystemExit as exc:
+        if exc.code not in (None, 0):
+            reason = Crash.from_exception(exc)
+    except BaseException as exc:
+        reason = Crash.from_exception(exc)
+        log.error("process %r crashed:\n%s", proc.pid, reason.traceback.rstrip())
+    try:
+        proc.terminate(reason)
+    except BaseException:
+        log.exception("exit of %r failed", proc.pid)
+    finally:
+        os._exit(0 if is_clean(reason) else 1)

@@ -1,0 +1,613 @@
+"""The runtime of one OTP process: mailbox, sends, receive, links, exit.
+
+One :class:`Process` exists per OS process (and one for the thread that
+entered a :class:`~otp.Node`).  The main thread owns the mailbox and the
+ZeroMQ sockets; the :class:`~otp._signals.SignalPort` thread owns signals and
+death detection and hands their effects over through ``sig.inbox``.
+
+Mailbox.  A PULL socket bound at the process's ipc address receives frames
+from one PUSH socket per sender (so frames of one sender stay in order).
+``receive`` moves frames into ``mailbox`` (a deque) and scans it; messages a
+``match`` rejects stay queued in order (Erlang's selective receive).
+
+Replies to calls carry their call's reference and go to ``replies`` rather
+than the mailbox; a reply whose call is no longer waiting (it timed out) is
+dropped where it arrives, so it never reaches the mailbox (OTP 24 aliases).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import os
+import signal
+import struct
+import sys
+import threading
+import time
+
+import zmq
+
+from . import _oslib
+from ._codec import KIND_MSG, KIND_REPLY, WAKE_FRAME, DecodeError, decode, dumps, encode
+from ._errors import CalleeExit, CallError, CallTimeout, NoProc, NotAProcess, ProcessExit, Timeout
+from ._pid import Pid, Ref, make_ref, new_uid
+from ._reasons import DOWN, EXIT, Crash, is_clean
+from ._signals import INTERRUPT_SIGNAL, SignalPort, chunked_refs
+from ._transport import BACKLOG, EXIT_LINGER_MS, RECONNECT_IVL_MS, NodeInfo
+
+log = logging.getLogger("otp")
+
+__all__ = ["Process", "current", "current_or_none"]
+
+_SWEEP_MIN = 256
+
+_current: "Process | None" = None
+
+
+def current() -> "Process":
+    """The process of the calling thread; :class:`NotAProcess` otherwise."""
+    p = _current
+    if p is None:
+        raise NotAProcess("this thread is not an OTP process (enter an otp.Node first)")
+    if p.root and threading.get_ident() != p.thread_id:
+        raise NotAProcess("only the thread that entered the node is its process")
+    return p
+
+
+def current_or_none() -> "Process | None":
+    return _current
+
+
+class Peer:
+    """What a process keeps about a process it sends to."""
+
+    __slots__ = ("pid", "sock", "seq", "call_ref", "dead")
+
+    def __init__(self, pid: Pid, sock: zmq.Socket | None) -> None:
+        self.pid = pid
+        self.sock = sock
+        self.seq = 0  # frames sent to it so far
+        self.call_ref: Ref | None = None
+        self.dead: object = None if sock is not None else "noproc"
+
+
+class Process:
+    """The OTP process living in the calling OS process (or root thread)."""
+
+    def __init__(self, node: NodeInfo, uid: int, *, root: bool) -> None:
+        self.node = node
+        self.uid = uid
+        self.root = root
+        self.thread_id = threading.get_ident()
+        ospid = os.getpid()
+        self.pid = Pid(node.name, uid, ospid, _oslib.proc_start_time(ospid) or 0)
+        self.ctx = zmq.Context(io_threads=1)
+        self.ctx.set(zmq.MAX_SOCKETS, max(1024, _oslib.raise_fd_limit()))
+        self.inbox = self.ctx.socket(zmq.PULL)
+        self.inbox.setsockopt(zmq.RCVHWM, 0)
+        self.inbox.setsockopt(zmq.BACKLOG, BACKLOG)
+        self.inbox.setsockopt(zmq.LINGER, 0)
+        self.inbox.bind(node.mailbox_endpoint(uid))
+        wake = f"inproc://wake-{uid:016x}"
+        self.inbox.bind(wake)
+        self._rcvtimeo = -1
+        self.sig = SignalPort(self.pid, node.signal_address(uid), root=root, wake_endpoint=wake, ctx=self.ctx)
+        self.sig.on_forced_exit = self._forced_exit
+        self.mailbox: collections.deque = collections.deque()
+        self.peers: dict[int, Peer] = {}
+        self.recv_seq: dict[int, int] = {}
+        self.held: dict[int, collections.deque] = {}
+        self.replies: dict[Ref, object] = {}
+        self.active_calls: dict[Ref, Peer] = {}
+        self.exit_hooks: list = []  # called with the reason when exit begins
+        self.spawned: list[Pid] = []  # root only: top-level processes, in order
+        self.rt = 0  # >0 while the main thread runs kernel code
+        self._sweep_at = _SWEEP_MIN
+        self._zygote = None
+        self._exited = False
+
+    # ------------------------------------------------------------ activation
+
+    def activate(self) -> None:
+        global _current
+        _current = self
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(INTERRUPT_SIGNAL, _on_interrupt)
+            self.sig.interrupt_installed = True
+        self.sig.start()
+
+    # ----------------------------------------------------------------- peers
+
+    def peer(self, pid: Pid) -> Peer:
+        p = self.peers.get(pid.uid)
+        if p is not None:
+            return p
+        if not isinstance(pid, Pid):
+            raise TypeError(f"expected a Pid, got {type(pid).__name__}")
+        if not self.node.is_local(pid.node):
+            raise NoProc(pid)  # remote nodes: not connected (no transport yet)
+        sock = None
+        if os.path.exists(self.node.mailbox_path(pid.uid)):
+            sock = self.ctx.socket(zmq.PUSH)
+            sock.setsockopt(zmq.SNDHWM, 0)
+            sock.setsockopt(zmq.LINGER, EXIT_LINGER_MS)
+            sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
+            sock.connect(self.node.mailbox_endpoint(pid.uid))
+        p = self.peers[pid.uid] = Peer(pid, sock)
+        if len(self.peers) > self._sweep_at:
+            self._sweep_peers()
+        return p
+
+    def _sweep_peers(self) -> None:
+        """Forget peers that are dead (their mailbox file is gone)."""
+        watched = set(p.uid for p in self.sig.call_watches.values())
+        for uid, p in list(self.peers.items()):
+            if uid in watched or uid in self.held:
+                continue
+            if p.dead is not None or not os.path.exists(self.node.mailbox_path(uid)):
+                self._close_peer(p)
+                del self.peers[uid]
+                self.recv_seq.pop(uid, None)
+        self._sweep_at = max(_SWEEP_MIN, 2 * len(self.peers))
+
+    @staticmethod
+    def _close_peer(p: Peer) -> None:
+        if p.sock is not None:
+            p.sock.close(linger=0)
+            p.sock = None
+
+    def seq_to(self, uid: int) -> int:
+        p = self.peers.get(uid)
+        return 0 if p is None else p.seq
+
+    # ------------------------------------------------------------------ send
+
+    def send(self, dest: Pid, msg: object) -> None:
+        if dest.uid == self.uid:
+            self.mailbox.append(msg)
+            return
+        p = self.peers.get(dest.uid) or self.peer(dest)
+        if p.sock is None:
+            return  # dead: a no-op, as in Erlang
+        frame = encode(KIND_MSG, self.uid, p.seq + 1, msg)
+        p.seq += 1
+        p.sock.send(frame)
+
+    def send_reply(self, dest: Pid, ref: Ref, value: object) -> None:
+        if dest.uid == self.uid:
+            if ref in self.active_calls:
+                self.replies[ref] = value
+            return
+        p = self.peers.get(dest.uid) or self.peer(dest)
+        if p.sock is None:
+            return
+        frame = encode(KIND_REPLY, self.uid, p.seq + 1, (ref, value))
+        p.seq += 1
+        p.sock.send(frame)
+
+    # --------------------------------------------------------------- receive
+
+    def _accept(self, frame: bytes) -> None:
+        """Take one mailbox frame in."""
+        if frame == WAKE_FRAME:
+            self.sig.wake_pending = False
+            return
+        try:
+            kind, uid, seq, payload = decode(frame)
+        except DecodeError as exc:
+            log.warning("%r dropped a malformed frame: %s", self.pid, exc)
+            return
+        self.recv_seq[uid] = seq
+        if kind == KIND_MSG:
+            self.mailbox.append(payload)
+        else:
+            try:
+                ref, value = payload
+            except (TypeError, ValueError):
+                log.warning("%r dropped a malformed reply", self.pid)
+                return
+            if ref in self.active_calls:
+                self.replies[ref] = value
+        if uid in self.held:
+            self._release_held(uid, seq)
+
+    def _drain_inbox(self) -> None:
+        """Take in every frame already queued, without waiting."""
+        sock = self.inbox
+        while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            self._accept(sock.recv(zmq.NOBLOCK))
+
+    def pump(self, timeout: float | None) -> None:
+        """Wait up to ``timeout`` seconds (None: forever) for one frame or a
+        signal and take it in.  Raises ProcessExit if a fatal exit signal
+        came in."""
+        sig = self.sig
+        if sig.inbox:
+            self.integrate()
+        else:
+            ms = -1 if timeout is None else max(0, math.ceil(timeout * 1000))
+            if ms != self._rcvtimeo:
+                self.inbox.setsockopt(zmq.RCVTIMEO, ms)
+                self._rcvtimeo = ms
+            try:
+                frame = self.inbox.recv()
+            except zmq.Again:
+                frame = None
+            if frame is not None:
+                self._accept(frame)
+            if sig.inbox:
+                self.integrate()
+        if sig.fatal is not None and not sig.exiting:
+            raise ProcessExit(sig.fatal)
+
+    def receive(self, timeout: float | None = None, match=None):
+        mb = self.mailbox
+        if match is None and mb:
+            return mb.popleft()
+        self.rt += 1
+        try:
+            if self.sig.inbox:
+                self.integrate()
+            scanned = 0
+            deadline = None if timeout is None else time.monotonic() + timeout
+            looked = False
+            while True:
+                if match is None:
+                    if mb:
+                        return mb.popleft()
+                else:
+                    n = len(mb)
+                    for i in range(scanned, n):
+                        m = mb[i]
+                        if match(m):
+                            del mb[i]
+                            return m
+                    scanned = n
+                if deadline is None:
+                    self.pump(None)
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining > 0:
+                    self.pump(remaining)
+                elif looked:
+                    raise Timeout(f"no matching message within {timeout}s")
+                else:
+                    # One look at what has already arrived (receive(timeout=0)).
+                    looked = True
+                    self._drain_inbox()
+                    self.pump(0)
+        finally:
+            self.rt -= 1
+
+    # ------------------------------------------------- signals from the port
+
+    def integrate(self) -> None:
+        """Take in what the signal thread handed over, in OTP order."""
+        q = self.sig.inbox
+        while q:
+            pid, seq, complete, action, payload = q.popleft()
+            uid = pid.uid
+            if action == "release" or not complete:
+                self._release_held(uid, None)
+                if action == "release":
+                    continue
+            if complete and self.recv_seq.get(uid, 0) < seq:
+                h = self.held.get(uid)
+                if h is None:
+                    with self.sig.lock:
+                        watched = self.sig.ensure_watch(pid) is not None
+                    if not watched:  # the sender is gone: nothing more will come
+                        self._apply(pid, action, payload)
+                        continue
+                    h = self.held[uid] = collections.deque()
+                h.append((seq, pid, action, payload))
+            else:
+                self._apply(pid, action, payload)
+
+    def _release_held(self, uid: int, upto: int | None) -> None:
+        h = self.held.get(uid)
+        if not h:
+            return
+        while h and (upto is None or h[0][0] <= upto):
+            _, pid, action, payload = h.popleft()
+            self._apply(pid, action, payload)
+        if not h:
+            del self.held[uid]
+            with self.sig.lock:
+                self.sig.release_watch(uid)
+
+    def _apply(self, pid: Pid, action: str, payload: object) -> None:
+        if action == "msg":
+            self.mailbox.append(payload)
+        elif action == "peer_dead":
+            p = self.peers.get(pid.uid)
+            if p is not None:
+                p.dead = payload
+                p.call_ref = None
+                self._close_peer(p)
+
+    # ------------------------------------------------------ links, monitors
+
+    def link(self, pid: Pid) -> None:
+        if pid.uid == self.uid:
+            return
+        sig = self.sig
+        with sig.lock:
+            if pid.uid in sig.links:
+                return
+            w = sig.ensure_watch(pid)
+            if w is not None:
+                sig.links[pid.uid] = pid
+            trapping = sig.trap_exit
+        if w is not None:
+            if sig.send(pid, ("link", self.pid, self.seq_to(pid.uid)), self.node.signal_address(pid.uid)):
+                return
+            with sig.lock:
+                if sig.links.pop(pid.uid, None) is None:
+                    return  # already settled by the port
+                sig.release_watch(pid.uid)
+        if trapping:
+            self.mailbox.append(EXIT(pid, "noproc"))
+        else:
+            raise NoProc(pid)
+
+    def unlink(self, pid: Pid) -> None:
+        sig = self.sig
+        with sig.lock:
+            was = sig.links.pop(pid.uid, None) is not None
+            if was:
+                sig.release_watch(pid.uid)
+        if was:
+            sig.send(pid, ("unlink", self.pid, self.seq_to(pid.uid)), self.node.signal_address(pid.uid))
+
+    def monitor(self, pid: Pid) -> Ref:
+        ref = make_ref()
+        if pid.uid == self.uid:
+            return ref  # fires only when we are dead, i.e. never for us
+        sig = self.sig
+        with sig.lock:
+            w = sig.ensure_watch(pid)
+            if w is not None:
+                sig.monitors[ref] = pid
+        if w is not None:
+            msg = ("monitor", self.pid, self.seq_to(pid.uid), ref)
+            if sig.send(pid, msg, self.node.signal_address(pid.uid)):
+                return ref
+            with sig.lock:
+                if sig.monitors.pop(ref, None) is None:
+                    return ref
+                sig.release_watch(pid.uid)
+        self.mailbox.append(DOWN(ref, pid, "noproc"))
+        return ref
+
+    def demonitor(self, ref: Ref, flush: bool = False) -> bool:
+        sig = self.sig
+        with sig.lock:
+            pid = sig.monitors.pop(ref, None)
+            if pid is not None:
+                sig.release_watch(pid.uid)
+        if pid is not None:
+            sig.send(pid, ("demonitor", self.pid, 0, ref), self.node.signal_address(pid.uid))
+        self.integrate()
+        for h in self.held.values():
+            for item in [i for i in h if isinstance(i[3], DOWN) and i[3].ref == ref]:
+                h.remove(item)
+        if flush:
+            for m in [m for m in self.mailbox if isinstance(m, DOWN) and m.ref == ref]:
+                self.mailbox.remove(m)
+        return True
+
+    def trap_exit(self, flag: bool) -> bool:
+        with self.sig.lock:
+            prev = self.sig.trap_exit
+            self.sig.trap_exit = bool(flag)
+        return prev
+
+    def exit_signal(self, pid: Pid, reason: object) -> None:
+        if pid.uid == self.uid:
+            if reason == "kill":
+                raise ProcessExit("killed")
+            if self.sig.trap_exit:
+                self.mailbox.append(EXIT(self.pid, reason))
+                return
+            raise ProcessExit(reason)
+        if reason == "kill":
+            if self.node.is_local(pid.node):
+                _oslib.pidfd_kill(pid.ospid, pid.start)
+            return
+        msg = ("exit", self.pid, self.seq_to(pid.uid), reason)
+        try:
+            self.sig.send(pid, msg, self.node.signal_address(pid.uid))
+        except Exception as exc:  # unpicklable reason
+            raise CallError(("badarg", reason), pid) from exc
+
+    def is_alive(self, pid: Pid) -> bool:
+        if pid.uid == self.uid:
+            return not self.sig.exiting
+        p = self.peers.get(pid.uid)
+        if p is not None and p.dead is not None:
+            return False
+        return self.node.is_local(pid.node) and _oslib.os_process_alive(pid.ospid, pid.start) and os.path.exists(
+            self.node.signal_address(pid.uid)
+        )
+
+    # ----------------------------------------------------------------- calls
+
+    def call_peer(self, pid: Pid) -> Peer:
+        """The peer, with an internal monitor that tells calls of its death."""
+        p = self.peer(pid)
+        if p.dead is not None or p.call_ref is not None:
+            return p
+        sig = self.sig
+        ref = make_ref()
+        with sig.lock:
+            w = sig.ensure_watch(pid)
+            if w is not None:
+                sig.call_watches[ref] = pid
+        if w is None:
+            p.dead = "noproc"
+            return p
+        p.call_ref = ref
+        if not sig.send(pid, ("monitor", self.pid, p.seq, ref), self.node.signal_address(pid.uid)):
+            with sig.lock:
+                if sig.call_watches.pop(ref, None) is not None:
+                    sig.release_watch(pid.uid)
+            p.dead = "noproc"
+            p.call_ref = None
+        return p
+
+    def call(self, pid: Pid, message_for, timeout: float | None, server: object, request: object):
+        """Send ``message_for(ref)`` to ``pid`` and wait for the reply to ``ref``."""
+        self.rt += 1
+        try:
+            if pid.uid == self.uid:
+                raise CallError("calling_self", server, request)
+            p = self.call_peer(pid)
+            if p.dead is not None:
+                raise NoProc(server, request)
+            ref = make_ref()
+            self.active_calls[ref] = p
+            try:
+                self.send(pid, message_for(ref))
+                deadline = None if timeout is None else time.monotonic() + timeout
+                replies = self.replies
+                while ref not in replies:
+                    if p.dead is not None:
+                        if p.dead == "noproc":
+                            raise NoProc(server, request)
+                        raise CalleeExit(p.dead, server, request)
+                    if deadline is None:
+                        self.pump(None)
+                    else:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            raise CallTimeout(server, request)
+                        self.pump(remaining)
+                return replies.pop(ref)
+            finally:
+                del self.active_calls[ref]
+                self.replies.pop(ref, None)
+        finally:
+            self.rt -= 1
+
+    # ----------------------------------------------------------------- spawn
+
+    def spawn(self, fn, args: tuple, kwargs: dict, *, link: bool = False, monitor: bool = False):
+        from ._zygote import ZygoteClient
+
+        self.rt += 1
+        try:
+            blob = dumps((fn, tuple(args), dict(kwargs)))
+            ref = make_ref() if monitor else None
+            sig = self.sig
+            if self._zygote is None:
+                self._zygote = ZygoteClient(self.node.zygote_address)
+            registered: list[Pid] = []
+
+            def register(uid: int, ospid: int, start: int) -> bytes:
+                pid = Pid(self.node.name, uid, ospid, start)
+                registered.append(pid)
+                with sig.lock:
+                    if link:
+                        sig.links[uid] = pid
+                    if ref is not None:
+                        sig.monitors[ref] = pid
+                return dumps((self.pid, link, ref, list(sys.path), blob))
+
+            self._zygote.spawn(register)
+            pid = registered[0]
+            with sig.lock:
+                needed = (pid.uid in sig.links) + (ref is not None and ref in sig.monitors)
+                for _ in range(needed):
+                    if sig.ensure_watch(pid) is None:
+                        sig.settle_dead(pid)  # died before we could watch it
+                        break
+            if self.root:
+                self.spawned.append(pid)
+            return (pid, ref) if monitor else pid
+        finally:
+            self.rt -= 1
+
+    # ------------------------------------------------------------------ exit
+
+    def terminate(self, reason: object) -> None:
+        """Exit: release names, flush sends, notify links and monitors.
+
+        For a child this ends the OS process; for the root it returns.
+        """
+        if self._exited:
+            return
+        self._exited = True
+        self.rt += 1
+        sig = self.sig
+        with sig.lock:
+            sig.exiting = True
+        for hook in list(self.exit_hooks):
+            try:
+                hook(reason)
+            except Exception:
+                log.exception("exit hook of %r failed", self.pid)
+        self.node.remove_endpoints(self.uid)  # new senders now see us dead
+        # The thread's wake socket must close before the context can end;
+        # signals arriving from here on are answered by _send_dead_notices.
+        sig.stop()
+        started = time.monotonic()
+        for p in self.peers.values():
+            if p.sock is not None:
+                p.sock.close(linger=0 if p.dead is not None else EXIT_LINGER_MS)
+        self.inbox.close(linger=0)
+        self.ctx.term()
+        complete = (time.monotonic() - started) * 1000 < EXIT_LINGER_MS - 50
+        self._send_dead_notices(reason, complete)
+        sig.close()
+        if self._zygote is not None:
+            self._zygote.close()
+
+    def _forced_exit(self, reason: object) -> None:
+        """Called by the signal thread when the main thread did not unwind."""
+        self.node.remove_endpoints(self.uid)
+        self._send_dead_notices(reason, False)
+        os._exit(0)
+
+    def _send_dead_notices(self, reason: object, complete: bool) -> None:
+        sig = self.sig
+        late = sig.drain_unlocked()
+        with sig.lock:
+            links = dict(sig.links)
+            monitored_by = dict(sig.monitored_by)
+            sig.links.clear()
+            sig.monitored_by.clear()
+        noproc: dict[int, list] = {}
+        for s in late:  # requests that arrived after we began to exit
+            op, sender = s[0], s[1]
+            if op == "unlink":
+                links.pop(sender.uid, None)
+            elif op == "demonitor":
+                monitored_by.pop(s[3], None)
+            elif op == "link" and sender.uid not in links:
+                noproc.setdefault(sender.uid, [sender, False, []])[1] = True
+            elif op == "monitor":
+                noproc.setdefault(sender.uid, [sender, False, []])[2].append(s[3])
+        notices: dict[int, list] = {}
+        for uid, pid in links.items():
+            notices[uid] = [pid, True, []]
+        for ref, pid in monitored_by.items():
+            notices.setdefault(pid.uid, [pid, False, []])[2].append(ref)
+        for batch, why, final in ((notices, reason, complete), (noproc, "noproc", False)):
+            for uid, (pid, linked, refs) in batch.items():
+                seq = self.seq_to(uid) if batch is notices else 0
+                address = self.node.signal_address(uid)
+                for i, chunk in enumerate(chunked_refs(refs)):
+                    try:
+                        sig.send(pid, ("dead", self.pid, seq, why, linked and i == 0, chunk, final), address)
+                    except Exception:
+                        # An unpicklable reason must not stop the notices.
+                        sig.send(pid, ("dead", self.pid, seq, repr(why), linked and i == 0, chunk, final), address)
+
+
+def _on_interrupt(signum, frame) -> None:
+    p = _current
+    if p is not None and p.sig.fatal is not None and p.rt == 0 and not p.sig.exiting:
+        raise ProcessExit(p.sig.fatal)

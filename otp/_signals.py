@@ -1,0 +1,411 @@
+"""The signal port: links, monitors, exit signals and death detection.
+
+Every process owns a Unix datagram socket (its *signal port*) and a thread
+that serves it.  Signals (link, unlink, monitor, demonitor, exit, and the
+``dead`` notice a process sends when it exits) travel here, out of band from
+the ZeroMQ mailbox, for two reasons:
+
+* A ``sendto`` on a Unix datagram socket returns only once the datagram is in
+  the receiver's queue.  A process sends its ``dead`` notices before it ends,
+  so when a watcher's pidfd of that process becomes readable, every notice it
+  sent is already queued: a watcher that finds none knows the process died
+  without a word (SIGKILL, a crash in C) and reports ``'killed'``.  No timer,
+  no guess.
+* The thread reacts while the main thread is busy in user code: an exit
+  signal that must kill the process interrupts it (``SIGUSR2``, then
+  :class:`ProcessExit` raised in the main thread), and if the main thread
+  does not unwind within :data:`FATAL_GRACE` (stuck in C code), the thread
+  sends the ``dead`` notices itself and ends the process.
+
+Order (ORD-1).  Each signal carries the sender's count of mailbox frames sent
+to the receiver so far.  Signals that become mailbox entries (``EXIT``,
+``DOWN``) or end a call are held by the main thread until that many frames
+from the sender have arrived, so an exit signal never overtakes a message the
+same process sent before it.
+
+Locking.  ``lock`` guards the tables below.  Nobody sends while holding it:
+a datagram send may block until the receiver's thread drains its queue, and
+that thread needs its own lock.  The thread itself never sends, except when
+it ends the process.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import logging
+import os
+import pickle
+import select
+import signal
+import socket
+import threading
+import time
+
+import zmq
+
+from ._codec import WAKE_FRAME, DecodeError, decode_signal
+from ._oslib import open_verified_pidfd
+from ._pid import Pid, Ref
+from ._reasons import DOWN, EXIT
+
+log = logging.getLogger("otp")
+
+__all__ = ["SignalPort", "FATAL_GRACE", "SIGNAL_SEND_TIMEOUT"]
+
+#: Seconds the main thread has to unwind after a fatal exit signal before the
+#: signal thread ends the process itself.  Long enough for ``finally`` blocks
+#: that do real work, short enough that a process stuck in C code does not
+#: delay its supervisor's restart noticeably.
+FATAL_GRACE = 1.0
+
+#: Seconds a signal send may wait for the receiver's queue
+#: (``net.unix.max_dgram_qlen`` is often 10 datagrams).  The receiving thread
+#: drains continuously, so this is only reached if the receiver is frozen
+#: (SIGSTOP); the signal is then dropped and logged.
+SIGNAL_SEND_TIMEOUT = 5.0
+
+#: The signal that interrupts the main thread for a fatal exit signal.
+INTERRUPT_SIGNAL = signal.SIGUSR2
+
+_MAX_REFS_PER_DATAGRAM = 512
+_DEAD_CLOSE = (errno.ENOENT, errno.ECONNREFUSED, errno.ENOTCONN, errno.EPIPE)
+
+
+class _Watch:
+    """A pidfd on a peer plus how many links/monitors/holds need it."""
+
+    __slots__ = ("pid", "fd", "refs", "notified")
+
+    def __init__(self, pid: Pid, fd: int) -> None:
+        self.pid = pid
+        self.fd = fd
+        self.refs = 0
+        self.notified = False  # a 'dead' notice from the peer arrived
+
+
+class SignalPort:
+    """Signal tables and the thread that serves the signal socket."""
+
+    def __init__(self, pid: Pid, address: str, *, root: bool, wake_endpoint: str, ctx) -> None:
+        self.pid = pid
+        self.address = address
+        self.root = root
+        self.lock = threading.Lock()
+        # Tables (under lock).
+        self.links: dict[int, Pid] = {}
+        self.monitors: dict[Ref, Pid] = {}  # monitors this process holds
+        self.call_watches: dict[Ref, Pid] = {}  # internal monitors used by calls
+        self.monitored_by: dict[Ref, Pid] = {}  # monitors others hold on us
+        self.watches: dict[int, _Watch] = {}
+        self._fd_uid: dict[int, int] = {}
+        self.trap_exit = False
+        self.exiting = False
+        self.fatal: object = None
+        self._fatal_deadline: float | None = None
+        # Items for the main thread: (pid, seq, complete, action, payload).
+        self.inbox: collections.deque = collections.deque()
+        # The main thread blocks in a plain recv on its mailbox (the cheapest
+        # wait ZeroMQ has); the thread wakes it with a one-byte frame on an
+        # inproc connection to the same mailbox.
+        self._ctx = ctx
+        self._wake_endpoint = wake_endpoint
+        self._wake_sock = None
+        self.wake_pending = False
+        self._ctl_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._stop = False
+        self.main_thread_id = threading.get_ident()
+        self.interrupt_installed = False
+        self.on_forced_exit = None  # set by the process: called with reason
+        # Sockets: one bound (receive), one unbound (send).
+        self.rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        self.rx.bind(address)
+        self.rx.setblocking(False)
+        self.tx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        self.tx.settimeout(SIGNAL_SEND_TIMEOUT)
+        self._epoll = select.epoll()
+        self._epoll.register(self.rx.fileno(), select.EPOLLIN)
+        self._epoll.register(self._ctl_fd, select.EPOLLIN)
+        self._thread = threading.Thread(target=self._run, name=f"otp-signals-{pid.uid:x}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    # ------------------------------------------------------------------ send
+
+    def send(self, target: Pid, signal_tuple: tuple, address: str) -> bool:
+        """Send a signal; False if the target's port is gone (it is dead or exiting)."""
+        data = pickle.dumps(signal_tuple, 5)
+        try:
+            self.tx.sendto(data, address)
+            return True
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            if exc.errno in _DEAD_CLOSE:
+                return False
+            if isinstance(exc, (TimeoutError, BlockingIOError)):
+                log.error("signal %s to %r dropped: its port is not draining", signal_tuple[0], target)
+                return False
+            raise
+
+    # ------------------------------------------------------- watches (locked)
+
+    def ensure_watch(self, pid: Pid) -> _Watch | None:
+        """Take a reference on the pidfd watch of ``pid``; None if it is dead.
+
+        Call with ``lock`` held.
+        """
+        w = self.watches.get(pid.uid)
+        if w is None:
+            fd = open_verified_pidfd(pid.ospid, pid.start)
+            if fd is None:
+                return None
+            w = _Watch(pid, fd)
+            self.watches[pid.uid] = w
+            self._fd_uid[fd] = pid.uid
+            self._epoll.register(fd, select.EPOLLIN)
+        w.refs += 1
+        return w
+
+    def release_watch(self, uid: int) -> None:
+        """Drop one reference; close the pidfd with the last.  Lock held."""
+        w = self.watches.get(uid)
+        if w is None:
+            return
+        w.refs -= 1
+        if w.refs <= 0:
+            self._close_watch(uid, w)
+
+    def _close_watch(self, uid: int, w: _Watch) -> None:
+        del self.watches[uid]
+        self._fd_uid.pop(w.fd, None)
+        try:
+            self._epoll.unregister(w.fd)
+        except (OSError, ValueError):
+            pass
+        os.close(w.fd)
+
+    # ---------------------------------------------------------- to the main
+
+    def post(self, pid: Pid, seq: int, complete: bool, action: str, payload: object) -> None:
+        self.inbox.append((pid, seq, complete, action, payload))
+        self.wake()
+
+    def wake(self) -> None:
+        """Make the main thread's mailbox wait return (signal thread only;
+        the main thread looks at ``inbox`` before it waits)."""
+        if self._wake_sock is None or self.wake_pending:
+            return
+        if threading.get_ident() == self._thread.ident:
+            self.wake_pending = True
+            try:
+                self._wake_sock.send(WAKE_FRAME, zmq.NOBLOCK)
+            except zmq.ZMQError:  # the mailbox is closing
+                pass
+
+    def _set_fatal(self, reason: object) -> None:
+        if self.fatal is not None or self.exiting:
+            return
+        self.fatal = reason
+        self._fatal_deadline = time.monotonic() + FATAL_GRACE
+        self.wake()
+        if self.interrupt_installed:
+            try:
+                signal.pthread_kill(self.main_thread_id, INTERRUPT_SIGNAL)
+            except (ProcessLookupError, OSError):  # pragma: no cover
+                pass
+
+    def _link_exit(self, pid: Pid, reason: object, seq: int, complete: bool) -> None:
+        """EX-1 for a link-borne exit signal.  Lock held."""
+        if self.trap_exit:
+            self.post(pid, seq, complete, "msg", EXIT(pid, reason))
+        elif reason != "normal":
+            self._set_fatal(reason)
+
+    # ----------------------------------------------------------- the thread
+
+    def _run(self) -> None:
+        self._wake_sock = self._ctx.socket(zmq.PUSH)
+        self._wake_sock.setsockopt(zmq.LINGER, 0)
+        self._wake_sock.connect(self._wake_endpoint)
+        try:
+            while not self._stop:
+                timeout = -1.0
+                if self._fatal_deadline is not None and not self.root:
+                    timeout = max(0.0, self._fatal_deadline - time.monotonic())
+                events = self._epoll.poll(timeout)
+                with self.lock:
+                    if self._stop:
+                        return
+                    dead = []
+                    for fd, _ in events:
+                        if fd == self.rx.fileno():
+                            self._drain()
+                        elif fd == self._ctl_fd:
+                            try:
+                                os.eventfd_read(self._ctl_fd)
+                            except BlockingIOError:
+                                pass
+                        else:
+                            uid = self._fd_uid.get(fd)
+                            if uid is not None:
+                                dead.append(uid)
+                    if dead:
+                        # Notices a dead process sent are queued before its
+                        # pidfd turned readable: read them first.
+                        self._drain()
+                        for uid in dead:
+                            w = self.watches.get(uid)
+                            if w is not None and _readable(w.fd):
+                                self._peer_gone(uid, w)
+                    if (
+                        self._fatal_deadline is not None
+                        and not self.root
+                        and not self.exiting
+                        and time.monotonic() >= self._fatal_deadline
+                    ):
+                        self.exiting = True
+                        forced = True
+                    else:
+                        forced = False
+                if forced:
+                    self._close_wake()
+                    log.warning("process %r did not unwind within %.1fs; ending it", self.pid, FATAL_GRACE)
+                    self.on_forced_exit(self.fatal)
+                    return
+        except Exception:  # pragma: no cover - a bug here must be loud
+            log.exception("signal thread of %r failed", self.pid)
+            if not self.root:
+                os._exit(70)
+        finally:
+            self._close_wake()
+
+    def _close_wake(self) -> None:
+        if self._wake_sock is not None:
+            self._wake_sock.close(linger=0)
+            self._wake_sock = None
+
+    def stop(self) -> None:
+        self._stop = True
+        os.eventfd_write(self._ctl_fd, 1)
+        if threading.get_ident() != self._thread.ident and self._thread.is_alive():
+            self._thread.join(5.0)
+
+    def drain_unlocked(self) -> list[tuple]:
+        """Read every queued signal without handling it (used at exit)."""
+        out = []
+        while True:
+            try:
+                data = self.rx.recv(1 << 16)
+            except (BlockingIOError, InterruptedError):
+                return out
+            except OSError:
+                return out
+            try:
+                out.append(decode_signal(data))
+            except DecodeError as exc:
+                log.warning("dropped malformed signal: %s", exc)
+
+    def _drain(self) -> None:
+        for sig in self.drain_unlocked():
+            try:
+                self._handle(sig)
+            except Exception:
+                log.exception("dropped signal %r", sig[:1])
+
+    def _handle(self, sig: tuple) -> None:
+        op, sender, seq = sig[0], sig[1], sig[2]
+        if not isinstance(sender, Pid):
+            raise DecodeError("signal without sender pid")
+        uid = sender.uid
+        if op == "exit":
+            reason = sig[3]
+            if self.trap_exit:
+                self.post(sender, seq, True, "msg", EXIT(sender, reason))
+            elif reason != "normal":
+                self._set_fatal(reason)
+        elif op == "dead":
+            reason, linked, refs, complete = sig[3], sig[4], sig[5], sig[6]
+            w = self.watches.get(uid)
+            if w is not None:
+                w.notified = True
+            if linked and uid in self.links:
+                del self.links[uid]
+                self.release_watch(uid)
+                self._link_exit(sender, reason, seq, complete)
+            for ref in refs:
+                if self.monitors.pop(ref, None) is not None:
+                    self.release_watch(uid)
+                    self.post(sender, seq, complete, "msg", DOWN(ref, sender, reason))
+                elif self.call_watches.pop(ref, None) is not None:
+                    self.release_watch(uid)
+                    self.post(sender, seq, complete, "peer_dead", reason)
+        elif op == "link":
+            if uid not in self.links:
+                w = self.ensure_watch(sender)
+                self.links[uid] = sender
+                if w is None:  # it died right after asking
+                    del self.links[uid]
+                    self._link_exit(sender, "noproc", seq, False)
+        elif op == "unlink":
+            if self.links.pop(uid, None) is not None:
+                self.release_watch(uid)
+        elif op == "monitor":
+            self.monitored_by[sig[3]] = sender
+        elif op == "demonitor":
+            self.monitored_by.pop(sig[3], None)
+        else:
+            raise DecodeError(f"unknown signal {op!r}")
+
+    def _peer_gone(self, uid: int, w: _Watch) -> None:
+        """A watched process ended.  Whatever its notices did not settle is
+        settled here: ``'noproc'`` if it exited deliberately (it had not seen
+        our request), ``'killed'`` if it died without a word.  Lock held."""
+        self._close_watch(uid, w)
+        self.settle_dead(w.pid, "noproc" if w.notified else "killed")
+
+    def settle_dead(self, pid: Pid, reason: object = "killed") -> None:
+        """Deliver ``reason`` for every link and monitor still on ``pid``.  Lock held."""
+        uid = pid.uid
+        w = self.watches.get(uid)
+        if w is not None:
+            self._close_watch(uid, w)
+        if self.links.pop(uid, None) is not None:
+            self._link_exit(pid, reason, 0, False)
+        for table, action in ((self.monitors, "msg"), (self.call_watches, "peer_dead")):
+            for ref in [r for r, p in table.items() if p.uid == uid]:
+                del table[ref]
+                self.post(pid, 0, False, action, DOWN(ref, pid, reason) if action == "msg" else reason)
+        self.post(pid, 0, False, "release", None)
+
+    # -------------------------------------------------------------- closing
+
+    def close(self) -> None:
+        for w in list(self.watches.values()):
+            try:
+                os.close(w.fd)
+            except OSError:
+                pass
+        self.watches.clear()
+        self._epoll.close()
+        self.rx.close()
+        self.tx.close()
+        try:
+            os.close(self._ctl_fd)
+        except OSError:
+            pass
+
+
+def _readable(fd: int) -> bool:
+    try:
+        r, _, _ = select.select([fd], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(r)
+
+
+def chunked_refs(refs: list[Ref]) -> list[list[Ref]]:
+    if len(refs) <= _MAX_REFS_PER_DATAGRAM:
+        return [refs]
+    return [refs[i : i + _MAX_REFS_PER_DATAGRAM] for i in range(0, len(refs), _MAX_REFS_PER_DATAGRAM)]
