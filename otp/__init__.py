@@ -41,6 +41,19 @@ from ._errors import (
     StartError,
     Timeout,
 )
+from ._gen_server import (
+    HIBERNATE,
+    Continue,
+    GenServer,
+    Ignore,
+    NoReply,
+    Reply,
+    Stop,
+    call,
+    cast,
+    reply,
+    stop,
+)
 from ._node import Node
 from ._pid import Pid, Ref
 from ._reasons import DOWN, EXIT, Crash, is_clean, is_normal, is_shutdown
@@ -70,6 +83,17 @@ __all__ = [
     "exit",
     "trap_exit",
     "make_ref",
+    "GenServer",
+    "Reply",
+    "NoReply",
+    "Stop",
+    "Continue",
+    "Ignore",
+    "HIBERNATE",
+    "call",
+    "cast",
+    "reply",
+    "stop",
     "OTPError",
     "Timeout",
     "CallError",

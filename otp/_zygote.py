@@ -42,6 +42,7 @@ import select
 import shutil
 import signal
 import socket
+import sys
 import collections
 
 from . import _oslib
@@ -72,18 +73,24 @@ class ZygoteClient:
         except OSError as exc:
             self.sock.close()
             raise SpawnError(f"node runtime is not running ({exc})") from exc
+        self.told: set[str] = set()
 
-    def spawn(self, register) -> None:
+    def spawn(self, register, module: str | None = None) -> None:
         """Get an embryo and hand it its function.
 
         ``register(uid, ospid, start)`` is called with the new process's
         identity and returns the spec to send it; the caller registers its
-        links and monitors there, before the process can run.
+        links and monitors there, before the process can run.  ``module``
+        names the module the function lives in, for the zygote to preload.
         """
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        learn = None
+        if module and module not in self.told:
+            self.told.add(module)
+            learn = (module, list(sys.path))
         try:
             try:
-                socket.send_fds(self.sock, [pickle.dumps(("spawn",))], [theirs.fileno()])
+                socket.send_fds(self.sock, [pickle.dumps(("spawn", learn))], [theirs.fileno()])
             except OSError as exc:
                 raise SpawnError(f"node runtime is not running ({exc})") from exc
             finally:
@@ -130,6 +137,7 @@ class _Zygote:
         self.unborn: dict[int, socket.socket] = {}  # channel fd -> embryo not yet ready
         self.ready: collections.deque = collections.deque()  # channels of ready embryos
         self.waiting: collections.deque = collections.deque()  # spawners' channel fds
+        self.learning = True
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         self.listener.bind(node.zygote_address)
         self.listener.listen(512)
@@ -194,6 +202,8 @@ class _Zygote:
         if msg[0] == "spawn" and len(fds) == 1:
             self.waiting.append(fds[0])
             self.dispatch()
+            if len(msg) > 1 and msg[1] is not None:
+                self.learn(*msg[1])
         elif msg[0] == "list":
             live = list(self.children.items())
             for i in range(0, max(1, len(live)), _LIST_CHUNK):
@@ -205,6 +215,25 @@ class _Zygote:
         else:
             for fd in fds:
                 os.close(fd)
+
+    def learn(self, module: str, path: list[str]) -> None:
+        """Import a module the node spawns functions from, so that embryos
+        forked from now on have it loaded (an import in every new process
+        costs milliseconds).  Stops learning if an import starts a thread:
+        the zygote must stay single threaded to fork safely."""
+        if not self.learning or module in sys.modules or module == "__main__":
+            return
+        for entry in path:
+            if entry not in sys.path:
+                sys.path.append(entry)
+        try:
+            importlib.import_module(module)
+        except BaseException:  # noqa: BLE001 - a module that fails here fails in the process too
+            return
+        if len(os.listdir("/proc/self/task")) > 1:
+            self.learning = False
+            log.warning("zygote: importing %r started a thread; no longer preloading modules", module)
+        gc.freeze()
 
     def embryo_ready(self, fd: int) -> None:
         chan = self.unborn.pop(fd)
