@@ -54,6 +54,7 @@ def embryo_main(node: NodeInfo, uid: int, zygote_channel: socket.socket, zygote_
         if os.getppid() != zygote_pid:
             os._exit(1)
         proc = _process.Process(node, uid, root=False)
+        proc.rt = 1  # kernel code until the function starts: no interrupts
         proc.activate()
         identity = IDENTITY.pack(uid, proc.pid.ospid, proc.pid.start)
         zygote_channel.sendall(identity)
@@ -88,6 +89,9 @@ def embryo_main(node: NodeInfo, uid: int, zygote_channel: socket.socket, zygote_
     proc.parent = parent
     reason: object = "normal"
     try:
+        proc.rt = 0
+        if proc.sig.fatal is not None:  # an exit signal came during the bootstrap
+            raise ProcessExit(proc.sig.fatal)
         if not parent_alive:
             raise ProcessExit("noproc")
         fn, args, kwargs = pickle.loads(blob)

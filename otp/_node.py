@@ -16,13 +16,19 @@ calling thread into an OTP process (the node's *root* process).  Leaving it:
 Start methods (``start_method=`` or ``$OTP_START_METHOD``) say how the zygote
 comes to be; OTP processes are always forked from the zygote:
 
-* ``'forkserver'`` (default): from multiprocess's fork server, a fresh
-  interpreter.  Spawned functions must be importable or picklable by value
-  (cloudpickle does both); the spawner's ``sys.path`` travels with each
-  spawn.
+* ``'forkserver'`` (default): a fresh interpreter that serves forks, as
+  multiprocessing's fork server does.  Spawned functions must be importable
+  or picklable by value (cloudpickle does both); the spawner's ``sys.path``
+  travels with each spawn, and the zygote imports the modules functions are
+  spawned from so later processes start with them loaded.  Unlike
+  multiprocessing, the main module is never re-run.
 * ``'fork'``: forked from the calling process, so it inherits everything
-  already imported.  Fastest to start.
-* ``'spawn'``: a fresh interpreter started directly.
+  already imported.  Fastest to start; the calling process may have
+  threads, which the zygote never uses.
+
+(``multiprocess.Process`` is not used per OTP process: it re-runs the main
+module under forkserver and spawn, and starts a process in 5 to 14 ms
+against about 1 ms here.)
 
 ``embryos`` is how many processes the zygote keeps forked and bootstrapped
 in advance (see :mod:`otp._embryo`); 2 keeps a spawn under a millisecond
@@ -34,14 +40,18 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
+import select
 import shutil
 import signal
 import socket
+import struct
+import sys
 import tempfile
 import threading
 import warnings
 
-import multiprocess
+import multiprocess.util
 
 from . import _oslib, _process
 from ._errors import NodeError, ProcessExit, Timeout
@@ -49,7 +59,7 @@ from ._pid import new_uid
 from ._reasons import DOWN, Crash
 from ._signals import INTERRUPT_SIGNAL
 from ._transport import IPC_PATH_MAX, NodeInfo
-from ._zygote import ZygoteClient, zygote_main
+from ._zygote import ZygoteClient, zygote_entry
 
 log = logging.getLogger("otp")
 
@@ -59,7 +69,7 @@ __all__ = ["Node", "SHUTDOWN_TIMEOUT"]
 #: node closes (OTP's default worker shutdown, 5000 ms).
 SHUTDOWN_TIMEOUT = 5.0
 _ZYGOTE_START_TIMEOUT = 60.0
-START_METHODS = ("forkserver", "fork", "spawn")
+START_METHODS = ("forkserver", "fork")
 
 
 class Node:
@@ -88,7 +98,7 @@ class Node:
         self.base_dir = base_dir
         self.info: NodeInfo | None = None
         self.process: _process.Process | None = None
-        self._zygote = None
+        self._zygote_pid: int | None = None
         self._prev_handler = None
 
     # ----------------------------------------------------------------- start
@@ -129,23 +139,43 @@ class Node:
         proc.activate()
 
     def _start_zygote(self, info: NodeInfo) -> None:
-        ctx = multiprocess.get_context(self.start_method)
-        if self.start_method == "forkserver":
-            ctx.set_forkserver_preload(["otp._zygote"])
-        ready_r, ready_w = ctx.Pipe(duplex=False)
-        me = os.getpid()
-        args = (info, me, _oslib.proc_start_time(me), ready_w, self.preload, self.embryos)
-        self._zygote = ctx.Process(target=zygote_main, args=args, name="otp-zygote", daemon=True)
-        with warnings.catch_warnings():
-            # 3.12+ warns about fork() in a multi-threaded process; the zygote
-            # runs no thread and touches no lock it inherited.
-            warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*fork.*")
-            self._zygote.start()
-        ready_w.close()
-        if not ready_r.poll(_ZYGOTE_START_TIMEOUT):
-            raise NodeError("the node's zygote did not start")
-        status, detail = ready_r.recv()
-        ready_r.close()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            if self.start_method == "fork":
+                with warnings.catch_warnings():
+                    # 3.12+ warns about fork() in a multi-threaded process; the
+                    # zygote starts no thread and touches no lock it inherited.
+                    warnings.filterwarnings("ignore", category=DeprecationWarning)
+                    pid = os.fork()
+                if pid == 0:
+                    try:
+                        ours.close()
+                        zygote_entry(theirs.fileno())
+                    finally:
+                        os._exit(70)
+            else:
+                # A fresh interpreter: multiprocess's fork_exec wrapper, the
+                # one its own fork server is started with (safe to call from
+                # a process with threads, keeps only the fds we pass).
+                top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+                code = f"import sys; sys.path.insert(0, {top!r}); from otp._zygote import zygote_entry; zygote_entry({theirs.fileno()})"
+                exe = os.fsencode(sys.executable)
+                pid = multiprocess.util.spawnv_passfds(exe, [exe, b"-c", code.encode()], [theirs.fileno()])
+            self._zygote_pid = pid
+            theirs.close()
+            me = os.getpid()
+            config = pickle.dumps((info, me, _oslib.proc_start_time(me), self.preload, self.embryos))
+            ours.settimeout(_ZYGOTE_START_TIMEOUT)
+            ours.sendall(struct.pack("<I", len(config)) + config)
+            answer = ours.recv(1 << 16)
+        except (OSError, EOFError) as exc:
+            raise NodeError(f"the node's zygote did not start: {exc}") from exc
+        finally:
+            ours.close()
+        try:
+            status, detail = pickle.loads(answer)
+        except Exception:
+            status, detail = "error", "it died during start"
         if status != "ready":
             raise NodeError(f"the node's zygote failed to start: {detail}")
 
@@ -199,7 +229,7 @@ class Node:
                 log.warning("%r did not stop on %r within %ss", pid, reason, SHUTDOWN_TIMEOUT)
 
     def _stop_zygote(self) -> None:
-        if self._zygote is None:
+        if self._zygote_pid is None:
             return
         try:
             client = ZygoteClient(self.info.zygote_address)
@@ -209,23 +239,39 @@ class Node:
                 client.close()
         except Exception:
             pass
-        self._zygote.join(10.0)
-        self._kill_zygote()
+        self._reap_zygote(10.0)
         if self.info is not None:
             shutil.rmtree(self.info.dir, ignore_errors=True)
 
+    def _reap_zygote(self, timeout: float) -> None:
+        """Wait for the zygote to exit (it is our child), killing it after ``timeout``."""
+        pid = self._zygote_pid
+        if pid is None:
+            return
+        fd = os.pidfd_open(pid)
+        try:
+            if not select.select([fd], [], [], timeout)[0]:
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+        finally:
+            os.close(fd)
+            self._zygote_pid = None
+
     def _kill_zygote(self) -> None:
-        z = self._zygote
-        if z is not None and z.is_alive():
-            z.kill()
-            z.join(5.0)
-        self._zygote = None
+        if self._zygote_pid is not None:
+            try:
+                os.kill(self._zygote_pid, signal.SIGKILL)
+            except OSError:
+                pass
+            self._reap_zygote(5.0)
 
     # ------------------------------------------------------------ inspection
 
     @property
     def zygote_ospid(self) -> int | None:
-        return None if self._zygote is None else self._zygote.pid
+        return self._zygote_pid
 
     def os_pids(self) -> list[int]:
         """OS pids of every live process of the node (for tests and tools)."""

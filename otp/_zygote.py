@@ -53,7 +53,7 @@ from ._transport import NodeInfo
 
 log = logging.getLogger("otp")
 
-__all__ = ["zygote_main", "ZygoteClient", "SPAWN_TIMEOUT"]
+__all__ = ["zygote_entry", "ZygoteClient", "SPAWN_TIMEOUT"]
 
 #: Seconds a spawn may take before the spawner gives up (a healthy fork and
 #: child bootstrap takes a few milliseconds; this covers a loaded machine).
@@ -286,6 +286,7 @@ class _Zygote:
 
     def _become_child(self) -> None:
         signal.set_wakeup_fd(-1)
+        _the_zygote.clear()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -362,14 +363,30 @@ class _Zygote:
         os._exit(0)
 
 
-def zygote_main(
-    node: NodeInfo, node_ospid: int, node_start: int, ready, preload: tuple = (), embryos: int = 2
-) -> None:
-    """Entry point of the zygote process (started through multiprocess)."""
+_the_zygote: list = []
+
+
+def _on_node_death(signum, frame) -> None:
+    if _the_zygote:
+        _the_zygote[0].shutdown()
+    os._exit(0)
+
+
+def zygote_entry(fd: int) -> None:
+    """Entry point of the zygote: read the config from ``fd``, answer, serve."""
+    chan = socket.socket(fileno=fd)
     try:
-        _oslib.set_parent_death_signal(signal.SIGKILL)
+        # SIGTERM, not SIGKILL, when the node dies: the zygote must live
+        # long enough to kill its children's process groups (which hold the
+        # subprocesses users start) and remove the node directory.
+        signal.signal(signal.SIGTERM, _on_node_death)
+        _oslib.set_parent_death_signal(signal.SIGTERM)
         _oslib.set_child_subreaper()
+        _oslib.raise_fd_limit()
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the node handles Ctrl-C
+        chan.settimeout(60.0)
+        (size,) = LENGTH.unpack(recv_exact(chan, LENGTH.size))
+        node, node_ospid, node_start, preload, embryos = pickle.loads(recv_exact(chan, size))
         import cloudpickle  # noqa: F401 - preloaded for the children
         import zmq  # noqa: F401
 
@@ -378,11 +395,14 @@ def zygote_main(
         for name in preload:
             importlib.import_module(name)
         zygote = _Zygote(node, node_ospid, node_start, embryos)
-        ready.send(("ready", os.getpid()))
-        ready.close()
+        _the_zygote.append(zygote)
+        if os.getppid() != node_ospid:
+            zygote.shutdown()  # the node died before we set the death signal
+        chan.sendall(pickle.dumps(("ready", os.getpid())))
+        chan.close()
     except BaseException as exc:
         try:
-            ready.send(("error", repr(exc)))
+            chan.sendall(pickle.dumps(("error", repr(exc))))
         finally:
             os._exit(70)
     try:

@@ -1,0 +1,1 @@
+"""MABEAM: multi-agent coordination on the ``otp`` kernel."""

@@ -1,0 +1,218 @@
+"""gen_server (GS-START, GS-CALL-*, GS-CAST, GS-INFO, GS-TIMEOUT, GS-CONT, GS-TERM, GS-STOP)."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+import otp
+from helpers import down_of, exit_of, nothing_matching, recv_tagged, wait_dead
+from procs import Echo, FailingInit, Reporter
+
+
+def test_start_call_cast(node):
+    server = Echo.start_link("initial")
+    assert otp.call(server, "state") == "initial"
+    assert otp.call(server, {"any": "request"}) == {"any": "request"}
+    otp.cast(server, "new state")
+    assert otp.call(server, "state") == "new state"
+    otp.send(server, "plain")
+    assert otp.call(server, "state") == ("info", "plain")
+    otp.stop(server)
+
+
+def test_start_without_link_does_not_link(node):
+    server = Echo.start(None)
+    otp.exit(server, "kill")
+    assert wait_dead(server) in ("killed", "noproc")
+    assert otp.is_alive(otp.self())
+
+
+def test_deferred_reply(node):
+    server = Echo.start_link(None)
+    assert otp.call(server, "defer") == "deferred"
+    otp.stop(server)
+
+
+def test_call_timeout_and_late_reply_is_dropped(node):
+    server = Echo.start_link(None)
+    with pytest.raises(otp.CallTimeout) as info:
+        otp.call(server, ("sleep", 0.3), timeout=0.05)
+    assert isinstance(info.value, otp.Timeout)
+    # The reply arrives after the timeout; the next call sees its own answer
+    # and the mailbox never holds the stray one.
+    assert otp.call(server, "after") == "after"
+    assert nothing_matching(lambda m: True, timeout=0)
+    otp.stop(server)
+
+
+def test_call_to_dead_server_raises_noproc(node):
+    server = Echo.start(None)
+    otp.stop(server)
+    with pytest.raises(otp.NoProc):
+        otp.call(server, "hello")
+
+
+def test_call_to_server_that_crashes_mid_call_raises_callee_exit(node):
+    otp.trap_exit(True)
+    server = Echo.start_link(None)
+    with pytest.raises(otp.CalleeExit) as info:
+        otp.call(server, "crash", timeout=10)
+    assert isinstance(info.value.reason, otp.Crash)
+    assert "crash in handle_call" in info.value.reason.message
+    exit_of(server)
+
+
+def test_call_to_server_killed_mid_call_raises_promptly(node):
+    server = Echo.start(None)
+    me = otp.self()
+
+    def killer():
+        otp.receive(match=lambda m: m == "sleeping")
+        os.kill(server.ospid, signal.SIGKILL)
+
+    k = otp.spawn(killer)
+    # The server sleeps 30 s inside the call; the kill must end the call now.
+    with pytest.raises(otp.CalleeExit) as info:
+        otp.call(server, ("notify_sleep", k, 30), timeout=20)
+    assert info.value.reason == "killed"
+    wait_dead(k)
+    del me
+
+
+def test_call_self_is_an_error(node):
+    with pytest.raises(otp.CallError) as info:
+        otp.call(otp.self(), "x")
+    assert info.value.reason == "calling_self"
+
+
+def test_cast_to_dead_server_does_not_fail(node):
+    server = Echo.start(None)
+    otp.stop(server)
+    otp.cast(server, "anything")
+
+
+def test_init_exception_raises_start_error_and_does_not_kill_starter(node):
+    with pytest.raises(otp.StartError) as info:
+        FailingInit.start_link("raise")
+    assert isinstance(info.value.reason, otp.Crash)
+    assert info.value.reason.type_name == "KeyError"
+    assert otp.is_alive(otp.self())
+    assert nothing_matching(lambda m: isinstance(m, otp.EXIT))
+
+
+def test_init_stop_and_ignore(node):
+    with pytest.raises(otp.StartError) as info:
+        FailingInit.start_link("stop")
+    assert info.value.reason == "bad_config"
+    assert FailingInit.start_link("ignore") is None
+    assert FailingInit.start_link("fine") is not None
+
+
+def test_start_timeout(node):
+    with pytest.raises(otp.StartError) as info:
+        FailingInit.start_link("slow", timeout=0.2)
+    assert info.value.reason == "timeout"
+
+
+def test_handle_continue_runs_before_any_message(node):
+    me = otp.self()
+    server = Reporter.start_link((me, False, otp.Continue("warm-up")))
+    otp.send(server, "first")
+    assert recv_tagged("init")[0] == "init"
+    assert recv_tagged("continue") == ("continue", "warm-up")
+    assert recv_tagged("info") == ("info", "first")
+    otp.stop(server)
+
+
+def test_timeout_action_fires_only_without_messages(node):
+    me = otp.self()
+    server = Reporter.start_link((me, False, None))
+    otp.send(server, "set_timeout")
+    assert recv_tagged("info") == ("info", "set_timeout")
+    assert recv_tagged("info") == ("info", "timeout")
+    otp.stop(server)
+
+
+def test_terminate_on_stop_with_reason(node):
+    me = otp.self()
+    server = Reporter.start((me, False, None))  # linked, ('shutdown', _) would take us down too
+    otp.stop(server, ("shutdown", "bye"))
+    assert recv_tagged("terminate") == ("terminate", ("shutdown", "bye"))
+
+
+def test_terminate_on_stop_return(node):
+    me = otp.self()
+    otp.trap_exit(True)
+    server = Reporter.start_link((me, False, None))
+    otp.cast(server, "stop")
+    assert recv_tagged("terminate") == ("terminate", ("shutdown", "asked"))
+    assert exit_of(server).reason == ("shutdown", "asked")
+
+
+def test_terminate_on_bad_return(node):
+    me = otp.self()
+    otp.trap_exit(True)
+    server = Reporter.start_link((me, False, None))
+    otp.cast(server, "bad")
+    reason = recv_tagged("terminate")[1]
+    assert reason == ("bad_return_value", "not a valid return")
+    assert exit_of(server).reason == reason
+
+
+def test_terminate_runs_on_parent_exit_when_trapping(node):
+    me = otp.self()
+    server = Reporter.start_link((me, True, None))
+    recv_tagged("init")
+    otp.exit(server, "shutdown")  # from the parent (we started it)
+    assert recv_tagged("terminate") == ("terminate", "shutdown")
+
+
+def test_terminate_not_run_when_killed_or_not_trapping(node):
+    me = otp.self()
+    for trap, reason in ((False, "shutdown"), (True, "kill")):
+        server = Reporter.start((me, trap, None))
+        recv_tagged("init")
+        ref = otp.monitor(server)
+        otp.exit(server, reason)
+        down_of(ref)
+        assert nothing_matching(lambda m: isinstance(m, tuple) and m[0] == "terminate")
+
+
+def test_exit_signal_from_non_parent_is_info_when_trapping(node):
+    me = otp.self()
+    server = Reporter.start((me, True, None))
+    recv_tagged("init")
+    other = otp.spawn(lambda s: otp.exit(s, "hello"), server)
+    assert recv_tagged("info") == ("info", otp.EXIT(other, "hello"))
+    otp.stop(server)
+
+
+def test_stop_returns_after_exit_and_reports_other_reasons(node):
+    server = Echo.start(None)
+    ref = otp.monitor(server)
+    otp.stop(server, "normal")
+    assert down_of(ref, timeout=0.5).reason == "normal"
+    with pytest.raises(otp.NoProc):
+        otp.stop(server)
+
+
+def test_stop_reply_is_delivered(node):
+    server = Echo.start(None)
+    assert otp.call(server, "stop") == "stopping"
+    wait_dead(server)
+
+
+def test_process_exit_inside_callback_runs_terminate(node):
+    otp.trap_exit(True)
+    server = Echo.start_link(None)
+    with pytest.raises(otp.CalleeExit) as info:
+        otp.call(server, ("exit_now", ("shutdown", "x")))
+    assert info.value.reason == ("shutdown", "x")
+
+
+def test_start_requires_a_genserver_subclass(node):
+    with pytest.raises(TypeError):
+        otp.GenServer.start_link.__func__(int, None)

@@ -1,0 +1,131 @@
+"""Monitors (MON-1) and per-pair ordering of messages and signals (ORD-1)."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import otp
+from helpers import down_of, exit_of, nothing_matching, recv_tagged, wait_dead
+from procs import exit_with, monitor_and_report, send_then_exit, wait_forever
+
+
+def test_monitor_sigkill_gives_down_killed(node):
+    pid = otp.spawn(wait_forever)
+    ref = otp.monitor(pid)
+    os.kill(pid.ospid, signal.SIGKILL)
+    assert down_of(ref) == otp.DOWN(ref, pid, "killed")
+
+
+def test_monitor_of_dead_pid_gives_noproc_at_once(node):
+    pid = otp.spawn(lambda: None)
+    wait_dead(pid)
+    ref = otp.monitor(pid)
+    assert down_of(ref, timeout=0.5) == otp.DOWN(ref, pid, "noproc")
+
+
+def test_monitors_stack(node):
+    pid = otp.spawn(wait_forever)
+    refs = [otp.monitor(pid) for _ in range(3)]
+    assert len(set(refs)) == 3
+    otp.exit(pid, ("shutdown", 7))
+    for ref in refs:
+        assert down_of(ref).reason == ("shutdown", 7)
+
+
+def test_monitor_is_unidirectional(node):
+    watcher, wref = otp.spawn_monitor(monitor_and_report, otp.self(), otp.self())
+    recv_tagged("monitoring")
+    otp.exit(watcher, "kill")
+    assert down_of(wref).reason == "killed"
+    # and we, the watched, are unaffected (we are still running this test)
+
+
+def test_demonitor_prevents_down(node):
+    pid = otp.spawn(wait_forever)
+    ref = otp.monitor(pid)
+    assert otp.demonitor(ref) is True
+    ref2 = otp.monitor(pid)
+    otp.exit(pid, "kill")
+    down_of(ref2)
+    assert nothing_matching(lambda m: isinstance(m, otp.DOWN) and m.ref == ref)
+
+
+def test_demonitor_flush_removes_queued_down(node):
+    pid = otp.spawn(wait_forever)
+    ref = otp.monitor(pid)
+    ref2 = otp.monitor(pid)
+    otp.exit(pid, "kill")
+    down_of(ref2)  # both DOWNs have been queued by now
+    otp.demonitor(ref, flush=True)
+    assert nothing_matching(lambda m: isinstance(m, otp.DOWN) and m.ref == ref, timeout=0)
+
+
+def test_spawn_monitor_is_atomic(node):
+    results = [otp.spawn_monitor(exit_with, i) for i in range(10)]
+    for i, (pid, ref) in enumerate(results):
+        assert down_of(ref) == otp.DOWN(ref, pid, i)
+
+
+def test_messages_arrive_before_down_of_a_normal_exit(node):
+    for _ in range(5):
+        pid, ref = otp.spawn_monitor(send_then_exit, otp.self(), 50)
+        got = []
+        while True:
+            m = otp.receive(10, lambda m: (isinstance(m, tuple) and m[0] == "seq") or (isinstance(m, otp.DOWN) and m.ref == ref))
+            if isinstance(m, otp.DOWN):
+                break
+            got.append(m[1])
+        assert got == list(range(50)), "DOWN overtook a message sent before the exit"
+
+
+def test_messages_arrive_before_exit_signal_of_the_link(node):
+    otp.trap_exit(True)
+    for reason in ("normal", "shutdown", ("custom", 1)):
+        pid = otp.spawn_link(send_then_exit, otp.self(), 30, reason)
+        seen = []
+        while True:
+            m = otp.receive(10)
+            if isinstance(m, otp.EXIT):
+                assert m == otp.EXIT(pid, reason)
+                break
+            seen.append(m[1])
+        assert seen == list(range(30))
+
+
+def test_exit_signal_from_live_sender_stays_behind_its_messages(node):
+    parent = otp.self()
+
+    def sender(target):
+        for i in range(100):
+            otp.send(target, ("seq", i))
+        otp.exit(target, "shutdown")
+        otp.receive()
+
+    otp.trap_exit(True)
+    s = otp.spawn(sender, parent)
+    seen = []
+    while True:
+        m = otp.receive(10)
+        if isinstance(m, otp.EXIT):
+            assert m.pid == s and m.reason == "shutdown"
+            break
+        seen.append(m[1])
+    assert seen == list(range(100))
+    otp.exit(s, "kill")
+
+
+def test_down_after_reply_when_server_replies_then_exits(node):
+    """erlang/otp#7510: a reply sent before the exit is received before DOWN."""
+    server, ref = otp.spawn_monitor(lambda parent: otp.send(parent, "reply"), otp.self())
+    assert otp.receive(10) == "reply"
+    assert down_of(ref).reason == "normal"
+
+
+def test_exit_of_linked_trapping_peer_after_sigkill_reaches_us(node):
+    otp.trap_exit(True)
+    pid = otp.spawn_link(wait_forever)
+    ref = otp.monitor(pid)
+    os.kill(pid.ospid, signal.SIGKILL)
+    assert down_of(ref).reason == "killed"
+    assert exit_of(pid).reason == "killed"
