@@ -78,12 +78,12 @@ def embryo_main(node: NodeInfo, uid: int, zygote_channel: socket.socket, zygote_
         if entry not in sys.path:
             sys.path.append(entry)
     sig = proc.sig
-    parent_alive = True
     with sig.lock:
         if link:
-            parent_alive = sig.ensure_watch(parent) is not None
-            if parent_alive:
-                sig.links[parent.uid] = parent
+            sig.links[parent.uid] = parent
+            sig.hold(parent)
+            if not sig.watch(parent):
+                sig.drain_and_settle(parent)  # the spawner died meanwhile
         if mon_ref is not None:
             sig.monitored_by[mon_ref] = parent
     proc.parent = parent
@@ -92,8 +92,6 @@ def embryo_main(node: NodeInfo, uid: int, zygote_channel: socket.socket, zygote_
         proc.rt = 0
         if proc.sig.fatal is not None:  # an exit signal came during the bootstrap
             raise ProcessExit(proc.sig.fatal)
-        if not parent_alive:
-            raise ProcessExit("noproc")
         fn, args, kwargs = pickle.loads(blob)
         fn(*args, **kwargs)
     except ProcessExit as exc:

@@ -320,7 +320,9 @@ class Process:
                 h = self.held.get(uid)
                 if h is None:
                     with self.sig.lock:
-                        watched = self.sig.ensure_watch(pid) is not None
+                        watched = self.sig.watch(pid)
+                        if watched:
+                            self.sig.hold(pid)
                     if not watched:  # the sender is gone: nothing more will come
                         self._apply(pid, action, payload)
                         continue
@@ -339,7 +341,7 @@ class Process:
         if not h:
             del self.held[uid]
             with self.sig.lock:
-                self.sig.release_watch(uid)
+                self.sig.release(uid)
 
     def _apply(self, pid: Pid, action: str, payload: object) -> None:
         if action == "msg":
@@ -353,35 +355,56 @@ class Process:
 
     # ------------------------------------------------------ links, monitors
 
+    def _request(self, pid: Pid, add, remove, msg: tuple) -> bool | None:
+        """Record a table entry about ``pid``, send it the request, watch it.
+
+        ``add()`` (under the lock) records the entry and returns False if it
+        already existed (then nothing is sent: None).  Returns False if
+        ``pid`` was gone (its port refused the request; the entry is
+        removed), True otherwise, including when the port already settled
+        the entry with the real exit reason.
+        """
+        sig = self.sig
+        with sig.lock:
+            if not add():
+                return None
+            sig.hold(pid)
+        if not sig.send(pid, msg, self.node.signal_address(pid.uid)):
+            with sig.lock:
+                if remove():
+                    sig.release(pid.uid)
+                    return False
+            return True
+        with sig.lock:
+            if pid.uid in sig.refs and not sig.watch(pid):
+                sig.drain_and_settle(pid)
+        return True
+
     def link(self, pid: Pid) -> None:
         if pid.uid == self.uid:
             return
         sig = self.sig
-        with sig.lock:
-            if pid.uid in sig.links:
-                return
-            w = sig.ensure_watch(pid)
-            if w is not None:
-                sig.links[pid.uid] = pid
-            trapping = sig.trap_exit
-        if w is not None:
-            if sig.send(pid, ("link", self.pid, self.seq_to(pid.uid)), self.node.signal_address(pid.uid)):
-                return
-            with sig.lock:
-                if sig.links.pop(pid.uid, None) is None:
-                    return  # already settled by the port
-                sig.release_watch(pid.uid)
-        if trapping:
-            self.mailbox.append(EXIT(pid, "noproc"))
-        else:
-            raise NoProc(pid)
+        links, uid = sig.links, pid.uid
+
+        def add() -> bool:
+            if uid in links:
+                return False
+            links[uid] = pid
+            return True
+
+        ok = self._request(pid, add, lambda: links.pop(uid, None) is not None, ("link", self.pid, self.seq_to(uid)))
+        if ok is False:
+            if sig.trap_exit:
+                self.mailbox.append(EXIT(pid, "noproc"))
+            else:
+                raise NoProc(pid)
 
     def unlink(self, pid: Pid) -> None:
         sig = self.sig
         with sig.lock:
             was = sig.links.pop(pid.uid, None) is not None
             if was:
-                sig.release_watch(pid.uid)
+                sig.release(pid.uid)
         if was:
             sig.send(pid, ("unlink", self.pid, self.seq_to(pid.uid)), self.node.signal_address(pid.uid))
 
@@ -389,20 +412,20 @@ class Process:
         ref = make_ref()
         if pid.uid == self.uid:
             return ref  # fires only when we are dead, i.e. never for us
-        sig = self.sig
-        with sig.lock:
-            w = sig.ensure_watch(pid)
-            if w is not None:
-                sig.monitors[ref] = pid
-        if w is not None:
-            msg = ("monitor", self.pid, self.seq_to(pid.uid), ref)
-            if sig.send(pid, msg, self.node.signal_address(pid.uid)):
-                return ref
-            with sig.lock:
-                if sig.monitors.pop(ref, None) is None:
-                    return ref
-                sig.release_watch(pid.uid)
-        self.mailbox.append(DOWN(ref, pid, "noproc"))
+        monitors = self.sig.monitors
+
+        def add() -> bool:
+            monitors[ref] = pid
+            return True
+
+        msg = ("monitor", self.pid, self.seq_to(pid.uid), ref)
+        if self._request(pid, add, lambda: monitors.pop(ref, None) is not None, msg) is False:
+            # Take in what the dead process sent first, so its DOWN comes
+            # after it (frames still in the kernel's buffer at this instant
+            # can come later: we were not watching when it died, so no
+            # sequence number says how many to wait for).
+            self._drain_inbox()
+            self.mailbox.append(DOWN(ref, pid, "noproc"))
         return ref
 
     def demonitor(self, ref: Ref, flush: bool = False) -> bool:
@@ -410,7 +433,7 @@ class Process:
         with sig.lock:
             pid = sig.monitors.pop(ref, None)
             if pid is not None:
-                sig.release_watch(pid.uid)
+                sig.release(pid.uid)
         if pid is not None:
             sig.send(pid, ("demonitor", self.pid, 0, ref), self.node.signal_address(pid.uid))
         self.integrate()
@@ -463,20 +486,15 @@ class Process:
         p = self.peer(pid)
         if p.dead is not None or p.call_ref is not None:
             return p
-        sig = self.sig
         ref = make_ref()
-        with sig.lock:
-            w = sig.ensure_watch(pid)
-            if w is not None:
-                sig.call_watches[ref] = pid
-        if w is None:
-            p.dead = "noproc"
-            return p
+        watches = self.sig.call_watches
+
+        def add() -> bool:
+            watches[ref] = pid
+            return True
+
         p.call_ref = ref
-        if not sig.send(pid, ("monitor", self.pid, p.seq, ref), self.node.signal_address(pid.uid)):
-            with sig.lock:
-                if sig.call_watches.pop(ref, None) is not None:
-                    sig.release_watch(pid.uid)
+        if self._request(pid, add, lambda: watches.pop(ref, None) is not None, ("monitor", self.pid, p.seq, ref)) is False:
             p.dead = "noproc"
             p.call_ref = None
         return p
@@ -535,18 +553,17 @@ class Process:
                 with sig.lock:
                     if link:
                         sig.links[uid] = pid
+                        sig.hold(pid)
                     if ref is not None:
                         sig.monitors[ref] = pid
+                        sig.hold(pid)
                 return dumps((self.pid, link, ref, list(sys.path), blob))
 
             self._zygote.spawn(register, getattr(fn, "__module__", None))
             pid = registered[0]
             with sig.lock:
-                needed = (pid.uid in sig.links) + (ref is not None and ref in sig.monitors)
-                for _ in range(needed):
-                    if sig.ensure_watch(pid) is None:
-                        sig.settle_dead(pid)  # died before we could watch it
-                        break
+                if pid.uid in sig.refs and not sig.watch(pid):
+                    sig.drain_and_settle(pid)  # it is gone already
             if self.root:
                 self.spawned.append(pid)
             return (pid, ref) if monitor else pid
@@ -596,38 +613,39 @@ class Process:
 
     def _send_dead_notices(self, reason: object, complete: bool) -> None:
         sig = self.sig
+        # Requests still queued arrived while we were alive (the port was
+        # open); they are honoured like the others.  A request sent after
+        # the port was removed failed at its sender, which saw 'noproc'.
         late = sig.drain_unlocked()
         with sig.lock:
             links = dict(sig.links)
             monitored_by = dict(sig.monitored_by)
             sig.links.clear()
             sig.monitored_by.clear()
-        noproc: dict[int, list] = {}
-        for s in late:  # requests that arrived after we began to exit
+        for s in late:
             op, sender = s[0], s[1]
-            if op == "unlink":
+            if op == "link":
+                links[sender.uid] = sender
+            elif op == "unlink":
                 links.pop(sender.uid, None)
+            elif op == "monitor":
+                monitored_by[s[3]] = sender
             elif op == "demonitor":
                 monitored_by.pop(s[3], None)
-            elif op == "link" and sender.uid not in links:
-                noproc.setdefault(sender.uid, [sender, False, []])[1] = True
-            elif op == "monitor":
-                noproc.setdefault(sender.uid, [sender, False, []])[2].append(s[3])
         notices: dict[int, list] = {}
         for uid, pid in links.items():
             notices[uid] = [pid, True, []]
         for ref, pid in monitored_by.items():
             notices.setdefault(pid.uid, [pid, False, []])[2].append(ref)
-        for batch, why, final in ((notices, reason, complete), (noproc, "noproc", False)):
-            for uid, (pid, linked, refs) in batch.items():
-                seq = self.seq_to(uid) if batch is notices else 0
-                address = self.node.signal_address(uid)
-                for i, chunk in enumerate(chunked_refs(refs)):
-                    try:
-                        sig.send(pid, ("dead", self.pid, seq, why, linked and i == 0, chunk, final), address)
-                    except Exception:
-                        # An unpicklable reason must not stop the notices.
-                        sig.send(pid, ("dead", self.pid, seq, repr(why), linked and i == 0, chunk, final), address)
+        for uid, (pid, linked, refs) in notices.items():
+            seq = self.seq_to(uid)
+            address = self.node.signal_address(uid)
+            for i, chunk in enumerate(chunked_refs(refs)):
+                try:
+                    sig.send(pid, ("dead", self.pid, seq, reason, linked and i == 0, chunk, complete), address)
+                except Exception:
+                    # An unpicklable reason must not stop the notices.
+                    sig.send(pid, ("dead", self.pid, seq, repr(reason), linked and i == 0, chunk, complete), address)
 
 
 def _on_interrupt(signum, frame) -> None:

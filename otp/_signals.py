@@ -73,14 +73,13 @@ _DEAD_CLOSE = (errno.ENOENT, errno.ECONNREFUSED, errno.ENOTCONN, errno.EPIPE)
 
 
 class _Watch:
-    """A pidfd on a peer plus how many links/monitors/holds need it."""
+    """A pidfd on a peer."""
 
-    __slots__ = ("pid", "fd", "refs", "notified")
+    __slots__ = ("pid", "fd", "notified")
 
     def __init__(self, pid: Pid, fd: int) -> None:
         self.pid = pid
         self.fd = fd
-        self.refs = 0
         self.notified = False  # a 'dead' notice from the peer arrived
 
 
@@ -97,8 +96,12 @@ class SignalPort:
         self.monitors: dict[Ref, Pid] = {}  # monitors this process holds
         self.call_watches: dict[Ref, Pid] = {}  # internal monitors used by calls
         self.monitored_by: dict[Ref, Pid] = {}  # monitors others hold on us
+        # How many links, monitors, call watches and ordering holds refer to
+        # each peer; its pidfd is open while the count is positive.
+        self.refs: dict[int, int] = {}
         self.watches: dict[int, _Watch] = {}
         self._fd_uid: dict[int, int] = {}
+        self._maybe_dead: list[Pid] = []
         self.trap_exit = False
         self.exiting = False
         self.fatal: object = None
@@ -150,32 +153,46 @@ class SignalPort:
             raise
 
     # ------------------------------------------------------- watches (locked)
+    #
+    # Every table entry about a peer holds one count in ``refs`` (``hold``
+    # when it is added, ``release`` when it is removed).  The pidfd is opened
+    # separately (``watch``), after the request that made the entry was sent:
+    # a process that is already gone when we look is settled only after the
+    # notices queued on our port have been read (``drain_and_settle``), so a
+    # real exit reason is never replaced by a guessed one.
 
-    def ensure_watch(self, pid: Pid) -> _Watch | None:
-        """Take a reference on the pidfd watch of ``pid``; None if it is dead.
+    def hold(self, pid: Pid) -> None:
+        self.refs[pid.uid] = self.refs.get(pid.uid, 0) + 1
 
-        Call with ``lock`` held.
-        """
-        w = self.watches.get(pid.uid)
-        if w is None:
-            fd = open_verified_pidfd(pid.ospid, pid.start)
-            if fd is None:
-                return None
-            w = _Watch(pid, fd)
-            self.watches[pid.uid] = w
-            self._fd_uid[fd] = pid.uid
-            self._epoll.register(fd, select.EPOLLIN)
-        w.refs += 1
-        return w
-
-    def release_watch(self, uid: int) -> None:
-        """Drop one reference; close the pidfd with the last.  Lock held."""
-        w = self.watches.get(uid)
-        if w is None:
+    def release(self, uid: int) -> None:
+        n = self.refs.get(uid, 0) - 1
+        if n > 0:
+            self.refs[uid] = n
             return
-        w.refs -= 1
-        if w.refs <= 0:
+        self.refs.pop(uid, None)
+        w = self.watches.get(uid)
+        if w is not None:
             self._close_watch(uid, w)
+
+    def watch(self, pid: Pid) -> bool:
+        """Make sure a pidfd watches ``pid``; False if it has exited."""
+        if pid.uid in self.watches:
+            return True
+        fd = open_verified_pidfd(pid.ospid, pid.start)
+        if fd is None:
+            return False
+        if _readable(fd):  # exited, not yet reaped
+            os.close(fd)
+            return False
+        self.watches[pid.uid] = _Watch(pid, fd)
+        self._fd_uid[fd] = pid.uid
+        self._epoll.register(fd, select.EPOLLIN)
+        return True
+
+    def drain_and_settle(self, pid: Pid) -> None:
+        """``pid`` is gone: read its notices, then settle what they left."""
+        self._drain()
+        self.settle_dead(pid, "killed")
 
     def _close_watch(self, uid: int, w: _Watch) -> None:
         del self.watches[uid]
@@ -313,6 +330,8 @@ class SignalPort:
                 self._handle(sig)
             except Exception:
                 log.exception("dropped signal %r", sig[:1])
+        while self._maybe_dead:
+            self.settle_dead(self._maybe_dead.pop(), "killed")
 
     def _handle(self, sig: tuple) -> None:
         op, sender, seq = sig[0], sig[1], sig[2]
@@ -332,25 +351,24 @@ class SignalPort:
                 w.notified = True
             if linked and uid in self.links:
                 del self.links[uid]
-                self.release_watch(uid)
+                self.release(uid)
                 self._link_exit(sender, reason, seq, complete)
             for ref in refs:
                 if self.monitors.pop(ref, None) is not None:
-                    self.release_watch(uid)
+                    self.release(uid)
                     self.post(sender, seq, complete, "msg", DOWN(ref, sender, reason))
                 elif self.call_watches.pop(ref, None) is not None:
-                    self.release_watch(uid)
+                    self.release(uid)
                     self.post(sender, seq, complete, "peer_dead", reason)
         elif op == "link":
             if uid not in self.links:
-                w = self.ensure_watch(sender)
                 self.links[uid] = sender
-                if w is None:  # it died right after asking
-                    del self.links[uid]
-                    self._link_exit(sender, "noproc", seq, False)
+                self.hold(sender)
+                if not self.watch(sender):
+                    self._maybe_dead.append(sender)
         elif op == "unlink":
             if self.links.pop(uid, None) is not None:
-                self.release_watch(uid)
+                self.release(uid)
         elif op == "monitor":
             self.monitored_by[sig[3]] = sender
         elif op == "demonitor":
@@ -371,11 +389,15 @@ class SignalPort:
         w = self.watches.get(uid)
         if w is not None:
             self._close_watch(uid, w)
+        if uid not in self.refs:
+            return
         if self.links.pop(uid, None) is not None:
+            self.release(uid)
             self._link_exit(pid, reason, 0, False)
         for table, action in ((self.monitors, "msg"), (self.call_watches, "peer_dead")):
             for ref in [r for r, p in table.items() if p.uid == uid]:
                 del table[ref]
+                self.release(uid)
                 self.post(pid, 0, False, action, DOWN(ref, pid, reason) if action == "msg" else reason)
         self.post(pid, 0, False, "release", None)
 

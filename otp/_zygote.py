@@ -205,6 +205,7 @@ class _Zygote:
             if len(msg) > 1 and msg[1] is not None:
                 self.learn(*msg[1])
         elif msg[0] == "list":
+            self.reap()  # what has already exited is not listed
             live = list(self.children.items())
             for i in range(0, max(1, len(live)), _LIST_CHUNK):
                 part = live[i : i + _LIST_CHUNK]

@@ -113,6 +113,9 @@ def test_zombies_are_reaped(node):
     pids = [otp.spawn(lambda: None) for _ in range(5)]
     for p in pids:
         wait_dead(p)
+    assert wait_os_pids_gone([p.ospid for p in pids], 5) == []  # exited (maybe zombies)
+    live = node.os_pids()  # the zygote reaps before it answers
+    assert not set(live) & {p.ospid for p in pids}
     children = {p.pid: p for p in __import__("psutil").Process(node.zygote_ospid).children()}
     for p in pids:
         assert p.ospid not in children  # reaped, not a zombie child of the zygote

@@ -91,8 +91,8 @@ def test_receive_timeout_raises_and_zero_timeout_looks_once(node):
 
 
 def test_receive_zero_timeout_sees_what_already_arrived(node):
-    pid = otp.spawn(send_then_exit, otp.self(), 3)
-    wait_dead(pid)  # its frames were flushed before it exited
+    pid, ref = otp.spawn_monitor(send_then_exit, otp.self(), 3)
+    down_of(ref)  # its frames were received before its DOWN
     got = []
     while True:
         try:
