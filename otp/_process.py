@@ -34,7 +34,7 @@ from ._codec import WAKE_FRAME, dumps
 from ._errors import CalleeExit, CallError, CallTimeout, NoProc, NotAProcess, ProcessExit, Timeout
 from ._pid import Pid, Ref, make_ref, new_uid
 from ._reasons import DOWN, EXIT, Crash, is_clean
-from ._signals import INTERRUPT_SIGNAL, SignalPort, chunked_refs
+from ._signals import INTERRUPT_SIGNAL, LIVE, SignalPort, chunked_refs
 from ._transport import BACKLOG, EXIT_LINGER_MS, RECONNECT_IVL_MS, NodeInfo
 
 log = logging.getLogger("otp")
@@ -320,12 +320,13 @@ class Process:
                 h = self.held.get(uid)
                 if h is None:
                     with self.sig.lock:
-                        watched = self.sig.watch(pid)
-                        if watched:
-                            self.sig.hold(pid)
-                    if not watched:  # the sender is gone: nothing more will come
-                        self._apply(pid, action, payload)
-                        continue
+                        # A live sender is watched while we wait for its
+                        # messages; if it is gone already, we cannot know
+                        # whether they will come, and deliver now.
+                        if complete == LIVE and not self.sig.watch(pid):
+                            self._apply(pid, action, payload)
+                            continue
+                        self.sig.hold(pid)
                     h = self.held[uid] = collections.deque()
                 h.append((seq, pid, action, payload))
             else:

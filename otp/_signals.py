@@ -69,18 +69,23 @@ SIGNAL_SEND_TIMEOUT = 5.0
 INTERRUPT_SIGNAL = signal.SIGUSR2
 
 _MAX_REFS_PER_DATAGRAM = 512
+
+#: ``complete`` value of an item from a sender that is still alive: hold it
+#: behind that sender's messages, but watch the sender, since a violent death
+#: could lose messages it counted.  (True: the sender flushed before it sent
+#: the item, its messages will all arrive.  False: deliver now.)
+LIVE = "live"
 _DEAD_CLOSE = (errno.ENOENT, errno.ECONNREFUSED, errno.ENOTCONN, errno.EPIPE)
 
 
 class _Watch:
     """A pidfd on a peer."""
 
-    __slots__ = ("pid", "fd", "notified")
+    __slots__ = ("pid", "fd")
 
     def __init__(self, pid: Pid, fd: int) -> None:
         self.pid = pid
         self.fd = fd
-        self.notified = False  # a 'dead' notice from the peer arrived
 
 
 class SignalPort:
@@ -102,6 +107,8 @@ class SignalPort:
         self.watches: dict[int, _Watch] = {}
         self._fd_uid: dict[int, int] = {}
         self._maybe_dead: list[Pid] = []
+        # Peers whose 'dead' notice arrived (kept while they are referred to).
+        self._notified: set[int] = set()
         self.trap_exit = False
         self.exiting = False
         self.fatal: object = None
@@ -170,6 +177,7 @@ class SignalPort:
             self.refs[uid] = n
             return
         self.refs.pop(uid, None)
+        self._notified.discard(uid)
         w = self.watches.get(uid)
         if w is not None:
             self._close_watch(uid, w)
@@ -192,7 +200,7 @@ class SignalPort:
     def drain_and_settle(self, pid: Pid) -> None:
         """``pid`` is gone: read its notices, then settle what they left."""
         self._drain()
-        self.settle_dead(pid, "killed")
+        self.settle_dead(pid)
 
     def _close_watch(self, uid: int, w: _Watch) -> None:
         del self.watches[uid]
@@ -331,7 +339,7 @@ class SignalPort:
             except Exception:
                 log.exception("dropped signal %r", sig[:1])
         while self._maybe_dead:
-            self.settle_dead(self._maybe_dead.pop(), "killed")
+            self.settle_dead(self._maybe_dead.pop())
 
     def _handle(self, sig: tuple) -> None:
         op, sender, seq = sig[0], sig[1], sig[2]
@@ -341,14 +349,13 @@ class SignalPort:
         if op == "exit":
             reason = sig[3]
             if self.trap_exit:
-                self.post(sender, seq, True, "msg", EXIT(sender, reason))
+                self.post(sender, seq, LIVE, "msg", EXIT(sender, reason))
             elif reason != "normal":
                 self._set_fatal(reason)
         elif op == "dead":
             reason, linked, refs, complete = sig[3], sig[4], sig[5], sig[6]
-            w = self.watches.get(uid)
-            if w is not None:
-                w.notified = True
+            if uid in self.refs:
+                self._notified.add(uid)
             if linked and uid in self.links:
                 del self.links[uid]
                 self.release(uid)
@@ -377,29 +384,40 @@ class SignalPort:
             raise DecodeError(f"unknown signal {op!r}")
 
     def _peer_gone(self, uid: int, w: _Watch) -> None:
-        """A watched process ended.  Whatever its notices did not settle is
-        settled here: ``'noproc'`` if it exited deliberately (it had not seen
-        our request), ``'killed'`` if it died without a word.  Lock held."""
+        """A watched process ended: settle what its notices did not."""
         self._close_watch(uid, w)
-        self.settle_dead(w.pid, "noproc" if w.notified else "killed")
+        self.settle_dead(w.pid)
 
-    def settle_dead(self, pid: Pid, reason: object = "killed") -> None:
-        """Deliver ``reason`` for every link and monitor still on ``pid``.  Lock held."""
+    def settle_dead(self, pid: Pid) -> None:
+        """``pid`` has exited: deliver an exit reason for every link and
+        monitor still on it.  Lock held.
+
+        If its 'dead' notice arrived, what is left are requests it never
+        saw: ``'noproc'``; the messages it sent before the notice are on
+        their way, so signals held behind them stay held.  Without a notice
+        it died without a word (SIGKILL, a crash in C): ``'killed'``, and
+        nothing more will come from it, so held signals are released.
+        """
         uid = pid.uid
         w = self.watches.get(uid)
         if w is not None:
             self._close_watch(uid, w)
         if uid not in self.refs:
             return
+        notified = uid in self._notified
+        reason = "noproc" if notified else "killed"
+        # complete=True with sequence 0: delivered at once, without flushing
+        # what is held behind the notice; complete=False flushes it.
         if self.links.pop(uid, None) is not None:
             self.release(uid)
-            self._link_exit(pid, reason, 0, False)
+            self._link_exit(pid, reason, 0, notified)
         for table, action in ((self.monitors, "msg"), (self.call_watches, "peer_dead")):
             for ref in [r for r, p in table.items() if p.uid == uid]:
                 del table[ref]
                 self.release(uid)
-                self.post(pid, 0, False, action, DOWN(ref, pid, reason) if action == "msg" else reason)
-        self.post(pid, 0, False, "release", None)
+                self.post(pid, 0, notified, action, DOWN(ref, pid, reason) if action == "msg" else reason)
+        if not notified:
+            self.post(pid, 0, False, "release", None)
 
     # -------------------------------------------------------------- closing
 
