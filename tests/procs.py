@@ -195,3 +195,31 @@ class FailingInit(otp.GenServer):
         if how == "slow":
             time.sleep(10)  # sleep-ok: the start timeout is the subject
         return how
+
+
+def puppet(parent: otp.Pid, trap: bool) -> None:
+    """Obey commands from ``parent``; forward every other message to it."""
+    otp.trap_exit(trap)
+    me = otp.self()
+    otp.send(parent, ("ready", me))
+    while True:
+        msg = otp.receive()
+        if type(msg) is tuple and msg and msg[0] == "cmd":
+            op, arg = msg[1], msg[2]
+            if op == "echo":
+                otp.send(parent, ("echo", me, arg))
+            elif op == "exit":
+                raise otp.ProcessExit(arg)
+            elif op == "crash":
+                raise ValueError(arg)
+            elif op == "link":
+                otp.link(arg)
+                otp.send(parent, ("linked", me, arg))
+            elif op == "unlink":
+                otp.unlink(arg)
+                otp.send(parent, ("unlinked", me, arg))
+            elif op == "burst":
+                for i in range(arg):
+                    otp.send(parent, ("burst", me, i))
+        else:
+            otp.send(parent, ("fwd", me, msg))

@@ -164,6 +164,7 @@ def test_terminate_on_bad_return(node):
 
 def test_terminate_runs_on_parent_exit_when_trapping(node):
     me = otp.self()
+    otp.trap_exit(True)  # its 'shutdown' exit comes back to us through the link
     server = Reporter.start_link((me, True, None))
     recv_tagged("init")
     otp.exit(server, "shutdown")  # from the parent (we started it)
