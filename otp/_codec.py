@@ -31,7 +31,7 @@ import cloudpickle
 
 from ._errors import EncodeError
 
-__all__ = ["WAKE_FRAME", "dumps", "decode", "DecodeError", "decode_signal"]
+__all__ = ["WAKE_FRAME", "dumps", "dumps_by_value", "decode", "DecodeError", "decode_signal"]
 
 #: A frame of this single byte only wakes the receiver (from its own signal
 #: thread); it carries nothing and is never decoded.
@@ -53,6 +53,19 @@ def dumps(obj: object) -> bytes:
     try:
         return cloudpickle.dumps(obj, PROTOCOL)
     except Exception as exc:  # cloudpickle raises many kinds
+        raise EncodeError(f"cannot serialise {type(obj).__name__} object: {exc}") from exc
+
+
+def dumps_by_value(obj: object) -> bytes:
+    """Pickle with cloudpickle, which takes functions and classes defined in
+    ``__main__`` by value: the process that unpickles them (forked from the
+    zygote) does not have the spawner's ``__main__``.  Used for what
+    ``spawn`` sends; messages use :func:`dumps` (plain pickle first), so a
+    message holding an instance of a class defined in ``__main__`` needs
+    ``start_method='fork'`` or the class in an importable module."""
+    try:
+        return cloudpickle.dumps(obj, PROTOCOL)
+    except Exception as exc:
         raise EncodeError(f"cannot serialise {type(obj).__name__} object: {exc}") from exc
 
 

@@ -30,7 +30,7 @@ import time
 import zmq
 
 from . import _oslib
-from ._codec import WAKE_FRAME, dumps
+from ._codec import WAKE_FRAME, dumps, dumps_by_value
 from ._errors import CalleeExit, CallError, CallTimeout, NoProc, NotAProcess, ProcessExit, Timeout
 from ._pid import Pid, Ref, make_ref, new_uid
 from ._reasons import DOWN, EXIT, Crash, is_clean
@@ -226,11 +226,18 @@ class Process:
             else:
                 if t[2] in self.active_calls:
                     self.replies[t[2]] = t[3]
-        except Exception:
+        except Exception as exc:
             if frame == WAKE_FRAME:
                 self.sig.wake_pending = False
+            elif "__main__" in str(exc):
+                log.warning(
+                    "%r dropped a message it cannot decode: %s (define message classes in an importable "
+                    "module, or use start_method='fork')",
+                    self.pid,
+                    exc,
+                )
             else:
-                log.warning("%r dropped a malformed frame (%d bytes)", self.pid, len(frame))
+                log.warning("%r dropped a malformed frame (%d bytes): %r", self.pid, len(frame), exc)
             return
         self.recv_seq[uid] = seq
         if uid in self.held:
@@ -541,7 +548,7 @@ class Process:
 
         self.rt += 1
         try:
-            blob = dumps((fn, tuple(args), dict(kwargs)))
+            blob = dumps_by_value((fn, tuple(args), dict(kwargs)))
             ref = make_ref() if monitor else None
             sig = self.sig
             if self._zygote is None:
