@@ -54,9 +54,13 @@ from ._gen_server import (
     reply,
     stop,
 )
+from ._child_spec import ChildInfo, ChildSpec, SupervisorError, SupFlags, child_spec
 from ._node import Node
 from ._pid import Pid, Ref
 from ._reasons import DOWN, EXIT, Crash, is_clean, is_normal, is_shutdown
+from ._supervisor import DynamicSupervisor, Supervisor
+from ._task import Task, TaskExit, TaskSupervisor
+from . import supervisor  # noqa: E402 - the management calls, as otp.supervisor.*
 
 __all__ = [
     "Node",
@@ -94,6 +98,17 @@ __all__ = [
     "cast",
     "reply",
     "stop",
+    "Supervisor",
+    "DynamicSupervisor",
+    "TaskSupervisor",
+    "Task",
+    "TaskExit",
+    "SupFlags",
+    "ChildSpec",
+    "ChildInfo",
+    "child_spec",
+    "SupervisorError",
+    "supervisor",
     "OTPError",
     "Timeout",
     "CallError",

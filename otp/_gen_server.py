@@ -144,6 +144,17 @@ class GenServer:
         """Like :meth:`start`, linked to the caller."""
         return _start(cls, args, name, timeout, link=True)
 
+    @classmethod
+    def child_spec(cls, args: Any = None, id: Any = None, *, name: Any = None, **kw: Any):  # noqa: A002
+        """A child spec running ``cls.start_link(args, name=name)`` (id
+        defaults to the class name); ``kw`` are child_spec's keywords."""
+        from functools import partial
+
+        from ._child_spec import child_spec
+
+        start = partial(cls.start_link, name=name) if name is not None else cls.start_link
+        return child_spec(id if id is not None else cls.__name__, (start, (args,)), **kw)
+
 
 # ------------------------------------------------------------------ client
 

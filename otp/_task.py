@@ -1,0 +1,212 @@
+"""Tasks under a task supervisor (Elixir's Task.Supervisor).
+
+Every task is a temporary OS process under a :class:`TaskSupervisor` (never
+restarted).  ``async_`` links it to the caller (a crash in the task takes a
+non-trapping caller down, as in Elixir), ``async_nolink`` only monitors it;
+either way ``await_`` gets the result or raises :class:`TaskExit` with the
+task's exit reason.
+
+The task waits for a go message from its owner before it runs, so the
+owner's monitor is in place first: a result is always received before the
+task's DOWN.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
+
+from . import _api
+from ._child_spec import child_spec
+from ._errors import CallError, Timeout
+from ._pid import Pid, Ref
+from ._reasons import DOWN
+from ._supervisor import DynamicSupervisor, start_child
+
+__all__ = ["Task", "TaskSupervisor", "TaskExit", "async_", "async_nolink", "await_", "yield_", "shutdown_task", "async_stream"]
+
+#: Elixir's default await timeout (5000 ms).
+DEFAULT_TIMEOUT = 5.0
+
+
+class TaskExit(CallError):
+    """The task exited before producing its result; ``reason`` says why."""
+
+
+class Task(NamedTuple):
+    """A running task: its pid, the reference its result is tagged with
+    (also the owner's monitor), and the owner."""
+
+    pid: Pid
+    ref: Ref
+    owner: Pid
+
+
+class TaskSupervisor(DynamicSupervisor):
+    """A dynamic supervisor for tasks.  ``TaskSupervisor.start_link(
+    max_children=None, name=None)``; the task functions are also available
+    as its static methods (``TaskSupervisor.async_(sup, fn, *args)``)."""
+
+
+def _task_main(owner: Pid, link: bool, fn: Callable, args: tuple, kwargs: dict) -> None:
+    owner_ref = _api.monitor(owner)
+    msg = _api.receive(None, lambda m: (type(m) is tuple and m[0] == "$task_go") or (isinstance(m, DOWN) and m.ref == owner_ref))
+    if isinstance(msg, DOWN):
+        return  # the owner went away before it could tell us to start
+    _api.demonitor(owner_ref, flush=True)
+    if link:
+        _api.link(owner)
+    result = fn(*args, **kwargs)
+    _api.send(owner, ("$task", msg[1], result))
+
+
+def _start(sup: Any, fn: Callable, args: tuple, kwargs: dict, link: bool, shutdown: Any) -> Task:
+    owner = _api.self_()
+    spec = child_spec(
+        "task", start=(_api.spawn_link, (_task_main, owner, link, fn, args, kwargs)), restart="temporary", shutdown=shutdown
+    )
+    pid = start_child(sup, spec)
+    ref = _api.monitor(pid)
+    _api.send(pid, ("$task_go", ref))
+    return Task(pid, ref, owner)
+
+
+def async_(sup: Any, fn: Callable, *args: Any, shutdown: Any = 5.0, **kwargs: Any) -> Task:
+    """Run ``fn(*args, **kwargs)`` in a task linked to the caller."""
+    return _start(sup, fn, args, kwargs, True, shutdown)
+
+
+def async_nolink(sup: Any, fn: Callable, *args: Any, shutdown: Any = 5.0, **kwargs: Any) -> Task:
+    """Run ``fn`` in a task the caller only monitors."""
+    return _start(sup, fn, args, kwargs, False, shutdown)
+
+
+def _answer(task: Task) -> Callable[[Any], bool]:
+    ref = task.ref
+    return lambda m: (type(m) is tuple and len(m) == 3 and m[0] == "$task" and m[1] == ref) or (
+        isinstance(m, DOWN) and m.ref == ref
+    )
+
+
+def await_(task: Task, timeout: float | None = DEFAULT_TIMEOUT) -> Any:
+    """The task's result.  Raises :class:`TaskExit` if it exited first and
+    :class:`otp.Timeout` after ``timeout`` (the task keeps running; see
+    :func:`shutdown_task`)."""
+    if task.owner != _api.self_():
+        raise CallError("not_owner", task.pid)
+    msg = _api.receive(timeout, _answer(task))
+    if isinstance(msg, DOWN):
+        raise TaskExit(msg.reason, task.pid)
+    _api.demonitor(task.ref, flush=True)
+    return msg[2]
+
+
+def yield_(task: Task, timeout: float | None = DEFAULT_TIMEOUT) -> tuple | None:
+    """``('ok', result)``, ``('exit', reason)``, or None if nothing came
+    within ``timeout`` (the task may still answer a later yield)."""
+    try:
+        msg = _api.receive(timeout, _answer(task))
+    except Timeout:
+        return None
+    if isinstance(msg, DOWN):
+        return ("exit", msg.reason)
+    _api.demonitor(task.ref, flush=True)
+    return ("ok", msg[2])
+
+
+def shutdown_task(task: Task, timeout: float = 5.0) -> tuple | None:
+    """Stop a task; returns its result if it finished meanwhile."""
+    _api.unlink(task.pid)
+    _api.exit(task.pid, "shutdown")
+    try:
+        msg = _api.receive(timeout, _answer(task))
+    except Timeout:
+        _api.exit(task.pid, "kill")
+        msg = _api.receive(None, lambda m: isinstance(m, DOWN) and m.ref == task.ref)
+    if isinstance(msg, DOWN):
+        return None
+    _api.demonitor(task.ref, flush=True)
+    return ("ok", msg[2])
+
+
+def async_stream(
+    sup: Any,
+    items: Iterable[Any],
+    fn: Callable[[Any], Any],
+    *,
+    max_concurrency: int | None = None,
+    ordered: bool = True,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    on_timeout: str = "exit",
+) -> Iterator[tuple]:
+    """Run ``fn(item)`` for every item in at most ``max_concurrency`` tasks
+    (default: the number of CPUs), yielding ``('ok', result)`` or
+    ``('exit', reason)`` per item, in input order if ``ordered``.  A task
+    exceeding ``timeout`` raises :class:`otp.Timeout` (``on_timeout='exit'``)
+    or is killed and yields ``('exit', 'timeout')`` (``'kill_task'``)."""
+    if on_timeout not in ("exit", "kill_task"):
+        raise ValueError(f"on_timeout must be 'exit' or 'kill_task', not {on_timeout!r}")
+    limit = max_concurrency or os.cpu_count() or 2
+    source = iter(items)
+    running: dict[Ref, tuple[int, Task, float]] = {}
+    done: dict[int, tuple] = {}
+    next_index, next_out, exhausted = 0, 0, False
+    try:
+        while True:
+            while not exhausted and len(running) < limit:
+                try:
+                    item = next(source)
+                except StopIteration:
+                    exhausted = True
+                    break
+                task = async_nolink(sup, fn, item)
+                running[task.ref] = (next_index, task, time.monotonic())
+                next_index += 1
+            if ordered:
+                while next_out in done:
+                    yield done.pop(next_out)
+                    next_out += 1
+            if not running:
+                if exhausted and not done:
+                    return
+                if exhausted:
+                    continue
+            wait = None
+            if timeout is not None and running:
+                oldest = min(started for _, _, started in running.values())
+                wait = max(0.0, oldest + timeout - time.monotonic())
+            try:
+                msg = _api.receive(
+                    wait,
+                    lambda m: (type(m) is tuple and len(m) == 3 and m[0] == "$task" and m[1] in running)
+                    or (isinstance(m, DOWN) and m.ref in running),
+                )
+            except Timeout:
+                now = time.monotonic()
+                for ref, (index, task, started) in list(running.items()):
+                    if now - started >= timeout:
+                        if on_timeout == "exit":
+                            raise
+                        shutdown_task(task, 0)
+                        del running[ref]
+                        done[index] = ("exit", "timeout")
+                continue
+            if isinstance(msg, DOWN):
+                index, _, _ = running.pop(msg.ref)
+                done[index] = ("exit", msg.reason)
+            else:
+                index, task, _ = running.pop(msg[1])
+                _api.demonitor(task.ref, flush=True)
+                done[index] = ("ok", msg[2])
+            if not ordered:
+                for index in list(done):
+                    yield done.pop(index)
+    finally:
+        for _, task, _ in running.values():
+            shutdown_task(task, 0)
+
+
+for _fn in (async_, async_nolink, await_, yield_, shutdown_task, async_stream):
+    setattr(TaskSupervisor, _fn.__name__, staticmethod(_fn))
+del _fn
