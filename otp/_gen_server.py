@@ -71,6 +71,9 @@ class _Sentinel:
     def __repr__(self) -> str:
         return self._name
 
+    def __reduce__(self) -> str:
+        return self._name  # unpickles as the module's own instance: `is` works
+
 
 class Continue(NamedTuple):
     """Action: run ``handle_continue(term, state)`` before any message."""

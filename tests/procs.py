@@ -223,3 +223,55 @@ def puppet(parent: otp.Pid, trap: bool) -> None:
                     otp.send(parent, ("burst", me, i))
         else:
             otp.send(parent, ("fwd", me, msg))
+
+
+class Child(otp.GenServer):
+    """A supervised worker the tests can make exit: cast ('die', reason)."""
+
+    def init(self, args):
+        return args
+
+    def handle_call(self, request, from_, state):
+        return otp.Reply(state, state)
+
+    def handle_cast(self, request, state):
+        if request[0] == "die":
+            return otp.Stop(request[1], state)
+        return otp.NoReply(state)
+
+
+class SlowToStop(otp.GenServer):
+    """Traps exits; its terminate blocks for ``seconds`` (a hanging child)."""
+
+    def init(self, seconds):
+        otp.trap_exit(True)
+        return seconds
+
+    def handle_call(self, request, from_, state):
+        return otp.Reply(state, state)
+
+    def terminate(self, reason, seconds):
+        time.sleep(seconds)  # sleep-ok: a child slow to stop is the subject
+
+
+def failing_start(reason):
+    raise otp.StartError(reason)
+
+
+def ignoring_start():
+    return None
+
+
+def start_unless_file(path: str, value=None):
+    """Start a Child unless ``path`` exists (then the start fails): lets a
+    test make restarts fail and succeed again."""
+    if os.path.exists(path):
+        raise otp.StartError(("refused", path))
+    return Child.start_link(value)
+
+
+class ConfiguredSup(otp.Supervisor):
+    """Class-form supervisor whose init returns what the test passed."""
+
+    def init(self, args):
+        return args
