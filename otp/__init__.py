@@ -10,6 +10,7 @@ Layers, bottom up (each imports only the ones below it):
 * supervision, registry and applications on top.
 """
 
+from . import supervisor  # noqa: E402 - the management calls, as otp.supervisor.*
 from ._api import (
     demonitor,
     exit,
@@ -27,6 +28,7 @@ from ._api import (
     unlink,
 )
 from ._api import self_ as self
+from ._child_spec import ChildInfo, ChildSpec, SupervisorError, SupFlags, child_spec
 from ._errors import (
     CalleeExit,
     CallError,
@@ -54,13 +56,11 @@ from ._gen_server import (
     reply,
     stop,
 )
-from ._child_spec import ChildInfo, ChildSpec, SupervisorError, SupFlags, child_spec
 from ._node import Node
 from ._pid import Pid, Ref
 from ._reasons import DOWN, EXIT, Crash, is_clean, is_normal, is_shutdown
 from ._supervisor import DynamicSupervisor, Supervisor
 from ._task import Task, TaskExit, TaskSupervisor
-from . import supervisor  # noqa: E402 - the management calls, as otp.supervisor.*
 
 __all__ = [
     "Node",

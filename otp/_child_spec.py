@@ -19,8 +19,9 @@ Defaults (CS-1, supervisor.erl's ``?default_child_spec``): restart
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 from ._errors import OTPError
 
@@ -74,7 +75,7 @@ class ChildSpec:
     type: str = "worker"
     significant: bool = False
 
-    def with_args(self, extra: tuple) -> "ChildSpec":
+    def with_args(self, extra: tuple) -> ChildSpec:
         """The spec with ``extra`` appended to the start arguments
         (simple_one_for_one's ``start_child(sup, extra_args)``)."""
         fn, args = self.start

@@ -322,17 +322,17 @@ class _Loop:
                 tag = msg[0]
                 if tag == "$gen_call" and len(msg) == 3:
                     from_, request = msg[1], msg[2]
-                    state, action = self.handle(lambda s: server.handle_call(request, from_, s), state, from_)
+                    state, action = self.handle(lambda s, r=request, f=from_: server.handle_call(r, f, s), state, from_)
                     continue
                 if tag == "$gen_cast" and len(msg) == 2:
                     request = msg[1]
-                    state, action = self.handle(lambda s: server.handle_cast(request, s), state, None)
+                    state, action = self.handle(lambda s, r=request: server.handle_cast(r, s), state, None)
                     continue
                 if tag == "$gen_stop" and len(msg) == 2:
                     self.exit(msg[1], state)
             if isinstance(msg, EXIT) and msg.pid == self.parent and proc.sig.trap_exit:
                 self.exit(msg.reason, state)
-            state, action = self.handle(lambda s: server.handle_info(msg, s), state, None)
+            state, action = self.handle(lambda s, m=msg: server.handle_info(m, s), state, None)
 
     def handle(self, callback, state: Any, from_: tuple | None) -> tuple[Any, Any]:
         try:

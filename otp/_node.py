@@ -103,7 +103,7 @@ class Node:
 
     # ----------------------------------------------------------------- start
 
-    def __enter__(self) -> "Node":
+    def __enter__(self) -> Node:
         self.start()
         return self
 

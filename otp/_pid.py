@@ -49,7 +49,7 @@ class Pid:
     def __hash__(self) -> int:
         return hash(self.uid)
 
-    def __lt__(self, other: "Pid") -> bool:
+    def __lt__(self, other: Pid) -> bool:
         # Erlang orders pids; a stable order is handy for sorting in tests.
         return (self.node, self.uid) < (other.node, other.uid)
 

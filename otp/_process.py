@@ -23,18 +23,18 @@ import math
 import os
 import pickle
 import signal
-import sys
 import threading
 import time
 
 import zmq
 
 from . import _oslib
-from ._codec import WAKE_FRAME, dumps, dumps_by_value
-from ._errors import CalleeExit, CallError, CallTimeout, NoProc, NotAProcess, ProcessExit, Timeout
-from ._pid import Pid, Ref, make_ref, new_uid
-from ._reasons import DOWN, EXIT, Crash, is_clean
-from ._signals import INTERRUPT_SIGNAL, LIVE, SignalPort, chunked_refs
+from ._codec import WAKE_FRAME, dumps
+from ._errors import NoProc, NotAProcess, ProcessExit, Timeout
+from ._lifecycle import LifecycleMixin
+from ._links import LinksMixin
+from ._pid import Pid, Ref
+from ._signals import INTERRUPT_SIGNAL, LIVE, SignalPort
 from ._transport import BACKLOG, EXIT_LINGER_MS, RECONNECT_IVL_MS, NodeInfo
 
 log = logging.getLogger("otp")
@@ -46,11 +46,11 @@ _dumps = pickle.dumps
 _loads = pickle.loads
 _base_send = zmq.Socket.__mro__[1].send
 
-_current: "Process | None" = None
+_current: Process | None = None
 _get_ident = threading.get_ident
 
 
-def current() -> "Process":
+def current() -> Process:
     """The process of the calling thread; :class:`NotAProcess` otherwise."""
     p = _current
     if p is None or (p.root and _get_ident() != p.thread_id):
@@ -72,7 +72,7 @@ def send(dest: object, msg: object) -> None:
     p.send(dest, msg)
 
 
-def current_or_none() -> "Process | None":
+def current_or_none() -> Process | None:
     return _current
 
 
@@ -92,7 +92,7 @@ class Peer:
         self.dead: object = None if sock is not None else "noproc"
 
 
-class Process:
+class Process(LinksMixin, LifecycleMixin):
     """The OTP process living in the calling OS process (or root thread)."""
 
     def __init__(self, node: NodeInfo, uid: int, *, root: bool) -> None:
@@ -272,6 +272,33 @@ class Process:
         if sig.fatal is not None and not sig.exiting:
             raise ProcessExit(sig.fatal)
 
+    def poll_sockets(self, sockets: list, timeout: float | None) -> list:
+        """Wait for any of ``sockets`` (ZeroMQ sockets this process owns) to be
+        readable, or for a mailbox frame or signal, up to ``timeout``; take in
+        what reached the mailbox and return the readable sockets.
+
+        For processes that serve a socket of their own beside the mailbox
+        (the registry's ROUTER).  Raises ProcessExit on a fatal signal."""
+        self.rt += 1
+        try:
+            if self.sig.inbox:
+                self.integrate()
+            poller = zmq.Poller()
+            poller.register(self.inbox, zmq.POLLIN)
+            for sock in sockets:
+                poller.register(sock, zmq.POLLIN)
+            ms = -1 if timeout is None else max(0, math.ceil(timeout * 1000))
+            ready = dict(poller.poll(ms))
+            if self.inbox in ready:
+                self._drain_inbox()
+            if self.sig.inbox:
+                self.integrate()
+            if self.sig.fatal is not None and not self.sig.exiting:
+                raise ProcessExit(self.sig.fatal)
+            return [s for s in sockets if s in ready]
+        finally:
+            self.rt -= 1
+
     def receive(self, timeout: float | None = None, match=None):
         mb = self.mailbox
         if match is None and mb:
@@ -360,301 +387,6 @@ class Process:
                 p.dead = payload
                 p.call_ref = None
                 self._close_peer(p)
-
-    # ------------------------------------------------------ links, monitors
-
-    def _request(self, pid: Pid, add, remove, msg: tuple) -> bool | None:
-        """Record a table entry about ``pid``, send it the request, watch it.
-
-        ``add()`` (under the lock) records the entry and returns False if it
-        already existed (then nothing is sent: None).  Returns False if
-        ``pid`` was gone (its port refused the request; the entry is
-        removed), True otherwise, including when the port already settled
-        the entry with the real exit reason.
-        """
-        sig = self.sig
-        with sig.lock:
-            if not add():
-                return None
-            sig.hold(pid)
-        if not sig.send(pid, msg, self.node.signal_address(pid.uid)):
-            with sig.lock:
-                if remove():
-                    sig.release(pid.uid)
-                    return False
-            return True
-        with sig.lock:
-            if pid.uid in sig.refs and not sig.watch(pid):
-                sig.drain_and_settle(pid)
-        return True
-
-    def link(self, pid: Pid) -> None:
-        if pid.uid == self.uid:
-            return
-        sig = self.sig
-        links, uid = sig.links, pid.uid
-
-        def add() -> bool:
-            if uid in links:
-                return False
-            links[uid] = pid
-            return True
-
-        ok = self._request(pid, add, lambda: links.pop(uid, None) is not None, ("link", self.pid, self.seq_to(uid)))
-        if ok is False:
-            if sig.trap_exit:
-                self.mailbox.append(EXIT(pid, "noproc"))
-            else:
-                raise NoProc(pid)
-
-    def unlink(self, pid: Pid) -> None:
-        sig = self.sig
-        with sig.lock:
-            was = sig.links.pop(pid.uid, None) is not None
-            if was:
-                sig.release(pid.uid)
-        if was:
-            sig.send(pid, ("unlink", self.pid, self.seq_to(pid.uid)), self.node.signal_address(pid.uid))
-
-    def monitor(self, pid: Pid) -> Ref:
-        ref = make_ref()
-        if pid.uid == self.uid:
-            return ref  # fires only when we are dead, i.e. never for us
-        monitors = self.sig.monitors
-
-        def add() -> bool:
-            monitors[ref] = pid
-            return True
-
-        msg = ("monitor", self.pid, self.seq_to(pid.uid), ref)
-        if self._request(pid, add, lambda: monitors.pop(ref, None) is not None, msg) is False:
-            # Take in what the dead process sent first, so its DOWN comes
-            # after it (frames still in the kernel's buffer at this instant
-            # can come later: we were not watching when it died, so no
-            # sequence number says how many to wait for).
-            self._drain_inbox()
-            self.mailbox.append(DOWN(ref, pid, "noproc"))
-        return ref
-
-    def demonitor(self, ref: Ref, flush: bool = False) -> bool:
-        sig = self.sig
-        with sig.lock:
-            pid = sig.monitors.pop(ref, None)
-            if pid is not None:
-                sig.release(pid.uid)
-        if pid is not None:
-            sig.send(pid, ("demonitor", self.pid, 0, ref), self.node.signal_address(pid.uid))
-        self.integrate()
-        for h in self.held.values():
-            for item in [i for i in h if isinstance(i[3], DOWN) and i[3].ref == ref]:
-                h.remove(item)
-        if flush:
-            for m in [m for m in self.mailbox if isinstance(m, DOWN) and m.ref == ref]:
-                self.mailbox.remove(m)
-        return True
-
-    def trap_exit(self, flag: bool) -> bool:
-        with self.sig.lock:
-            prev = self.sig.trap_exit
-            self.sig.trap_exit = bool(flag)
-        return prev
-
-    def exit_signal(self, pid: Pid, reason: object) -> None:
-        if pid.uid == self.uid:
-            if reason == "kill":
-                raise ProcessExit("killed")
-            if self.sig.trap_exit:
-                self.mailbox.append(EXIT(self.pid, reason))
-                return
-            raise ProcessExit(reason)
-        if reason == "kill":
-            if self.node.is_local(pid.node):
-                _oslib.pidfd_kill(pid.ospid, pid.start)
-            return
-        msg = ("exit", self.pid, self.seq_to(pid.uid), reason)
-        try:
-            self.sig.send(pid, msg, self.node.signal_address(pid.uid))
-        except Exception as exc:  # unpicklable reason
-            raise CallError(("badarg", reason), pid) from exc
-
-    def is_alive(self, pid: Pid) -> bool:
-        if pid.uid == self.uid:
-            return not self.sig.exiting
-        p = self.peers.get(pid.uid)
-        if p is not None and p.dead is not None:
-            return False
-        return self.node.is_local(pid.node) and _oslib.os_process_alive(pid.ospid, pid.start) and os.path.exists(
-            self.node.signal_address(pid.uid)
-        )
-
-    # ----------------------------------------------------------------- calls
-
-    def call_peer(self, pid: Pid) -> Peer:
-        """The peer, with an internal monitor that tells calls of its death."""
-        p = self.peer(pid)
-        if p.dead is not None or p.call_ref is not None:
-            return p
-        ref = make_ref()
-        watches = self.sig.call_watches
-
-        def add() -> bool:
-            watches[ref] = pid
-            return True
-
-        p.call_ref = ref
-        if self._request(pid, add, lambda: watches.pop(ref, None) is not None, ("monitor", self.pid, p.seq, ref)) is False:
-            p.dead = "noproc"
-            p.call_ref = None
-        return p
-
-    def call(self, pid: Pid, message_for, timeout: float | None, server: object, request: object):
-        """Send ``message_for(ref)`` to ``pid`` and wait for the reply to ``ref``."""
-        self.rt += 1
-        try:
-            if pid.uid == self.uid:
-                raise CallError("calling_self", server, request)
-            p = self.call_peer(pid)
-            if p.dead is not None:
-                raise NoProc(server, request)
-            ref = make_ref()
-            self.active_calls[ref] = p
-            try:
-                self.send(pid, message_for(ref))
-                deadline = None if timeout is None else time.monotonic() + timeout
-                replies = self.replies
-                while ref not in replies:
-                    if p.dead is not None:
-                        if p.dead == "noproc":
-                            raise NoProc(server, request)
-                        raise CalleeExit(p.dead, server, request)
-                    if deadline is None:
-                        self.pump(None)
-                    else:
-                        remaining = deadline - time.monotonic()
-                        if remaining <= 0:
-                            raise CallTimeout(server, request)
-                        self.pump(remaining)
-                return replies.pop(ref)
-            finally:
-                del self.active_calls[ref]
-                self.replies.pop(ref, None)
-        finally:
-            self.rt -= 1
-
-    # ----------------------------------------------------------------- spawn
-
-    def spawn(self, fn, args: tuple, kwargs: dict, *, link: bool = False, monitor: bool = False):
-        from ._zygote import ZygoteClient
-
-        self.rt += 1
-        try:
-            blob = dumps_by_value((fn, tuple(args), dict(kwargs)))
-            ref = make_ref() if monitor else None
-            sig = self.sig
-            if self._zygote is None:
-                self._zygote = ZygoteClient(self.node.zygote_address)
-            registered: list[Pid] = []
-
-            def register(uid: int, ospid: int, start: int) -> bytes:
-                pid = Pid(self.node.name, uid, ospid, start)
-                registered.append(pid)
-                with sig.lock:
-                    if link:
-                        sig.links[uid] = pid
-                        sig.hold(pid)
-                    if ref is not None:
-                        sig.monitors[ref] = pid
-                        sig.hold(pid)
-                return dumps((self.pid, link, ref, list(sys.path), blob))
-
-            self._zygote.spawn(register, getattr(fn, "__module__", None))
-            pid = registered[0]
-            with sig.lock:
-                if pid.uid in sig.refs and not sig.watch(pid):
-                    sig.drain_and_settle(pid)  # it is gone already
-            if self.root:
-                self.spawned.append(pid)
-            return (pid, ref) if monitor else pid
-        finally:
-            self.rt -= 1
-
-    # ------------------------------------------------------------------ exit
-
-    def terminate(self, reason: object) -> None:
-        """Exit: release names, flush sends, notify links and monitors.
-
-        For a child this ends the OS process; for the root it returns.
-        """
-        if self._exited:
-            return
-        self._exited = True
-        self.rt += 1
-        sig = self.sig
-        with sig.lock:
-            sig.exiting = True
-        for hook in list(self.exit_hooks):
-            try:
-                hook(reason)
-            except Exception:
-                log.exception("exit hook of %r failed", self.pid)
-        self.node.remove_endpoints(self.uid)  # new senders now see us dead
-        # The thread's wake socket must close before the context can end;
-        # signals arriving from here on are answered by _send_dead_notices.
-        sig.stop()
-        started = time.monotonic()
-        for p in self.peers.values():
-            if p.sock is not None:
-                p.sock.close(linger=0 if p.dead is not None else EXIT_LINGER_MS)
-        self.inbox.close(linger=0)
-        self.ctx.term()
-        complete = (time.monotonic() - started) * 1000 < EXIT_LINGER_MS - 50
-        self._send_dead_notices(reason, complete)
-        sig.close()
-        if self._zygote is not None:
-            self._zygote.close()
-
-    def _forced_exit(self, reason: object) -> None:
-        """Called by the signal thread when the main thread did not unwind."""
-        self.node.remove_endpoints(self.uid)
-        self._send_dead_notices(reason, False)
-        os._exit(0)
-
-    def _send_dead_notices(self, reason: object, complete: bool) -> None:
-        sig = self.sig
-        # Requests still queued arrived while we were alive (the port was
-        # open); they are honoured like the others.  A request sent after
-        # the port was removed failed at its sender, which saw 'noproc'.
-        late = sig.drain_unlocked()
-        with sig.lock:
-            links = dict(sig.links)
-            monitored_by = dict(sig.monitored_by)
-            sig.links.clear()
-            sig.monitored_by.clear()
-        for s in late:
-            op, sender = s[0], s[1]
-            if op == "link":
-                links[sender.uid] = sender
-            elif op == "unlink":
-                links.pop(sender.uid, None)
-            elif op == "monitor":
-                monitored_by[s[3]] = sender
-            elif op == "demonitor":
-                monitored_by.pop(s[3], None)
-        notices: dict[int, list] = {}
-        for uid, pid in links.items():
-            notices[uid] = [pid, True, []]
-        for ref, pid in monitored_by.items():
-            notices.setdefault(pid.uid, [pid, False, []])[2].append(ref)
-        for uid, (pid, linked, refs) in notices.items():
-            seq = self.seq_to(uid)
-            address = self.node.signal_address(uid)
-            for i, chunk in enumerate(chunked_refs(refs)):
-                try:
-                    sig.send(pid, ("dead", self.pid, seq, reason, linked and i == 0, chunk, complete), address)
-                except Exception:
-                    # An unpicklable reason must not stop the notices.
-                    sig.send(pid, ("dead", self.pid, seq, repr(reason), linked and i == 0, chunk, complete), address)
-
 
 def _on_interrupt(signum, frame) -> None:
     p = _current

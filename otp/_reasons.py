@@ -44,7 +44,7 @@ class Crash:
     traceback: str = ""
 
     @classmethod
-    def from_exception(cls, exc: BaseException) -> "Crash":
+    def from_exception(cls, exc: BaseException) -> Crash:
         t = type(exc)
         return cls(
             f"{t.__module__}.{t.__qualname__}",

@@ -33,6 +33,7 @@ receives its function.  The zygote then forks a replacement embryo.
 
 from __future__ import annotations
 
+import collections
 import gc
 import importlib
 import logging
@@ -43,7 +44,6 @@ import shutil
 import signal
 import socket
 import sys
-import collections
 
 from . import _oslib
 from ._embryo import IDENTITY, LENGTH, recv_exact

@@ -275,3 +275,14 @@ class ConfiguredSup(otp.Supervisor):
 
     def init(self, args):
         return args
+
+
+def start_after_failures(path: str, failures: int, value=None):
+    """Count calls in ``path``; the first start succeeds, the next
+    ``failures`` starts fail, later ones succeed again."""
+    count = int(open(path).read()) if os.path.exists(path) else 0
+    with open(path, "w") as f:
+        f.write(str(count + 1))
+    if 1 <= count <= failures:
+        raise otp.StartError(("attempt", count))
+    return Child.start_link(value)

@@ -1,0 +1,137 @@
+"""Birth and death of processes: ``spawn`` (through the zygote) and the
+exit sequence (release names, flush sends, send the 'dead' notices).
+Mixed into :class:`otp._process.Process`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+
+from ._codec import dumps, dumps_by_value
+from ._pid import Pid, make_ref
+from ._signals import chunked_refs
+from ._transport import EXIT_LINGER_MS
+
+log = logging.getLogger("otp")
+
+__all__ = ["LifecycleMixin"]
+
+
+class LifecycleMixin:
+    # ----------------------------------------------------------------- spawn
+
+    def spawn(self, fn, args: tuple, kwargs: dict, *, link: bool = False, monitor: bool = False):
+        from ._zygote import ZygoteClient
+
+        self.rt += 1
+        try:
+            blob = dumps_by_value((fn, tuple(args), dict(kwargs)))
+            ref = make_ref() if monitor else None
+            sig = self.sig
+            if self._zygote is None:
+                self._zygote = ZygoteClient(self.node.zygote_address)
+            registered: list[Pid] = []
+
+            def register(uid: int, ospid: int, start: int) -> bytes:
+                pid = Pid(self.node.name, uid, ospid, start)
+                registered.append(pid)
+                with sig.lock:
+                    if link:
+                        sig.links[uid] = pid
+                        sig.hold(pid)
+                    if ref is not None:
+                        sig.monitors[ref] = pid
+                        sig.hold(pid)
+                return dumps((self.pid, link, ref, list(sys.path), blob))
+
+            self._zygote.spawn(register, getattr(fn, "__module__", None))
+            pid = registered[0]
+            with sig.lock:
+                if pid.uid in sig.refs and not sig.watch(pid):
+                    sig.drain_and_settle(pid)  # it is gone already
+            if self.root:
+                self.spawned.append(pid)
+            return (pid, ref) if monitor else pid
+        finally:
+            self.rt -= 1
+
+    # ------------------------------------------------------------------ exit
+
+    def terminate(self, reason: object) -> None:
+        """Exit: release names, flush sends, notify links and monitors.
+
+        For a child this ends the OS process; for the root it returns.
+        """
+        if self._exited:
+            return
+        self._exited = True
+        self.rt += 1
+        sig = self.sig
+        with sig.lock:
+            sig.exiting = True
+        for hook in list(self.exit_hooks):
+            try:
+                hook(reason)
+            except Exception:
+                log.exception("exit hook of %r failed", self.pid)
+        self.node.remove_endpoints(self.uid)  # new senders now see us dead
+        # The thread's wake socket must close before the context can end;
+        # signals arriving from here on are answered by _send_dead_notices.
+        sig.stop()
+        started = time.monotonic()
+        for p in self.peers.values():
+            if p.sock is not None:
+                p.sock.close(linger=0 if p.dead is not None else EXIT_LINGER_MS)
+        self.inbox.close(linger=0)
+        self.ctx.term()
+        complete = (time.monotonic() - started) * 1000 < EXIT_LINGER_MS - 50
+        self._send_dead_notices(reason, complete)
+        sig.close()
+        if self._zygote is not None:
+            self._zygote.close()
+
+    def _forced_exit(self, reason: object) -> None:
+        """Called by the signal thread when the main thread did not unwind."""
+        self.node.remove_endpoints(self.uid)
+        self._send_dead_notices(reason, False)
+        os._exit(0)
+
+    def _send_dead_notices(self, reason: object, complete: bool) -> None:
+        sig = self.sig
+        # Requests still queued arrived while we were alive (the port was
+        # open); they are honoured like the others.  A request sent after
+        # the port was removed failed at its sender, which saw 'noproc'.
+        late = sig.drain_unlocked()
+        with sig.lock:
+            links = dict(sig.links)
+            monitored_by = dict(sig.monitored_by)
+            sig.links.clear()
+            sig.monitored_by.clear()
+        for s in late:
+            op, sender = s[0], s[1]
+            if op == "link":
+                links[sender.uid] = sender
+            elif op == "unlink":
+                links.pop(sender.uid, None)
+            elif op == "monitor":
+                monitored_by[s[3]] = sender
+            elif op == "demonitor":
+                monitored_by.pop(s[3], None)
+        notices: dict[int, list] = {}
+        for uid, pid in links.items():
+            notices[uid] = [pid, True, []]
+        for ref, pid in monitored_by.items():
+            notices.setdefault(pid.uid, [pid, False, []])[2].append(ref)
+        for uid, (pid, linked, refs) in notices.items():
+            seq = self.seq_to(uid)
+            address = self.node.signal_address(uid)
+            for i, chunk in enumerate(chunked_refs(refs)):
+                try:
+                    sig.send(pid, ("dead", self.pid, seq, reason, linked and i == 0, chunk, complete), address)
+                except Exception:
+                    # An unpicklable reason must not stop the notices.
+                    sig.send(pid, ("dead", self.pid, seq, repr(reason), linked and i == 0, chunk, complete), address)
+
+

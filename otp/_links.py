@@ -1,0 +1,202 @@
+"""Links, monitors, exit signals and calls: the part of a process's API
+that talks to the signal port (see :mod:`otp._signals`).  Mixed into
+:class:`otp._process.Process`; runs in the process's main thread."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING
+
+from . import _oslib
+from ._errors import CalleeExit, CallError, CallTimeout, NoProc, ProcessExit
+from ._pid import Pid, Ref, make_ref
+from ._reasons import DOWN, EXIT
+
+if TYPE_CHECKING:
+    from ._process import Peer
+
+__all__ = ["LinksMixin"]
+
+
+class LinksMixin:
+    # ------------------------------------------------------ links, monitors
+
+    def _request(self, pid: Pid, add, remove, msg: tuple) -> bool | None:
+        """Record a table entry about ``pid``, send it the request, watch it.
+
+        ``add()`` (under the lock) records the entry and returns False if it
+        already existed (then nothing is sent: None).  Returns False if
+        ``pid`` was gone (its port refused the request; the entry is
+        removed), True otherwise, including when the port already settled
+        the entry with the real exit reason.
+        """
+        sig = self.sig
+        with sig.lock:
+            if not add():
+                return None
+            sig.hold(pid)
+        if not sig.send(pid, msg, self.node.signal_address(pid.uid)):
+            with sig.lock:
+                if remove():
+                    sig.release(pid.uid)
+                    return False
+            return True
+        with sig.lock:
+            if pid.uid in sig.refs and not sig.watch(pid):
+                sig.drain_and_settle(pid)
+        return True
+
+    def link(self, pid: Pid) -> None:
+        if pid.uid == self.uid:
+            return
+        sig = self.sig
+        links, uid = sig.links, pid.uid
+
+        def add() -> bool:
+            if uid in links:
+                return False
+            links[uid] = pid
+            return True
+
+        ok = self._request(pid, add, lambda: links.pop(uid, None) is not None, ("link", self.pid, self.seq_to(uid)))
+        if ok is False:
+            if sig.trap_exit:
+                self.mailbox.append(EXIT(pid, "noproc"))
+            else:
+                raise NoProc(pid)
+
+    def unlink(self, pid: Pid) -> None:
+        sig = self.sig
+        with sig.lock:
+            was = sig.links.pop(pid.uid, None) is not None
+            if was:
+                sig.release(pid.uid)
+        if was:
+            sig.send(pid, ("unlink", self.pid, self.seq_to(pid.uid)), self.node.signal_address(pid.uid))
+
+    def monitor(self, pid: Pid) -> Ref:
+        ref = make_ref()
+        if pid.uid == self.uid:
+            return ref  # fires only when we are dead, i.e. never for us
+        monitors = self.sig.monitors
+
+        def add() -> bool:
+            monitors[ref] = pid
+            return True
+
+        msg = ("monitor", self.pid, self.seq_to(pid.uid), ref)
+        if self._request(pid, add, lambda: monitors.pop(ref, None) is not None, msg) is False:
+            # Take in what the dead process sent first, so its DOWN comes
+            # after it (frames still in the kernel's buffer at this instant
+            # can come later: we were not watching when it died, so no
+            # sequence number says how many to wait for).
+            self._drain_inbox()
+            self.mailbox.append(DOWN(ref, pid, "noproc"))
+        return ref
+
+    def demonitor(self, ref: Ref, flush: bool = False) -> bool:
+        sig = self.sig
+        with sig.lock:
+            pid = sig.monitors.pop(ref, None)
+            if pid is not None:
+                sig.release(pid.uid)
+        if pid is not None:
+            sig.send(pid, ("demonitor", self.pid, 0, ref), self.node.signal_address(pid.uid))
+        self.integrate()
+        for h in self.held.values():
+            for item in [i for i in h if isinstance(i[3], DOWN) and i[3].ref == ref]:
+                h.remove(item)
+        if flush:
+            for m in [m for m in self.mailbox if isinstance(m, DOWN) and m.ref == ref]:
+                self.mailbox.remove(m)
+        return True
+
+    def trap_exit(self, flag: bool) -> bool:
+        with self.sig.lock:
+            prev = self.sig.trap_exit
+            self.sig.trap_exit = bool(flag)
+        return prev
+
+    def exit_signal(self, pid: Pid, reason: object) -> None:
+        if pid.uid == self.uid:
+            if reason == "kill":
+                raise ProcessExit("killed")
+            if self.sig.trap_exit:
+                self.mailbox.append(EXIT(self.pid, reason))
+                return
+            raise ProcessExit(reason)
+        if reason == "kill":
+            if self.node.is_local(pid.node):
+                _oslib.pidfd_kill(pid.ospid, pid.start)
+            return
+        msg = ("exit", self.pid, self.seq_to(pid.uid), reason)
+        try:
+            self.sig.send(pid, msg, self.node.signal_address(pid.uid))
+        except Exception as exc:  # unpicklable reason
+            raise CallError(("badarg", reason), pid) from exc
+
+    def is_alive(self, pid: Pid) -> bool:
+        if pid.uid == self.uid:
+            return not self.sig.exiting
+        p = self.peers.get(pid.uid)
+        if p is not None and p.dead is not None:
+            return False
+        return self.node.is_local(pid.node) and _oslib.os_process_alive(pid.ospid, pid.start) and os.path.exists(
+            self.node.signal_address(pid.uid)
+        )
+
+    # ----------------------------------------------------------------- calls
+
+    def call_peer(self, pid: Pid) -> Peer:
+        """The peer, with an internal monitor that tells calls of its death."""
+        p = self.peer(pid)
+        if p.dead is not None or p.call_ref is not None:
+            return p
+        ref = make_ref()
+        watches = self.sig.call_watches
+
+        def add() -> bool:
+            watches[ref] = pid
+            return True
+
+        p.call_ref = ref
+        if self._request(pid, add, lambda: watches.pop(ref, None) is not None, ("monitor", self.pid, p.seq, ref)) is False:
+            p.dead = "noproc"
+            p.call_ref = None
+        return p
+
+    def call(self, pid: Pid, message_for, timeout: float | None, server: object, request: object):
+        """Send ``message_for(ref)`` to ``pid`` and wait for the reply to ``ref``."""
+        self.rt += 1
+        try:
+            if pid.uid == self.uid:
+                raise CallError("calling_self", server, request)
+            p = self.call_peer(pid)
+            if p.dead is not None:
+                raise NoProc(server, request)
+            ref = make_ref()
+            self.active_calls[ref] = p
+            try:
+                self.send(pid, message_for(ref))
+                deadline = None if timeout is None else time.monotonic() + timeout
+                replies = self.replies
+                while ref not in replies:
+                    if p.dead is not None:
+                        if p.dead == "noproc":
+                            raise NoProc(server, request)
+                        raise CalleeExit(p.dead, server, request)
+                    if deadline is None:
+                        self.pump(None)
+                    else:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            raise CallTimeout(server, request)
+                        self.pump(remaining)
+                return replies.pop(ref)
+            finally:
+                del self.active_calls[ref]
+                self.replies.pop(ref, None)
+        finally:
+            self.rt -= 1
+
