@@ -11,6 +11,21 @@ Layers, bottom up (each imports only the ones below it):
 """
 
 from . import supervisor  # noqa: E402 - the management calls, as otp.supervisor.*
+from .registry._names import (  # noqa: E402 - on top of every other layer
+    Registry,
+    pg_groups,
+    pg_join,
+    pg_leave,
+    pg_members,
+    register,
+    registered,
+    registry_health,
+    unregister,
+    via,
+    whereis,
+)
+from .registry import AlreadyRegistered  # noqa: E402
+from . import pg  # noqa: E402
 from ._api import (
     demonitor,
     exit,
@@ -109,6 +124,15 @@ __all__ = [
     "child_spec",
     "SupervisorError",
     "supervisor",
+    "register",
+    "unregister",
+    "whereis",
+    "registered",
+    "registry_health",
+    "Registry",
+    "via",
+    "pg",
+    "AlreadyRegistered",
     "OTPError",
     "Timeout",
     "CallError",

@@ -102,9 +102,10 @@ Ignore = _Sentinel("Ignore")
 HIBERNATE = _Sentinel("HIBERNATE")
 
 #: Functions ``(name, pid) -> None`` that register a server name, raising
-#: ``StartError(('already_started', pid))`` on a clash; the registry installs
-#: itself here.  Empty means names are not available on this node.
+#: ``StartError(('already_started', pid))`` on a clash, and that remove it;
+#: the registry installs itself here.  Empty means names are not available.
 name_registrars: list = []
+name_unregistrars: list = []
 
 
 class GenServer:
@@ -256,6 +257,11 @@ def _server_main(cls: type, args: Any, name: Any, parent: Pid, ack, linked: bool
         p.send(parent, ("$ack", ack, result))
 
     def fail(reason: Any, *, log_it: bool) -> None:
+        # GS-START: the name goes before the starter hears of the failure,
+        # so that an immediate restart does not find it taken.
+        if name is not None and registered:
+            for unregistrar in name_unregistrars:
+                unregistrar(name, p.pid)
         if linked:  # OTP 26: a failed start does not take the starter down
             p.unlink(parent)
         answer(("error", reason))
@@ -263,6 +269,14 @@ def _server_main(cls: type, args: Any, name: Any, parent: Pid, ack, linked: bool
             log.error("%s %r failed to start: %r", cls.__name__, p.pid, reason)
         raise ProcessExit(reason)
 
+    registered = False
+    if name is not None:
+        try:
+            for registrar in name_registrars or [_no_names]:
+                registrar(name, p.pid)
+            registered = True
+        except StartError as exc:
+            fail(exc.reason, log_it=False)
     try:
         result = server.init(args)
     except ProcessExit:
@@ -270,6 +284,9 @@ def _server_main(cls: type, args: Any, name: Any, parent: Pid, ack, linked: bool
     except Exception as exc:
         fail(Crash.from_exception(exc), log_it=True)
     if result is Ignore:
+        if registered:
+            for unregistrar in name_unregistrars:
+                unregistrar(name, p.pid)
         if linked:
             p.unlink(parent)
         answer(("ignore", None))
@@ -280,12 +297,6 @@ def _server_main(cls: type, args: Any, name: Any, parent: Pid, ack, linked: bool
         state, action = result.state, result.action
     else:
         state, action = result, None
-    if name is not None:
-        try:
-            for registrar in name_registrars or [_no_names]:
-                registrar(name, p.pid)
-        except StartError as exc:
-            fail(exc.reason, log_it=False)
     answer(("ok", p.pid))
     _Loop(server, p, parent).run(state, action)
 

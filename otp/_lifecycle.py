@@ -81,10 +81,19 @@ class LifecycleMixin:
         # signals arriving from here on are answered by _send_dead_notices.
         sig.stop()
         started = time.monotonic()
-        for p in self.peers.values():
+        for uid, p in self.peers.items():
             if p.sock is not None:
-                p.sock.close(linger=0 if p.dead is not None else EXIT_LINGER_MS)
+                # Frames queued for a peer that is gone would hold the exit
+                # for the whole linger period.
+                gone = p.dead is not None or not os.path.exists(self.node.mailbox_path(uid))
+                p.sock.close(linger=0 if gone else EXIT_LINGER_MS)
         self.inbox.close(linger=0)
+        # Sockets the process made for itself (a server's ROUTER, a client's
+        # DEALER) would keep the context from ending; nothing queued on them
+        # is ours to deliver any more.
+        for sock in list(getattr(self.ctx, "_sockets", ())):
+            if not sock.closed:
+                sock.close(linger=0)
         self.ctx.term()
         complete = (time.monotonic() - started) * 1000 < EXIT_LINGER_MS - 50
         self._send_dead_notices(reason, complete)

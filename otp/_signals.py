@@ -110,6 +110,7 @@ class SignalPort:
         # Peers whose 'dead' notice arrived (kept while they are referred to).
         self._notified: set[int] = set()
         self.trap_exit = False
+        self.named = False
         self.exiting = False
         self.fatal: object = None
         self._fatal_deadline: float | None = None
@@ -380,6 +381,8 @@ class SignalPort:
             self.monitored_by[sig[3]] = sender
         elif op == "demonitor":
             self.monitored_by.pop(sig[3], None)
+        elif op == "named":
+            self.named = True  # a registry holds a name for us (see otp.registry)
         else:
             raise DecodeError(f"unknown signal {op!r}")
 

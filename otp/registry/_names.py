@@ -1,0 +1,309 @@
+"""Process names (Erlang's ``register``/``whereis``), process groups (``pg``)
+and keyed registries (Elixir's ``Registry``), over registry processes.
+
+Names work wherever a pid does (``send``, ``call``, ``cast``, ``link``,
+``monitor``): the kernel's name resolution asks :func:`whereis`.  A name is
+any str, int, bytes or tuple of those.
+"""
+
+from __future__ import annotations
+
+from time import monotonic as _monotonic
+from typing import Any, Callable
+
+from .. import _api, _gen_server, _process
+from .._errors import NoProc, StartError, Timeout
+from .._pid import Pid
+from ._backend import AlreadyRegistered, NotFound
+from ._client import DEFAULT_TIMEOUT, RegistryClient
+from ._server import endpoints
+from ._server import start_link as _start_server
+
+__all__ = [
+    "register",
+    "unregister",
+    "whereis",
+    "registered",
+    "registry_health",
+    "Registry",
+    "via",
+    "pg_join",
+    "pg_leave",
+    "pg_members",
+    "pg_groups",
+]
+
+#: Seconds an exiting process waits for the registry to drop its name.
+EXIT_UNREGISTER_TIMEOUT = 1.0
+
+
+def _clients(proc) -> dict:
+    clients = getattr(proc, "registry_clients", None)
+    if clients is None:
+        clients = proc.registry_clients = {}
+        proc.exit_hooks.insert(0, lambda reason, p=proc: _on_exit(p))
+    return clients
+
+
+_last: tuple = (None, None)  # (process, its node client): the hot path's shortcut
+
+
+def _node_client() -> RegistryClient:
+    global _last
+    proc = _process.current()
+    if _last[0] is proc:
+        return _last[1]
+    clients = _clients(proc)
+    client = clients.get(None)
+    if client is None:
+        client = clients[None] = RegistryClient(*endpoints(proc.node.dir, None))
+    _last = (proc, client)
+    return client
+
+
+def _on_exit(proc) -> None:
+    """Exit hook: drop our names before anyone hears of our death, then close."""
+    clients = proc.registry_clients
+    node = clients.get(None)
+    if proc.sig.named and node is None and not proc.root:
+        node = clients[None] = RegistryClient(*endpoints(proc.node.dir, None))
+    if proc.sig.named and node is not None and not node._registry_dead():
+        try:
+            node.request("unregister_pid", proc.pid, timeout=EXIT_UNREGISTER_TIMEOUT)
+        except Exception:  # noqa: BLE001 - the registry drops it on our DOWN anyway
+            pass
+    for client in clients.values():
+        client.close()
+    clients.clear()
+    global _last
+    _last = (None, None)
+
+
+# ----------------------------------------------------------------- names
+
+
+def register(name: Any, pid: Pid | None = None) -> None:
+    """Register ``pid`` (default: the caller) under ``name`` on this node.
+
+    Raises :class:`AlreadyRegistered` if the name is taken or the process
+    already has a name (Erlang allows one per process), ``PidNotAlive`` if
+    the process is dead."""
+    proc = _process.current()
+    pid = proc.pid if pid is None else pid
+    _node_client().request("register", name, pid)
+    if pid == proc.pid:
+        proc.sig.named = True
+
+
+def unregister(name: Any) -> None:
+    """Remove a name (idempotent)."""
+    _node_client().request("unregister", name, None)
+
+
+def whereis(name: Any) -> Pid | None:
+    """The pid registered under ``name``, or None.  Served from this
+    process's replica once it looks names up often."""
+    client = _node_client()
+    replica = client.replica
+    if replica is not None and replica.version >= client.seen_version and _monotonic() < replica.fresh_until:
+        rows = replica.table.get(name)  # the hot path: no socket touched
+        if rows:
+            pid = rows[0][0]
+            peer = client.proc.peers.get(pid.uid)
+            return pid if peer is None or peer.dead is None else None
+        return None
+    rows = client.lookup_cached(name)
+    if rows is None:
+        return client.request("whereis", name)
+    return rows[0][0] if rows else None
+
+
+def registered() -> list:
+    """Every registered name on this node."""
+    return _node_client().request("registered")
+
+
+def registry_health() -> dict:
+    """The node registry's health report (backend, counts, version)."""
+    return _node_client().request("health")
+
+
+def _resolve(dest: Any) -> Pid | None:
+    if isinstance(dest, tuple) and len(dest) == 3 and dest[0] == "$via":
+        return Registry.whereis_name(dest[1], dest[2])
+    if isinstance(dest, (str, int, bytes, tuple)) and not isinstance(dest, bool):
+        try:
+            return whereis(dest)
+        except Exception:  # noqa: BLE001 - an invalid name names nothing
+            return None
+    return None
+
+
+def _register_server_name(name: Any, pid: Pid) -> None:
+    """gen_server's ``name=``: a clash is ``('already_started', pid)``."""
+    try:
+        if isinstance(name, tuple) and len(name) == 3 and name[0] == "$via":
+            Registry.register(name[1], name[2], None)
+        else:
+            register(name, pid)
+    except AlreadyRegistered as exc:
+        raise StartError(("already_started", exc.existing_pid)) from None
+
+
+def _unregister_server_name(name: Any, pid: Pid) -> None:
+    if isinstance(name, tuple) and len(name) == 3 and name[0] == "$via":
+        Registry.unregister(name[1], name[2])
+    else:
+        unregister(name)
+
+
+_api.name_resolvers.append(_resolve)
+_gen_server.name_registrars.append(_register_server_name)
+_gen_server.name_unregistrars.append(_unregister_server_name)
+
+
+# ------------------------------------------------------------------- pg
+
+
+def pg_join(group: Any, pid: Pid | None = None) -> None:
+    """Add ``pid`` (default: the caller) to ``group``; a process may join a
+    group several times and leaves as many times (PG-1).  Members leave
+    automatically when they exit."""
+    proc = _process.current()
+    _node_client().request("pg_join", group, proc.pid if pid is None else pid)
+
+
+def pg_leave(group: Any, pid: Pid | None = None) -> bool:
+    proc = _process.current()
+    return _node_client().request("pg_leave", group, proc.pid if pid is None else pid)
+
+
+def pg_members(group: Any) -> list:
+    """The members of ``group`` (with repeats), from the replica when this
+    process reads often."""
+    client = _node_client()
+    if client.replica is None:
+        client.lookups += 1
+        if client.lookups <= 8:
+            return client.request("pg_members", group)
+        client.lookup_cached(None)
+    return client.replica.members(group)
+
+
+def pg_groups() -> list:
+    return _node_client().request("pg_groups")
+
+
+# ------------------------------------------------------- keyed registries
+
+
+def via(registry: Any, key: Any) -> tuple:
+    """A name for gen_server ``name=``, ``call``, ``send``...: the process
+    registered under ``key`` in the (unique) keyed registry ``registry``."""
+    return ("$via", registry, key)
+
+
+class Registry:
+    """Keyed registries (Elixir's Registry): ``Registry.start_link(
+    keys='unique'|'duplicate', name=...)``; a process registers *itself*."""
+
+    @staticmethod
+    def start_link(keys: str = "unique", name: Any = None, backend: Any = "memory") -> Pid:
+        if keys not in ("unique", "duplicate"):
+            raise ValueError(f"keys must be 'unique' or 'duplicate', not {keys!r}")
+        pid = _start_server({"mode": keys, "backend": backend})
+        if name is not None:
+            try:
+                register(name, pid)
+            except AlreadyRegistered as exc:
+                _api.exit(pid, "kill")
+                raise StartError(("already_started", exc.existing_pid)) from None
+        return pid
+
+    @staticmethod
+    def child_spec(keys: str = "unique", name: Any = None, backend: Any = "memory", id: Any = None):  # noqa: A002
+        from .._child_spec import child_spec
+
+        return child_spec(id if id is not None else ("Registry", name), (Registry.start_link, (keys, name, backend)))
+
+    @staticmethod
+    def _client(registry: Any) -> RegistryClient:
+        pid = registry if isinstance(registry, Pid) else whereis(registry)
+        if pid is None:
+            raise NoProc(registry)
+        proc = _process.current()
+        clients = _clients(proc)
+        client = clients.get(pid.uid)
+        if client is None or (client.registry_pid is not None and client._registry_dead()):
+            if client is not None:
+                client.close()
+            client = clients[pid.uid] = RegistryClient(*endpoints(proc.node.dir, pid.uid), registry_pid=pid)
+        return client
+
+    @staticmethod
+    def register(registry: Any, key: Any, value: Any = None, metadata: dict | None = None) -> None:
+        """Register the caller under ``key`` with ``value``.  In a unique
+        registry a clash raises :class:`AlreadyRegistered`."""
+        Registry._client(registry).request("register", key, _api.self_(), value, metadata)
+
+    @staticmethod
+    def unregister(registry: Any, key: Any) -> None:
+        """Remove the caller's registrations of ``key``."""
+        Registry._client(registry).request("unregister", key, _api.self_())
+
+    @staticmethod
+    def lookup(registry: Any, key: Any) -> list:
+        """``[(pid, value)]`` registered under ``key`` (replica once hot)."""
+        client = Registry._client(registry)
+        rows = client.lookup_cached(key)
+        return client.request("lookup", key) if rows is None else rows
+
+    @staticmethod
+    def whereis_name(registry: Any, key: Any) -> Pid | None:
+        try:
+            rows = Registry.lookup(registry, key)
+        except (NoProc, Timeout):
+            return None
+        return rows[0][0] if rows else None
+
+    @staticmethod
+    def update_value(registry: Any, key: Any, update: Callable[[Any], Any]) -> tuple:
+        """Apply ``update`` to the caller's value under ``key`` (unique
+        registries); returns ``(new, old)``.  Only the owner writes its
+        entry, so read-modify-write here cannot race."""
+        me = _api.self_()
+        client = Registry._client(registry)
+        rows = [v for p, v in client.request("lookup", key) if p == me]
+        if not rows:
+            raise NotFound(key, me)
+        old = rows[0]
+        new = update(old)
+        client.request("update_value", key, me, new)
+        return new, old
+
+    @staticmethod
+    def match(registry: Any, key: Any, predicate: Callable[[Any], bool]) -> list:
+        """``[(pid, value)]`` under ``key`` whose value satisfies ``predicate``."""
+        return [(p, v) for p, v in Registry.lookup(registry, key) if predicate(v)]
+
+    @staticmethod
+    def match_metadata(registry: Any, field: str, value: Any) -> list:
+        """Entries whose metadata ``field`` equals ``value`` (indexed)."""
+        return Registry._client(registry).request("match_metadata", field, value)
+
+    @staticmethod
+    def count(registry: Any) -> int:
+        return Registry._client(registry).request("count")
+
+    @staticmethod
+    def keys(registry: Any, pid: Pid) -> list:
+        return Registry._client(registry).request("keys", pid)
+
+    @staticmethod
+    def dispatch(registry: Any, key: Any, fn: Callable[[list], Any]) -> Any:
+        """Call ``fn([(pid, value)])`` in the caller (REG-EX-3)."""
+        return fn(Registry.lookup(registry, key))
+
+    @staticmethod
+    def health(registry: Any) -> dict:
+        return Registry._client(registry).request("health", timeout=DEFAULT_TIMEOUT)

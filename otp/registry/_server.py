@@ -1,0 +1,320 @@
+"""The registry process: a ZeroMQ ROUTER server in front of one backend.
+
+One per node serves process names and process groups (the node's
+*name registry*, started under the node's kernel supervisor); every
+``otp.Registry.start_link`` starts another one for keyed registrations.
+
+Why a ROUTER.  Clients connect one DEALER each and the server answers
+through the same socket by routing identity: no out-socket per client, so a
+registry serves thousands of processes with two descriptors.
+
+Reads do not all pass through this process: every change is published on a
+PUB socket with a version number, and clients keep a replica (see
+:mod:`otp.registry._client`).  Writes are serialised here, the single owner.
+
+Death.  The server monitors every process that holds a key or a group
+membership and drops its entries when the DOWN arrives.  Before a lookup
+answers with a pid, the pid's pidfd is checked: a process that has exited is
+never returned, even if its DOWN is still on its way.  A process that exits
+deliberately drops its own names first (its exit hook calls
+``unregister_pid``), so no one who saw it die can still find it by name.
+
+Restart.  With the sqlite backend (the node registry's default) the entries
+survive a crash of this process: the restarted server reopens the file,
+drops entries of dead processes (the backend's liveness check) and monitors
+the live ones again.  With the memory backend a restart starts empty.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import select
+from typing import Any
+
+import zmq
+
+from .. import _api, _process
+from .._errors import ProcessExit, StartError, Timeout
+from .._pid import Pid
+from .._reasons import DOWN, EXIT
+from ._backend import RegistryError
+
+log = logging.getLogger("otp.registry")
+
+__all__ = ["start_link", "endpoints"]
+
+
+def endpoints(node_dir: str, uid: int | None) -> tuple[str, str]:
+    """(request endpoint, publish endpoint) of a registry.  The node's name
+    registry (``uid`` None) has fixed ones, so that clients find it again
+    after it restarts."""
+    tag = "registry" if uid is None else f"reg-{uid:016x}"
+    return f"ipc://{node_dir}/{tag}", f"ipc://{node_dir}/{tag}-pub"
+
+
+def start_link(config: dict) -> Pid:
+    """Start a registry server linked to the caller; returns once it serves."""
+    proc = _process.current()
+    ack = _api.make_ref()
+    pid, ref = proc.spawn(_main, (config, proc.pid, ack), {}, link=True, monitor=True)
+    msg = proc.receive(
+        30.0, lambda m: (type(m) is tuple and len(m) == 3 and m[0] == "$ack" and m[1] == ack) or (isinstance(m, DOWN) and m.ref == ref)
+    )
+    proc.demonitor(ref, flush=True)
+    if isinstance(msg, DOWN):
+        raise StartError(msg.reason)
+    if msg[2][0] != "ok":
+        raise StartError(msg[2][1])
+    return pid
+
+
+def _main(config: dict, parent: Pid, ack) -> None:
+    proc = _process.current()
+    proc.trap_exit(True)
+    try:
+        server = _Server(proc, config)
+    except Exception as exc:
+        proc.unlink(parent)
+        proc.send(parent, ("$ack", ack, ("error", ("registry_init", repr(exc)))))
+        raise
+    proc.send(parent, ("$ack", ack, ("ok", proc.pid)))
+    server.serve(parent)
+
+
+class _Server:
+    def __init__(self, proc, config: dict) -> None:
+        from ._backends import open_backend
+
+        self.proc = proc
+        self.mode = config.get("mode", "unique")
+        self.one_name_per_pid = bool(config.get("names"))  # the node's name registry
+        self.backend = open_backend(config.get("backend", "memory"), is_alive=self._alive, mode=self.mode)
+        node_dir = proc.node.dir
+        self.request_ep, self.publish_ep = endpoints(node_dir, None if config.get("names") else proc.uid)
+        self.router = proc.ctx.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.LINGER, 0)
+        self.router.setsockopt(zmq.SNDHWM, 0)
+        self.router.setsockopt(zmq.RCVHWM, 0)
+        self.router.setsockopt(zmq.BACKLOG, 1024)
+        self._bind(self.router, self.request_ep)
+        self.pub = proc.ctx.socket(zmq.PUB)
+        self.pub.setsockopt(zmq.LINGER, 0)
+        self.pub.setsockopt(zmq.SNDHWM, 100_000)
+        self._bind(self.pub, self.publish_ep)
+        self.version = 0
+        self.monitors: dict[int, Any] = {}  # uid -> monitor ref
+        self.groups: dict[Any, list[Pid]] = {}  # pg: group -> members (with repeats)
+        for entry in self.backend.list_all():  # after a restart: watch the survivors
+            self._watch(entry.pid)
+        proc.exit_hooks.append(lambda reason: self.close())
+
+    @staticmethod
+    def _bind(sock, endpoint: str) -> None:
+        path = endpoint[len("ipc://") :]
+        try:
+            os.unlink(path)  # left by a predecessor that was killed
+        except FileNotFoundError:
+            pass
+        sock.bind(endpoint)
+
+    # ------------------------------------------------------------ liveness
+
+    def _alive(self, pid: Pid) -> bool:
+        sig = self.proc.sig
+        with sig.lock:
+            w = sig.watches.get(pid.uid)
+            if w is not None:
+                try:
+                    return not select.select([w.fd], [], [], 0)[0]
+                except (OSError, ValueError):
+                    return False
+        return self.proc.is_alive(pid)
+
+    def _watch(self, pid: Pid) -> None:
+        if pid.uid not in self.monitors:
+            self.monitors[pid.uid] = self.proc.monitor(pid)
+
+    def _unwatch_if_unused(self, pid: Pid) -> None:
+        if self.backend.keys_of(pid) or any(pid in members for members in self.groups.values()):
+            return
+        ref = self.monitors.pop(pid.uid, None)
+        if ref is not None:
+            self.proc.demonitor(ref, flush=True)
+
+    # ------------------------------------------------------------ serve
+
+    def serve(self, parent: Pid) -> None:
+        router = self.router
+        while True:
+            ready = self.proc.poll_sockets([router], None)
+            self._mailbox(parent)
+            if ready:
+                for _ in range(1000):  # then look at the mailbox again
+                    try:
+                        ident, frame = router.recv_multipart(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    self._request(ident, frame)
+
+    def _mailbox(self, parent: Pid) -> None:
+        while True:
+            try:
+                msg = self.proc.receive(0)
+            except Timeout:
+                return
+            if isinstance(msg, DOWN):
+                self._dead(msg.pid)
+            elif isinstance(msg, EXIT) and msg.pid == parent:
+                raise ProcessExit(msg.reason)
+
+    def _dead(self, pid: Pid) -> None:
+        self.monitors.pop(pid.uid, None)
+        for key in self.backend.unregister_pid(pid):
+            self._publish(("unreg", key, pid))
+        for group, members in list(self.groups.items()):
+            if pid in members:
+                self.groups[group] = [m for m in members if m != pid]
+                if not self.groups[group]:
+                    del self.groups[group]
+                self._publish(("leave_all", group, pid))
+
+    def _publish(self, change: tuple) -> None:
+        self.version += 1
+        self.pub.send(pickle.dumps((self.version, *change), 5))
+
+    def _request(self, ident: bytes, frame: bytes) -> None:
+        try:
+            req_id, op, args = pickle.loads(frame)
+        except Exception:
+            log.warning("registry dropped a malformed request")
+            return
+        try:
+            handler = getattr(self, "op_" + op)
+            reply = (req_id, "ok", handler(*args), self.proc.pid, self.version)
+        except RegistryError as exc:
+            reply = (req_id, "error", exc, self.proc.pid, self.version)
+        except (AttributeError, TypeError) as exc:
+            reply = (req_id, "error", RegistryError(f"bad request {op!r}: {exc}"), self.proc.pid, self.version)
+        try:
+            data = pickle.dumps(reply, 5)
+        except Exception as exc:
+            error = RegistryError(f"unpicklable reply: {exc}")
+            data = pickle.dumps((req_id, "error", error, self.proc.pid, self.version), 5)
+        self.router.send_multipart([ident, data])
+
+    # ------------------------------------------------------------ operations
+
+    def op_register(self, key: Any, pid: Pid, value: Any = None, metadata: dict | None = None) -> None:
+        from ._backend import AlreadyRegistered, PidNotAlive
+
+        if not self._alive(pid):
+            raise PidNotAlive(pid)
+        if self.one_name_per_pid:
+            held = [k for k in self.backend.keys_of(pid) if k != key]
+            if held:
+                raise AlreadyRegistered(held[0], pid)  # Erlang: one name per process
+        self.backend.register(key, pid, value, metadata)
+        self._watch(pid)
+        if self.one_name_per_pid:
+            self._tell_named(pid)
+        self._publish(("reg", key, pid, value, metadata or {}))
+
+    def _tell_named(self, pid: Pid) -> None:
+        """Let the process know it holds a name: its exit drops the name
+        before anyone hears of its death."""
+        proc = self.proc
+        proc.sig.send(pid, ("named", proc.pid, 0), proc.node.signal_address(pid.uid))
+
+    def op_unregister(self, key: Any, pid: Pid | None = None) -> None:
+        entries = self.backend.lookup(key)
+        self.backend.unregister(key, pid)
+        for entry in entries:
+            if pid is None or entry.pid == pid:
+                self._publish(("unreg", key, entry.pid))
+                self._unwatch_if_unused(entry.pid)
+
+    def op_unregister_pid(self, pid: Pid) -> list:
+        keys = self.backend.unregister_pid(pid)
+        for key in keys:
+            self._publish(("unreg", key, pid))
+        self._unwatch_if_unused(pid)
+        return keys
+
+    def op_lookup(self, key: Any) -> list:
+        return [(e.pid, e.value) for e in self.backend.lookup(key)]
+
+    def op_lookup_entries(self, key: Any) -> list:
+        return self.backend.lookup(key)
+
+    def op_whereis(self, key: Any) -> Pid | None:
+        entries = self.backend.lookup(key)
+        return entries[0].pid if entries else None
+
+    def op_registered(self) -> list:
+        return sorted({e.key for e in self.backend.list_all()}, key=repr)
+
+    def op_keys(self, pid: Pid) -> list:
+        return self.backend.keys_of(pid)
+
+    def op_count(self) -> int:
+        return self.backend.count()
+
+    def op_match_metadata(self, field: str, value: Any) -> list:
+        return self.backend.match(field, value)
+
+    def op_update_value(self, key: Any, pid: Pid, value: Any) -> None:
+        self.backend.update_value(key, pid, value)
+        self._publish(("value", key, pid, value))
+
+    def op_update_metadata(self, key: Any, metadata: dict) -> None:
+        self.backend.update_metadata(key, metadata)
+        for entry in self.backend.lookup(key):
+            self._publish(("meta", key, entry.pid, entry.metadata))
+
+    def op_health(self) -> dict:
+        health = dict(self.backend.health_check())
+        health.update(version=self.version, monitored=len(self.monitors), groups=len(self.groups))
+        return health
+
+    def op_sync(self, token: Any) -> None:
+        self.pub.send(pickle.dumps((None, "sync", token), 5))
+
+    def op_snapshot(self) -> tuple:
+        entries = [(e.key, e.pid, e.value, e.metadata) for e in self.backend.list_all()]
+        return (self.version, entries, {g: list(m) for g, m in self.groups.items()}, self.mode)
+
+    def op_pg_join(self, group: Any, pid: Pid) -> None:
+        if not self._alive(pid):
+            from ._backend import PidNotAlive
+
+            raise PidNotAlive(pid)
+        self.groups.setdefault(group, []).append(pid)
+        self._watch(pid)
+        self._publish(("join", group, pid))
+
+    def op_pg_leave(self, group: Any, pid: Pid) -> bool:
+        members = self.groups.get(group, [])
+        if pid not in members:
+            return False
+        members.remove(pid)
+        if not members:
+            del self.groups[group]
+        self._publish(("leave", group, pid))
+        self._unwatch_if_unused(pid)
+        return True
+
+    def op_pg_members(self, group: Any) -> list:
+        return [p for p in self.groups.get(group, []) if self._alive(p)]
+
+    def op_pg_groups(self) -> list:
+        return list(self.groups)
+
+    def close(self) -> None:
+        self.router.close(linger=0)
+        self.pub.close(linger=0)
+        try:
+            self.backend.close()
+        except Exception:  # noqa: BLE001 - closing on the way out
+            log.exception("closing the registry backend failed")
