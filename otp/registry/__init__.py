@@ -1,0 +1,44 @@
+"""The name registry.  This far: its storage layer (backends and their interface)."""
+
+from ._backend import (
+    AlreadyRegistered,
+    BackendClosed,
+    BackendUnavailable,
+    BaseBackend,
+    Entry,
+    InvalidKey,
+    InvalidMetadata,
+    InvalidPid,
+    InvalidValue,
+    Key,
+    Mode,
+    NotFound,
+    PidNotAlive,
+    RegistryBackend,
+    RegistryError,
+)
+from ._backends import BACKENDS, open_backend
+from ._memory import MemoryBackend
+from ._sqlite import SQLiteBackend
+
+__all__ = [
+    "RegistryBackend",
+    "BaseBackend",
+    "MemoryBackend",
+    "SQLiteBackend",
+    "BACKENDS",
+    "open_backend",
+    "Entry",
+    "Key",
+    "Mode",
+    "RegistryError",
+    "AlreadyRegistered",
+    "NotFound",
+    "PidNotAlive",
+    "InvalidKey",
+    "InvalidPid",
+    "InvalidMetadata",
+    "InvalidValue",
+    "BackendUnavailable",
+    "BackendClosed",
+]

@@ -1,0 +1,283 @@
+"""The registry process: names (REG-LOCAL), keyed registries (REG-EX-1..4),
+process groups (PG-1), replicas, and recovery after the registry is killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+import otp
+from helpers import down_of, exit_of, recv_tagged, wait_dead
+from otp import supervisor as sup_api
+from procs import Echo, relay, wait_forever
+
+
+def registry_pid(node):
+    return {c.id: c.pid for c in sup_api.which_children(node.kernel)}["registry"]
+
+
+# -------------------------------------------------------------------- names
+
+
+def test_register_whereis_unregister(node):
+    pid = otp.spawn(wait_forever)
+    otp.register("worker", pid)
+    assert otp.whereis("worker") == pid
+    assert "worker" in otp.registered()
+    otp.unregister("worker")
+    otp.unregister("worker")  # idempotent
+    assert otp.whereis("worker") is None
+    assert otp.whereis("never") is None
+
+
+def test_name_clash_and_one_name_per_process(node):
+    a, b = otp.spawn(wait_forever), otp.spawn(wait_forever)
+    otp.register("n", a)
+    with pytest.raises(otp.AlreadyRegistered):
+        otp.register("n", b)
+    with pytest.raises(otp.AlreadyRegistered):
+        otp.register("other", a)  # Erlang: a process has at most one name
+
+
+def test_register_dead_pid_is_refused(node):
+    pid = otp.spawn(lambda: None)
+    wait_dead(pid)
+    with pytest.raises(otp.registry.PidNotAlive):
+        otp.register("ghost", pid)
+
+
+def test_a_name_works_wherever_a_pid_does(node):
+    me = otp.self()
+    relay_pid = otp.spawn(relay, me)
+    recv_tagged("ready")
+    otp.register("relay", relay_pid)
+    otp.send("relay", "by name")
+    assert recv_tagged("got") == ("got", relay_pid, "by name")
+    Echo.start_link(None, name="echo")
+    assert otp.call("echo", "hello") == "hello"
+    otp.cast("echo", "state2")
+    assert otp.call("echo", "state") == "state2"
+    ref = otp.monitor("relay")
+    otp.trap_exit(True)
+    otp.link("relay")
+    otp.exit("relay", "kill")
+    assert down_of(ref).reason == "killed"
+    assert exit_of(relay_pid).reason == "killed"
+
+
+def test_send_to_unregistered_name_raises_noproc(node):
+    with pytest.raises(otp.NoProc):
+        otp.send("nobody", "x")
+    with pytest.raises(otp.NoProc):
+        otp.call("nobody", "x")
+    otp.cast("nobody", "x")  # cast never fails (GS-CAST)
+    ref = otp.monitor("nobody")
+    assert down_of(ref).reason == "noproc"
+
+
+def test_name_disappears_when_process_is_killed(node):
+    pid = otp.spawn(wait_forever)
+    otp.register("victim", pid)
+    ref = otp.monitor(pid)
+    os.kill(pid.ospid, signal.SIGKILL)
+    down_of(ref)
+    assert otp.whereis("victim") is None  # we saw it die: we never get it back
+
+
+def test_name_disappears_before_others_see_a_deliberate_exit(node):
+    for i in range(5):
+        pid = otp.spawn(wait_forever)
+        otp.register(("deliberate", i), pid)
+        ref = otp.monitor(pid)
+        otp.exit(pid, "shutdown")
+        down_of(ref)
+        # Through the ROUTER, not a replica: the registry already dropped it.
+        assert otp.registry._names._node_client().request("whereis", ("deliberate", i)) is None
+
+
+def test_gen_server_names(node):
+    s = Echo.start_link(None, name="svc")
+    assert otp.whereis("svc") == s
+    with pytest.raises(otp.StartError) as info:
+        Echo.start_link(None, name="svc")
+    assert info.value.reason == ("already_started", s)
+    otp.stop("svc")
+    assert otp.whereis("svc") is None
+    s2 = Echo.start_link(None, name="svc")  # free again at once
+    assert otp.whereis("svc") == s2
+
+
+def test_failed_init_releases_the_name_before_the_starter_hears(node):
+    from procs import FailingInit
+
+    for _ in range(3):
+        with pytest.raises(otp.StartError):
+            FailingInit.start_link("raise", name="flaky")
+        assert otp.whereis("flaky") is None
+
+
+# ---------------------------------------------------------------- replicas
+
+
+def test_replica_reads_your_writes_and_sees_others(node):
+    pids = [otp.spawn(wait_forever) for _ in range(3)]
+    for _ in range(20):  # enough lookups to switch this process to its replica
+        otp.whereis("warm-up")
+    assert otp.registry._names._node_client().replica is not None
+    otp.register("mine", pids[0])
+    assert otp.whereis("mine") == pids[0]  # our own write, at once
+    me = otp.self()
+
+    def other_registers(target):
+        otp.register("theirs", target)
+        otp.send(me, "done")
+
+    otp.spawn(other_registers, pids[1])
+    otp.receive(10, lambda m: m == "done")
+    # Another process's change: the replica catches up on its next refresh.
+    otp.registry._names._node_client().replica.refresh()
+    assert otp.whereis("theirs") == pids[1]
+    otp.exit(pids[1], "kill")
+    wait_dead(pids[1])
+    assert otp.whereis("theirs") is None
+
+
+# --------------------------------------------------------- keyed registries
+
+
+def test_unique_keyed_registry_and_via(node):
+    otp.Registry.start_link(keys="unique", name="reg")
+    otp.Registry.register("reg", "k", {"v": 1})
+    me = otp.self()
+
+    def contender():
+        try:
+            otp.Registry.register("reg", "k", 2)
+            otp.send(me, "registered?!")
+        except otp.AlreadyRegistered as exc:
+            otp.send(me, ("clash", exc.existing_pid))
+
+    otp.spawn(contender)
+    assert otp.receive(10) == ("clash", me)
+    assert otp.Registry.lookup("reg", "k") == [(otp.self(), {"v": 1})]
+    new, old = otp.Registry.update_value("reg", "k", lambda v: {"v": v["v"] + 1})
+    assert (new, old) == ({"v": 2}, {"v": 1})
+    assert otp.Registry.keys("reg", otp.self()) == ["k"]
+    assert otp.Registry.count("reg") == 1
+    server = Echo.start_link("via-state", name=otp.via("reg", "svc"))
+    assert otp.call(otp.via("reg", "svc"), "state") == "via-state"
+    with pytest.raises(otp.StartError) as info:
+        Echo.start_link(None, name=otp.via("reg", "svc"))
+    assert info.value.reason == ("already_started", server)
+    otp.Registry.unregister("reg", "k")
+    assert otp.Registry.lookup("reg", "k") == []
+
+
+def test_duplicate_keyed_registry_dispatch_and_match(node):
+    otp.Registry.start_link(keys="duplicate", name="topics")
+    me = otp.self()
+
+    def subscriber(tag):
+        otp.Registry.register("topics", "news", tag)
+        otp.send(me, ("subscribed", tag))
+        otp.send(me, ("got", tag, otp.receive()))
+
+    subs = [otp.spawn(subscriber, t) for t in ("a", "b")]
+    for _ in subs:
+        recv_tagged("subscribed")
+    otp.Registry.register("topics", "news", "me")
+    otp.Registry.register("topics", "news", "me-again")  # the same process twice
+    entries = otp.Registry.lookup("topics", "news")
+    assert sorted(v for _, v in entries) == ["a", "b", "me", "me-again"]
+    assert sorted(v for _, v in otp.Registry.match("topics", "news", lambda v: v.startswith("me"))) == ["me", "me-again"]
+    otp.Registry.dispatch("topics", "news", lambda es: [otp.send(p, "hello") for p, v in es if v in ("a", "b")])
+    assert sorted(recv_tagged("got")[1:] for _ in subs) == [("a", "hello"), ("b", "hello")]
+
+
+def test_keyed_entries_go_with_their_process(node):
+    otp.Registry.start_link(keys="duplicate", name="r")
+    me = otp.self()
+
+    def holder():
+        otp.Registry.register("r", "x", 1)
+        otp.send(me, "registered")
+        otp.receive()
+
+    pid = otp.spawn(holder)
+    otp.receive(10, lambda m: m == "registered")
+    assert len(otp.Registry.lookup("r", "x")) == 1
+    otp.exit(pid, "kill")
+    wait_dead(pid)
+    assert otp.Registry.lookup("r", "x") == []
+
+
+def test_registry_name_clash(node):
+    otp.Registry.start_link(name="same")
+    with pytest.raises(otp.StartError):
+        otp.Registry.start_link(name="same")
+
+
+# ------------------------------------------------------------------------ pg
+
+
+def test_process_groups(node):
+    a, b = otp.spawn(wait_forever), otp.spawn(wait_forever)
+    otp.pg.join("workers", a)
+    otp.pg.join("workers", b)
+    otp.pg.join("workers", a)  # twice: must leave twice
+    assert sorted(otp.pg.get_members("workers")) == sorted([a, a, b])
+    assert otp.pg.leave("workers", a) is True
+    assert sorted(otp.pg.get_members("workers")) == sorted([a, b])
+    assert "workers" in otp.pg.which_groups()
+    otp.exit(b, "kill")
+    wait_dead(b)
+    assert otp.pg.get_members("workers") == [a]
+    otp.pg.leave("workers", a)
+    assert otp.pg.get_members("workers") == []
+    assert "workers" not in otp.pg.which_groups()
+
+
+# ------------------------------------------------------------------ recovery
+
+
+def test_registry_restart_keeps_live_names_and_drops_dead(node):
+    alive = otp.spawn(wait_forever)
+    doomed = otp.spawn(wait_forever)
+    otp.register("alive", alive)
+    otp.register("doomed", doomed)
+    reg = registry_pid(node)
+    otp.trap_exit(True)
+    sup_api.subscribe(node.kernel)
+    os.kill(reg.ospid, signal.SIGKILL)
+    os.kill(doomed.ospid, signal.SIGKILL)  # dies while there is no registry
+    started = otp.receive(10, lambda m: type(m) is tuple and m[0] == "$supervisor" and m[2] == "started")
+    assert started[4] != reg
+    assert otp.whereis("alive") == alive
+    assert otp.whereis("doomed") is None
+    otp.exit(alive, "kill")
+    wait_dead(alive)
+    assert otp.whereis("alive") is None  # the new registry watches it
+
+
+def test_requests_survive_a_registry_restart(node):
+    reg = registry_pid(node)
+    os.kill(reg.ospid, signal.SIGKILL)
+    pid = otp.spawn(wait_forever)
+    otp.register("after-restart", pid)  # resent to the restarted registry
+    assert otp.whereis("after-restart") == pid
+
+
+def test_memory_backend_node():
+    with otp.Node(registry_backend="memory"):
+        pid = otp.spawn(wait_forever)
+        otp.register("m", pid)
+        assert otp.whereis("m") == pid
+        assert otp.registry_health()["backend"] == "memory"
+
+
+def test_unknown_backend_fails_loudly():
+    with pytest.raises((otp.StartError, otp.registry.BackendUnavailable)):
+        with otp.Node(registry_backend="horde"):
+            pass
