@@ -24,31 +24,11 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 __all__ = [
-    "MAX_COMBINATORIAL_BIDS",
-    "DEFAULT_BID_INCREMENT",
-    "AuctionError",
-    "InvalidBid",
-    "InvalidParameter",
-    "BidTooLow",
-    "AuctionClosed",
-    "DuplicateBidder",
-    "TooManyBids",
-    "Bid",
-    "BundleBid",
-    "AuctionResult",
-    "CombinatorialResult",
-    "EnglishState",
-    "validate_bid",
-    "place_bid",
-    "close_english",
-    "clear_english",
-    "clear_dutch",
-    "clear_dutch_sealed",
-    "clear_first_price",
-    "clear_vickrey",
-    "optimal_allocation",
-    "clear_combinatorial",
-    "efficiency",
+    "MAX_COMBINATORIAL_BIDS", "DEFAULT_BID_INCREMENT", "AuctionError", "InvalidBid", "InvalidAuctionParameter",
+    "BidTooLow", "AuctionClosed", "DuplicateBidder", "TooManyBids", "Bid", "BundleBid", "AuctionResult",
+    "CombinatorialResult", "EnglishState", "validate_bid", "place_bid", "close_english", "clear_english",
+    "clear_dutch", "clear_dutch_sealed", "clear_first_price", "clear_vickrey", "optimal_allocation",
+    "clear_combinatorial", "efficiency",
 ]
 
 MAX_COMBINATORIAL_BIDS = 20
@@ -68,7 +48,7 @@ class InvalidBid(AuctionError):
     """A bid is malformed: empty bidder, non-finite or negative amount, empty bundle."""
 
 
-class InvalidParameter(AuctionError):
+class InvalidAuctionParameter(AuctionError):
     """An auction parameter (reserve, increment, schedule, true values) is unusable."""
 
 
@@ -163,7 +143,7 @@ class CombinatorialResult:
 
 
 def _check_reserve(reserve: float) -> None:
-    _check_amount(reserve, "reserve price", InvalidParameter)
+    _check_amount(reserve, "reserve price", InvalidAuctionParameter)
 
 
 def _payments(bidders: Iterable[str], charges: Mapping[str, float]) -> Mapping[str, float]:
@@ -216,9 +196,9 @@ class EnglishState:
 
     def __post_init__(self) -> None:
         _check_reserve(self.reserve)
-        _check_amount(self.increment, "bid increment", InvalidParameter)
+        _check_amount(self.increment, "bid increment", InvalidAuctionParameter)
         if self.increment <= 0:
-            raise InvalidParameter("bid increment must be > 0, otherwise the auction need not end")
+            raise InvalidAuctionParameter("bid increment must be > 0, otherwise the auction need not end")
 
     @property
     def high_bid(self) -> Bid | None:
@@ -285,11 +265,11 @@ def clear_dutch(
     _check_reserve(reserve)
     prices = list(schedule)
     if not prices:
-        raise InvalidParameter("the price schedule is empty")
+        raise InvalidAuctionParameter("the price schedule is empty")
     for p in prices:
-        _check_amount(p, "clock price", InvalidParameter)
+        _check_amount(p, "clock price", InvalidAuctionParameter)
     if any(a <= b for a, b in zip(prices, prices[1:])):
-        raise InvalidParameter("a Dutch clock schedule must be strictly decreasing")
+        raise InvalidAuctionParameter("a Dutch clock schedule must be strictly decreasing")
     if isinstance(thresholds, Mapping):
         bids = tuple(Bid(bidder, amount) for bidder, amount in thresholds.items())
     else:
@@ -322,11 +302,11 @@ def clear_dutch_sealed(
             return _no_winner("dutch", bids, "no acceptance price reached the reserve price")
         return _won("dutch", bids, ranked[0], ranked[0].amount)
     if start is None:
-        raise InvalidParameter("a discrete clock needs a start price")
-    _check_amount(start, "start price", InvalidParameter)
-    _check_amount(decrement, "decrement", InvalidParameter)
+        raise InvalidAuctionParameter("a discrete clock needs a start price")
+    _check_amount(start, "start price", InvalidAuctionParameter)
+    _check_amount(decrement, "decrement", InvalidAuctionParameter)
     if decrement <= 0:
-        raise InvalidParameter("decrement must be > 0")
+        raise InvalidAuctionParameter("decrement must be > 0")
     if not bids:
         return _no_winner("dutch", bids, "no bids")
     top = max(b.amount for b in bids)
@@ -459,14 +439,15 @@ def efficiency(
     For a single-item result ``true_values`` maps bidder -> value of the item;
     the optimum gives it to the bidder who values it most. For a combinatorial
     result it maps bidder -> {bundle: value} (XOR, free disposal) and the
-    optimum is found by exact search. If the optimal welfare is 0 every
+    optimum is found by exact search (so at most :data:`MAX_COMBINATORIAL_BIDS`
+    valued bundles in total). If the optimal welfare is 0 every
     outcome is optimal and 1.0 is returned. Never a constant.
     """
     if isinstance(result, CombinatorialResult):
         realised = 0.0
         for bidder, bundle in result.allocation.items():
             if bidder not in true_values:
-                raise InvalidParameter(f"no true values for winner {bidder!r}")
+                raise InvalidAuctionParameter(f"no true values for winner {bidder!r}")
             realised += _xor_value(true_values[bidder], bundle)  # type: ignore[arg-type]
         truth = [
             BundleBid(bidder, frozenset(bundle), value)
@@ -477,12 +458,12 @@ def efficiency(
     else:
         values = list(true_values.values())
         for v in values:
-            _check_amount(v, "true value", InvalidParameter)  # type: ignore[arg-type]
+            _check_amount(v, "true value", InvalidAuctionParameter)  # type: ignore[arg-type]
         optimum = max(values, default=0.0)  # type: ignore[type-var]
         if result.winner is None:
             realised = 0.0
         elif result.winner not in true_values:
-            raise InvalidParameter(f"no true value for winner {result.winner!r}")
+            raise InvalidAuctionParameter(f"no true value for winner {result.winner!r}")
         else:
             realised = true_values[result.winner]  # type: ignore[assignment]
     if optimum <= 0:

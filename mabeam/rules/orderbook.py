@@ -33,15 +33,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 __all__ = [
-    "BUY",
-    "SELL",
-    "Side",
-    "OrderBookError",
-    "InvalidOrder",
-    "DuplicateOrderId",
-    "UnknownOrder",
-    "Order",
-    "Trade",
+    "BUY", "SELL", "Side", "OrderBookError", "InvalidOrder", "DuplicateOrderId", "UnknownOrder", "Order", "Trade",
     "OrderBook",
 ]
 
@@ -224,13 +216,12 @@ class OrderBook:
         side, price = where
         book = self._sides[side]
         level = book.levels[price]
-        for i, o in enumerate(level):
-            if o.order_id == order_id:
-                del level[i]
-                break
+        index = next(i for i, o in enumerate(level) if o.order_id == order_id)
+        order = level[index]
+        del level[index]
         if not level:
             book.drop_level(price)
-        return o
+        return order
 
     # -- helpers
 
