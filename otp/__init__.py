@@ -10,22 +10,10 @@ Layers, bottom up (each imports only the ones below it):
 * supervision, registry and applications on top.
 """
 
-from . import supervisor  # noqa: E402 - the management calls, as otp.supervisor.*
-from .registry._names import (  # noqa: E402 - on top of every other layer
-    Registry,
-    pg_groups,
-    pg_join,
-    pg_leave,
-    pg_members,
-    register,
-    registered,
-    registry_health,
-    unregister,
-    via,
-    whereis,
+from . import (
+    pg,  # noqa: E402
+    supervisor,  # noqa: E402 - the management calls, as otp.supervisor.*
 )
-from .registry import AlreadyRegistered  # noqa: E402
-from . import pg  # noqa: E402
 from ._api import (
     demonitor,
     exit,
@@ -76,6 +64,16 @@ from ._pid import Pid, Ref
 from ._reasons import DOWN, EXIT, Crash, is_clean, is_normal, is_shutdown
 from ._supervisor import DynamicSupervisor, Supervisor
 from ._task import Task, TaskExit, TaskSupervisor
+from .registry import AlreadyRegistered  # noqa: E402
+from .registry._names import (  # noqa: E402 - on top of every other layer
+    Registry,
+    register,
+    registered,
+    registry_health,
+    unregister,
+    via,
+    whereis,
+)
 
 __all__ = [
     "Node",

@@ -16,7 +16,12 @@ from ._transport import EXIT_LINGER_MS
 
 log = logging.getLogger("otp")
 
-__all__ = ["LifecycleMixin"]
+__all__ = ["LifecycleMixin", "EXIT_HOOKS"]
+
+#: Functions ``(process, reason)`` every exiting process runs first, before
+#: its own ``exit_hooks`` and before anyone can hear of its death (the
+#: registry installs the one that drops the process's names).
+EXIT_HOOKS: list = []
 
 
 class LifecycleMixin:
@@ -71,6 +76,11 @@ class LifecycleMixin:
         sig = self.sig
         with sig.lock:
             sig.exiting = True
+        for hook in EXIT_HOOKS:
+            try:
+                hook(self, reason)
+            except Exception:
+                log.exception("exit hook of %r failed", self.pid)
         for hook in list(self.exit_hooks):
             try:
                 hook(reason)

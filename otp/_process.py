@@ -42,6 +42,7 @@ log = logging.getLogger("otp")
 __all__ = ["Process", "current", "current_or_none"]
 
 _SWEEP_MIN = 256
+_DEAD_SEEN_MAX = 10_000
 _dumps = pickle.dumps
 _loads = pickle.loads
 _base_send = zmq.Socket.__mro__[1].send
@@ -120,6 +121,7 @@ class Process(LinksMixin, LifecycleMixin):
         self.held: dict[int, collections.deque] = {}
         self.replies: dict[Ref, object] = {}
         self.active_calls: dict[Ref, Peer] = {}
+        self.dead_seen: dict[int, bool] = {}  # uids whose death we saw (insertion-ordered, bounded)
         self.exit_hooks: list = []  # called with the reason when exit begins
         self.spawned: list[Pid] = []  # root only: top-level processes, in order
         self.rt = 0  # >0 while the main thread runs kernel code
@@ -381,12 +383,28 @@ class Process(LinksMixin, LifecycleMixin):
     def _apply(self, pid: Pid, action: str, payload: object) -> None:
         if action == "msg":
             self.mailbox.append(payload)
+            return
+        # The rest report a death: remember it, so that nothing this process
+        # asks afterwards (a name, a cached lookup) returns the dead pid.
+        dead = self.dead_seen
+        dead[pid.uid] = True
+        if len(dead) > _DEAD_SEEN_MAX:
+            del dead[next(iter(dead))]
+        if action == "death":
+            self.mailbox.append(payload)
         elif action == "peer_dead":
             p = self.peers.get(pid.uid)
             if p is not None:
                 p.dead = payload
                 p.call_ref = None
                 self._close_peer(p)
+
+    def seen_dead(self, pid: Pid) -> bool:
+        """True if this process has learned that ``pid`` exited."""
+        if pid.uid in self.dead_seen:
+            return True
+        p = self.peers.get(pid.uid)
+        return p is not None and p.dead is not None
 
 def _on_interrupt(signum, frame) -> None:
     p = _current

@@ -245,7 +245,7 @@ class SignalPort:
     def _link_exit(self, pid: Pid, reason: object, seq: int, complete: bool) -> None:
         """EX-1 for a link-borne exit signal.  Lock held."""
         if self.trap_exit:
-            self.post(pid, seq, complete, "msg", EXIT(pid, reason))
+            self.post(pid, seq, complete, "death", EXIT(pid, reason))
         elif reason != "normal":
             self._set_fatal(reason)
 
@@ -364,7 +364,7 @@ class SignalPort:
             for ref in refs:
                 if self.monitors.pop(ref, None) is not None:
                     self.release(uid)
-                    self.post(sender, seq, complete, "msg", DOWN(ref, sender, reason))
+                    self.post(sender, seq, complete, "death", DOWN(ref, sender, reason))
                 elif self.call_watches.pop(ref, None) is not None:
                     self.release(uid)
                     self.post(sender, seq, complete, "peer_dead", reason)
@@ -414,11 +414,11 @@ class SignalPort:
         if self.links.pop(uid, None) is not None:
             self.release(uid)
             self._link_exit(pid, reason, 0, notified)
-        for table, action in ((self.monitors, "msg"), (self.call_watches, "peer_dead")):
+        for table, action in ((self.monitors, "death"), (self.call_watches, "peer_dead")):
             for ref in [r for r, p in table.items() if p.uid == uid]:
                 del table[ref]
                 self.release(uid)
-                self.post(pid, 0, notified, action, DOWN(ref, pid, reason) if action == "msg" else reason)
+                self.post(pid, 0, notified, action, DOWN(ref, pid, reason) if action == "death" else reason)
         if not notified:
             self.post(pid, 0, False, "release", None)
 

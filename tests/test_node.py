@@ -155,6 +155,7 @@ def test_no_orphan_after_runtime_is_sigkilled(method):
 
 def test_sigkill_of_zygote_kills_every_process():
     with otp.Node() as n:
+        otp.trap_exit(True)  # the kernel supervisor dies too, and we are linked to it
         pids = [otp.spawn(wait_forever) for _ in range(3)]
         os.kill(n.zygote_ospid, signal.SIGKILL)
         assert wait_os_pids_gone([p.ospid for p in pids], 5) == []

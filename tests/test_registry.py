@@ -7,11 +7,11 @@ import os
 import signal
 
 import pytest
+from helpers import down_of, exit_of, recv_tagged, wait_dead
+from procs import Echo, relay, wait_forever
 
 import otp
-from helpers import down_of, exit_of, recv_tagged, wait_dead
 from otp import supervisor as sup_api
-from procs import Echo, relay, wait_forever
 
 
 def registry_pid(node):

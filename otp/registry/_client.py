@@ -238,19 +238,17 @@ class Replica:
             self._drain()
         self.fresh_until = time.monotonic() + FRESHNESS
 
-    def _seen_dead(self, pid: Pid) -> bool:
-        peer = self.proc.peers.get(pid.uid)
-        return peer is not None and peer.dead is not None
-
     def lookup(self, key: Any) -> list:
         if self.version < self.client.seen_version or time.monotonic() >= self.fresh_until:
             self.refresh()
-        return [(p, v) for p, v, _ in self.table.get(key, ()) if not self._seen_dead(p)]
+        seen_dead = self.proc.seen_dead
+        return [(p, v) for p, v, _ in self.table.get(key, ()) if not seen_dead(p)]
 
     def members(self, group: Any) -> list:
         if self.version < self.client.seen_version or time.monotonic() >= self.fresh_until:
             self.refresh()
-        return [p for p in self.groups.get(group, ()) if not self._seen_dead(p)]
+        seen_dead = self.proc.seen_dead
+        return [p for p in self.groups.get(group, ()) if not seen_dead(p)]
 
     def close(self) -> None:
         self.sub.close(linger=0)

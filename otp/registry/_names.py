@@ -8,10 +8,11 @@ any str, int, bytes or tuple of those.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from time import monotonic as _monotonic
-from typing import Any, Callable
+from typing import Any
 
-from .. import _api, _gen_server, _process
+from .. import _api, _gen_server, _lifecycle, _process
 from .._errors import NoProc, StartError, Timeout
 from .._pid import Pid
 from ._backend import AlreadyRegistered, NotFound
@@ -41,7 +42,6 @@ def _clients(proc) -> dict:
     clients = getattr(proc, "registry_clients", None)
     if clients is None:
         clients = proc.registry_clients = {}
-        proc.exit_hooks.insert(0, lambda reason, p=proc: _on_exit(p))
     return clients
 
 
@@ -61,9 +61,13 @@ def _node_client() -> RegistryClient:
     return client
 
 
-def _on_exit(proc) -> None:
-    """Exit hook: drop our names before anyone hears of our death, then close."""
-    clients = proc.registry_clients
+def _on_exit(proc, reason: Any) -> None:
+    """Exit hook of every process: drop its names before anyone hears of its
+    death, then close its registry connections."""
+    sig = proc.sig
+    with sig.lock:
+        sig._drain()  # a 'named' notice may still be queued on our port
+    clients = _clients(proc)
     node = clients.get(None)
     if proc.sig.named and node is None and not proc.root:
         node = clients[None] = RegistryClient(*endpoints(proc.node.dir, None))
@@ -109,8 +113,7 @@ def whereis(name: Any) -> Pid | None:
         rows = replica.table.get(name)  # the hot path: no socket touched
         if rows:
             pid = rows[0][0]
-            peer = client.proc.peers.get(pid.uid)
-            return pid if peer is None or peer.dead is None else None
+            return None if pid.uid in client.proc.dead_seen else pid
         return None
     rows = client.lookup_cached(name)
     if rows is None:
@@ -157,6 +160,7 @@ def _unregister_server_name(name: Any, pid: Pid) -> None:
         unregister(name)
 
 
+_lifecycle.EXIT_HOOKS.append(_on_exit)
 _api.name_resolvers.append(_resolve)
 _gen_server.name_registrars.append(_register_server_name)
 _gen_server.name_unregistrars.append(_unregister_server_name)

@@ -309,7 +309,7 @@ class _Server:
         return [p for p in self.groups.get(group, []) if self._alive(p)]
 
     def op_pg_groups(self) -> list:
-        return list(self.groups)
+        return [g for g, members in self.groups.items() if any(self._alive(p) for p in members)]
 
     def close(self) -> None:
         self.router.close(linger=0)
