@@ -56,6 +56,7 @@ from ._gen_server import (
     Stop,
     call,
     cast,
+    multi_call,
     reply,
     stop,
 )
@@ -108,6 +109,7 @@ __all__ = [
     "Ignore",
     "HIBERNATE",
     "call",
+    "multi_call",
     "cast",
     "reply",
     "stop",

@@ -52,6 +52,7 @@ __all__ = [
     "Ignore",
     "HIBERNATE",
     "call",
+    "multi_call",
     "cast",
     "reply",
     "stop",
@@ -175,6 +176,29 @@ def call(server: Any, request: Any, timeout: float | None = DEFAULT_CALL_TIMEOUT
     pid = _api.resolve(server)
     me = p.pid
     return p.call(pid, lambda ref: ("$gen_call", (me, ref), request), timeout, server, request)
+
+
+def multi_call(requests: list, timeout: float | None = DEFAULT_CALL_TIMEOUT) -> list:
+    """Call several servers concurrently: ``requests`` is a list of
+    ``(server, request)``; returns a list, in the same order, of
+    ``('ok', reply)`` or ``('error', CallError)``.  Never raises for one
+    server's failure; the whole waits at most ``timeout``."""
+    p = _process.current()
+    me = p.pid
+    targets = []
+    early: dict[int, tuple] = {}
+    for i, (server, request) in enumerate(requests):
+        try:
+            targets.append((_api.resolve(server), request))
+        except NoProc as exc:
+            early[i] = ("error", exc)
+            targets.append(None)
+    live = [(i, t) for i, t in enumerate(targets) if t is not None]
+    answers = p.multi_call([t for _, t in live], lambda ref, req: ("$gen_call", (me, ref), req), timeout)
+    out: list = [early.get(i) for i in range(len(requests))]
+    for (i, _), answer in zip(live, answers):
+        out[i] = answer
+    return out
 
 
 def cast(server: Any, request: Any) -> None:

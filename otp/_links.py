@@ -200,3 +200,55 @@ class LinksMixin:
         finally:
             self.rt -= 1
 
+
+    def multi_call(self, targets: list, message_for, timeout: float | None) -> list:
+        """Call every pid in ``targets`` at once; wait for all answers.
+
+        Returns, in order, ``('ok', reply)`` or ``('error', exc)`` per
+        target, where ``exc`` is the CallError a single call would raise.
+        The calls run concurrently (all requests go out before any answer is
+        awaited), so the whole takes about the slowest one, not the sum.
+        """
+        self.rt += 1
+        try:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            pending: dict = {}
+            results: list = [None] * len(targets)
+            for i, (pid, request) in enumerate(targets):
+                if pid.uid == self.uid:
+                    results[i] = ("error", CallError("calling_self", pid, request))
+                    continue
+                p = self.call_peer(pid)
+                if p.dead is not None:
+                    results[i] = ("error", NoProc(pid, request))
+                    continue
+                ref = make_ref()
+                self.active_calls[ref] = p
+                pending[ref] = (i, p, pid, request)
+                self.send(pid, message_for(ref, request))
+            try:
+                replies = self.replies
+                while pending:
+                    for ref in [r for r in pending if r in replies]:
+                        i, _, _, _ = pending.pop(ref)
+                        results[i] = ("ok", replies.pop(ref))
+                    for ref, (i, p, pid, request) in list(pending.items()):
+                        if p.dead is not None and ref not in replies:
+                            del pending[ref]
+                            error = NoProc(pid, request) if p.dead == "noproc" else CalleeExit(p.dead, pid, request)
+                            results[i] = ("error", error)
+                    if not pending:
+                        break
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        for ref, (i, _, pid, request) in pending.items():
+                            results[i] = ("error", CallTimeout(pid, request))
+                        break
+                    self.pump(remaining)
+            finally:
+                for ref in pending:
+                    self.active_calls.pop(ref, None)
+                    self.replies.pop(ref, None)
+            return results
+        finally:
+            self.rt -= 1

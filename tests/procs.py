@@ -132,6 +132,10 @@ class Echo(otp.GenServer):
             otp.send(request[1], "sleeping")
             time.sleep(request[2])  # sleep-ok: a server stuck in a call is the subject
             return otp.Reply("slept", state)
+        if isinstance(request, tuple) and request[0] == "span":
+            start = time.monotonic()
+            time.sleep(request[1])  # sleep-ok: a busy server is the subject
+            return otp.Reply((start, time.monotonic()), state)
         if isinstance(request, tuple) and request[0] == "sleep":
             time.sleep(request[1])  # sleep-ok: a slow server is the subject
             return otp.Reply("slept", state)

@@ -217,3 +217,18 @@ def test_process_exit_inside_callback_runs_terminate(node):
 def test_start_requires_a_genserver_subclass(node):
     with pytest.raises(TypeError):
         otp.GenServer.start_link.__func__(int, None)
+
+
+def test_multi_call_runs_calls_concurrently_and_reports_each_failure(node):
+    servers = [Echo.start(None) for _ in range(3)]
+    dead = Echo.start(None)
+    otp.stop(dead)
+    results = otp.multi_call([(s, ("span", 0.3)) for s in servers] + [(dead, "x"), ("nobody", "y")], timeout=5)
+    spans = [r[1] for r in results[:3]]
+    assert all(r[0] == "ok" for r in results[:3])
+    # Concurrent: every server was already busy before the first one finished.
+    assert max(start for start, _ in spans) < min(end for _, end in spans)
+    assert results[3][0] == "error" and isinstance(results[3][1], otp.NoProc)
+    assert results[4][0] == "error" and isinstance(results[4][1], otp.NoProc)
+    timed = otp.multi_call([(servers[0], ("sleep", 1.0))], timeout=0.1)
+    assert isinstance(timed[0][1], otp.CallTimeout)
