@@ -296,6 +296,7 @@ class Children:
     def _shutdown(self, child: Child) -> None:
         pid = child.pid
         reason = shutdown_child(pid, child.spec.shutdown)
+        self.notify("exited", child.spec.id, pid, reason)
         expected = reason in ("shutdown", "killed") or (child.spec.restart != "permanent" and is_clean(reason))
         if not expected:  # SD-6
             self.report("shutdown_error", child, reason)
@@ -348,6 +349,7 @@ class Children:
                 continue
             child = refs.pop(down.ref)
             _flush_exit(child.pid)
+            self.notify("exited", child.spec.id, child.pid, down.reason)
             self._remove(child)
 
     def restart_child(self, key: Any) -> Any:
