@@ -101,8 +101,8 @@ def test_async_stream_unordered_reports_exits(tasks):
 
 def test_async_stream_timeouts(tasks):
     with pytest.raises(otp.Timeout):
-        list(TS.async_stream(tasks, [0.0, 30.0], slow, timeout=0.5))
-    results = list(TS.async_stream(tasks, [0.0, 30.0], slow, timeout=0.5, on_timeout="kill_task"))
+        list(TS.async_stream(tasks, [0.0, 30.0], slow, timeout=3))
+    results = list(TS.async_stream(tasks, [0.0, 30.0], slow, timeout=3, on_timeout="kill_task"))
     assert results == [("ok", 0.0), ("exit", "timeout")]
 
 
