@@ -1,0 +1,1 @@
+"""The main job: a multi-agent hyperparameter search (``python -m mabeam demo``)."""

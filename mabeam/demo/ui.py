@@ -1,0 +1,84 @@
+"""Live progress in the terminal (rich), or plain lines when not a TTY."""
+
+from __future__ import annotations
+
+import time
+
+from .learners import describe
+
+__all__ = ["Display"]
+
+
+class Display:
+    def __init__(self, console=None) -> None:
+        from rich.console import Console
+
+        self.console = console or Console()
+        self.live = None
+        self._last_round = None
+
+    def __enter__(self) -> "Display":
+        if self.console.is_terminal:
+            from rich.live import Live
+
+            self.live = Live(console=self.console, refresh_per_second=8, transient=False)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+    def __call__(self, progress) -> None:
+        if self.live is not None:
+            self.live.update(self.render(progress))
+        elif progress.phase in ("training", "done") and (progress.round, progress.phase) != self._last_round:
+            self._last_round = (progress.round, progress.phase)
+            best = progress.leaderboard(1)
+            lead = f"best {best[0]['score']:.4f} {describe(best[0])}" if best else "no result yet"
+            self.console.print(
+                f"[{time.monotonic() - progress.started:5.1f}s] round {progress.round}/{progress.config.rounds} "
+                f"{progress.phase}: {len(progress.results)} trainings, {len(progress.kills)} kills, {lead}"
+            )
+
+    def render(self, progress):
+        from rich.console import Group
+        from rich.table import Table
+
+        head = (
+            f"round {progress.round}/{progress.config.rounds} - {progress.phase} - "
+            f"{time.monotonic() - progress.started:.1f}s - kills {len(progress.kills)}"
+        )
+        agents = Table(title="learner agents (OS processes)", expand=False)
+        for col in ("agent", "family", "status", "restarts"):
+            agents.add_column(col)
+        for agent_id, info in sorted(progress.agents.items()):
+            agents.add_row(str(agent_id), info["family"], info["status"], str(info["restarts"]))
+        board = Table(title="leaderboard (3-fold CV accuracy)")
+        for col in ("score", "configuration", "agent", "round"):
+            board.add_column(col)
+        for r in progress.leaderboard(5):
+            board.add_row(f"{r['score']:.4f}", describe(r), str(r["agent"]), str(r["round"]))
+        return Group(head, agents, board)
+
+    def summary(self, progress) -> None:
+        from rich.table import Table
+
+        table = Table(title="mabeam demo: multi-agent hyperparameter search on digits")
+        table.add_column("item")
+        table.add_column("value")
+        auctions = [a for a in progress.auctions if a.winner is not None]
+        table.add_row("learner agents", str(progress.config.agents))
+        table.add_row("rounds x slots", f"{progress.config.rounds} x {progress.config.slots}")
+        table.add_row("trainings (real cross-validations)", str(len(progress.results)))
+        table.add_row("auctions cleared (Vickrey)", f"{len(auctions)} of {len(progress.auctions)}")
+        table.add_row("mean price paid", f"{sum(a.price for a in auctions) / len(auctions):.2f}" if auctions else "-")
+        table.add_row("chaos kills (SIGKILL)", str(len(progress.kills)))
+        table.add_row("agent restarts (supervisor)", str(sum(a["restarts"] for a in progress.agents.values())))
+        table.add_row("failed requests (tolerated)", str(len(progress.failures)))
+        if progress.winner is not None:
+            table.add_row("voted winner", describe(progress.winner))
+            table.add_row("its CV accuracy", f"{progress.winner['score']:.4f}")
+            table.add_row("its test accuracy", f"{progress.test_accuracy:.4f}")
+        table.add_row("wall time", f"{time.monotonic() - progress.started:.1f}s")
+        self.console.print(table)
