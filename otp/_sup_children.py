@@ -352,7 +352,8 @@ class Children:
             self.notify("exited", child.spec.id, child.pid, down.reason)
             self._remove(child)
 
-    def restart_child(self, key: Any) -> Any:
+    def _stopped_child(self, key: Any) -> Child:
+        """The static child ``key``, which must not be running (API-1's errors)."""
         if self.dynamic:
             raise SupervisorError("simple_one_for_one")
         child = self.order.get(key)
@@ -362,6 +363,10 @@ class Children:
             raise SupervisorError("running")
         if child.pid == RESTARTING:
             raise SupervisorError("restarting")
+        return child
+
+    def restart_child(self, key: Any) -> Any:
+        child = self._stopped_child(key)
         result = start_one(child.spec)
         if result[0] == "error":
             raise SupervisorError(result[1])
@@ -369,16 +374,7 @@ class Children:
         return child.pid
 
     def delete_child(self, key: Any) -> None:
-        if self.dynamic:
-            raise SupervisorError("simple_one_for_one")
-        child = self.order.get(key)
-        if child is None:
-            raise SupervisorError("not_found")
-        if child.running:
-            raise SupervisorError("running")
-        if child.pid == RESTARTING:
-            raise SupervisorError("restarting")
-        self._remove(child)
+        self._remove(self._stopped_child(key))
 
     # ------------------------------------------------------------ queries
 

@@ -107,23 +107,17 @@ class DynamicSupervisor(Supervisor):
         name: Any = None,
         timeout: float | None = None,
     ) -> Pid:
-        return _SupervisorServer.start_link(cls._dyn(max_children, extra_arguments, intensity, period), name=name, timeout=timeout)
+        payload = cls._dyn(max_children, extra_arguments, intensity, period)
+        return _SupervisorServer.start_link(payload, name=name, timeout=timeout)
 
     @classmethod
-    def start(  # type: ignore[override]
-        cls,
-        *,
-        max_children: int | None = None,
-        extra_arguments: tuple = (),
-        intensity: int = 3,
-        period: float = 5.0,
-        name: Any = None,
-        timeout: float | None = None,
-    ) -> Pid:
-        return _SupervisorServer.start(cls._dyn(max_children, extra_arguments, intensity, period), name=name, timeout=timeout)
+    def start(cls, **options: Any) -> Pid:  # type: ignore[override]
+        """Like :meth:`start_link` (same keywords), not linked."""
+        name, timeout = options.pop("name", None), options.pop("timeout", None)
+        return _SupervisorServer.start(cls._dyn(**options), name=name, timeout=timeout)
 
     @staticmethod
-    def _dyn(max_children, extra_arguments, intensity, period) -> tuple:
+    def _dyn(max_children=None, extra_arguments=(), intensity=3, period=5.0) -> tuple:
         if max_children is not None and (not isinstance(max_children, int) or max_children < 0):
             raise SupervisorError(("invalid_max_children", max_children))
         extra = {"dynamic": True, "max_children": max_children, "extra_arguments": tuple(extra_arguments)}
