@@ -96,7 +96,12 @@ class SupFlags:
 def _valid_start(start: Any) -> tuple:
     if callable(start):
         return (start, ())
-    if isinstance(start, (tuple, list)) and len(start) == 2 and callable(start[0]) and isinstance(start[1], (tuple, list)):
+    if (
+        isinstance(start, (tuple, list))
+        and len(start) == 2
+        and callable(start[0])
+        and isinstance(start[1], (tuple, list))
+    ):
         return (start[0], tuple(start[1]))
     raise SupervisorError(("invalid_mfa", start))
 

@@ -11,7 +11,7 @@ import time
 
 from ._codec import dumps, dumps_by_value
 from ._pid import Pid, make_ref
-from ._signals import chunked_refs
+from ._signals import NOTICE_SEND_TIMEOUT, chunked_refs
 from ._transport import EXIT_LINGER_MS
 
 log = logging.getLogger("otp")
@@ -25,6 +25,7 @@ EXIT_HOOKS: list = []
 
 
 class LifecycleMixin:
+    _spawned_sweep_at = 256
     # ----------------------------------------------------------------- spawn
 
     def spawn(self, fn, args: tuple, kwargs: dict, *, link: bool = False, monitor: bool = False):
@@ -58,6 +59,10 @@ class LifecycleMixin:
                     sig.drain_and_settle(pid)  # it is gone already
             if self.root:
                 self.spawned.append(pid)
+                if len(self.spawned) >= self._spawned_sweep_at:
+                    # Only live ones matter for the node's ordered stop.
+                    self.spawned = [p for p in self.spawned if os.path.exists(self.node.mailbox_path(p.uid))]
+                    self._spawned_sweep_at = max(256, 2 * len(self.spawned))
             return (pid, ref) if monitor else pid
         finally:
             self.rt -= 1
@@ -147,10 +152,9 @@ class LifecycleMixin:
             seq = self.seq_to(uid)
             address = self.node.signal_address(uid)
             for i, chunk in enumerate(chunked_refs(refs)):
+                notice = ("dead", self.pid, seq, reason, linked and i == 0, chunk, complete)
                 try:
-                    sig.send(pid, ("dead", self.pid, seq, reason, linked and i == 0, chunk, complete), address)
+                    sig.send(pid, notice, address, NOTICE_SEND_TIMEOUT)
                 except Exception:
                     # An unpicklable reason must not stop the notices.
-                    sig.send(pid, ("dead", self.pid, seq, repr(reason), linked and i == 0, chunk, complete), address)
-
-
+                    sig.send(pid, (*notice[:3], repr(reason), *notice[4:]), address, NOTICE_SEND_TIMEOUT)

@@ -142,8 +142,10 @@ class LinksMixin:
         p = self.peers.get(pid.uid)
         if p is not None and p.dead is not None:
             return False
-        return self.node.is_local(pid.node) and _oslib.os_process_alive(pid.ospid, pid.start) and os.path.exists(
-            self.node.signal_address(pid.uid)
+        return (
+            self.node.is_local(pid.node)
+            and _oslib.os_process_alive(pid.ospid, pid.start)
+            and os.path.exists(self.node.signal_address(pid.uid))
         )
 
     # ----------------------------------------------------------------- calls
@@ -161,7 +163,10 @@ class LinksMixin:
             return True
 
         p.call_ref = ref
-        if self._request(pid, add, lambda: watches.pop(ref, None) is not None, ("monitor", self.pid, p.seq, ref)) is False:
+        if (
+            self._request(pid, add, lambda: watches.pop(ref, None) is not None, ("monitor", self.pid, p.seq, ref))
+            is False
+        ):
             p.dead = "noproc"
             p.call_ref = None
         return p
@@ -199,7 +204,6 @@ class LinksMixin:
                 self.replies.pop(ref, None)
         finally:
             self.rt -= 1
-
 
     def multi_call(self, targets: list, message_for, timeout: float | None) -> list:
         """Call every pid in ``targets`` at once; wait for all answers.
@@ -241,7 +245,7 @@ class LinksMixin:
                         break
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
-                        for ref, (i, _, pid, request) in pending.items():
+                        for i, _, pid, request in pending.values():
                             results[i] = ("error", CallTimeout(pid, request))
                         break
                     self.pump(remaining)

@@ -45,7 +45,6 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import select
 import shutil
 import signal
 import socket
@@ -274,7 +273,7 @@ class Node:
             return
         fd = os.pidfd_open(pid)
         try:
-            if not select.select([fd], [], [], timeout)[0]:
+            if not _oslib.fd_readable(fd, timeout):
                 signal.pidfd_send_signal(fd, signal.SIGKILL)
             os.waitpid(pid, 0)
         except ChildProcessError:

@@ -13,6 +13,7 @@ import ctypes
 import errno
 import os
 import resource
+import select
 import signal
 
 __all__ = [
@@ -71,6 +72,18 @@ def open_verified_pidfd(ospid: int, start: int) -> int | None:
         os.close(fd)
         return None
     return fd
+
+
+def fd_readable(fd: int, timeout: float = 0.0) -> bool:
+    """Wait up to ``timeout`` seconds for ``fd`` to be readable (a pidfd:
+    its process exited).  poll, not select: a busy process holds more than
+    1,024 descriptors, which select refuses.  A closed fd counts as readable."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    try:
+        return bool(poller.poll(max(0, int(timeout * 1000))))
+    except OSError:
+        return True
 
 
 def os_process_alive(ospid: int, start: int) -> bool:

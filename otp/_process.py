@@ -42,7 +42,7 @@ log = logging.getLogger("otp")
 __all__ = ["Process", "current", "current_or_none"]
 
 _SWEEP_MIN = 256
-_DEAD_SEEN_MAX = 10_000
+_DEAD_SEEN_MAX = 2048
 _dumps = pickle.dumps
 _loads = pickle.loads
 _base_send = zmq.Socket.__mro__[1].send
@@ -113,7 +113,14 @@ class Process(LinksMixin, LifecycleMixin):
         wake = f"inproc://wake-{uid:016x}"
         self.inbox.bind(wake)
         self._rcvtimeo = -1
-        self.sig = SignalPort(self.pid, node.signal_address(uid), root=root, wake_endpoint=wake, ctx=self.ctx)
+        self.sig = SignalPort(
+            self.pid,
+            node.signal_address(uid),
+            root=root,
+            wake_endpoint=wake,
+            ctx=self.ctx,
+            address_of=node.signal_address,
+        )
         self.sig.on_forced_exit = self._forced_exit
         self.mailbox: collections.deque = collections.deque()
         self.peers: dict[int, Peer] = {}
@@ -126,6 +133,7 @@ class Process(LinksMixin, LifecycleMixin):
         self.spawned: list[Pid] = []  # root only: top-level processes, in order
         self.rt = 0  # >0 while the main thread runs kernel code
         self._sweep_at = _SWEEP_MIN
+        self._recv_sweep_at = _SWEEP_MIN
         self._zygote = None
         self._exited = False
 
@@ -170,8 +178,26 @@ class Process(LinksMixin, LifecycleMixin):
             if p.dead is not None or not os.path.exists(self.node.mailbox_path(uid)):
                 self._close_peer(p)
                 del self.peers[uid]
-                self.recv_seq.pop(uid, None)
         self._sweep_at = max(_SWEEP_MIN, 2 * len(self.peers))
+
+    def _sweep_recv_seq(self) -> None:
+        """Forget the frame counts of senders that are gone: a server called
+        by thousands of short-lived processes must not keep one entry each.
+
+        A count is needed as long as a signal from that sender may still be
+        held behind its frames: while a link, monitor or call watch refers
+        to it (its 'dead' notice may be on the way) or an item of it waits
+        in the signal inbox.  Dropping it earlier would hold that notice
+        forever."""
+        sig = self.sig
+        with sig.lock:
+            pending = {item[0].uid for item in sig.inbox}
+            for uid in [u for u in self.recv_seq if u not in self.peers and u not in self.held]:
+                if uid in sig.refs or uid in pending:
+                    continue
+                if not os.path.exists(self.node.mailbox_path(uid)):
+                    del self.recv_seq[uid]
+        self._recv_sweep_at = max(_SWEEP_MIN, 2 * len(self.recv_seq))
 
     @staticmethod
     def _close_peer(p: Peer) -> None:
@@ -241,7 +267,10 @@ class Process(LinksMixin, LifecycleMixin):
             else:
                 log.warning("%r dropped a malformed frame (%d bytes): %r", self.pid, len(frame), exc)
             return
-        self.recv_seq[uid] = seq
+        recv_seq = self.recv_seq
+        if uid not in recv_seq and len(recv_seq) >= self._recv_sweep_at:
+            self._sweep_recv_seq()
+        recv_seq[uid] = seq
         if uid in self.held:
             self._release_held(uid, seq)
 
@@ -405,6 +434,7 @@ class Process(LinksMixin, LifecycleMixin):
             return True
         p = self.peers.get(pid.uid)
         return p is not None and p.dead is not None
+
 
 def _on_interrupt(signum, frame) -> None:
     p = _current

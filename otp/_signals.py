@@ -45,6 +45,7 @@ import time
 import zmq
 
 from ._codec import WAKE_FRAME, DecodeError, decode_signal
+from ._oslib import fd_readable as _readable
 from ._oslib import open_verified_pidfd
 from ._pid import Pid, Ref
 from ._reasons import DOWN, EXIT
@@ -64,6 +65,12 @@ FATAL_GRACE = 1.0
 #: drains continuously, so this is only reached if the receiver is frozen
 #: (SIGSTOP); the signal is then dropped and logged.
 SIGNAL_SEND_TIMEOUT = 5.0
+
+#: The same for the 'dead' notices of an exiting process.  Longer: when a
+#: thousand processes exit at once, a receiver's signal thread needs CPU time
+#: to drain them all, and a notice given up would turn a 'normal' exit into
+#: a 'killed' one at the receiver.
+NOTICE_SEND_TIMEOUT = 60.0
 
 #: The signal that interrupts the main thread for a fatal exit signal.
 INTERRUPT_SIGNAL = signal.SIGUSR2
@@ -91,7 +98,7 @@ class _Watch:
 class SignalPort:
     """Signal tables and the thread that serves the signal socket."""
 
-    def __init__(self, pid: Pid, address: str, *, root: bool, wake_endpoint: str, ctx) -> None:
+    def __init__(self, pid: Pid, address: str, *, root: bool, wake_endpoint: str, ctx, address_of=None) -> None:
         self.pid = pid
         self.address = address
         self.root = root
@@ -101,6 +108,8 @@ class SignalPort:
         self.monitors: dict[Ref, Pid] = {}  # monitors this process holds
         self.call_watches: dict[Ref, Pid] = {}  # internal monitors used by calls
         self.monitored_by: dict[Ref, Pid] = {}  # monitors others hold on us
+        self._address_of = address_of  # uid -> signal address (for sweeps)
+        self._monitored_sweep_at = 256
         # How many links, monitors, call watches and ordering holds refer to
         # each peer; its pidfd is open while the count is positive.
         self.refs: dict[int, int] = {}
@@ -133,7 +142,7 @@ class SignalPort:
         self.rx.bind(address)
         self.rx.setblocking(False)
         self.tx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-        self.tx.settimeout(SIGNAL_SEND_TIMEOUT)
+        self.tx.setblocking(False)
         self._epoll = select.epoll()
         self._epoll.register(self.rx.fileno(), select.EPOLLIN)
         self._epoll.register(self._ctl_fd, select.EPOLLIN)
@@ -144,21 +153,39 @@ class SignalPort:
 
     # ------------------------------------------------------------------ send
 
-    def send(self, target: Pid, signal_tuple: tuple, address: str) -> bool:
-        """Send a signal; False if the target's port is gone (it is dead or exiting)."""
+    def send(self, target: Pid, signal_tuple: tuple, address: str, timeout: float = SIGNAL_SEND_TIMEOUT) -> bool:
+        """Send a signal; False if the target's port is gone (it is dead or exiting).
+
+        The fast path is one non-blocking ``sendto``.  If the receiver's queue
+        is full, the wait happens on a socket *connected* to it: only then
+        does the kernel wake the sender when the receiver drains (an
+        unconnected socket polls writable at once, and a thousand exiting
+        processes spinning on it starve the very receiver they wait for)."""
         data = pickle.dumps(signal_tuple, 5)
         try:
             self.tx.sendto(data, address)
             return True
-        except FileNotFoundError:
-            return False
+        except (BlockingIOError, InterruptedError):
+            pass
         except OSError as exc:
-            if exc.errno in _DEAD_CLOSE:
-                return False
-            if isinstance(exc, (TimeoutError, BlockingIOError)):
-                log.error("signal %s to %r dropped: its port is not draining", signal_tuple[0], target)
+            if isinstance(exc, FileNotFoundError) or exc.errno in _DEAD_CLOSE:
                 return False
             raise
+        waiter = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        try:
+            waiter.settimeout(timeout)
+            waiter.connect(address)
+            waiter.send(data)
+            return True
+        except (TimeoutError, BlockingIOError):
+            log.error("signal %s to %r dropped: its port did not drain within %ss", signal_tuple[0], target, timeout)
+            return False
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError) or exc.errno in _DEAD_CLOSE:
+                return False
+            raise
+        finally:
+            waiter.close()
 
     # ------------------------------------------------------- watches (locked)
     #
@@ -379,12 +406,23 @@ class SignalPort:
                 self.release(uid)
         elif op == "monitor":
             self.monitored_by[sig[3]] = sender
+            if len(self.monitored_by) >= self._monitored_sweep_at:
+                self._sweep_monitored_by()
         elif op == "demonitor":
             self.monitored_by.pop(sig[3], None)
         elif op == "named":
             self.named = True  # a registry holds a name for us (see otp.registry)
         else:
             raise DecodeError(f"unknown signal {op!r}")
+
+    def _sweep_monitored_by(self) -> None:
+        """Forget monitors held by processes that are gone (every caller of a
+        server monitors it; a long-lived server outlives most of them)."""
+        if self._address_of is not None:
+            for ref, pid in list(self.monitored_by.items()):
+                if not os.path.exists(self._address_of(pid.uid)):
+                    del self.monitored_by[ref]
+        self._monitored_sweep_at = max(256, 2 * len(self.monitored_by))
 
     def _peer_gone(self, uid: int, w: _Watch) -> None:
         """A watched process ended: settle what its notices did not."""
@@ -438,14 +476,6 @@ class SignalPort:
             os.close(self._ctl_fd)
         except OSError:
             pass
-
-
-def _readable(fd: int) -> bool:
-    try:
-        r, _, _ = select.select([fd], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(r)
 
 
 def chunked_refs(refs: list[Ref]) -> list[list[Ref]]:

@@ -25,7 +25,17 @@ from ._pid import Pid, Ref
 from ._reasons import DOWN
 from ._supervisor import DynamicSupervisor, start_child
 
-__all__ = ["Task", "TaskSupervisor", "TaskExit", "async_", "async_nolink", "await_", "yield_", "shutdown_task", "async_stream"]
+__all__ = [
+    "Task",
+    "TaskSupervisor",
+    "TaskExit",
+    "async_",
+    "async_nolink",
+    "await_",
+    "yield_",
+    "shutdown_task",
+    "async_stream",
+]
 
 #: Elixir's default await timeout (5000 ms).
 DEFAULT_TIMEOUT = 5.0
@@ -52,7 +62,9 @@ class TaskSupervisor(DynamicSupervisor):
 
 def _task_main(owner: Pid, link: bool, fn: Callable, args: tuple, kwargs: dict) -> None:
     owner_ref = _api.monitor(owner)
-    msg = _api.receive(None, lambda m: (type(m) is tuple and m[0] == "$task_go") or (isinstance(m, DOWN) and m.ref == owner_ref))
+    msg = _api.receive(
+        None, lambda m: (type(m) is tuple and m[0] == "$task_go") or (isinstance(m, DOWN) and m.ref == owner_ref)
+    )
     if isinstance(msg, DOWN):
         return  # the owner went away before it could tell us to start
     _api.demonitor(owner_ref, flush=True)
@@ -65,7 +77,10 @@ def _task_main(owner: Pid, link: bool, fn: Callable, args: tuple, kwargs: dict) 
 def _start(sup: Any, fn: Callable, args: tuple, kwargs: dict, link: bool, shutdown: Any) -> Task:
     owner = _api.self_()
     spec = child_spec(
-        "task", start=(_api.spawn_link, (_task_main, owner, link, fn, args, kwargs)), restart="temporary", shutdown=shutdown
+        "task",
+        start=(_api.spawn_link, (_task_main, owner, link, fn, args, kwargs)),
+        restart="temporary",
+        shutdown=shutdown,
     )
     pid = start_child(sup, spec)
     ref = _api.monitor(pid)
@@ -85,8 +100,8 @@ def async_nolink(sup: Any, fn: Callable, *args: Any, shutdown: Any = 5.0, **kwar
 
 def _answer(task: Task) -> Callable[[Any], bool]:
     ref = task.ref
-    return lambda m: (type(m) is tuple and len(m) == 3 and m[0] == "$task" and m[1] == ref) or (
-        isinstance(m, DOWN) and m.ref == ref
+    return lambda m: (
+        (type(m) is tuple and len(m) == 3 and m[0] == "$task" and m[1] == ref) or (isinstance(m, DOWN) and m.ref == ref)
     )
 
 
@@ -180,8 +195,10 @@ def async_stream(
             try:
                 msg = _api.receive(
                     wait,
-                    lambda m: (type(m) is tuple and len(m) == 3 and m[0] == "$task" and m[1] in running)
-                    or (isinstance(m, DOWN) and m.ref in running),
+                    lambda m: (
+                        (type(m) is tuple and len(m) == 3 and m[0] == "$task" and m[1] in running)
+                        or (isinstance(m, DOWN) and m.ref in running)
+                    ),
                 )
             except Timeout:
                 now = time.monotonic()

@@ -30,13 +30,13 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import select
 from typing import Any
 
 import zmq
 
 from .. import _api, _process
 from .._errors import ProcessExit, StartError, Timeout
+from .._oslib import fd_readable
 from .._pid import Pid
 from .._reasons import DOWN, EXIT
 from ._backend import RegistryError
@@ -60,7 +60,11 @@ def start_link(config: dict) -> Pid:
     ack = _api.make_ref()
     pid, ref = proc.spawn(_main, (config, proc.pid, ack), {}, link=True, monitor=True)
     msg = proc.receive(
-        30.0, lambda m: (type(m) is tuple and len(m) == 3 and m[0] == "$ack" and m[1] == ack) or (isinstance(m, DOWN) and m.ref == ref)
+        30.0,
+        lambda m: (
+            (type(m) is tuple and len(m) == 3 and m[0] == "$ack" and m[1] == ack)
+            or (isinstance(m, DOWN) and m.ref == ref)
+        ),
     )
     proc.demonitor(ref, flush=True)
     if isinstance(msg, DOWN):
@@ -126,10 +130,7 @@ class _Server:
         with sig.lock:
             w = sig.watches.get(pid.uid)
             if w is not None:
-                try:
-                    return not select.select([w.fd], [], [], 0)[0]
-                except (OSError, ValueError):
-                    return False
+                return not fd_readable(w.fd)
         return self.proc.is_alive(pid)
 
     def _watch(self, pid: Pid) -> None:
