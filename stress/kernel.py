@@ -4,9 +4,13 @@
   vs ``otp.call`` to a gen_server;
 * send throughput: raw PUSH/PULL, one pickled message per frame, vs
   ``otp.send`` to a counting process;
+* cast throughput: the same raw PUSH/PULL floor vs ``otp.cast`` to a
+  gen_server that counts casts, ended by one ``otp.call`` that returns the
+  count (so the figure covers delivery and handling, not just queueing);
 * spawn + first reply: ``otp.spawn`` of a function that messages its parent,
   until the parent has that message; floor: ``os.fork`` of a process that
   writes one byte to a pipe (no interpreter start, no sockets);
+* spawn burst: the same, back to back, as processes per second;
 * SIGKILL -> DOWN: ``os.kill(SIGKILL)`` until the monitor's DOWN is
   received; floor: SIGKILL until a pidfd of the victim is readable.
 
@@ -27,7 +31,11 @@ import zmq
 
 import otp
 
-REQUEST = {"op": "echo", "seq": 0, "payload": "x" * 64}
+from ._bench import Run, alternate, await_down, await_exit, benchmark, inject, timed_ops
+from ._common import REQUEST, SPAWN_SETTLE_S
+
+#: Position of this module's benchmarks in the suite.
+ORDER = 10
 
 
 # ------------------------------------------------------------- processes
@@ -87,6 +95,17 @@ class EchoServer(otp.GenServer):
         return otp.Reply(request, state)
 
 
+class CastCounter(otp.GenServer):
+    def init(self, args):
+        return 0
+
+    def handle_cast(self, request, count):
+        return otp.NoReply(count + 1)
+
+    def handle_call(self, request, from_, count):
+        return otp.Reply(count, count)
+
+
 def say_up(parent: otp.Pid) -> None:
     otp.send(parent, "up")
 
@@ -95,22 +114,58 @@ def wait_forever() -> None:
     otp.receive()
 
 
+class RawPushPull:
+    """The raw floor of the throughput benchmarks: PUSH n pickled frames to a
+    PULL sink in another process, which answers once it has read them all."""
+
+    def __init__(self, node: otp.Node, tag: str) -> None:
+        me = otp.self()
+        endpoint = f"ipc://{node.info.dir}/raw-pull-{tag}"
+        reply_endpoint = f"ipc://{node.info.dir}/raw-reply-{tag}"
+        self.ctx = zmq.Context()
+        self.reply = self.ctx.socket(zmq.PULL)
+        self.reply.bind(reply_endpoint)
+        self.pid = otp.spawn(raw_pull_sink, endpoint, reply_endpoint, me)
+        otp.receive(10, lambda m: m == "ready")
+        self.push = self.ctx.socket(zmq.PUSH)
+        self.push.setsockopt(zmq.SNDHWM, 0)
+        self.push.connect(endpoint)
+
+    def rate(self, count: int) -> float:
+        push, message = self.push, REQUEST
+        t0 = time.perf_counter()
+        push.send(pickle.dumps(count))
+        for _ in range(count):
+            push.send(pickle.dumps(message))
+        self.reply.recv()
+        return count / (time.perf_counter() - t0)
+
+    def close(self) -> None:
+        self.push.send(pickle.dumps("stop"))
+        for s in (self.push, self.reply):
+            s.close(linger=0)
+        self.ctx.term()
+        await_exit(otp, self.pid)
+
+
 # ------------------------------------------------------------ benchmarks
 
 
-def _timed_calls(call, n: int) -> list[float]:
-    out = []
-    clock = time.perf_counter
-    for i in range(n):
-        t0 = clock()
-        call(i)
-        out.append(clock() - t0)
-    return out
-
-
-def bench_call(node: otp.Node, rounds: int, n: int, warmup: int) -> dict:
+@benchmark(
+    "call_round_trip",
+    unit="s",
+    floor="pyzmq DEALER/ROUTER",
+    rounds=5,
+    n=2000,
+    warmup=300,
+    quick=(3, 400, 60),
+    peer="call_round_trip",
+    target=("ratio <= 1.5", lambda r: r["ratio"]["median"] <= 1.5),
+)
+def bench_call(run: Run) -> dict:
+    """otp.call to a gen_server that replies with the request."""
     me = otp.self()
-    endpoint = f"ipc://{node.info.dir}/raw-router"
+    endpoint = f"ipc://{run.node.info.dir}/raw-router"
     raw_pid = otp.spawn(raw_router_server, endpoint, me)
     otp.receive(10, lambda m: m == "ready")
     ctx = zmq.Context()
@@ -126,108 +181,150 @@ def bench_call(node: otp.Node, rounds: int, n: int, warmup: int) -> dict:
     def ours(i: int) -> None:
         otp.call(server, REQUEST)
 
-    floor, mine = [], []
-    for fn in (raw, ours):
-        _timed_calls(fn, warmup)
-    for _ in range(rounds):
-        floor.append(_timed_calls(raw, n))
-        mine.append(_timed_calls(ours, n))
+    timed_ops(raw, run.warmup, ours=False)
+    timed_ops(ours, run.warmup, ours=True)
+    out = alternate(lambda: timed_ops(raw, run.n, ours=False), lambda: timed_ops(ours, run.n, ours=True), run.rounds)
     dealer.send(pickle.dumps("stop"))
     dealer.close(linger=0)
     ctx.term()
     otp.stop(server)
-    _await_exit(raw_pid)
-    return {"unit": "s", "floor_name": "pyzmq DEALER/ROUTER", "floor": floor, "ours": mine}
+    await_exit(otp, raw_pid)
+    return out
 
 
-def bench_send(node: otp.Node, rounds: int, n: int, warmup: int) -> dict:
+@benchmark(
+    "send_throughput",
+    unit="msg/s",
+    floor="pyzmq PUSH/PULL",
+    rounds=5,
+    n=50000,
+    warmup=5000,
+    quick=(3, 10000, 1000),
+    higher_is_better=True,
+    target=("ratio >= 0.5", lambda r: r["ratio"]["median"] >= 0.5),
+)
+def bench_send(run: Run) -> dict:
+    """otp.send of n messages to a process that counts them, then answers."""
     me = otp.self()
-    endpoint = f"ipc://{node.info.dir}/raw-pull"
-    reply_endpoint = f"ipc://{node.info.dir}/raw-reply"
-    ctx = zmq.Context()
-    reply = ctx.socket(zmq.PULL)
-    reply.bind(reply_endpoint)
-    raw_pid = otp.spawn(raw_pull_sink, endpoint, reply_endpoint, me)
-    otp.receive(10, lambda m: m == "ready")
-    push = ctx.socket(zmq.PUSH)
-    push.setsockopt(zmq.SNDHWM, 0)
-    push.connect(endpoint)
-    message = REQUEST
-
-    def raw(count: int) -> float:
-        t0 = time.perf_counter()
-        push.send(pickle.dumps(count))
-        for _ in range(count):
-            push.send(pickle.dumps(message))
-        reply.recv()
-        return count / (time.perf_counter() - t0)
-
+    raw = RawPushPull(run.node, "send")
     sink = otp.spawn(otp_sink)
+    message = REQUEST
 
     def ours(count: int) -> float:
         t0 = time.perf_counter()
         otp.send(sink, (me, count))
         for _ in range(count):
             otp.send(sink, message)
-        otp.receive(30, lambda m: m == "done")
+        otp.receive(60, lambda m: m == "done")
+        inject(count)
         return count / (time.perf_counter() - t0)
 
-    raw(warmup)
-    ours(warmup)
-    floor, mine = [], []
-    for _ in range(rounds):
-        floor.append([raw(n)])
-        mine.append([ours(n)])
-    push.send(pickle.dumps("stop"))
+    raw.rate(run.warmup)
+    ours(run.warmup)
+    out = alternate(lambda: [raw.rate(run.n)], lambda: [ours(run.n)], run.rounds)
     otp.send(sink, "stop")
-    for s in (push, reply):
-        s.close(linger=0)
-    ctx.term()
-    _await_exit(raw_pid)
-    _await_exit(sink)
-    return {"unit": "msg/s", "floor_name": "pyzmq PUSH/PULL", "floor": floor, "ours": mine, "higher_is_better": True}
+    raw.close()
+    await_exit(otp, sink)
+    return out
 
 
-def bench_spawn(node: otp.Node, rounds: int, n: int, warmup: int) -> dict:
+@benchmark(
+    "cast_throughput",
+    unit="msg/s",
+    floor="pyzmq PUSH/PULL",
+    rounds=5,
+    n=50000,
+    warmup=5000,
+    quick=(3, 10000, 1000),
+    higher_is_better=True,
+    peer="cast_throughput",
+)
+def bench_cast(run: Run) -> dict:
+    """otp.cast of n requests to a counting gen_server, then one otp.call for the count."""
+    raw = RawPushPull(run.node, "cast")
+    server = CastCounter.start_link(None)
+    message = REQUEST
+    sent = [0]
+
+    def ours(count: int) -> float:
+        t0 = time.perf_counter()
+        for _ in range(count):
+            otp.cast(server, message)
+        handled = otp.call(server, "count", timeout=120)
+        inject(count)
+        dt = time.perf_counter() - t0
+        sent[0] += count
+        if handled != sent[0]:
+            raise AssertionError(f"the server counted {handled} casts, {sent[0]} were sent")
+        return count / dt
+
+    raw.rate(run.warmup)
+    ours(run.warmup)
+    out = alternate(lambda: [raw.rate(run.n)], lambda: [ours(run.n)], run.rounds)
+    otp.stop(server)
+    raw.close()
+    return out
+
+
+def _fork_pipe_byte() -> float:
+    r, w = os.pipe()
+    t0 = time.perf_counter()
+    child = os.fork()
+    if child == 0:
+        os.write(w, b"u")
+        os._exit(0)
+    os.read(r, 1)
+    dt = time.perf_counter() - t0
+    os.waitpid(child, 0)
+    os.close(r)
+    os.close(w)
+    return dt
+
+
+@benchmark(
+    "spawn_first_reply",
+    unit="s",
+    floor="os.fork + pipe byte",
+    rounds=5,
+    n=40,
+    warmup=5,
+    quick=(3, 10, 2),
+    peer="spawn_first_reply",
+    target=("median <= 5 ms", lambda r: r["ours"]["median"] <= 0.005),
+)
+def bench_spawn(run: Run) -> dict:
+    """otp.spawn_monitor of a function that messages its parent, until the message is in."""
     me = otp.self()
 
-    def raw_once() -> float:
-        r, w = os.pipe()
-        t0 = time.perf_counter()
-        child = os.fork()
-        if child == 0:
-            os.write(w, b"u")
-            os._exit(0)
-        os.read(r, 1)
-        dt = time.perf_counter() - t0
-        os.waitpid(child, 0)
-        os.close(r)
-        os.close(w)
-        return dt
-
     def ours_once() -> float:
-        # A pause so the zygote has its embryos ready again: this measures
-        # the latency of a spawn on a node that is not already spawning
-        # flat out (bench_spawn_burst measures that).
-        time.sleep(0.02)
+        time.sleep(SPAWN_SETTLE_S)  # settle: outside the timed region (see SPAWN_SETTLE_S)
         t0 = time.perf_counter()
         pid, ref = otp.spawn_monitor(say_up, me)
         otp.receive(10, lambda m: m == "up")
+        inject()
         dt = time.perf_counter() - t0
-        otp.receive(10, lambda m: isinstance(m, otp.DOWN) and m.ref == ref)
+        await_down(otp, ref)
         return dt
 
-    for _ in range(warmup):
-        raw_once()
+    for _ in range(run.warmup):
+        _fork_pipe_byte()
         ours_once()
-    floor, mine = [], []
-    for _ in range(rounds):
-        floor.append([raw_once() for _ in range(n)])
-        mine.append([ours_once() for _ in range(n)])
-    return {"unit": "s", "floor_name": "os.fork + pipe byte", "floor": floor, "ours": mine}
+    return alternate(
+        lambda: [_fork_pipe_byte() for _ in range(run.n)], lambda: [ours_once() for _ in range(run.n)], run.rounds
+    )
 
 
-def bench_spawn_burst(node: otp.Node, rounds: int, n: int, warmup: int) -> dict:
+@benchmark(
+    "spawn_burst",
+    unit="proc/s",
+    floor="os.fork + pipe byte",
+    rounds=3,
+    n=100,
+    warmup=10,
+    quick=(3, 20, 2),
+    higher_is_better=True,
+)
+def bench_spawn_burst(run: Run) -> dict:
     """Back-to-back spawns, each answering its parent, as processes per second."""
     me = otp.self()
 
@@ -251,21 +348,31 @@ def bench_spawn_burst(node: otp.Node, rounds: int, n: int, warmup: int) -> dict:
         for _ in range(count):
             refs.add(otp.spawn_monitor(say_up, me)[1])
             otp.receive(10, lambda m: m == "up")
+        inject(count)
         rate = count / (time.perf_counter() - t0)
         while refs:
-            refs.discard(otp.receive(10, lambda m: isinstance(m, otp.DOWN)).ref)
+            refs.discard(otp.receive(10, lambda m: isinstance(m, otp.DOWN) and m.ref in refs).ref)
         return rate
 
-    raw(warmup)
-    ours(warmup)
-    floor, mine = [], []
-    for _ in range(rounds):
-        floor.append([raw(n)])
-        mine.append([ours(n)])
-    return {"unit": "proc/s", "floor_name": "os.fork + pipe byte", "floor": floor, "ours": mine, "higher_is_better": True}
+    raw(run.warmup)
+    ours(run.warmup)
+    return alternate(lambda: [raw(run.n)], lambda: [ours(run.n)], run.rounds)
 
 
-def bench_kill_down(node: otp.Node, rounds: int, n: int, warmup: int) -> dict:
+@benchmark(
+    "sigkill_to_down",
+    unit="s",
+    floor="SIGKILL -> pidfd readable",
+    rounds=5,
+    n=40,
+    warmup=5,
+    quick=(3, 10, 2),
+    peer="sigkill_to_down",
+    target=("median <= 5 ms", lambda r: r["ours"]["median"] <= 0.005),
+)
+def bench_kill_down(run: Run) -> dict:
+    """SIGKILL of a monitored process until its DOWN is received."""
+
     def raw_once() -> float:
         pid = otp.spawn(wait_forever)
         fd = os.pidfd_open(pid.ospid)
@@ -280,30 +387,13 @@ def bench_kill_down(node: otp.Node, rounds: int, n: int, warmup: int) -> dict:
         pid, ref = otp.spawn_monitor(wait_forever)
         t0 = time.perf_counter()
         os.kill(pid.ospid, signal.SIGKILL)
-        otp.receive(10, lambda m: isinstance(m, otp.DOWN) and m.ref == ref)
+        await_down(otp, ref)
+        inject()
         return time.perf_counter() - t0
 
-    for _ in range(warmup):
+    for _ in range(run.warmup):
         raw_once()
         ours_once()
-    floor, mine = [], []
-    for _ in range(rounds):
-        floor.append([raw_once() for _ in range(n)])
-        mine.append([ours_once() for _ in range(n)])
-    return {"unit": "s", "floor_name": "SIGKILL -> pidfd readable", "floor": floor, "ours": mine}
-
-
-def _await_exit(pid: otp.Pid) -> None:
-    ref = otp.monitor(pid)
-    otp.receive(10, lambda m: isinstance(m, otp.DOWN) and m.ref == ref)
-
-
-#: name -> (function, rounds, samples per round, warmup) for the full run;
-#: ``--quick`` divides samples by 5.
-BENCHMARKS = {
-    "call_round_trip": (bench_call, 5, 2000, 300),
-    "send_throughput": (bench_send, 5, 50000, 5000),
-    "spawn_first_reply": (bench_spawn, 5, 40, 5),
-    "spawn_burst": (bench_spawn_burst, 3, 100, 10),
-    "sigkill_to_down": (bench_kill_down, 5, 40, 5),
-}
+    return alternate(
+        lambda: [raw_once() for _ in range(run.n)], lambda: [ours_once() for _ in range(run.n)], run.rounds
+    )
