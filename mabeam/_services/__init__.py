@@ -1,0 +1,2 @@
+"""Implementations of the long-lived MABEAM services; the public entry point
+is :mod:`mabeam.services`."""

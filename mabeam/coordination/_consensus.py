@@ -1,0 +1,353 @@
+"""Consensus with votes asked from the agents themselves.
+
+Each call starts a session process (see :mod:`._session`) that asks every
+agent at once with ``kind='vote'`` (the agent's ``handle_vote``), waits at
+most ``timeout`` for the answers and tallies them with :mod:`mabeam.rules`.
+Nothing is drawn at random: the seed "asked" agents with ``Enum.random``
+(inventory §1.B.8); here a vote is what the agent's process answered.
+
+What an agent answers:
+
+* ``None``: it abstains (listed in ``abstained``);
+* majority / unanimous / Byzantine: any hashable value is an option;
+* weighted: ``'approve'``/``'reject'``/``'neutral'``/bool/number in [0, 1],
+  optionally with a confidence as ``(value, confidence)`` or
+  ``{'vote': value, 'confidence': c}``.
+
+A vote that cannot be interpreted is not counted: the agent is listed in
+``failed`` with ``('invalid_vote', repr)`` (the seed silently counted it as
+neutral).  Agents that are not running, time out, die or raise are listed
+in ``failed`` with the reason (``'not_running'``, ``'timeout'``,
+``'killed'``..., ``('hook_raised', crash)``) and the session completes
+with the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mabeam import rules
+from mabeam._comms import broadcast
+
+from ._session import GRACE, InvalidParameter, Session, failure_reason, start_session
+
+__all__ = [
+    "ConsensusResult",
+    "consensus",
+    "consensus_async",
+    "byzantine_consensus",
+    "byzantine_consensus_async",
+    "collusion_resistant_consensus",
+    "METHODS",
+    "BYZANTINE_TAGS",
+]
+
+METHODS = ("majority", "unanimous", "weighted")
+BYZANTINE_TAGS = ("byzantine", "consensus", "fault_tolerant")
+
+
+@dataclass(frozen=True)
+class ConsensusResult:
+    """What a consensus session found.
+
+    ``decision`` is the winning option (majority, unanimous, Byzantine) or
+    the weighted band (``'strong_approve'``...); None when nothing was
+    decided, and then ``reason`` says why.  ``votes`` holds the votes
+    actually received, per agent; ``failed`` maps each agent that gave no
+    usable answer to the reason; ``tally`` is the rules' object
+    (``Tally``, ``WeightedTally`` or ``ByzantineTally``)."""
+
+    method: str
+    proposal: Any
+    decision: Any
+    reached: bool
+    votes: Mapping[Hashable, Any]
+    abstained: tuple
+    failed: Mapping[Hashable, Any]
+    tally: Any
+    reason: str | None = None
+    elapsed: float = 0.0
+    tags: tuple = field(default=())
+
+    @property
+    def participants(self) -> tuple:
+        return tuple(self.votes)
+
+
+def _ids(agent_ids: Iterable[Hashable]) -> list:
+    ids = list(agent_ids)
+    if len(set(ids)) != len(ids):
+        raise InvalidParameter("agent ids must be distinct")
+    return ids
+
+
+def _check_timeout(timeout: float) -> None:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise InvalidParameter(f"timeout must be a number > 0, got {timeout!r}")
+
+
+def collect_votes(ctx: Any, ids: list, proposal: Any, timeout: float, kind: str = "vote") -> tuple:
+    """Ask every agent (in a task of the session): ``(votes, abstained, failed)``."""
+    answers = ctx.gather(broadcast, ids, proposal, timeout, kind, timeout=timeout)
+    votes, abstained, failed = {}, [], {}
+    for agent_id, (status, value) in zip(ids, answers):
+        if status == "error":
+            failed[agent_id] = failure_reason(value)
+        elif value is None:
+            abstained.append(agent_id)
+        else:
+            votes[agent_id] = value
+    return votes, abstained, failed
+
+
+def _hashable(votes: dict, failed: dict) -> dict:
+    good = {}
+    for agent_id, v in votes.items():
+        try:
+            hash(v)
+        except TypeError:
+            failed[agent_id] = ("invalid_vote", repr(v))
+        else:
+            good[agent_id] = v
+    return good
+
+
+def _weighted_votes(votes: dict, failed: dict) -> tuple[dict, list]:
+    good, wv = {}, []
+    for agent_id, v in votes.items():
+        value, confidence = v, 1.0
+        if isinstance(v, tuple) and len(v) == 2:
+            value, confidence = v
+        elif isinstance(v, dict):
+            value, confidence = v.get("vote"), v.get("confidence", 1.0)
+        try:
+            rules.vote_value(value)
+            valid = (
+                isinstance(confidence, (int, float)) and not isinstance(confidence, bool) and 0.0 <= confidence <= 1.0
+            )
+        except rules.VotingError:
+            valid = False
+        if not valid:
+            failed[agent_id] = ("invalid_vote", repr(v))
+            continue
+        good[agent_id] = v
+        wv.append(rules.WeightedVote(agent_id, value, confidence))
+    return good, wv
+
+
+def _expertise_weights(ids: list) -> dict:
+    """Weights from each agent's registry metadata ``'expertise'`` (the
+    seed's metrics, see :func:`mabeam.rules.expertise_weight`); an agent
+    without it (or not registered) weighs ``expertise_weight({})``."""
+    from mabeam._agent_registry import get_agent
+    from otp.registry import NotFound
+
+    weights = {}
+    for agent_id in ids:
+        try:
+            metrics = get_agent(agent_id).config.metadata.get("expertise", {})
+        except NotFound:
+            metrics = {}
+        weights[agent_id] = rules.expertise_weight(metrics)
+    return weights
+
+
+def _consensus_body(
+    ctx: Any, ids: list, proposal: Any, method: str, timeout: float, quorum: float, weights: Any
+) -> ConsensusResult:
+    votes, abstained, failed = collect_votes(ctx, ids, proposal, timeout)
+    n = len(ids)
+    if method == "weighted":
+        weights = dict(weights) if weights is not None else _expertise_weights(ids)
+        votes, wv = _weighted_votes(votes, failed)
+        tally = rules.weighted_tally(wv, weights, quorum=quorum)
+        reached = tally.decision != rules.NO_DECISION
+        decision, reason = (tally.decision if reached else None), tally.reason
+    else:
+        votes = _hashable(votes, failed)
+        if method == "majority":
+            tally = rules.majority_tally(votes, eligible=n, quorum=quorum)
+        else:
+            tally = rules.unanimous_tally(votes, eligible=n)
+        decision, reached, reason = tally.decision, tally.reached, tally.reason
+    return ConsensusResult(
+        method,
+        proposal,
+        decision,
+        reached,
+        dict(votes),
+        tuple(abstained),
+        dict(failed),
+        tally,
+        reason,
+        ctx.elapsed(),
+    )
+
+
+def consensus_async(
+    agent_ids: Iterable[Hashable],
+    proposal: Any,
+    method: str = "majority",
+    *,
+    timeout: float = 5.0,
+    quorum: float = 0.0,
+    weights: Mapping[Hashable, float] | None = None,
+) -> Session:
+    """Start a consensus session; ``handle.result(timeout)`` gives the
+    :class:`ConsensusResult`.  See :func:`consensus`."""
+    ids = _ids(agent_ids)
+    if method not in METHODS:
+        raise InvalidParameter(f"method must be one of {METHODS}, not {method!r}")
+    _check_timeout(timeout)
+    if isinstance(quorum, bool) or not isinstance(quorum, (int, float)) or not 0.0 <= quorum <= 1.0:
+        raise InvalidParameter(f"quorum must be in [0, 1], got {quorum!r}")
+    if weights is not None:
+        weights = dict(weights)
+        missing = [a for a in ids if a not in weights]
+        if missing:
+            raise InvalidParameter(f"no weight for {missing!r}")
+        rules.cap_weight_shares(weights)  # validates them here, in the caller
+    return start_session("consensus", _consensus_body, (ids, proposal, method, float(timeout), float(quorum), weights))
+
+
+def consensus(
+    agent_ids: Iterable[Hashable],
+    proposal: Any,
+    method: str = "majority",
+    *,
+    timeout: float = 5.0,
+    quorum: float = 0.0,
+    weights: Mapping[Hashable, float] | None = None,
+) -> ConsensusResult:
+    """Ask ``agent_ids`` to vote on ``proposal`` and tally the answers.
+
+    ``method``: ``'majority'`` (strict majority of the votes cast, with a
+    ``quorum`` fraction of all agents), ``'unanimous'`` (every agent votes
+    the same; an abstention or a failure breaks it) or ``'weighted'``
+    (expertise weights from agent metadata, or ``weights``, with no agent
+    above 50% of the weight; ``quorum`` is the share of weight that must
+    vote).  ``timeout`` bounds the wait for the agents; the call returns at
+    most ``timeout + GRACE`` seconds later."""
+    return consensus_async(agent_ids, proposal, method, timeout=timeout, quorum=quorum, weights=weights).result(
+        timeout + 2 * GRACE
+    )
+
+
+# ------------------------------------------------------------------ Byzantine
+
+
+def _byzantine_body(ctx: Any, ids: list, proposal: Any, f: int | None, timeout: float) -> ConsensusResult:
+    votes, abstained, failed = collect_votes(ctx, ids, proposal, timeout)
+    votes = _hashable(votes, failed)
+    tally = rules.byzantine_tally(votes, len(ids), f)
+    reason = None if tally.decided else f"no value reached the quorum of {tally.quorum} of {tally.n}"
+    return ConsensusResult(
+        "byzantine",
+        proposal,
+        tally.value,
+        tally.decided,
+        dict(votes),
+        tuple(abstained),
+        dict(failed),
+        tally,
+        reason,
+        ctx.elapsed(),
+        BYZANTINE_TAGS,
+    )
+
+
+def byzantine_consensus_async(
+    agent_ids: Iterable[Hashable], proposal: Any, f: int | None = None, *, timeout: float = 5.0
+) -> Session:
+    """Start a Byzantine consensus session (see :func:`byzantine_consensus`)."""
+    ids = _ids(agent_ids)
+    _check_timeout(timeout)
+    if f is not None:
+        if isinstance(f, bool) or not isinstance(f, int) or f < 0:
+            raise InvalidParameter(f"f must be an int >= 0, got {f!r}")
+        if len(ids) < rules.min_agents(f):
+            raise rules.InsufficientAgents(rules.min_agents(f), len(ids))
+    elif not ids:
+        raise rules.InsufficientAgents(1, 0)
+    return start_session("byzantine", _byzantine_body, (ids, proposal, f, float(timeout)))
+
+
+def byzantine_consensus(
+    agent_ids: Iterable[Hashable], proposal: Any, f: int | None = None, *, timeout: float = 5.0
+) -> ConsensusResult:
+    """Consensus tolerating ``f`` Byzantine agents (default: the most
+    ``len(agent_ids)`` can tolerate).  Raises
+    :class:`mabeam.rules.InsufficientAgents` (``.minimum``, ``.n``) for
+    fewer than ``3f + 1`` agents, before any session starts.  A value is
+    decided once ``byzantine_quorum(n, f)`` agents voted for it; agents that
+    fail count as not voting.  The result carries ``tags``
+    ``('byzantine', 'consensus', 'fault_tolerant')``."""
+    return byzantine_consensus_async(agent_ids, proposal, f, timeout=timeout).result(timeout + 2 * GRACE)
+
+
+# ------------------------------------------------------------------ collusion resistance
+
+
+def _report(agent_id: Any, answer: Any) -> rules.ConsensusReport:
+    if isinstance(answer, dict):
+        return rules.ConsensusReport(
+            str(agent_id),
+            float(answer["estimated_value"]),
+            float(answer.get("confidence_level", 1.0)),
+            float(answer.get("information_quality", 1.0)),
+        )
+    if isinstance(answer, bool) or not isinstance(answer, (int, float)):
+        raise rules.InvalidVote(f"not an estimate: {answer!r}")
+    return rules.ConsensusReport(str(agent_id), float(answer))
+
+
+def _collusion_body(
+    ctx: Any,
+    ids: list,
+    question: Any,
+    true_value: float,
+    payment: Any,
+    reputations: Any,
+    bucket_width: float,
+    timeout: float,
+) -> tuple:
+    answers, abstained, failed = collect_votes(ctx, ids, ("estimate", question), timeout, kind="coordinate")
+    reports = []
+    for agent_id, answer in answers.items():
+        try:
+            reports.append(_report(agent_id, answer))
+        except (KeyError, TypeError, ValueError):
+            failed[agent_id] = ("invalid_estimate", repr(answer))
+    result = rules.resolve_collusion_resistant_consensus(
+        reports, true_value, payment=payment, reputations=reputations, bucket_width=bucket_width
+    )
+    return result, {r.agent_id: r.estimated_value for r in reports}, dict(failed)
+
+
+def collusion_resistant_consensus(
+    agent_ids: Iterable[Hashable],
+    question: Any,
+    true_value: float,
+    *,
+    payment: rules.PaymentStructure | None = None,
+    reputations: Mapping[str, float] | None = None,
+    bucket_width: float = 5.0,
+    timeout: float = 5.0,
+) -> tuple:
+    """Ask each agent for its estimate (``kind='coordinate'``, payload
+    ``('estimate', question)``; the agent's ``handle_coordination`` answers
+    a number or ``{'estimated_value', 'confidence_level',
+    'information_quality'}``) and resolve them with
+    :func:`mabeam.rules.resolve_collusion_resistant_consensus` once
+    ``true_value`` is known.  Returns ``(CollusionResult, {agent: estimate},
+    {agent: failure})``; result keys are ``str(agent_id)``."""
+    ids = _ids(agent_ids)
+    _check_timeout(timeout)
+    session = start_session(
+        "collusion_resistant",
+        _collusion_body,
+        (ids, question, float(true_value), payment, dict(reputations or {}), bucket_width, float(timeout)),
+    )
+    return session.result(timeout + 2 * GRACE)
