@@ -74,6 +74,7 @@ from .registry._names import (  # noqa: E402 - on top of every other layer
     unregister,
     via,
     whereis,
+    whereis_many,
 )
 
 __all__ = [
@@ -127,6 +128,7 @@ __all__ = [
     "register",
     "unregister",
     "whereis",
+    "whereis_many",
     "registered",
     "registry_health",
     "Registry",

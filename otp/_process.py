@@ -135,6 +135,7 @@ class Process(LinksMixin, LifecycleMixin):
         self._sweep_at = _SWEEP_MIN
         self._recv_sweep_at = _SWEEP_MIN
         self._zygote = None
+        self._poller = None  # (sockets, zmq.Poller) of the last poll_sockets
         self._exited = False
 
     # ------------------------------------------------------------ activation
@@ -314,10 +315,16 @@ class Process(LinksMixin, LifecycleMixin):
         try:
             if self.sig.inbox:
                 self.integrate()
-            poller = zmq.Poller()
-            poller.register(self.inbox, zmq.POLLIN)
-            for sock in sockets:
-                poller.register(sock, zmq.POLLIN)
+            key = tuple(sockets)
+            cached = self._poller
+            if cached is not None and len(cached[0]) == len(key) and all(a is b for a, b in zip(cached[0], key)):
+                poller = cached[1]
+            else:  # a server polls the same sockets every time: build once
+                poller = zmq.Poller()
+                poller.register(self.inbox, zmq.POLLIN)
+                for sock in sockets:
+                    poller.register(sock, zmq.POLLIN)
+                self._poller = (key, poller)
             ms = -1 if timeout is None else max(0, math.ceil(timeout * 1000))
             ready = dict(poller.poll(ms))
             if self.inbox in ready:

@@ -1,17 +1,18 @@
 """Name registry lookups: through the registry's ROUTER, and from the cache.
 
-* ``registry_lookup_router``: one ``whereis`` request through the node
-  registry's ROUTER (the path a process takes for its first lookups, before
-  it keeps a replica), vs a raw pyzmq DEALER/ROUTER server in another process
-  answering from a dict;
+* ``registry_lookup_router``: one ``otp.whereis(name, cached=False)``
+  round trip through the node registry's ROUTER (the path a process takes
+  for its first lookups, before it keeps a replica), vs a raw pyzmq
+  DEALER/ROUTER server in another process answering from a dict;
+* ``registry_lookup_throughput``: what the ROUTER process serves when it is
+  busy: :data:`CLIENTS` client processes, each asking in pipelined batches
+  of :data:`PIPELINE` lookups (``otp.whereis_many``: one frame per lookup,
+  answered one by one by the registry), vs the same clients pipelining the
+  same lookups to the raw dict server;
 * ``registry_lookup_cached``: ``otp.whereis`` served from the process's
   replica (the hot path once a process looks names up often), vs a plain
   ``dict.get``.  Timed in batches of :data:`BATCH` lookups (a single lookup is
   too short for the clock); the figure is seconds per lookup.
-
-The ROUTER path is reached through ``otp.registry._names._node_client()``
-(the client ``otp.whereis`` itself uses); it is named in ``requires``, so a
-change of that internal shows up as "not available" rather than a crash.
 """
 
 from __future__ import annotations
@@ -70,13 +71,11 @@ def _named_target(me: otp.Pid) -> otp.Pid:
     n=1000,
     warmup=100,
     quick=(3, 200, 30),
-    requires=("otp:whereis", "otp:register", "otp.registry._names:_node_client"),
+    requires=("otp:whereis", "otp:register"),
     what="whereis through the node registry's ROUTER (no replica)",
 )
 def bench_lookup_router(run: Run) -> dict:
     """whereis through the node registry's ROUTER (no replica)."""
-    from otp.registry._names import _node_client
-
     me = otp.self()
     target = _named_target(me)
     endpoint = f"ipc://{run.node.info.dir}/raw-dict-router"
@@ -91,10 +90,8 @@ def bench_lookup_router(run: Run) -> dict:
         if pickle.loads(dealer.recv()) != target:
             raise AssertionError("raw lookup answered wrong")
 
-    client = _node_client()
-
     def ours(i: int) -> None:
-        if client.request("whereis", NAME) != target:
+        if otp.whereis(NAME, cached=False) != target:
             raise AssertionError("registry lookup answered wrong")
 
     timed_ops(raw, run.warmup, ours=False)
@@ -102,6 +99,108 @@ def bench_lookup_router(run: Run) -> dict:
     out = alternate(lambda: timed_ops(raw, run.n, ours=False), lambda: timed_ops(ours, run.n, ours=True), run.rounds)
     dealer.send(pickle.dumps("stop"))
     dealer.close(linger=0)
+    ctx.term()
+    await_exit(otp, raw_pid)
+    otp.send(target, "stop")
+    await_exit(otp, target)
+    return out
+
+
+def raw_pipelined_client(endpoint: str, parent: otp.Pid) -> None:
+    """Floor client: PIPELINE requests in flight on one DEALER, on command."""
+    ctx = zmq.Context()
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.connect(endpoint)
+    frame = pickle.dumps(NAME)
+    otp.send(parent, ("ready", otp.self()))
+    try:
+        while True:
+            count = otp.receive(60)
+            if count == "stop":
+                return
+            t0 = time.perf_counter()
+            for _ in range(count // PIPELINE):
+                for _ in range(PIPELINE):
+                    dealer.send(frame)
+                for _ in range(PIPELINE):
+                    pickle.loads(dealer.recv())
+            otp.send(parent, ("done", time.perf_counter() - t0))
+    finally:
+        dealer.close(linger=0)
+        ctx.term()
+
+
+def ours_pipelined_client(parent: otp.Pid) -> None:
+    """Our client: the same lookups through otp.whereis_many, on command."""
+    names = [NAME] * PIPELINE
+    otp.whereis_many(names)  # connected before timing
+    otp.send(parent, ("ready", otp.self()))
+    while True:
+        count = otp.receive(60)
+        if count == "stop":
+            return
+        t0 = time.perf_counter()
+        for _ in range(count // PIPELINE):
+            otp.whereis_many(names)
+            inject(PIPELINE)
+        otp.send(parent, ("done", time.perf_counter() - t0))
+
+
+#: Client processes and lookups in flight per client of the throughput run.
+CLIENTS = 2
+PIPELINE = 32
+
+
+def _clients(body, *args) -> list:
+    pids = [otp.spawn(body, *args) for _ in range(CLIENTS)]
+    for _ in pids:
+        otp.receive(10, lambda m: type(m) is tuple and m[0] == "ready")
+    return pids
+
+
+def _rate(clients: list, count: int) -> float:
+    """Lookups per second over all clients, each doing ``count``."""
+    t0 = time.perf_counter()
+    for pid in clients:
+        otp.send(pid, count)
+    for _ in clients:
+        otp.receive(120, lambda m: type(m) is tuple and m[0] == "done")
+    return len(clients) * (count - count % PIPELINE) / (time.perf_counter() - t0)
+
+
+@benchmark(
+    "registry_lookup_throughput",
+    unit="lookups/s",
+    floor="pyzmq DEALER/ROUTER + dict, same clients",
+    rounds=5,
+    n=20000,
+    warmup=2000,
+    quick=(3, 5000, 1000),
+    higher_is_better=True,
+    requires=("otp:whereis_many", "otp:register"),
+    target=(">= 20,000 lookups/s", lambda r: r["ours"]["median"] >= 20_000),
+    what=f"lookups/s the registry's ROUTER serves to {CLIENTS} clients pipelining {PIPELINE} each",
+)
+def bench_lookup_throughput(run: Run) -> dict:
+    """Lookups per second the node registry's ROUTER serves to busy clients."""
+    me = otp.self()
+    target = _named_target(me)
+    endpoint = f"ipc://{run.node.info.dir}/raw-dict-router-tp"
+    raw_pid = otp.spawn(raw_dict_router, endpoint, {NAME: target}, me)
+    otp.receive(10, lambda m: m == "ready")
+    raw_clients = _clients(raw_pipelined_client, endpoint, me)
+    our_clients = _clients(ours_pipelined_client, me)
+    _rate(raw_clients, run.warmup)
+    _rate(our_clients, run.warmup)
+    out = alternate(lambda: [_rate(raw_clients, run.n)], lambda: [_rate(our_clients, run.n)], run.rounds)
+    for pid in raw_clients + our_clients:
+        otp.send(pid, "stop")
+        await_exit(otp, pid)
+    ctx = zmq.Context()
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.connect(endpoint)
+    dealer.send(pickle.dumps("stop"))
+    dealer.close(linger=2000)
     ctx.term()
     await_exit(otp, raw_pid)
     otp.send(target, "stop")
@@ -150,12 +249,6 @@ def bench_lookup_cached(run: Run) -> dict:
     out = alternate(
         lambda: [raw_batch() for _ in range(run.n)], lambda: [ours_batch() for _ in range(run.n)], run.rounds
     )
-    try:
-        from otp.registry._names import _node_client
-
-        out["extra"] = {"replica_in_use": _node_client().replica is not None}
-    except Exception:  # noqa: BLE001 - informational only
-        pass
     if whereis(NAME) != target:
         raise AssertionError("whereis answered wrong")
     otp.send(target, "stop")

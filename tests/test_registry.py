@@ -32,6 +32,27 @@ def test_register_whereis_unregister(node):
     assert otp.whereis("never") is None
 
 
+def test_uncached_and_batched_lookups_follow_every_change(node):
+    """whereis(cached=False) and whereis_many ask the registry process, whose
+    lookup cache must never answer with a stale or dead holder."""
+    a, b = otp.spawn(wait_forever), otp.spawn(wait_forever)
+    otp.register("svc", a)
+    assert otp.whereis("svc", cached=False) == a
+    assert otp.whereis_many(["svc", "none", "svc"]) == [a, None, a]
+    otp.unregister("svc")
+    assert otp.whereis("svc", cached=False) is None
+    otp.register("svc", b)
+    assert otp.whereis_many(["svc"]) == [b]
+    ref = otp.monitor(b)
+    os.kill(b.ospid, signal.SIGKILL)
+    down_of(ref)
+    assert otp.whereis("svc", cached=False) is None
+    assert otp.whereis_many(["svc"] * 40) == [None] * 40  # more than one frame in flight
+    with pytest.raises(otp.registry.InvalidKey):
+        otp.whereis_many(["ok", ["unhashable list"]])
+    otp.exit(a, "kill")
+
+
 def test_name_clash_and_one_name_per_process(node):
     a, b = otp.spawn(wait_forever), otp.spawn(wait_forever)
     otp.register("n", a)

@@ -357,8 +357,12 @@ class BaseBackend(abc.ABC):
 
     def lookup(self, key: Key) -> list[Entry]:
         key = canonical_key(key)
-        with self._transaction():
-            return [e for _, e in self._alive(self._raw_lookup(key))]
+        with self._read():
+            pairs = self._raw_lookup(key)
+        if pairs and not all(self._is_alive(e.pid) for _, e in pairs):
+            with self._transaction():  # dead holders met: drop them atomically
+                pairs = self._alive(self._raw_lookup(key))
+        return [e for _, e in pairs]
 
     def keys_of(self, pid: Pid) -> list[Key]:
         """The keys ``pid`` holds, each once, oldest first; ``[]`` once it is dead."""
@@ -458,6 +462,12 @@ class BaseBackend(abc.ABC):
             self._raw_delete_pid(pid)
             self._dead_cleaned += 1
             self._last_cleanup = time.time()
+
+    def _read(self) -> contextlib.AbstractContextManager[None]:
+        """A context for one read-only statement: a store whose single
+        statements are atomic overrides it to skip the transaction (the hot
+        path of lookups).  Raises :class:`BackendClosed`."""
+        return self._transaction()
 
     def _transaction(self, *, keep_on_error: bool = False) -> contextlib.AbstractContextManager[None]:
         """One atomic step, nested ones atomic within it; with ``keep_on_error`` an

@@ -104,10 +104,13 @@ def unregister(name: Any) -> None:
     _node_client().request("unregister", name, None)
 
 
-def whereis(name: Any) -> Pid | None:
+def whereis(name: Any, cached: bool = True) -> Pid | None:
     """The pid registered under ``name``, or None.  Served from this
-    process's replica once it looks names up often."""
+    process's replica once it looks names up often; ``cached=False`` always
+    asks the registry process (one round trip through its ROUTER)."""
     client = _node_client()
+    if not cached:
+        return client.request("whereis", name)
     replica = client.replica
     if replica is not None and replica.version >= client.seen_version and _monotonic() < replica.fresh_until:
         rows = replica.table.get(name)  # the hot path: no socket touched
@@ -119,6 +122,12 @@ def whereis(name: Any) -> Pid | None:
     if rows is None:
         return client.request("whereis", name)
     return rows[0][0] if rows else None
+
+
+def whereis_many(names: list, timeout: float | None = DEFAULT_TIMEOUT) -> list:
+    """``[whereis(name) for name in names]`` asked of the registry process in
+    one pipelined batch (about one round trip for the lot)."""
+    return _node_client().request_many([("whereis", (name,)) for name in names], timeout=timeout)
 
 
 def registered() -> list:

@@ -87,6 +87,28 @@ def _main(config: dict, parent: Pid, ack) -> None:
     server.serve(parent)
 
 
+#: Operations that do not change the store (all others clear the lookup cache).
+_READ_OPS = frozenset(
+    {
+        "lookup",
+        "lookup_entries",
+        "whereis",
+        "registered",
+        "keys",
+        "count",
+        "match_metadata",
+        "health",
+        "sync",
+        "snapshot",
+    }
+    | {"pg_members", "pg_groups"}
+)
+
+#: Keys the lookup cache holds at most (cleared when full: a registry's hot
+#: names are few; a scan over many keys must not grow the server).
+_CACHE_MAX = 4096
+
+
 class _Server:
     def __init__(self, proc, config: dict) -> None:
         from ._backends import open_backend
@@ -108,6 +130,10 @@ class _Server:
         self.pub.setsockopt(zmq.SNDHWM, 100_000)
         self._bind(self.pub, self.publish_ep)
         self.version = 0
+        # Lookups answered from memory: key -> live entries.  The server is
+        # its backend's only writer, so any write clears it (see _request);
+        # every hit is checked for liveness again.  Bounded by _CACHE_MAX.
+        self._cache: dict[Any, list] = {}
         self.monitors: dict[int, Any] = {}  # uid -> monitor ref
         self.groups: dict[Any, list[Pid]] = {}  # pg: group -> members (with repeats)
         for entry in self.backend.list_all():  # after a restart: watch the survivors
@@ -160,6 +186,8 @@ class _Server:
                     self._request(ident, frame)
 
     def _mailbox(self, parent: Pid) -> None:
+        if not self.proc.mailbox:  # poll_sockets took in what arrived
+            return
         while True:
             try:
                 msg = self.proc.receive(0)
@@ -171,6 +199,7 @@ class _Server:
                 raise ProcessExit(msg.reason)
 
     def _dead(self, pid: Pid) -> None:
+        self._cache.clear()
         self.monitors.pop(pid.uid, None)
         for key in self.backend.unregister_pid(pid):
             self._publish(("unreg", key, pid))
@@ -191,6 +220,8 @@ class _Server:
         except Exception:
             log.warning("registry dropped a malformed request")
             return
+        if op not in _READ_OPS:
+            self._cache.clear()
         try:
             handler = getattr(self, "op_" + op)
             reply = (req_id, "ok", handler(*args), self.proc.pid, self.version)
@@ -243,14 +274,32 @@ class _Server:
         self._unwatch_if_unused(pid)
         return keys
 
+    def _lookup(self, key: Any) -> list:
+        """The backend's live entries for ``key``, from the cache if it holds
+        them and they are all still alive."""
+        cache = self._cache
+        try:
+            entries = cache.get(key)
+        except TypeError:  # unhashable: the backend raises its InvalidKey
+            return self.backend.lookup(key)
+        if entries is not None:
+            alive = self._alive
+            if all(alive(e.pid) for e in entries):
+                return entries
+        entries = self.backend.lookup(key)
+        if len(cache) >= _CACHE_MAX:
+            cache.clear()
+        cache[key] = entries
+        return entries
+
     def op_lookup(self, key: Any) -> list:
-        return [(e.pid, e.value) for e in self.backend.lookup(key)]
+        return [(e.pid, e.value) for e in self._lookup(key)]
 
     def op_lookup_entries(self, key: Any) -> list:
-        return self.backend.lookup(key)
+        return self._lookup(key)
 
     def op_whereis(self, key: Any) -> Pid | None:
-        entries = self.backend.lookup(key)
+        entries = self._lookup(key)
         return entries[0].pid if entries else None
 
     def op_registered(self) -> list:
