@@ -219,7 +219,7 @@ class Node:
                 client.close()
             except Exception:
                 leftovers = []
-            for ospid, _uid in leftovers:
+            for ospid, _uid, _spare in leftovers:
                 try:
                     os.killpg(ospid, signal.SIGKILL)
                 except OSError:
@@ -296,11 +296,13 @@ class Node:
     def zygote_ospid(self) -> int | None:
         return self._zygote_pid
 
-    def os_pids(self) -> list[int]:
-        """OS pids of every live process of the node (for tests and tools)."""
+    def os_pids(self, embryos: bool = True) -> list[int]:
+        """OS pids of every live process of the node (for tests and tools);
+        ``embryos=False`` leaves out the spare processes the zygote keeps
+        ready for the next spawns (they come and go with spawning)."""
         client = ZygoteClient(self.info.zygote_address)
         try:
-            return [ospid for ospid, _ in client.request("list")]
+            return [ospid for ospid, _, spare in client.request("list") if embryos or not spare]
         finally:
             client.close()
 

@@ -132,6 +132,7 @@ class _Zygote:
         self.node = node
         self.me = os.getpid()
         self.children: dict[int, int] = {}  # ospid -> uid, in fork order
+        self.embryo_ospid: dict[int, int] = {}  # channel fd -> ospid, until it is handed a function
         self.conns: dict[int, socket.socket] = {}
         self.pool_size = embryos
         self.unborn: dict[int, socket.socket] = {}  # channel fd -> embryo not yet ready
@@ -206,7 +207,8 @@ class _Zygote:
                 self.learn(*msg[1])
         elif msg[0] == "list":
             self.reap()  # what has already exited is not listed
-            live = list(self.children.items())
+            spare = set(self.embryo_ospid.values())
+            live = [(ospid, uid, ospid in spare) for ospid, uid in self.children.items()]
             for i in range(0, max(1, len(live)), _LIST_CHUNK):
                 part = live[i : i + _LIST_CHUNK]
                 conn.sendall(pickle.dumps((i + _LIST_CHUNK < len(live), part)))
@@ -246,6 +248,7 @@ class _Zygote:
         if ok:
             self.ready.append(chan)
         else:
+            self.embryo_ospid.pop(chan.fileno(), None)
             chan.close()  # it died during its bootstrap; reap() cleans up
         self.dispatch()
 
@@ -253,6 +256,7 @@ class _Zygote:
         while self.waiting and self.ready:
             chan = self.ready.popleft()
             spawner_fd = self.waiting[0]
+            self.embryo_ospid.pop(chan.fileno(), None)
             try:
                 socket.send_fds(chan, [b"go"], [spawner_fd])
             except OSError:
@@ -282,6 +286,7 @@ class _Zygote:
                 os._exit(70)
         theirs.close()
         self.children[ospid] = uid
+        self.embryo_ospid[ours.fileno()] = ospid
         self.unborn[ours.fileno()] = ours
         self.ep.register(ours.fileno(), select.EPOLLIN)
 
@@ -314,6 +319,8 @@ class _Zygote:
                 return
             ospid = info.si_pid
             uid = self.children.pop(ospid, None)
+            for fd in [fd for fd, spare in self.embryo_ospid.items() if spare == ospid]:
+                del self.embryo_ospid[fd]  # an embryo that died unused
             if uid is not None:
                 # Descendants it left behind in its process group go too,
                 # while its pid (the group id) is still held by the zombie.
