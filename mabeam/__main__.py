@@ -8,7 +8,9 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mabeam", description="MABEAM: multi-agent coordination on OTP-style processes")
+    parser = argparse.ArgumentParser(
+        prog="mabeam", description="MABEAM: multi-agent coordination on OTP-style processes"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="multi-agent hyperparameter search on scikit-learn's digits")
     demo.add_argument("--agents", type=int, default=4, help="learner agents (OS processes), default 4")
@@ -31,8 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     config = DemoConfig(agents=args.agents, rounds=args.rounds, slots=args.slots, chaos=args.chaos, seed=args.seed)
     # The zygote imports scikit-learn once; every learner process is forked
     # with it loaded instead of importing it (about a second each).
-    preload = ("mabeam.demo.learners", "sklearn.svm", "sklearn.neighbors", "sklearn.ensemble",
-               "sklearn.linear_model", "sklearn.model_selection", "sklearn.datasets")
+    preload = (
+        "mabeam.demo.learners",
+        "sklearn.svm",
+        "sklearn.neighbors",
+        "sklearn.ensemble",
+        "sklearn.linear_model",
+        "sklearn.model_selection",
+        "sklearn.datasets",
+    )
     with otp.Node(name="mabeam-demo", preload=preload):
         with Display() as display:
             progress = run(config, display)

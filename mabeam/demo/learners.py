@@ -41,7 +41,11 @@ def sample(family: str, rng: random.Random) -> dict:
     if family == "knn":
         return {"n_neighbors": rng.randint(1, 25), "weights": rng.choice(["uniform", "distance"])}
     if family == "forest":
-        return {"n_estimators": rng.choice([20, 40, 80]), "max_depth": rng.choice([4, 8, 16, None]), "max_features": rng.choice(["sqrt", 0.5])}
+        return {
+            "n_estimators": rng.choice([20, 40, 80]),
+            "max_depth": rng.choice([4, 8, 16, None]),
+            "max_features": rng.choice(["sqrt", 0.5]),
+        }
     if family == "logreg":
         return {"C": _log_uniform(rng, 1e-3, 100)}
     raise ValueError(f"unknown family {family!r}")
@@ -86,7 +90,9 @@ def evaluate(family: str, params: dict, x, y, folds: int = 3) -> float:
 
 
 def describe(config: dict) -> str:
-    params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(config["params"].items()))
+    params = ", ".join(
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(config["params"].items())
+    )
     return f"{config['family']}({params})"
 
 
@@ -124,7 +130,14 @@ class Learner(mabeam.Agent):
         started = time.monotonic()
         score = evaluate(self.family, params, self.x, self.y)
         self.tried += 1
-        result = {"family": self.family, "params": params, "score": score, "agent": self.agent_id, "round": round_number, "seconds": time.monotonic() - started}
+        result = {
+            "family": self.family,
+            "params": params,
+            "score": score,
+            "agent": self.agent_id,
+            "round": round_number,
+            "seconds": time.monotonic() - started,
+        }
         self._learn(result)
         return result
 

@@ -25,11 +25,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import mabeam
 import otp
 
-import mabeam
-
-from .learners import FAMILIES, Learner, build_model, describe, load_data
+from .learners import FAMILIES, Learner, build_model, load_data
 
 __all__ = ["DemoConfig", "run"]
 
@@ -61,6 +60,7 @@ class Progress:
     agents: dict = field(default_factory=dict)  # id -> record fields
     winner: dict | None = None
     vote: Any = None
+    vote_counts: dict = field(default_factory=dict)  # candidate index -> votes
     test_accuracy: float | None = None
     started: float = field(default_factory=time.monotonic)
 
@@ -86,7 +86,11 @@ def chaos_monkey(parent: otp.Pid, agent_ids: list, seed: int) -> None:
 
 def _refresh_agents(progress: Progress) -> None:
     for record in mabeam.list_agents():
-        progress.agents[record.agent_id] = {"status": record.status, "restarts": record.restarts, "family": record.config.args["family"]}
+        progress.agents[record.agent_id] = {
+            "status": record.status,
+            "restarts": record.restarts,
+            "family": record.config.args["family"],
+        }
 
 
 def _sell_slot(ids: list, round_number: int, slot: int, timeout: float) -> dict:
@@ -98,12 +102,12 @@ def _sell_slot(ids: list, round_number: int, slot: int, timeout: float) -> dict:
     return economics.run(auction, timeout=timeout + 5)
 
 
-def _vote(ids: list, candidates: list, weights: dict, timeout: float) -> Any:
+def _vote(ids: list, candidates: list, timeout: float) -> Any:
+    """Every learner votes for the index of the candidate that scores best
+    on its own held-out sample (its ``handle_vote``)."""
     from mabeam import coordination
 
-    return coordination.consensus(
-        ids, {"candidates": candidates}, method="weighted", weights=weights, timeout=timeout
-    )
+    return coordination.consensus(ids, {"candidates": candidates}, method="majority", timeout=timeout)
 
 
 def run(config: DemoConfig, display=None) -> Progress:
@@ -116,7 +120,9 @@ def run(config: DemoConfig, display=None) -> Progress:
     for i, agent_id in enumerate(ids):
         family = FAMILIES[i % len(FAMILIES)]
         args = {"family": family, "seed": config.seed * 100 + i, "budget": config.budget}
-        mabeam.register_agent(mabeam.AgentConfig(agent_id, Learner, args=args, capabilities={family}, metadata={"family": family}))
+        mabeam.register_agent(
+            mabeam.AgentConfig(agent_id, Learner, args=args, capabilities={family}, metadata={"family": family})
+        )
     for agent_id in ids:
         mabeam.start_agent(agent_id)
     _refresh_agents(progress)
@@ -128,7 +134,10 @@ def run(config: DemoConfig, display=None) -> Progress:
             show(progress)
             winners = []
             for slot in range(config.slots):
-                result = _sell_slot(ids, round_number, slot, config.timeout)
+                bidders = [a for a in ids if a not in winners]  # one slot per learner per round
+                if not bidders:
+                    break
+                result = _sell_slot(bidders, round_number, slot, config.timeout)
                 progress.auctions.append(result)
                 if result.winner is not None and result.winner not in winners:
                     winners.append(result.winner)
@@ -155,9 +164,10 @@ def run(config: DemoConfig, display=None) -> Progress:
         _final_vote(progress, ids, config)
     finally:
         if chaos is not None:
+            ref = otp.monitor(chaos)
             otp.unlink(chaos)
             otp.send(chaos, "stop")
-            otp.receive(10, lambda m: isinstance(m, otp.EXIT) and m.pid == chaos) if False else None
+            otp.receive(10, lambda m: isinstance(m, otp.DOWN) and m.ref == ref)
         _drain_chaos(progress)
         _refresh_agents(progress)
         mabeam.stop(app)
@@ -179,15 +189,17 @@ def _final_vote(progress: Progress, ids: list, config: DemoConfig) -> None:
     candidates = progress.leaderboard(3)
     if not candidates:
         raise RuntimeError("no configuration was trained")
-    weights = {}
-    for agent_id in ids:
-        best = [r["score"] for r in progress.results if r["agent"] == agent_id]
-        weights[agent_id] = {"success_rate": max(best) if best else 0.5, "tasks_completed": len(best)}
-    outcome = _vote(ids, [{"family": c["family"], "params": c["params"]} for c in candidates], weights, config.timeout)
+    outcome = _vote(ids, [{"family": c["family"], "params": c["params"]} for c in candidates], config.timeout)
     progress.vote = outcome
-    choice = outcome.decision if isinstance(outcome.decision, int) and 0 <= outcome.decision < len(candidates) else 0
+    counts = dict(outcome.tally.counts) if outcome.tally is not None else {}
+    if outcome.reached:
+        choice = outcome.decision
+    elif counts:  # no strict majority: the most votes, then the better CV score
+        choice = min(counts, key=lambda i: (-counts[i], i))
+    else:  # no vote came back at all
+        choice = 0
     progress.winner = candidates[choice]
+    progress.vote_counts = {i: counts.get(i, 0) for i in range(len(candidates))}
     x_train, x_test, y_train, y_test = load_data(0)
     model = build_model(progress.winner["family"], progress.winner["params"]).fit(x_train, y_train)
     progress.test_accuracy = float(model.score(x_test, y_test))
-    progress.winner_text = describe(progress.winner)

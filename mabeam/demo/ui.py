@@ -17,7 +17,7 @@ class Display:
         self.live = None
         self._last_round = None
 
-    def __enter__(self) -> "Display":
+    def __enter__(self) -> Display:
         if self.console.is_terminal:
             from rich.live import Live
 
@@ -77,6 +77,8 @@ class Display:
         table.add_row("agent restarts (supervisor)", str(sum(a["restarts"] for a in progress.agents.values())))
         table.add_row("failed requests (tolerated)", str(len(progress.failures)))
         if progress.winner is not None:
+            votes = ", ".join(f"#{i + 1}: {n}" for i, n in sorted(progress.vote_counts.items()))
+            table.add_row("vote on the top 3 (learners' own held-out samples)", votes or "-")
             table.add_row("voted winner", describe(progress.winner))
             table.add_row("its CV accuracy", f"{progress.winner['score']:.4f}")
             table.add_row("its test accuracy", f"{progress.test_accuracy:.4f}")
