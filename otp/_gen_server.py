@@ -244,7 +244,9 @@ def _start(cls: type, args: Any, name: Any, timeout: float, link: bool) -> Pid |
         raise TypeError(f"{cls!r} is not a GenServer subclass")
     p = _process.current()
     ack = _api.make_ref()
-    pid, mref = p.spawn(_server_main, (cls, args, name, p.pid, ack, link), {}, link=link, monitor=True)
+    pid, mref = p.spawn(
+        _server_main, (cls, args, name, p.pid, ack, link), {}, link=link, monitor=True, module=cls.__module__
+    )
 
     def answer(m: object) -> bool:
         return (type(m) is tuple and len(m) == 3 and m[0] == "$ack" and m[1] == ack) or (

@@ -28,7 +28,10 @@ class LifecycleMixin:
     _spawned_sweep_at = 256
     # ----------------------------------------------------------------- spawn
 
-    def spawn(self, fn, args: tuple, kwargs: dict, *, link: bool = False, monitor: bool = False):
+    def spawn(self, fn, args: tuple, kwargs: dict, *, link: bool = False, monitor: bool = False, module=None):
+        """Start ``fn(*args, **kwargs)`` in a new process.  ``module`` names the
+        module whose code the process will run (default ``fn``'s), which the
+        zygote imports once so that later processes are forked with it."""
         from ._zygote import ZygoteClient
 
         self.rt += 1
@@ -52,7 +55,7 @@ class LifecycleMixin:
                         sig.hold(pid)
                 return dumps((self.pid, link, ref, list(sys.path), blob))
 
-            self._zygote.spawn(register, getattr(fn, "__module__", None))
+            self._zygote.spawn(register, module or getattr(fn, "__module__", None))
             pid = registered[0]
             with sig.lock:
                 if pid.uid in sig.refs and not sig.watch(pid):

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
-from . import _api
+from . import _api, _process
 from ._child_spec import child_spec
 from ._errors import CallError, Timeout
 from ._pid import Pid, Ref
@@ -74,11 +74,18 @@ def _task_main(owner: Pid, link: bool, fn: Callable, args: tuple, kwargs: dict) 
     _api.send(owner, ("$task", msg[1], result))
 
 
+def _spawn_task(owner: Pid, link: bool, fn: Callable, args: tuple, kwargs: dict) -> Pid:
+    # The task runs fn: the zygote should preload fn's module, not this one.
+    return _process.current().spawn(
+        _task_main, (owner, link, fn, args, kwargs), {}, link=True, module=getattr(fn, "__module__", None)
+    )
+
+
 def _start(sup: Any, fn: Callable, args: tuple, kwargs: dict, link: bool, shutdown: Any) -> Task:
     owner = _api.self_()
     spec = child_spec(
         "task",
-        start=(_api.spawn_link, (_task_main, owner, link, fn, args, kwargs)),
+        start=(_spawn_task, (owner, link, fn, args, kwargs)),
         restart="temporary",
         shutdown=shutdown,
     )
