@@ -1,0 +1,362 @@
+"""Auction mechanisms: what an auction process does for each kind.
+
+A mechanism holds the bids of one auction and knows three things: how to
+take an explicit bid (validated by :mod:`mabeam.rules.auctions`, whose typed
+errors go back to the bidder), how to run one *driven* step (ask the
+participant agents with real calls, through the function ``ask(ids,
+payload, kind)`` the auction process gives it), and how to clear (a rules
+function; every price and payment comes from there).
+
+Driven steps, per kind:
+
+* sealed (``first_price``, ``vickrey``, ``combinatorial``): one step, every
+  participant that has not bid yet is asked ``handle_bid(view)`` at once;
+* ``english``: one step per round; every active participant except the high
+  bidder is asked ``handle_bid(view)`` with the current minimum bid.  The
+  round's bids are placed in ascending order of amount (participant order
+  among equals), each validated by the rules, so the highest survives and a
+  tie goes to the first.  ``None`` (or an error) drops a participant out;
+  the auction ends after a round with no accepted bid;
+* ``dutch``: one step per clock tick; explicit acceptance prices are checked
+  first, then participants are asked ``handle_offer(view, price)``; the
+  first acceptance (explicit bids first, then participant order) wins at the
+  clock price, via :func:`~mabeam.rules.auctions.clear_dutch`.
+
+A participant that cannot answer (dead, timed out, hook raised) is recorded
+in ``not_bidding`` with the reason and never blocks the others (the calls
+are concurrent and each has a timeout).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from .._agent import AgentError
+from ..rules import auctions as rules
+from ..rules.auctions import AuctionError, Bid, BundleBid, InvalidAuctionParameter, InvalidBid
+
+__all__ = ["KINDS", "Mechanism", "make_mechanism", "reason_of"]
+
+KINDS = ("english", "dutch", "first_price", "vickrey", "combinatorial")
+MAX_ROUNDS = 1000
+MAX_TICKS = 10_000
+
+Ask = Callable[[list, Any, str], list]
+
+
+def reason_of(exc: BaseException) -> Any:
+    """Why an agent did not answer, as a plain term: the comms reason
+    ('not_running', 'timeout', 'killed', ...), ``('hook_raised', message)``
+    or ``('exited', message)``."""
+    reason = getattr(exc, "reason", None)
+    if isinstance(exc, AgentError):
+        return ("hook_raised", getattr(reason, "message", repr(reason)))
+    if isinstance(reason, (str, int, tuple)):
+        return reason
+    if reason is not None:
+        return ("exited", getattr(reason, "message", repr(reason)))
+    return repr(exc)
+
+
+class Mechanism:
+    kind = ""
+    sealed = True
+
+    def __init__(self, item: Any, reserve: float, options: dict) -> None:
+        self.item = item
+        self.reserve = reserve
+        self.not_bidding: dict = {}
+        self.rejected: dict = {}
+        self.rounds = 0
+        self.closed = False
+
+    # -- explicit bids
+    def place(self, bidder: Any, payload: Any) -> None:
+        raise NotImplementedError
+
+    def bidders(self) -> list:
+        raise NotImplementedError
+
+    def bid_count(self) -> int:
+        return len(self.bidders())
+
+    # -- views
+    def view(self) -> dict:
+        """Extra fields of the view sent to agents (and shown on the board)."""
+        return {}
+
+    # -- driving
+    def step(self, ask: Ask, participants: list, base_view: dict) -> bool:
+        """One driven step; True when the auction can be cleared."""
+        todo = [p for p in participants if p not in self.bidders() and p not in self.not_bidding]
+        if todo:
+            self.rounds += 1
+            for agent, answer in zip(todo, ask(todo, {**base_view, **self.view()}, "bid")):
+                self.take(agent, answer)
+        return True
+
+    def take(self, agent: Any, answer: tuple) -> bool:
+        """Record one agent's answer to a bid request; True if a bid was placed."""
+        status, value = answer
+        if status != "ok":
+            self.not_bidding[agent] = reason_of(value)
+            return False
+        if value is None:
+            self.not_bidding[agent] = "declined"
+            return False
+        try:
+            self.place(agent, value)
+        except AuctionError as exc:
+            self.rejected[agent] = f"{type(exc).__name__}: {exc}"
+            return False
+        return True
+
+    def clear(self) -> rules.AuctionResult | rules.CombinatorialResult:
+        raise NotImplementedError
+
+
+def _check_reserve(reserve: Any) -> None:
+    rules.EnglishState(reserve)  # the rules' own validation of a reserve price
+
+
+class Sealed(Mechanism):
+    """Sealed bids: first price or Vickrey (second price)."""
+
+    def __init__(self, kind: str, item: Any, reserve: float, options: dict) -> None:
+        super().__init__(item, reserve, options)
+        _check_reserve(reserve)
+        self.kind = kind
+        self.bids: list[Bid] = []
+
+    def place(self, bidder: Any, payload: Any) -> None:
+        bid = Bid(bidder, payload)
+        if any(b.bidder == bidder for b in self.bids):
+            raise rules.DuplicateBidder(f"bidder {bidder!r} already submitted a sealed bid")
+        self.bids.append(bid)
+
+    def bidders(self) -> list:
+        return [b.bidder for b in self.bids]
+
+    def clear(self) -> rules.AuctionResult:
+        clear = rules.clear_vickrey if self.kind == "vickrey" else rules.clear_first_price
+        return clear(self.bids, reserve=self.reserve)
+
+
+class English(Mechanism):
+    kind = "english"
+    sealed = False
+
+    def __init__(self, item: Any, reserve: float, options: dict) -> None:
+        super().__init__(item, reserve, options)
+        self.state = rules.EnglishState(reserve, options.get("increment", rules.DEFAULT_BID_INCREMENT))
+        self.max_rounds = int(options.get("max_rounds", MAX_ROUNDS))
+        self.dropped: set = set()
+
+    def place(self, bidder: Any, payload: Any) -> None:
+        if self.closed:
+            raise rules.AuctionClosed("the auction is closed")
+        self.state = rules.place_bid(self.state, Bid(bidder, payload))
+
+    def bidders(self) -> list:
+        return list(dict.fromkeys(b.bidder for b in self.state.bids))
+
+    def bid_count(self) -> int:
+        return len(self.state.bids)
+
+    def view(self) -> dict:
+        high = self.state.high_bid
+        return {
+            "high_bid": None if high is None else high.amount,
+            "high_bidder": None if high is None else high.bidder,
+            "minimum_bid": self.state.minimum_bid,
+            "increment": self.state.increment,
+            "round": self.rounds,
+        }
+
+    def step(self, ask: Ask, participants: list, base_view: dict) -> bool:
+        high = self.state.high_bid
+        todo = [p for p in participants if p not in self.dropped and (high is None or p != high.bidder)]
+        if not todo or self.rounds >= self.max_rounds:
+            return True
+        self.rounds += 1
+        offers = []
+        for agent, (status, value) in zip(todo, ask(todo, {**base_view, **self.view()}, "bid")):
+            if status != "ok" or value is None:
+                self.dropped.add(agent)
+                if status != "ok":
+                    self.not_bidding[agent] = reason_of(value)
+                elif agent not in self.bidders():
+                    self.not_bidding[agent] = "declined"
+                continue
+            try:
+                offers.append(Bid(agent, value))
+            except AuctionError as exc:
+                self.dropped.add(agent)
+                self.rejected[agent] = f"{type(exc).__name__}: {exc}"
+        accepted = 0
+        for bid in sorted(offers, key=lambda b: b.amount):  # stable: participant order among equals
+            try:
+                self.state = rules.place_bid(self.state, bid)
+                accepted += 1
+            except rules.BidTooLow:
+                pass  # outbid within the round; still active
+        return accepted == 0
+
+    def clear(self) -> rules.AuctionResult:
+        return rules.close_english(self.state)
+
+
+class Dutch(Mechanism):
+    kind = "dutch"
+    sealed = False
+
+    def __init__(self, item: Any, reserve: float, options: dict) -> None:
+        super().__init__(item, reserve, options)
+        _check_reserve(reserve)
+        self.schedule = options.get("schedule")
+        self.start = options.get("start")
+        self.decrement = options.get("decrement")
+        if self.schedule is not None:
+            self.schedule = [float(p) for p in self.schedule]
+            rules.clear_dutch(self.schedule, {}, reserve=reserve)  # the rules validate the schedule
+        else:
+            if self.start is None or self.decrement is None:
+                raise InvalidAuctionParameter("a Dutch auction needs start and decrement (or a schedule)")
+            rules.clear_dutch_sealed([], reserve=reserve, start=self.start, decrement=self.decrement)
+        self.max_ticks = int(options.get("max_ticks", MAX_TICKS))
+        self.explicit: list[Bid] = []
+        self.accepted: list[Bid] = []
+        self.ticked: list[float] = []
+        self.asked: dict = {}
+        self.done = False
+
+    def place(self, bidder: Any, payload: Any) -> None:
+        if self.closed or self.done:
+            raise rules.AuctionClosed("the clock has stopped")
+        bid = Bid(bidder, payload)
+        if bidder in self.bidders():
+            raise rules.DuplicateBidder(f"bidder {bidder!r} already gave an acceptance price")
+        self.explicit.append(bid)
+
+    def bidders(self) -> list:
+        return [b.bidder for b in self.explicit] + [b.bidder for b in self.accepted]
+
+    def price(self, tick: int) -> float | None:
+        if self.schedule is not None:
+            return self.schedule[tick] if tick < len(self.schedule) else None
+        return self.start - tick * self.decrement
+
+    def view(self) -> dict:
+        return {"start": self.start, "decrement": self.decrement, "clock": self.ticked[-1] if self.ticked else None}
+
+    def step(self, ask: Ask, participants: list, base_view: dict) -> bool:
+        todo = [p for p in participants if p not in self.bidders() and p not in self.not_bidding]
+        if self.done or not todo:
+            return self._stop()
+        price = self.price(len(self.ticked))
+        if price is None or price < self.reserve or price < 0 or len(self.ticked) >= self.max_ticks:
+            return self._stop()
+        self.ticked.append(price)
+        self.rounds = len(self.ticked)
+        if any(b.amount >= price for b in self.explicit):
+            return self._stop()
+        for agent, (status, value) in zip(todo, ask(todo, ({**base_view, **self.view()}, price), "offer")):
+            self.asked[agent] = True
+            if status != "ok":
+                self.not_bidding[agent] = reason_of(value)
+            elif value:
+                self.accepted.append(Bid(agent, price))
+        return self._stop() if self.accepted else False
+
+    def _stop(self) -> bool:
+        self.done = True
+        winners = {b.bidder for b in self.accepted}
+        for agent in self.asked:
+            if agent not in winners and agent not in self.not_bidding:
+                self.not_bidding[agent] = "declined"
+        return True
+
+    def clear(self) -> rules.AuctionResult:
+        if self.ticked:
+            return rules.clear_dutch(self.ticked, self.explicit + self.accepted, reserve=self.reserve)
+        if self.schedule is not None:
+            return rules.clear_dutch(self.schedule, self.explicit, reserve=self.reserve)
+        return rules.clear_dutch_sealed(self.explicit, reserve=self.reserve, start=self.start, decrement=self.decrement)
+
+
+def _bundle(goods: Any) -> frozenset:
+    if isinstance(goods, (str, bytes)):
+        return frozenset({goods})
+    return frozenset(goods)
+
+
+class Combinatorial(Mechanism):
+    """Bundle bids (XOR per bidder), VCG payments."""
+
+    kind = "combinatorial"
+
+    def __init__(self, item: Any, reserve: float, options: dict) -> None:
+        super().__init__(item, reserve, options)
+        if reserve:
+            raise InvalidAuctionParameter("combinatorial (VCG) auctions take no reserve price")
+        self.items = _bundle(item)
+        if not self.items:
+            raise InvalidAuctionParameter("a combinatorial auction needs at least one item")
+        self.bids: list[BundleBid] = []
+
+    def place(self, bidder: Any, payload: Any) -> None:
+        new = [self._bundle_bid(bidder, b) for b in self._pairs(payload)]
+        if not new:
+            raise InvalidBid("no bundle bids given")
+        if bidder in self.bidders():
+            raise rules.DuplicateBidder(f"bidder {bidder!r} already submitted its bundle bids")
+        if len(self.bids) + len(new) > rules.MAX_COMBINATORIAL_BIDS:
+            raise rules.TooManyBids(
+                f"{len(self.bids) + len(new)} bundle bids exceed the exact-search cap of {rules.MAX_COMBINATORIAL_BIDS}"
+            )
+        self.bids.extend(new)
+
+    @staticmethod
+    def _pairs(payload: Any) -> Iterable:
+        if isinstance(payload, BundleBid):
+            return [payload]
+        if isinstance(payload, Mapping):
+            return list(payload.items())
+        if isinstance(payload, (list, tuple)):
+            return list(payload)
+        raise InvalidBid(f"bundle bids are a list of (bundle, amount) or a {{bundle: amount}} dict, not {payload!r}")
+
+    def _bundle_bid(self, bidder: Any, entry: Any) -> BundleBid:
+        if isinstance(entry, BundleBid):
+            bundle, amount = entry.bundle, entry.amount
+        elif isinstance(entry, (list, tuple)) and len(entry) == 2:
+            bundle, amount = entry
+        else:
+            raise InvalidBid(f"a bundle bid is (bundle, amount), not {entry!r}")
+        bid = BundleBid(bidder, _bundle(bundle), amount)
+        if not bid.bundle <= self.items:
+            raise InvalidBid(f"bundle {sorted(map(str, bid.bundle))} contains items not for sale")
+        return bid
+
+    def bidders(self) -> list:
+        return list(dict.fromkeys(b.bidder for b in self.bids))
+
+    def view(self) -> dict:
+        return {"items": sorted(self.items, key=str)}
+
+    def clear(self) -> rules.CombinatorialResult:
+        return rules.clear_combinatorial(self.bids)
+
+
+def make_mechanism(kind: str, item: Any, reserve: float, options: dict) -> Mechanism:
+    """The mechanism for ``kind``; raises the rules' InvalidAuctionParameter."""
+    if kind in ("first_price", "vickrey"):
+        return Sealed(kind, item, reserve, options)
+    if kind == "english":
+        return English(item, reserve, options)
+    if kind == "dutch":
+        return Dutch(item, reserve, options)
+    if kind == "combinatorial":
+        return Combinatorial(item, reserve, options)
+    raise InvalidAuctionParameter(f"unknown auction kind {kind!r}; one of {', '.join(KINDS)}")

@@ -1,0 +1,319 @@
+"""Auctions end to end: every kind run by its own process under
+``mabeam.economics``, with bids answered by real agents from their own
+processes (``handle_bid`` / ``handle_offer``), explicit bids, reserve
+prices, dying and slow bidders, board reads while an auction waits, and the
+rules' typed errors raised in the caller."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from economics_agents import auction_runner, call_and_report, start_bidders
+from helpers import down_of, recv, recv_tagged
+
+import mabeam
+import otp
+from mabeam import economics as E
+from mabeam._agent_registry import AGENT_SUPERVISOR
+from mabeam._app import ECONOMICS
+from mabeam.economics import _wire
+from mabeam.economics._auction import auction_key
+
+
+@pytest.fixture
+def app(node):
+    otp.trap_exit(True)
+    sup = mabeam.start()
+    yield sup
+    mabeam.stop(sup)
+
+
+def result_of(ref, timeout=15):
+    msg = otp.receive(
+        timeout, lambda m: isinstance(m, tuple) and len(m) == 3 and m[0] == "$auction_result" and m[1] == ref
+    )
+    return msg[2]
+
+
+# ------------------------------------------------------------------ each kind, hand-worked prices
+
+
+def test_vickrey_winner_pays_the_second_price(app):
+    """Bids 10, 7, 3 (each agent bids its value from its own process): the
+    10 wins and pays 7.  Called exactly as the demo calls it."""
+    otp.supervisor.subscribe(ECONOMICS)
+    start_bidders({"ten": {"value": 10}, "seven": {"value": 7}, "three": {"value": 3}})
+    auction = E.create_auction(
+        "vickrey", item="slot-1", reserve=1.0, participants=["ten", "seven", "three"], bid_timeout=5
+    )
+    assert isinstance(auction, E.AuctionRef) and auction.kind == "vickrey"
+    outcome = E.run(auction, timeout=10)
+    assert (outcome.winner, outcome.price) == ("ten", 7)
+    assert outcome.payments == {"ten": 7, "seven": 0.0, "three": 0.0}
+    assert sorted((b.bidder, b.amount) for b in outcome.bids) == [("seven", 7), ("ten", 10), ("three", 3)]
+    assert outcome.not_bidding == {} and outcome.rejected == {} and outcome.rounds == 1
+    # the auction ran as its own temporary child of the economics supervisor
+    started = recv_tagged("$supervisor")
+    assert started[2:5] == ("started", auction_key(auction.auction_id), auction.pid)
+    assert otp.supervisor.get_childspec(ECONOMICS, auction.pid).restart == "temporary"
+    assert auction.pid not in {mabeam.agent_pid(a) for a in ("ten", "seven", "three")}
+    # running again returns the stored outcome
+    assert E.run(auction.auction_id, timeout=5) == outcome
+
+
+def test_vickrey_reserve_prices(app):
+    start_bidders({"ten": {"value": 10}, "three": {"value": 3}})
+    # the only bid above the reserve pays the reserve, not its bid
+    lone = E.run(E.create_auction("vickrey", "a", reserve=5, participants=["ten", "three"]), 10)
+    assert (lone.winner, lone.price) == ("ten", 5)
+    # nobody reaches the reserve: no winner, nobody pays
+    none = E.run(E.create_auction("vickrey", "b", reserve=11, participants=["ten", "three"]), 10)
+    assert none.winner is None and none.price is None
+    assert none.reason == "no bid reached the reserve price" and set(none.payments.values()) == {0.0}
+
+
+def test_first_price_winner_pays_its_bid(app):
+    """Values 10, 7, 3, but the 10 shades its bid to 5: the 7 wins at 7."""
+    start_bidders(
+        {"ten": {"value": 10, "strategy": "shade", "shade": 0.5}, "seven": {"value": 7}, "three": {"value": 3}}
+    )
+    outcome = E.run(E.create_auction("first_price", "x", participants=["ten", "seven", "three"]), 10)
+    assert (outcome.winner, outcome.price) == ("seven", 7)
+    assert outcome.payments == {"ten": 0.0, "seven": 7, "three": 0.0}
+    # with a reserve above every bid nobody wins
+    assert E.run(E.create_auction("first_price", "y", reserve=12, participants=["seven", "three"]), 10).winner is None
+
+
+def test_english_ascending_rounds(app):
+    """Values 10, 7, 3, reserve 2, increment 1; each bidder bids the current
+    minimum while it is within its value.  The minimum climbs 2, 3, ..., the
+    3 drops out at 4, the 7 at 9: the 10 wins at 8 after 8 accepted rounds."""
+    start_bidders({"ten": {"value": 10}, "seven": {"value": 7}, "three": {"value": 3}})
+    auction = E.create_auction("english", "e", reserve=2, participants=["ten", "seven", "three"], increment=1)
+    state = E.auction_state(auction)
+    assert state["minimum_bid"] == 2 and state["high_bid"] is None and state["status"] == "open"
+    with pytest.raises(E.BidTooLow) as info:  # raised in the caller, with the rules' fields
+        E.place_bid(auction, "outsider", 1.5)
+    assert (info.value.amount, info.value.minimum) == (1.5, 2)
+    outcome = E.run(auction, 15)
+    assert (outcome.winner, outcome.price) == ("ten", 8)
+    assert [b.amount for b in outcome.bids] == [2, 3, 4, 5, 6, 7, 8]
+    assert [b.bidder for b in outcome.bids] == ["ten", "seven", "ten", "seven", "ten", "seven", "ten"]
+    assert outcome.rounds == 8
+    assert E.auction_state(auction)["high_bidder"] == "ten"
+
+
+def test_english_explicit_bids(app):
+    auction = E.create_auction("english", "lot", reserve=5, increment=2)
+    E.place_bid(auction, "a", 5)
+    with pytest.raises(E.BidTooLow) as info:
+        E.place_bid(auction.auction_id, "b", 6)  # addressed by id: found through the board
+    assert info.value.minimum == 7
+    E.place_bid(auction, "b", 7)
+    # read your own write: the board shows the bid at once
+    state = E.auction_state(auction)
+    assert (state["high_bid"], state["high_bidder"], state["bids"]) == (7, "b", 2)
+    outcome = E.close(auction)
+    assert (outcome.winner, outcome.price) == ("b", 7)
+    with pytest.raises(E.AuctionClosed):
+        E.place_bid(auction, "c", 100)
+
+
+def test_dutch_clock_from_agent_offers(app):
+    """Clock 20, 18, 16, ...: the first agent to accept (value 10) wins at
+    the clock price 10, on the sixth tick."""
+    me = otp.self()
+    start_bidders({"ten": {"value": 10}, "seven": {"value": 7, "notify": me}, "three": {"value": 3}})
+    auction = E.create_auction("dutch", "d", participants=["ten", "seven", "three"], start=20, decrement=2)
+    outcome = E.run(auction, 15)
+    assert (outcome.winner, outcome.price, outcome.rounds) == ("ten", 10, 6)
+    assert outcome.not_bidding == {"seven": "declined", "three": "declined"}
+    offers = [recv_tagged("asked") for _ in range(6)]
+    assert [m[2] for m in offers] == ["offer"] * 6 and [m[3]["clock"] for m in offers] == [20, 18, 16, 14, 12, 10]
+
+
+def test_dutch_explicit_acceptance_price_wins_at_the_clock(app):
+    start_bidders({"ten": {"value": 10}, "three": {"value": 3}})
+    auction = E.create_auction("dutch", "d", participants=["ten"], start=20, decrement=2, reserve=4)
+    E.place_bid(auction, "early", 15)  # accepts any price up to 15
+    with pytest.raises(E.DuplicateBidder):
+        E.place_bid(auction, "early", 16)
+    outcome = E.run(auction, 15)
+    assert (outcome.winner, outcome.price, outcome.rounds) == ("early", 14, 4)
+    # a clock that reaches the reserve without a taker sells nothing
+    nobody = E.run(E.create_auction("dutch", "d2", participants=["three"], start=9, decrement=1, reserve=4), 15)
+    assert nobody.winner is None and nobody.rounds == 6  # 9, 8, 7, 6, 5, 4
+
+
+def test_combinatorial_vcg(app):
+    """x bids {A}: 5, y {B}: 4, z {A, B}: 8.  The optimum gives A to x and B
+    to y (welfare 9); VCG: x pays 8 - (9 - 5) = 4, y pays 8 - (9 - 4) = 3."""
+    start_bidders(
+        {
+            "x": {"bundles": [({"A"}, 5)]},
+            "y": {"bundles": [({"B"}, 4)]},
+            "z": {"bundles": [({"A", "B"}, 8)]},
+        }
+    )
+    outcome = E.run(E.create_auction("combinatorial", {"A", "B"}, participants=["x", "y", "z"]), 10)
+    assert set(outcome.winners) == {"x", "y"} and outcome.welfare == 9
+    assert outcome.allocation == {"x": frozenset({"A"}), "y": frozenset({"B"})}
+    assert outcome.payments == {"x": 4, "y": 3, "z": 0.0}
+    # explicit bundle bids; items not for sale are refused in the caller
+    auction = E.create_auction("combinatorial", ["A", "B"])
+    with pytest.raises(E.InvalidBid):
+        E.place_bid(auction, "w", [({"C"}, 3)])
+    E.place_bid(auction, "w", {frozenset({"A", "B"}): 6})
+    assert E.close(auction).payments == {"w": 0.0}  # alone: it imposes no externality
+
+
+# ------------------------------------------------------------------ failures of bidders
+
+
+def test_a_bidder_dying_mid_auction_is_recorded_and_the_auction_clears(app):
+    pids = start_bidders({"ten": {"value": 10}, "killer": {"value": 50, "die_on_bid": True}, "seven": {"value": 7}})
+    otp.supervisor.subscribe(AGENT_SUPERVISOR)
+    started = time.monotonic()
+    outcome = E.run(E.create_auction("vickrey", "x", participants=["ten", "killer", "seven"], bid_timeout=30), 40)
+    assert time.monotonic() - started < 10  # the death is seen at once, not after the bid timeout
+    assert outcome.not_bidding == {"killer": "killed"}
+    assert (outcome.winner, outcome.price) == ("ten", 7)
+    # the agent supervisor restarts it; the auction did not wait for that
+    while True:
+        msg = recv_tagged("$supervisor")
+        if msg[2] == "started" and msg[3] == "killer":
+            break
+    assert msg[4] != pids["killer"]
+    mabeam.await_status("killer", "running", timeout=10)
+
+
+def test_unanswerable_bidders_are_listed_with_their_reason(app):
+    me = otp.self()
+    start_bidders(
+        {
+            "ten": {"value": 10},
+            "raiser": {"raise_on_bid": True},
+            "liar": {"strategy": "bad"},
+            "shy": {"strategy": "decline"},
+            "slow": {"hold": True, "notify": me, "hold_for": 10},
+        }
+    )
+    ids = ["ten", "raiser", "liar", "shy", "slow", "ghost"]
+    outcome = E.run(E.create_auction("first_price", "x", participants=ids, bid_timeout=2), 10)
+    assert outcome.winner == "ten"
+    assert outcome.not_bidding == {
+        "raiser": ("hook_raised", "raiser cannot bid"),
+        "shy": "declined",
+        "slow": "timeout",
+        "ghost": "not_running",
+    }
+    assert list(outcome.rejected) == ["liar"] and outcome.rejected["liar"].startswith("InvalidBid")
+    assert recv_tagged("holding") == ("holding", "slow")
+    otp.send(mabeam.agent_pid("slow"), ("release",))
+
+
+def test_board_reads_while_an_auction_waits_on_a_slow_bidder(app):
+    me = otp.self()
+    start_bidders({"ten": {"value": 10}, "slow": {"value": 7, "hold": True, "notify": me}})
+    auction = E.create_auction_async("vickrey", "x", participants=["ten", "slow"], bid_timeout=20)
+    assert recv_tagged("holding") == ("holding", "slow")
+    # the auction process is blocked in its round; reads come from the board
+    started = time.monotonic()
+    state = E.auction_state(auction)
+    assert state["status"] == "running" and state["bids"] == 0 and "bidders" not in state  # sealed
+    assert [s["auction_id"] for s in E.list_auctions(status="running")] == [auction.auction_id]
+    assert time.monotonic() - started < 5  # not after the 20 s the auction may wait
+    otp.send(mabeam.agent_pid("slow"), ("release",))
+    outcome = result_of(auction)
+    assert (outcome.winner, outcome.price) == ("ten", 7)
+    state = E.auction_state(auction)
+    assert state["status"] == "closed" and state["winner"] == "ten" and state["price"] == 7
+
+
+def test_concurrent_auctions_each_in_its_own_process(app):
+    me = otp.self()
+    start_bidders({f"b{i}": {"value": 10 + i} for i in range(4)} | {"slow": {"value": 1, "hold": True, "notify": me}})
+    bidders = [f"b{i}" for i in range(4)]
+    held = E.create_auction_async("vickrey", "held", participants=[*bidders, "slow"], bid_timeout=20)
+    assert recv_tagged("holding") == ("holding", "slow")
+    kinds = ["vickrey", "first_price", "english", "vickrey", "first_price", "english"]
+    refs = [E.create_auction_async(k, f"lot-{i}", participants=bidders, increment=1) for i, k in enumerate(kinds)]
+    assert len({r.pid for r in [held, *refs]}) == 7
+    children = {c.pid for c in otp.supervisor.which_children(ECONOMICS)}
+    assert {r.pid for r in [held, *refs]} <= children
+    # every other auction clears while the held one still waits on its bidder
+    outcomes = {r.auction_id: result_of(r) for r in refs}
+    expected = {"vickrey": 12, "first_price": 13, "english": 13}  # b3 (13) wins each
+    for ref, kind in zip(refs, kinds):
+        outcome = outcomes[ref.auction_id]
+        assert outcome.winner == "b3" and outcome.price == pytest.approx(expected[kind])
+    assert E.auction_state(held)["status"] == "running"
+    otp.send(mabeam.agent_pid("slow"), ("release",))
+    assert result_of(held).price == 12
+
+
+def test_auctions_run_from_other_processes(app):
+    start_bidders({"ten": {"value": 10}, "seven": {"value": 7}})
+    me = otp.self()
+    runners = [otp.spawn(auction_runner, me, "vickrey", f"x{i}", ["ten", "seven"], {}) for i in range(3)]
+    outcomes = [recv(lambda m, r=r: isinstance(m, tuple) and m[0] == "outcome" and m[1] == r)[2] for r in runners]
+    assert [(o.winner, o.price) for o in outcomes] == [("ten", 7)] * 3
+    assert len({o.auction_id for o in outcomes}) == 3
+
+
+# ------------------------------------------------------------------ API and typed errors
+
+
+def test_typed_errors_in_the_caller(app):
+    with pytest.raises(E.InvalidAuctionParameter):
+        E.create_auction("silent", "x")
+    with pytest.raises(E.InvalidAuctionParameter):
+        E.create_auction("vickrey", "x", reserve=-1)
+    with pytest.raises(E.InvalidAuctionParameter):
+        E.create_auction("dutch", "x")  # no clock
+    assert otp.supervisor.count_children(ECONOMICS)["active"] == 0  # refused before any process started
+    auction = E.create_auction("vickrey", "x", auction_id="fixed")
+    with pytest.raises(E.DuplicateAuction):
+        E.create_auction("vickrey", "y", auction_id="fixed")
+    E.place_bid("fixed", "a", 3)
+    with pytest.raises(E.DuplicateBidder):
+        E.place_bid(auction, "a", 4)
+    with pytest.raises(E.InvalidBid):
+        E.place_bid(auction, "b", float("nan"))
+    with pytest.raises(E.UnknownAuction):
+        E.place_bid("nope", "a", 1)
+    assert E.auction_state("nope") is None
+    # the same typed error reaches a caller in another process
+    english = E.create_auction("english", "e", reserve=5)
+    otp.spawn(call_and_report, otp.self(), "place_bid", english.auction_id, "p", 2)
+    status, packed = recv_tagged("raised")
+    exc = _wire.unpack(packed)
+    assert type(exc) is E.BidTooLow and (exc.amount, exc.minimum) == (2, 5)
+    assert isinstance(exc, E.AuctionError) and isinstance(exc, ValueError)
+
+
+def test_async_result_and_lifecycle(app):
+    start_bidders({"ten": {"value": 10}, "seven": {"value": 7}})
+    auction = E.create_auction("vickrey", "x", participants=["ten", "seven"], linger=0.2)
+    tag = E.auction_result_async(auction)
+    ref = otp.monitor(auction.pid)
+    outcome = E.run(auction, 10)
+    assert result_of(tag) == outcome
+    late = E.auction_result_async(auction)  # already closed: answered at once
+    assert result_of(late) == outcome
+    assert down_of(ref).reason == "normal"  # it lingered, then left
+    assert E.auction_state(auction) is None
+    with pytest.raises(E.UnknownAuction):
+        E.run(auction, 5)
+
+
+def test_min_reputation_and_capabilities(app):
+    start_bidders({"good": {"value": 10}, "bad": {"value": 20}, "other": {"value": 5}})
+    E.init_reputation("bad", 0.1)
+    auction = E.create_auction("vickrey", "x", participants=["bad"], capabilities=["bidding"], min_reputation=0.4)
+    with pytest.raises(E.IneligibleBidder):
+        E.place_bid(auction, "bad", 30)
+    outcome = E.run(auction, 10)
+    assert outcome.not_bidding == {"bad": "ineligible"}
+    assert (outcome.winner, outcome.price) == ("good", 5)  # 'good' and 'other' found by capability

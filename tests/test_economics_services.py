@@ -1,0 +1,169 @@
+"""The economics services: budgets (reserve / commit / release, typed
+errors across processes, no double spending, restart under the supervisor)
+and reputation (recency weighting, anti-gaming refusals counted, decay,
+penalties), with reads from the board."""
+
+from __future__ import annotations
+
+import os
+import signal
+from decimal import Decimal
+
+import pytest
+from economics_agents import call_and_report, start_bidders
+from helpers import down_of, recv, recv_tagged
+
+import mabeam
+import otp
+from mabeam import economics as E
+from mabeam._app import APP, SERVICES
+from mabeam.economics import _wire
+
+
+@pytest.fixture
+def app(node):
+    otp.trap_exit(True)
+    sup = mabeam.start()
+    yield sup
+    mabeam.stop(sup)
+
+
+def test_services_are_registered_and_started_in_order(app):
+    assert {E.BOARD, E.REPUTATION, E.BUDGETS} <= set(SERVICES)
+    ids = [c.id for c in otp.supervisor.which_children(APP)]
+    assert ids.index(E.BOARD) < ids.index(E.REPUTATION) < ids.index(E.BUDGETS)
+    assert all(otp.whereis(name) is not None for name in (E.BOARD, E.REPUTATION, E.BUDGETS))
+
+
+# ------------------------------------------------------------------ budgets
+
+
+def test_reserve_commit_release(app):
+    snap = E.open_budget("alice", 100, max_per_task=60)
+    assert (snap.total, snap.available) == (100, 100)
+    with pytest.raises(E.DuplicateBudget):
+        E.open_budget("alice", 5)
+    assert E.reserve_funds("alice", "job-1", 40).available == 60
+    snap = E.commit_funds("alice", "job-1", 25)  # spend less than held: the rest comes back
+    assert (snap.spent, snap.reserved, snap.available) == (25, 0, 75)
+    assert E.reserve_funds("alice", "job-2", 10).reservations == {"job-2": 10}
+    assert E.release_funds("alice", "job-2").available == 75
+    with pytest.raises(E.ReservationSettled):
+        E.commit_funds("alice", "job-1")  # committing twice would spend twice
+    with pytest.raises(E.DuplicateReservation):
+        E.reserve_funds("alice", "job-2", 1)
+    with pytest.raises(E.UnknownReservation):
+        E.release_funds("alice", "job-9")
+    with pytest.raises(E.ExceedsTaskLimit):
+        E.reserve_funds("alice", "big", 61)
+    with pytest.raises(E.CommitExceedsReservation):
+        E.reserve_funds("alice", "job-3", 5)
+        E.commit_funds("alice", "job-3", 6)
+    with pytest.raises(E.UnknownBudget):
+        E.reserve_funds("bob", "x", 1)
+    with pytest.raises(E.InvalidAmount):
+        E.deposit_funds("alice", float("inf"))
+    # floats become the exact decimal they print as
+    assert E.deposit_funds("alice", 0.1).total == Decimal("100.1")
+    # the board (this process's replica) shows the last write at once
+    board = E.get_budget("alice")
+    assert (board.total, board.spent, board.reserved) == (Decimal("100.1"), 25, 5)
+    assert E.get_budget("bob") is None
+
+
+def test_insufficient_funds_is_typed_across_processes(app):
+    E.open_budget("carol", 50)
+    with pytest.raises(E.InsufficientFunds) as info:  # detected in the budget process, raised here
+        E.reserve_funds("carol", "r", 80)
+    assert (info.value.requested, info.value.available) == (80, 50)
+    # from another process as well
+    otp.spawn(call_and_report, otp.self(), "reserve_funds", "carol", "r", 51)
+    exc = _wire.unpack(recv_tagged("raised")[1])
+    assert type(exc) is E.InsufficientFunds and (exc.requested, exc.available) == (51, 50)
+    assert isinstance(exc, E.BudgetError)
+
+
+def test_no_double_spending_under_concurrent_reservations(app):
+    E.open_budget("dave", 100)
+    me = otp.self()
+    for i in range(4):
+        otp.spawn(call_and_report, me, "reserve_funds", "dave", f"r{i}", 60)
+    answers = [recv(lambda m: isinstance(m, tuple) and m[0] in ("result", "raised")) for _ in range(4)]
+    assert sorted(a[0] for a in answers) == ["raised", "raised", "raised", "result"]
+    assert all(type(_wire.unpack(a[1])) is E.InsufficientFunds for a in answers if a[0] == "raised")
+    # the service's own answer (another process's writes reach this replica a moment later)
+    assert E.deposit_funds("dave", 0).available == 40
+
+
+def test_a_crashed_budget_server_restarts_under_the_supervisor(app):
+    E.open_budget("erin", 10)
+    old = otp.whereis(E.BUDGETS)
+    otp.supervisor.subscribe(APP)
+    ref = otp.monitor(old)
+    os.kill(old.ospid, signal.SIGKILL)
+    assert down_of(ref).reason == "killed"
+    while True:
+        msg = recv_tagged("$supervisor")
+        if msg[2] == "started" and msg[3] == E.BUDGETS:
+            break
+    new = msg[4]
+    assert new != old and otp.whereis(E.BUDGETS) == new
+    # state was in memory: the restarted service starts empty, the old board entry went with the old process
+    assert E.get_budget("erin") is None
+    with pytest.raises(E.UnknownBudget):
+        E.reserve_funds("erin", "r", 1)
+    assert E.open_budget("erin", 20).available == 20
+    assert E.get_budget("erin").total == 20
+    assert otp.whereis(E.REPUTATION) is not None  # one_for_one: the others were not touched
+
+
+def test_auction_payment_reserved_in_the_budget(app):
+    start_bidders({"ten": {"value": 10}, "seven": {"value": 7}})
+    E.open_budget("ten", 100)
+    outcome = E.run(E.create_auction("vickrey", "x", participants=["ten", "seven"], reserve_payment=True), 10)
+    rid = f"auction:{outcome.auction_id}"
+    assert outcome.reservations == {"ten": rid} and outcome.settlement_errors == {}
+    assert E.get_budget("ten").reservations == {rid: 7}
+    assert E.commit_funds("ten", rid).spent == 7
+    # a winner without a budget: the auction clears, the failure is reported
+    broke = E.run(E.create_auction("vickrey", "y", participants=["seven"], reserve=1, reserve_payment=True), 10)
+    assert broke.winner == "seven" and broke.reservations == {}
+    assert broke.settlement_errors["seven"].startswith("UnknownBudget")
+
+
+# ------------------------------------------------------------------ reputation
+
+
+def test_reputation_weights_recent_records_more(app):
+    assert E.reputation("nobody") == 0.5  # nobody rated it
+    # the same two records, in opposite orders (outcomes 0.2 and 0.9)
+    E.record_performance("up", "t1", 0.2, 0.2, 500)
+    snap = E.record_performance("up", "t2", 1.0, 0.8, 500, task_type="ml")
+    E.record_performance("down", "t2", 1.0, 0.8, 500)
+    E.record_performance("down", "t1", 0.2, 0.2, 500)
+    # newest first, weights 1 and 0.95
+    assert snap.score == pytest.approx((0.9 + 0.95 * 0.2) / 1.95)
+    assert E.reputation("down") == pytest.approx((0.2 + 0.95 * 0.9) / 1.95)
+    assert E.reputation("up") > E.reputation("down")
+    assert E.reputation("up", task_type="ml") == pytest.approx(0.9)
+    assert E.reputation_rankings() == [("up", pytest.approx(snap.score)), ("down", pytest.approx(E.reputation("down")))]
+    # decay moves the score toward the prior, a penalty lowers it for good
+    decayed = E.decay_reputation("up", 0.5, 1)[0]
+    assert decayed.score == pytest.approx(0.5 + 0.5 * (snap.score - 0.5))
+    assert E.penalize("up", "collusion_detected").score == pytest.approx(decayed.score - 0.2)
+
+
+def test_gaming_attempts_are_refused_and_counted(app):
+    first = E.record_performance("gamer", "task", 0.7, 0.7, 800)
+    with pytest.raises(E.DuplicateRecord):  # the same record replayed
+        E.record_performance("gamer", "task", 0.7, 0.7, 800)
+    with pytest.raises(E.ImplausibleRecord):  # all perfect in 50 ms
+        E.record_performance("gamer", "fake", 1.0, 1.0, 50)
+    info = E.reputation_info("gamer")
+    assert (info.refused, info.records, info.score) == (2, 1, first.score)
+    # a refusal from another process is typed there too, and counted
+    otp.spawn(call_and_report, otp.self(), "record_performance", "gamer", "task", 0.7, 0.7, 800)
+    assert type(_wire.unpack(recv_tagged("raised")[1])) is E.DuplicateRecord
+    assert E.record_performance("gamer", "later", 0.6, 0.6, 900).refused == 3
+    with pytest.raises(E.InvalidRecord):  # refused in the caller, never sent
+        E.record_performance("gamer", "t", 1.5, 0.5, 800)
