@@ -144,7 +144,11 @@ class Agent(otp.GenServer):
 
     def info(self) -> dict:
         """What ``mabeam.agent_info`` reports from the running agent."""
-        return {"agent_id": self.agent_id, "capabilities": sorted(map(str, self.capabilities)), "class": type(self).__name__}
+        return {
+            "agent_id": self.agent_id,
+            "capabilities": sorted(map(str, self.capabilities)),
+            "class": type(self).__name__,
+        }
 
     # ------------------------------------------------------- the server
 

@@ -70,7 +70,11 @@ def start(agent_backend: Any = "memory", agent_intensity: int = 50, agent_period
     10 in 60 s for Foundation; agents under chaos need more)."""
     _load_services()
     return otp.Supervisor.start_link(
-        children(agent_backend, agent_intensity, agent_period), strategy="one_for_one", intensity=10, period=60, name=APP
+        children(agent_backend, agent_intensity, agent_period),
+        strategy="one_for_one",
+        intensity=10,
+        period=60,
+        name=APP,
     )
 
 

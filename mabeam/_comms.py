@@ -14,7 +14,17 @@ import otp
 
 from ._agent import agent_name
 
-__all__ = ["request", "broadcast", "multicast", "subscribe", "unsubscribe", "publish", "agent_pid", "TOPICS", "CommsError"]
+__all__ = [
+    "request",
+    "broadcast",
+    "multicast",
+    "subscribe",
+    "unsubscribe",
+    "publish",
+    "agent_pid",
+    "TOPICS",
+    "CommsError",
+]
 
 #: The keyed registry (duplicate keys) that holds topic subscriptions.
 TOPICS = "mabeam.topics"
@@ -60,7 +70,9 @@ def request(agent_id: Any, message: Any, timeout: float | None = DEFAULT_TIMEOUT
     return _unwrap(agent_id, answer)
 
 
-def broadcast(agent_ids: Iterable[Any], message: Any, timeout: float | None = DEFAULT_TIMEOUT, kind: str = "request") -> list:
+def broadcast(
+    agent_ids: Iterable[Any], message: Any, timeout: float | None = DEFAULT_TIMEOUT, kind: str = "request"
+) -> list:
     """Ask every agent at once; returns ``[('ok', answer) | ('error', exc)]``
     in the order of ``agent_ids``.  One slow or dead agent costs the others
     nothing: the calls run concurrently."""
@@ -114,4 +126,3 @@ def publish(topic: Any, event: Any) -> int:
     for pid, _ in subscribers:
         otp.send(pid, ("$mabeam_event", topic, event))
     return len(subscribers)
-

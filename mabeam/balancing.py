@@ -21,10 +21,24 @@ from dataclasses import dataclass
 from enum import Enum
 
 __all__ = [
-    "GIB", "AgentLoad", "OverloadThresholds", "ResourceWeights", "NoSuitableAgent", "InvalidLoadRecord",
-    "Strategy", "Selection", "LoadStats",
-    "is_overloaded", "eligible", "resource_score",
-    "round_robin", "resource_aware", "capability_based", "performance_weighted", "select", "load_stats",
+    "GIB",
+    "AgentLoad",
+    "OverloadThresholds",
+    "ResourceWeights",
+    "NoSuitableAgent",
+    "InvalidLoadRecord",
+    "Strategy",
+    "Selection",
+    "LoadStats",
+    "is_overloaded",
+    "eligible",
+    "resource_score",
+    "round_robin",
+    "resource_aware",
+    "capability_based",
+    "performance_weighted",
+    "select",
+    "load_stats",
 ]
 
 GIB = 1024**3
@@ -79,8 +93,10 @@ class NoSuitableAgent(LookupError):
 
     def __init__(self, required: frozenset[str], *, total: int, dead: int, missing: int, overloaded: int) -> None:
         self.required, self.total, self.dead, self.missing, self.overloaded = required, total, dead, missing, overloaded
-        super().__init__(f"no suitable agent for {sorted(required)}: {total} agents, {dead} dead, "
-                         f"{missing} lacking capabilities, {overloaded} overloaded")
+        super().__init__(
+            f"no suitable agent for {sorted(required)}: {total} agents, {dead} dead, "
+            f"{missing} lacking capabilities, {overloaded} overloaded"
+        )
 
 
 class Strategy(str, Enum):
@@ -111,12 +127,16 @@ class LoadStats:
 
 
 def is_overloaded(agent: AgentLoad, thresholds: OverloadThresholds = OverloadThresholds()) -> bool:
-    return (agent.cpu > thresholds.cpu or agent.memory_bytes > thresholds.memory_bytes
-            or agent.active_tasks > thresholds.active_tasks)
+    return (
+        agent.cpu > thresholds.cpu
+        or agent.memory_bytes > thresholds.memory_bytes
+        or agent.active_tasks > thresholds.active_tasks
+    )
 
 
-def eligible(agents: Iterable[AgentLoad], required: Iterable[str] = (),
-             thresholds: OverloadThresholds = OverloadThresholds()) -> list[AgentLoad]:
+def eligible(
+    agents: Iterable[AgentLoad], required: Iterable[str] = (), thresholds: OverloadThresholds = OverloadThresholds()
+) -> list[AgentLoad]:
     """Alive agents with all ``required`` capabilities and spare capacity, sorted by id.
 
     Sorting by id makes every strategy's tie-breaks deterministic, whatever the caller's order.
@@ -144,12 +164,20 @@ def eligible(agents: Iterable[AgentLoad], required: Iterable[str] = (),
 
 def resource_score(agent: AgentLoad, weights: ResourceWeights = ResourceWeights()) -> float:
     """Lower is less loaded."""
-    return (agent.cpu * weights.cpu + agent.memory_bytes / weights.memory_unit * weights.memory
-            + agent.active_tasks / weights.tasks_unit * weights.tasks)
+    return (
+        agent.cpu * weights.cpu
+        + agent.memory_bytes / weights.memory_unit * weights.memory
+        + agent.active_tasks / weights.tasks_unit * weights.tasks
+    )
 
 
-def round_robin(agents: Iterable[AgentLoad], required: Iterable[str] = (), *, cursor: str | None = None,
-                thresholds: OverloadThresholds = OverloadThresholds()) -> Selection:
+def round_robin(
+    agents: Iterable[AgentLoad],
+    required: Iterable[str] = (),
+    *,
+    cursor: str | None = None,
+    thresholds: OverloadThresholds = OverloadThresholds(),
+) -> Selection:
     """The first eligible agent whose id sorts after ``cursor``, wrapping around.
 
     The seed took ``counter mod n`` over map order, so every join or leave shifted whom the
@@ -162,16 +190,25 @@ def round_robin(agents: Iterable[AgentLoad], required: Iterable[str] = (), *, cu
     return Selection(chosen, chosen.agent_id)
 
 
-def resource_aware(agents: Iterable[AgentLoad], required: Iterable[str] = (), *,
-                   weights: ResourceWeights = ResourceWeights(),
-                   thresholds: OverloadThresholds = OverloadThresholds()) -> AgentLoad:
+def resource_aware(
+    agents: Iterable[AgentLoad],
+    required: Iterable[str] = (),
+    *,
+    weights: ResourceWeights = ResourceWeights(),
+    thresholds: OverloadThresholds = OverloadThresholds(),
+) -> AgentLoad:
     """The eligible agent with the lowest ``resource_score`` (ties: lowest id)."""
     return min(eligible(agents, required, thresholds), key=lambda a: resource_score(a, weights))
 
 
-def capability_based(agents: Iterable[AgentLoad], required: Iterable[str] = (), *, preferred: Iterable[str] = (),
-                     weights: ResourceWeights = ResourceWeights(),
-                     thresholds: OverloadThresholds = OverloadThresholds()) -> AgentLoad:
+def capability_based(
+    agents: Iterable[AgentLoad],
+    required: Iterable[str] = (),
+    *,
+    preferred: Iterable[str] = (),
+    weights: ResourceWeights = ResourceWeights(),
+    thresholds: OverloadThresholds = OverloadThresholds(),
+) -> AgentLoad:
     """Among agents with all ``required`` capabilities, the one with the most ``preferred`` extras.
 
     (The seed counted matches against the required set, which the filter had already made
@@ -179,13 +216,19 @@ def capability_based(agents: Iterable[AgentLoad], required: Iterable[str] = (), 
     lower resource score, then the lower id.
     """
     want = frozenset(preferred)
-    return min(eligible(agents, required, thresholds),
-               key=lambda a: (-len(a.capabilities & want), resource_score(a, weights)))
+    return min(
+        eligible(agents, required, thresholds), key=lambda a: (-len(a.capabilities & want), resource_score(a, weights))
+    )
 
 
-def performance_weighted(agents: Iterable[AgentLoad], required: Iterable[str] = (), *,
-                         rng: random.Random | None = None, min_duration: float = 1e-3,
-                         thresholds: OverloadThresholds = OverloadThresholds()) -> AgentLoad:
+def performance_weighted(
+    agents: Iterable[AgentLoad],
+    required: Iterable[str] = (),
+    *,
+    rng: random.Random | None = None,
+    min_duration: float = 1e-3,
+    thresholds: OverloadThresholds = OverloadThresholds(),
+) -> AgentLoad:
     """The fastest agent (lowest average task duration), or a weighted draw if ``rng`` is given.
 
     Always picking the fastest piles every task onto one agent until it trips the overload
@@ -203,10 +246,17 @@ def performance_weighted(agents: Iterable[AgentLoad], required: Iterable[str] = 
     return rng.choices(pool, weights=weights, k=1)[0]
 
 
-def select(strategy: Strategy | str, agents: Iterable[AgentLoad], required: Iterable[str] = (), *,
-           cursor: str | None = None, preferred: Iterable[str] = (), rng: random.Random | None = None,
-           weights: ResourceWeights = ResourceWeights(),
-           thresholds: OverloadThresholds = OverloadThresholds()) -> Selection:
+def select(
+    strategy: Strategy | str,
+    agents: Iterable[AgentLoad],
+    required: Iterable[str] = (),
+    *,
+    cursor: str | None = None,
+    preferred: Iterable[str] = (),
+    rng: random.Random | None = None,
+    weights: ResourceWeights = ResourceWeights(),
+    thresholds: OverloadThresholds = OverloadThresholds(),
+) -> Selection:
     """One entry point for a balancer process whose strategy is configuration.
 
     The returned cursor is the new round-robin position for round robin, and the cursor

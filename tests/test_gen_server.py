@@ -6,10 +6,10 @@ import os
 import signal
 
 import pytest
-
-import otp
 from helpers import down_of, exit_of, nothing_matching, recv_tagged, wait_dead
 from procs import Echo, FailingInit, Reporter
+
+import otp
 
 
 def test_start_call_cast(node):

@@ -6,10 +6,10 @@ import os
 import signal
 
 import pytest
-
-import otp
 from helpers import down_of, exit_of, nothing_matching, recv_tagged, wait_dead
 from procs import busy_linked, exit_with, link_and_report, link_to, stuck_in_c, wait_forever
+
+import otp
 
 
 def test_sigkill_of_linked_process_gives_trapping_linker_exit_killed(node):

@@ -24,7 +24,9 @@ def app(node):
 
 def started(agent_id):
     """Wait for the agent supervisor's 'started' event of ``agent_id``."""
-    return otp.receive(10, lambda m: type(m) is tuple and m[0] == "$supervisor" and m[2] == "started" and m[3] == agent_id)[4]
+    return otp.receive(
+        10, lambda m: type(m) is tuple and m[0] == "$supervisor" and m[2] == "started" and m[3] == agent_id
+    )[4]
 
 
 def wait_status(agent_id, status):
@@ -118,7 +120,9 @@ def test_hook_exception_is_returned_not_fatal(app):
 
 def test_queries_by_capability_status_and_metadata(app):
     for i in range(6):
-        mabeam.register_agent(mabeam.AgentConfig(f"a{i}", EchoAgent, capabilities={"gpu"} if i % 2 else set(), metadata={"team": i % 3}))
+        mabeam.register_agent(
+            mabeam.AgentConfig(f"a{i}", EchoAgent, capabilities={"gpu"} if i % 2 else set(), metadata={"team": i % 3})
+        )
     for i in range(3):
         mabeam.start_agent(f"a{i}")
     assert sorted(mabeam.find_agents(capabilities=["echo", "gpu"])) == ["a1", "a3", "a5"]

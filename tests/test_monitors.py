@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import signal
 
-import otp
 from helpers import down_of, exit_of, nothing_matching, recv_tagged, wait_dead
 from procs import exit_with, monitor_and_report, send_then_exit, wait_forever
+
+import otp
 
 
 def test_monitor_sigkill_gives_down_killed(node):
@@ -72,7 +73,12 @@ def test_messages_arrive_before_down_of_a_normal_exit(node):
         pid, ref = otp.spawn_monitor(send_then_exit, otp.self(), 50)
         got = []
         while True:
-            m = otp.receive(10, lambda m: (isinstance(m, tuple) and m[0] == "seq") or (isinstance(m, otp.DOWN) and m.ref == ref))
+            m = otp.receive(
+                10,
+                lambda m, ref=ref: (
+                    (isinstance(m, tuple) and m[0] == "seq") or (isinstance(m, otp.DOWN) and m.ref == ref)
+                ),
+            )
             if isinstance(m, otp.DOWN):
                 break
             got.append(m[1])

@@ -11,10 +11,10 @@ import sys
 import time
 
 import pytest
-
-import otp
 from helpers import down_of, recv_tagged, wait_dead
 from procs import spawn_subprocess, tree, unlinked_spawner, wait_forever
+
+import otp
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

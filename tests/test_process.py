@@ -8,10 +8,10 @@ import threading
 
 import pytest
 import zmq
-
-import otp
 from helpers import down_of, recv, recv_tagged, wait_dead
 from procs import echo, send_then_exit, wait_forever
+
+import otp
 
 
 def test_self_is_a_pid_outside_spawn(node):

@@ -212,7 +212,10 @@ def test_duplicate_keyed_registry_dispatch_and_match(node):
     otp.Registry.register("topics", "news", "me-again")  # the same process twice
     entries = otp.Registry.lookup("topics", "news")
     assert sorted(v for _, v in entries) == ["a", "b", "me", "me-again"]
-    assert sorted(v for _, v in otp.Registry.match("topics", "news", lambda v: v.startswith("me"))) == ["me", "me-again"]
+    assert sorted(v for _, v in otp.Registry.match("topics", "news", lambda v: v.startswith("me"))) == [
+        "me",
+        "me-again",
+    ]
     otp.Registry.dispatch("topics", "news", lambda es: [otp.send(p, "hello") for p, v in es if v in ("a", "b")])
     assert sorted(recv_tagged("got")[1:] for _ in subs) == [("a", "hello"), ("b", "hello")]
 

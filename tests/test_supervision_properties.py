@@ -86,7 +86,10 @@ class SupervisionMachine(RuleBasedStateMachine):
         strategy=st.sampled_from(STRATEGIES),
         intensity=st.integers(0, 4),
         workers=st.lists(st.sampled_from(RESTARTS), min_size=1, max_size=4),
-        nested=st.none() | st.tuples(st.sampled_from(STRATEGIES), st.integers(0, 3), st.lists(st.sampled_from(RESTARTS), min_size=1, max_size=3)),
+        nested=st.none()
+        | st.tuples(
+            st.sampled_from(STRATEGIES), st.integers(0, 3), st.lists(st.sampled_from(RESTARTS), min_size=1, max_size=3)
+        ),
         nested_at=st.integers(0, 4),
         named=st.lists(st.booleans(), min_size=8, max_size=8),
     )
@@ -114,7 +117,9 @@ class SupervisionMachine(RuleBasedStateMachine):
     def _refresh(self, msup: MSup):
         """Read the real children into the model, checking expectations."""
         actual = {c.id: c.pid for c in sup_api.which_children(msup.pid)}
-        assert list(actual) == [c.id for c in msup.children], f"children {list(actual)} != model {[c.id for c in msup.children]}"
+        assert list(actual) == [c.id for c in msup.children], (
+            f"children {list(actual)} != model {[c.id for c in msup.children]}"
+        )
         for c in msup.children:
             pid = actual[c.id]
             if c.expect == "none":
@@ -173,7 +178,11 @@ class SupervisionMachine(RuleBasedStateMachine):
             if msup.restarts > msup.intensity:
                 return self._escalate(msup)
             index = msup.children.index(child)
-            group = [child] if msup.strategy == "one_for_one" else msup.children[(0 if msup.strategy == "one_for_all" else index) :]
+            group = (
+                [child]
+                if msup.strategy == "one_for_one"
+                else msup.children[(0 if msup.strategy == "one_for_all" else index) :]
+            )
             for other in group:
                 if other is not child and other.pid is not None:
                     self.dead_pids.append(other.pid)
@@ -218,7 +227,9 @@ class SupervisionMachine(RuleBasedStateMachine):
         outcome = self._child_exits(msup, child, reason)
         self._await(sup_pid, child.id, reason, outcome)
 
-    @precondition(lambda self: self.top is not None and not self.gone and any(c.sup and c.pid for c in self.top.children))
+    @precondition(
+        lambda self: self.top is not None and not self.gone and any(c.sup and c.pid for c in self.top.children)
+    )
     @rule()
     def nested_supervisor_killed(self):
         nested = next(c for c in self.top.children if c.sup is not None)

@@ -13,11 +13,19 @@ import os
 import signal
 
 import pytest
+from helpers import down_of, exit_of, nothing_matching
+from procs import (
+    Child,
+    ConfiguredSup,
+    SlowToStop,
+    failing_start,
+    ignoring_start,
+    start_after_failures,
+    start_unless_file,
+)
 
 import otp
-from helpers import down_of, exit_of, nothing_matching
 from otp import supervisor as sup_api
-from procs import Child, ConfiguredSup, SlowToStop, failing_start, ignoring_start, start_after_failures, start_unless_file
 
 T = 10.0
 
@@ -199,7 +207,9 @@ def test_terminate_child_by_pid_and_temporary_spec_is_removed(node):
 
 def test_simple_one_for_one_admin(node):
     otp.trap_exit(True)
-    sup = otp.Supervisor.start_link([otp.child_spec("tpl", start=(Child.start_link, ()))], strategy="simple_one_for_one")
+    sup = otp.Supervisor.start_link(
+        [otp.child_spec("tpl", start=(Child.start_link, ()))], strategy="simple_one_for_one"
+    )
     a = sup_api.start_child(sup, ["va"])
     b = sup_api.start_child(sup, ("vb",))
     assert otp.call(a, "x") == "va" and otp.call(b, "x") == "vb"
@@ -389,7 +399,9 @@ def test_temporary_bystander(node):
 
 
 def test_count_children(node):
-    sup = start_sup([spec("a"), otp.child_spec("s", start=(ConfiguredSup.start_link, ((otp.SupFlags(), []),)), type="supervisor")])
+    sup = start_sup(
+        [spec("a"), otp.child_spec("s", start=(ConfiguredSup.start_link, ((otp.SupFlags(), []),)), type="supervisor")]
+    )
     assert sup_api.count_children(sup) == {"specs": 2, "active": 2, "supervisors": 1, "workers": 1}
     sup_api.terminate_child(sup, "a")
     assert sup_api.count_children(sup)["active"] == 1
@@ -410,7 +422,9 @@ def test_failed_restart_is_retried_and_recovers(node, tmp_path):
 
 def test_hanging_restart_loop_escalates(node, tmp_path):
     flag = tmp_path / "refuse"
-    sup = start_sup([otp.child_spec("f", start=(start_unless_file, (str(flag),))), spec("other")], intensity=3, period=60)
+    sup = start_sup(
+        [otp.child_spec("f", start=(start_unless_file, (str(flag),))), spec("other")], intensity=3, period=60
+    )
     flag.write_text("x")
     kill(pids(sup)["f"])
     assert exit_of(sup).reason == "shutdown"
@@ -480,7 +494,9 @@ def test_tree_middle_supervisor_killed_is_restarted_with_its_children(node):
 
 def test_escalation_reaches_the_parent_supervisor(node):
     inner = (otp.SupFlags(intensity=0), [spec("leaf")])
-    top = start_sup([otp.child_spec("middle", start=(ConfiguredSup.start_link, (inner,)), type="supervisor")], intensity=5)
+    top = start_sup(
+        [otp.child_spec("middle", start=(ConfiguredSup.start_link, (inner,)), type="supervisor")], intensity=5
+    )
     middle = pids(top)["middle"]
     kill(sup_api.which_children(middle)[0].pid)
     assert event(top, "exited", "middle")[5] == "shutdown"

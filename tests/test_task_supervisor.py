@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
+from helpers import exit_of
 
 import otp
-from helpers import exit_of
 
 TS = otp.TaskSupervisor
 

@@ -120,8 +120,11 @@ class LoadBalancer(otp.GenServer):
             return
         self.by_ref.pop(member.ref, None)
         otp.demonitor(member.ref, flush=True)
-        emit(("mabeam", "load_balancer", "left"), {"agents": len(self.members)},
-             {"agent_id": member.agent_id, "reason": why})
+        emit(
+            ("mabeam", "load_balancer", "left"),
+            {"agents": len(self.members)},
+            {"agent_id": member.agent_id, "reason": why},
+        )
 
     def _prune(self) -> None:
         """Leave at once for agents known dead whose DOWN is still queued."""
@@ -170,8 +173,9 @@ class LoadBalancer(otp.GenServer):
         while True:
             loads = [m.load for m in self.members.values()]
             try:
-                choice = balancing.select(strategy, loads, required, cursor=self.cursor, preferred=preferred,
-                                          thresholds=self.thresholds)
+                choice = balancing.select(
+                    strategy, loads, required, cursor=self.cursor, preferred=preferred, thresholds=self.thresholds
+                )
             except balancing.NoSuitableAgent as exc:
                 return self._reply(("none", (tuple(exc.required), exc.total, exc.dead, exc.missing, exc.overloaded)))
             member = self.members[choice.agent.agent_id]
@@ -200,8 +204,11 @@ class LoadBalancer(otp.GenServer):
             elif op == "done":
                 duration = float(request[2])
                 old = member.load
-                avg = duration if old.avg_task_duration == 0 else (
-                    DURATION_ALPHA * duration + (1 - DURATION_ALPHA) * old.avg_task_duration)
+                avg = (
+                    duration
+                    if old.avg_task_duration == 0
+                    else (DURATION_ALPHA * duration + (1 - DURATION_ALPHA) * old.avg_task_duration)
+                )
                 member.load = replace(old, active_tasks=max(0, old.active_tasks - 1), avg_task_duration=avg)
         except (balancing.InvalidLoadRecord, TypeError, ValueError) as exc:
             log.warning("load balancer: rejected %r: %s", request, exc)
@@ -226,6 +233,7 @@ class LoadBalancer(otp.GenServer):
         if "measure" not in self.timers.pop_due(now):
             return
         from ..quotas import MeasureError, measure  # psutil: imported only when measuring
+
         for member in list(self.members.values()):
             try:
                 usage = measure(member.pid.ospid, member.usage)
@@ -269,8 +277,9 @@ def assign_task(required_capabilities: Any = (), strategy: Any = None, preferred
     status, value = ask(LOAD_BALANCER, ("assign", tuple(required_capabilities), strategy, tuple(preferred)))
     if status == "none":
         required, total, dead, missing, overloaded = value
-        raise balancing.NoSuitableAgent(frozenset(required), total=total, dead=dead, missing=missing,
-                                        overloaded=overloaded)
+        raise balancing.NoSuitableAgent(
+            frozenset(required), total=total, dead=dead, missing=missing, overloaded=overloaded
+        )
     return value
 
 
@@ -279,8 +288,13 @@ def task_completed(agent_id: Any, duration: float) -> None:
     otp.cast(LOAD_BALANCER, ("done", agent_id, duration))
 
 
-def update_metrics(agent_id: Any, cpu: float | None = None, memory: int | None = None,
-                   active_tasks: int | None = None, avg_duration: float | None = None) -> None:
+def update_metrics(
+    agent_id: Any,
+    cpu: float | None = None,
+    memory: int | None = None,
+    active_tasks: int | None = None,
+    avg_duration: float | None = None,
+) -> None:
     """Report an agent's load (a cast; omitted figures are kept)."""
     fields = {"cpu": cpu, "memory_bytes": memory, "active_tasks": active_tasks, "avg_task_duration": avg_duration}
     otp.cast(LOAD_BALANCER, ("metrics", agent_id, fields))

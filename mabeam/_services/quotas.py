@@ -235,9 +235,14 @@ class QuotaManager(otp.GenServer):
                 otp.Registry.unregister(TABLES, ("quota", agent_id))
             return
         w = self.watched.get(agent_id)
-        status = QuotaStatus(agent_id, self.quotas[agent_id][0].name, w is not None,
-                             w.escalator.stage.name.lower() if w else "normal", w.throttle if w else None,
-                             w.degradation if w else "none")
+        status = QuotaStatus(
+            agent_id,
+            self.quotas[agent_id][0].name,
+            w is not None,
+            w.escalator.stage.name.lower() if w else "normal",
+            w.throttle if w else None,
+            w.degradation if w else "none",
+        )
         old = self.published.get(agent_id)
         if old == status:
             return
@@ -273,7 +278,7 @@ class QuotaManager(otp.GenServer):
             decision = w.escalator.observe(now, usage.rss, 0.0 if first else usage.cpu_percent)
             w.degradation = decision.degradation.name.lower()
             if decision.actions:
-                records = w.escalator.history[-len(decision.actions):]
+                records = w.escalator.history[-len(decision.actions) :]
                 for action, record in zip(decision.actions, records):
                     self._enforce(w, action, record, now)
             self._publish(w.agent_id)
@@ -294,8 +299,9 @@ class QuotaManager(otp.GenServer):
     def _enforce(self, w: _Watch, action: Any, record: EnforcementRecord, now: float) -> None:
         ospid = w.pid.ospid
         if isinstance(action, Warn):
-            log.warning("agent %r over its %s quota: %.0f > %.0f", w.agent_id, action.resource.value,
-                        action.usage, action.limit)
+            log.warning(
+                "agent %r over its %s quota: %.0f > %.0f", w.agent_id, action.resource.value, action.usage, action.limit
+            )
             self._record(record, "warn", True, f"{action.resource.value} {action.usage:.0f} over {action.limit:.0f}")
         elif isinstance(action, Throttle):
             w.throttle = action.factor
@@ -329,9 +335,19 @@ class QuotaManager(otp.GenServer):
 
     def _record(self, record: EnforcementRecord, action: str, success: bool, details: str) -> None:
         agent_id = record.agent_id
-        entry = Enforcement(agent_id, time.time(), action, record.resource.value, record.violation.name.lower(),
-                            record.usage, record.limit, record.stage_before.name.lower(),
-                            record.stage_after.name.lower(), success, details)
+        entry = Enforcement(
+            agent_id,
+            time.time(),
+            action,
+            record.resource.value,
+            record.violation.name.lower(),
+            record.usage,
+            record.limit,
+            record.stage_before.name.lower(),
+            record.stage_after.name.lower(),
+            success,
+            details,
+        )
         history = self.history.get(agent_id)
         if history is None:
             history = self.history[agent_id] = deque(maxlen=self.history_limit)
@@ -339,8 +355,11 @@ class QuotaManager(otp.GenServer):
                 self.history.popitem(last=False)
         self.history.move_to_end(agent_id)
         history.append(entry)
-        emit(("mabeam", "quota", action), {"usage": entry.usage, "limit": entry.limit},
-             {"agent_id": agent_id, "resource": entry.resource, "success": success})
+        emit(
+            ("mabeam", "quota", action),
+            {"usage": entry.usage, "limit": entry.limit},
+            {"agent_id": agent_id, "resource": entry.resource, "success": success},
+        )
         self.subs.send(("$quota", agent_id, action))
 
     # ------------------------------------------------------------ messages
@@ -442,8 +461,9 @@ def remove_quota(agent_id: Any) -> None:
     ask(QUOTAS, ("remove", agent_id))
 
 
-def configure_quotas(*, period: Any = _KEEP, throttle_slice: Any = _KEEP, throttle_nice: Any = _KEEP,
-                     policy: Any = _KEEP) -> None:
+def configure_quotas(
+    *, period: Any = _KEEP, throttle_slice: Any = _KEEP, throttle_nice: Any = _KEEP, policy: Any = _KEEP
+) -> None:
     """Change the measurement period, the throttle duty-cycle slice, the nice
     value applied when throttling (None: off) or the default policy."""
     given = {"period": period, "throttle_slice": throttle_slice, "throttle_nice": throttle_nice, "policy": policy}

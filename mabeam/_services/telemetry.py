@@ -156,8 +156,11 @@ class TelemetryServer(otp.GenServer):
     def _announce(self, what: str, alert: Alert) -> None:
         self.alert_subs.send(("$alert", what, alert))
         self.store.increment(("event", "mabeam", "alert", what), 1.0, None, now=time.monotonic())
-        self.bus.emit(("mabeam", "alert", what), {"value": alert.value, "limit": alert.limit},
-                      {"agent_id": alert.agent_id, "metric": alert.metric})
+        self.bus.emit(
+            ("mabeam", "alert", what),
+            {"value": alert.value, "limit": alert.limit},
+            {"agent_id": alert.agent_id, "metric": alert.metric},
+        )
 
     def _failed(self, failure: HandlerFailure) -> None:
         owner = self.owners.pop(failure.handler_id, None)
@@ -212,9 +215,13 @@ class TelemetryServer(otp.GenServer):
             return None
         if op == "stats":
             self.alert_subs.prune()
-            return {"store": self.store.stats(), "handlers": len(self.bus.handlers()),
-                    "alerts": len(self.alerts), "failures": len(self.bus.failures),
-                    "alert_subscribers": len(self.alert_subs)}
+            return {
+                "store": self.store.stats(),
+                "handlers": len(self.bus.handlers()),
+                "alerts": len(self.alerts),
+                "failures": len(self.bus.failures),
+                "alert_subscribers": len(self.alert_subs),
+            }
         raise ValueError(f"unknown telemetry request {op!r}")
 
     def handle_info(self, msg: Any, state: Any) -> Any:

@@ -144,7 +144,9 @@ def _collect_votes(voters: tuple, proposal: dict, timeout: float) -> dict:
     """Runs in a task: ask every voter concurrently, return their votes."""
     from .._comms import broadcast
 
-    return {v: (r[1] if r[0] == "ok" else None) for v, r in zip(voters, broadcast(voters, proposal, timeout, kind="vote"))}
+    return {
+        v: (r[1] if r[0] == "ok" else None) for v, r in zip(voters, broadcast(voters, proposal, timeout, kind="vote"))
+    }
 
 
 class VariableServer(otp.GenServer):
@@ -196,8 +198,7 @@ class VariableServer(otp.GenServer):
                 raise ValueError(f"conflict_resolution must be one of {MODES}, not {mode!r}")
             if mode == "consensus" and not voters:
                 raise ValueError("a consensus variable needs voters")
-            var = _Var(name, value, 1, mode, tuple(voters or ()), vote_timeout, deque(maxlen=history_limit),
-                       modifier)
+            var = _Var(name, value, 1, mode, tuple(voters or ()), vote_timeout, deque(maxlen=history_limit), modifier)
             var.history.append(HistoryEntry(1, value, modifier, time.time()))
             otp.Registry.register(TABLES, ("var", name), (value, 1))
             self.vars[name] = var
@@ -231,9 +232,16 @@ class VariableServer(otp.GenServer):
             var = self._get(name)
             for pid in self.subs.prune():
                 self._drop_subscriber(pid)
-            return {"name": name, "version": var.version, "modifier": var.modifier, "conflict_resolution": var.mode,
-                    "voters": var.voters, "subscribers": len(var.subscribers),
-                    "history": len(var.history), "pending": len(var.queue)}
+            return {
+                "name": name,
+                "version": var.version,
+                "modifier": var.modifier,
+                "conflict_resolution": var.mode,
+                "voters": var.voters,
+                "subscribers": len(var.subscribers),
+                "history": len(var.history),
+                "pending": len(var.queue),
+            }
         if op == "history":
             return list(self._get(name).history)
         if op == "subscribe":
@@ -274,8 +282,13 @@ class VariableServer(otp.GenServer):
                 var.queue.popleft()
                 otp.reply(from_, ("error", exc))
                 continue
-            proposal = {"variable": var.name, "value": value, "current_value": var.value, "version": var.version,
-                        "modifier": modifier}
+            proposal = {
+                "variable": var.name,
+                "value": value,
+                "current_value": var.value,
+                "version": var.version,
+                "modifier": modifier,
+            }
             task = otp.TaskSupervisor.async_nolink(TASKS, _collect_votes, var.voters, proposal, var.vote_timeout)
             var.voting = task.ref
             self.votes[task.ref] = var.name
@@ -329,11 +342,21 @@ def _note_write(name: Any, version: int) -> None:
         _written.popitem(last=False)
 
 
-def register_variable(name: Any, value: Any, conflict_resolution: str = "last_write_wins", voters: Any = None, *,
-                      modifier: Any = None, history_limit: int = 100, vote_timeout: float = 5.0) -> int:
+def register_variable(
+    name: Any,
+    value: Any,
+    conflict_resolution: str = "last_write_wins",
+    voters: Any = None,
+    *,
+    modifier: Any = None,
+    history_limit: int = 100,
+    vote_timeout: float = 5.0,
+) -> int:
     """Create a variable at version 1; raises :class:`VariableExists`."""
-    version = ask(VARIABLES, ("register", name, value, conflict_resolution, tuple(voters or ()), history_limit,
-                              vote_timeout, modifier))
+    version = ask(
+        VARIABLES,
+        ("register", name, value, conflict_resolution, tuple(voters or ()), history_limit, vote_timeout, modifier),
+    )
     _note_write(name, version)
     return version
 
@@ -349,8 +372,9 @@ def get_variable(name: Any) -> tuple:
     return ask(VARIABLES, ("get", name))
 
 
-def update_variable(name: Any, value: Any, modifier: Any = None, expected_version: int | None = None,
-                    timeout: float | None = 30.0) -> int:
+def update_variable(
+    name: Any, value: Any, modifier: Any = None, expected_version: int | None = None, timeout: float | None = 30.0
+) -> int:
     """Set the variable; returns its new version.  Raises
     :class:`VersionConflict`, :class:`UpdateRejected` (consensus) or
     :class:`VariableNotFound`."""

@@ -39,10 +39,34 @@ from enum import Enum, IntEnum
 from types import MappingProxyType
 
 __all__ = [
-    "MB", "GB", "QuotaError", "InvalidQuota", "UnknownTier", "InvalidMeasurement", "ClockWentBackwards",
-    "AgentTerminated", "Stage", "Violation", "Degradation", "Resource", "ResourceLimit", "QuotaSpec",
-    "TIERS", "tier", "EscalationPolicy", "degradation_level", "degradation_strategies", "throttle_factor",
-    "Warn", "Throttle", "Suspend", "Resume", "Terminate", "Action", "EnforcementRecord", "Decision",
+    "MB",
+    "GB",
+    "QuotaError",
+    "InvalidQuota",
+    "UnknownTier",
+    "InvalidMeasurement",
+    "ClockWentBackwards",
+    "AgentTerminated",
+    "Stage",
+    "Violation",
+    "Degradation",
+    "Resource",
+    "ResourceLimit",
+    "QuotaSpec",
+    "TIERS",
+    "tier",
+    "EscalationPolicy",
+    "degradation_level",
+    "degradation_strategies",
+    "throttle_factor",
+    "Warn",
+    "Throttle",
+    "Suspend",
+    "Resume",
+    "Terminate",
+    "Action",
+    "EnforcementRecord",
+    "Decision",
     "Escalator",
 ]
 
@@ -126,8 +150,9 @@ class ResourceLimit:
         object.__setattr__(self, "hard_stage", Stage(self.hard_stage))
 
     @classmethod
-    def of(cls, soft: float, hard: float, *, burst_factor: float = 1.5,
-           hard_stage: Stage = Stage.THROTTLED) -> ResourceLimit:
+    def of(
+        cls, soft: float, hard: float, *, burst_factor: float = 1.5, hard_stage: Stage = Stage.THROTTLED
+    ) -> ResourceLimit:
         """Limits with ``burst = hard * burst_factor`` (1.5: the emergency degradation ratio)."""
         _positive("burst_factor", burst_factor)
         if burst_factor < 1:
@@ -157,22 +182,34 @@ class QuotaSpec:
     def limit(self, resource: Resource) -> ResourceLimit:
         return self.rss if resource is Resource.RSS else self.cpu
 
-    def with_overrides(self, *, rss: ResourceLimit | None = None, cpu: ResourceLimit | None = None,
-                       name: str | None = None) -> QuotaSpec:
+    def with_overrides(
+        self, *, rss: ResourceLimit | None = None, cpu: ResourceLimit | None = None, name: str | None = None
+    ) -> QuotaSpec:
         return replace(self, name=name or self.name, rss=rss or self.rss, cpu=cpu or self.cpu)
 
 
 # The inventory's quota groups (§4).  Their per-resource enforcement_action becomes
 # hard_stage; the seed's :scale_down (ask the agent to shrink) maps to THROTTLED, the
 # nearest stage on this ladder.  Process-count limits are not measured here.
-TIERS: MappingProxyType[str, QuotaSpec] = MappingProxyType({
-    "lightweight": QuotaSpec("lightweight", ResourceLimit.of(50 * MB, 100 * MB, hard_stage=Stage.WARNED),
-                             ResourceLimit.of(5, 10, hard_stage=Stage.THROTTLED)),
-    "standard": QuotaSpec("standard", ResourceLimit.of(200 * MB, 500 * MB, hard_stage=Stage.THROTTLED),
-                          ResourceLimit.of(15, 30, hard_stage=Stage.THROTTLED)),
-    "heavy": QuotaSpec("heavy", ResourceLimit.of(1 * GB, 2 * GB, hard_stage=Stage.SUSPENDED),
-                       ResourceLimit.of(40, 80, hard_stage=Stage.THROTTLED)),
-})
+TIERS: MappingProxyType[str, QuotaSpec] = MappingProxyType(
+    {
+        "lightweight": QuotaSpec(
+            "lightweight",
+            ResourceLimit.of(50 * MB, 100 * MB, hard_stage=Stage.WARNED),
+            ResourceLimit.of(5, 10, hard_stage=Stage.THROTTLED),
+        ),
+        "standard": QuotaSpec(
+            "standard",
+            ResourceLimit.of(200 * MB, 500 * MB, hard_stage=Stage.THROTTLED),
+            ResourceLimit.of(15, 30, hard_stage=Stage.THROTTLED),
+        ),
+        "heavy": QuotaSpec(
+            "heavy",
+            ResourceLimit.of(1 * GB, 2 * GB, hard_stage=Stage.SUSPENDED),
+            ResourceLimit.of(40, 80, hard_stage=Stage.THROTTLED),
+        ),
+    }
+)
 
 
 def tier(name: str) -> QuotaSpec:
@@ -215,8 +252,9 @@ class EscalationPolicy:
         return Stage.THROTTLED if elapsed >= self.throttle_after else Stage.WARNED
 
 
-def degradation_level(ratio: float, thresholds: tuple[float, float, float, float] = (0.9, 1.0, 1.2, 1.5)
-                      ) -> Degradation:
+def degradation_level(
+    ratio: float, thresholds: tuple[float, float, float, float] = (0.9, 1.0, 1.2, 1.5)
+) -> Degradation:
     """AC-37: > 1.5 emergency, > 1.2 aggressive, > 1.0 moderate, > 0.9 minimal, else none."""
     level = Degradation.NONE
     for i, threshold in enumerate(thresholds, start=1):
@@ -351,8 +389,18 @@ class Escalator:
         def emit(action: Action, stage: Stage) -> None:
             started = self.episode_started
             record = EnforcementRecord(
-                self.agent_id, now, action, self.stage, stage, resource, zone, usage[resource],
-                self.spec.limit(resource).limit_for(zone), 0.0 if started is None else now - started, degradation)
+                self.agent_id,
+                now,
+                action,
+                self.stage,
+                stage,
+                resource,
+                zone,
+                usage[resource],
+                self.spec.limit(resource).limit_for(zone),
+                0.0 if started is None else now - started,
+                degradation,
+            )
             if len(self._history) == self._history.maxlen:
                 self.records_dropped += 1
             self._history.append(record)

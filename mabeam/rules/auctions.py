@@ -24,11 +24,31 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 __all__ = [
-    "MAX_COMBINATORIAL_BIDS", "DEFAULT_BID_INCREMENT", "AuctionError", "InvalidBid", "InvalidAuctionParameter",
-    "BidTooLow", "AuctionClosed", "DuplicateBidder", "TooManyBids", "Bid", "BundleBid", "AuctionResult",
-    "CombinatorialResult", "EnglishState", "validate_bid", "place_bid", "close_english", "clear_english",
-    "clear_dutch", "clear_dutch_sealed", "clear_first_price", "clear_vickrey", "optimal_allocation",
-    "clear_combinatorial", "efficiency",
+    "MAX_COMBINATORIAL_BIDS",
+    "DEFAULT_BID_INCREMENT",
+    "AuctionError",
+    "InvalidBid",
+    "InvalidAuctionParameter",
+    "BidTooLow",
+    "AuctionClosed",
+    "DuplicateBidder",
+    "TooManyBids",
+    "Bid",
+    "BundleBid",
+    "AuctionResult",
+    "CombinatorialResult",
+    "EnglishState",
+    "validate_bid",
+    "place_bid",
+    "close_english",
+    "clear_english",
+    "clear_dutch",
+    "clear_dutch_sealed",
+    "clear_first_price",
+    "clear_vickrey",
+    "optimal_allocation",
+    "clear_combinatorial",
+    "efficiency",
 ]
 
 MAX_COMBINATORIAL_BIDS = 20
@@ -469,4 +489,3 @@ def efficiency(
     if optimum <= 0:
         return 1.0
     return realised / optimum
-

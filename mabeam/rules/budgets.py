@@ -26,9 +26,22 @@ from decimal import Decimal
 from types import MappingProxyType
 
 __all__ = [
-    "Amount", "BudgetError", "InvalidAmount", "InsufficientFunds", "ExceedsTaskLimit", "DuplicateReservation",
-    "UnknownReservation", "ReservationSettled", "CommitExceedsReservation", "Budget", "new_budget", "can_afford",
-    "deposit", "reserve", "commit", "release",
+    "Amount",
+    "BudgetError",
+    "InvalidAmount",
+    "InsufficientFunds",
+    "ExceedsTaskLimit",
+    "DuplicateReservation",
+    "UnknownReservation",
+    "ReservationSettled",
+    "CommitExceedsReservation",
+    "Budget",
+    "new_budget",
+    "can_afford",
+    "deposit",
+    "reserve",
+    "commit",
+    "release",
 ]
 
 Amount = int | Decimal

@@ -33,7 +33,15 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 __all__ = [
-    "BUY", "SELL", "Side", "OrderBookError", "InvalidOrder", "DuplicateOrderId", "UnknownOrder", "Order", "Trade",
+    "BUY",
+    "SELL",
+    "Side",
+    "OrderBookError",
+    "InvalidOrder",
+    "DuplicateOrderId",
+    "UnknownOrder",
+    "Order",
+    "Trade",
     "OrderBook",
 ]
 

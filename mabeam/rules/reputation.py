@@ -28,10 +28,26 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 __all__ = [
-    "DEFAULT_SCORE", "RECENCY_WEIGHT", "HISTORY_LIMIT", "SUSPICIOUS_COMPLETION_MS", "VIOLATION_PENALTIES",
-    "ReputationError", "InvalidRecord", "DuplicateRecord", "ImplausibleRecord", "PerformanceRecord", "Reputation",
-    "new_reputation", "check_record", "record_outcome", "weighted_score", "reputation_score", "score_of",
-    "apply_decay", "apply_penalty", "rankings",
+    "DEFAULT_SCORE",
+    "RECENCY_WEIGHT",
+    "HISTORY_LIMIT",
+    "SUSPICIOUS_COMPLETION_MS",
+    "VIOLATION_PENALTIES",
+    "ReputationError",
+    "InvalidRecord",
+    "DuplicateRecord",
+    "ImplausibleRecord",
+    "PerformanceRecord",
+    "Reputation",
+    "new_reputation",
+    "check_record",
+    "record_outcome",
+    "weighted_score",
+    "reputation_score",
+    "score_of",
+    "apply_decay",
+    "apply_penalty",
+    "rankings",
 ]
 
 DEFAULT_SCORE = 0.5

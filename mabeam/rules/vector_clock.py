@@ -14,8 +14,16 @@ from collections.abc import Mapping
 from enum import Enum
 
 __all__ = [
-    "VectorClockError", "InvalidClock", "Ordering", "new_clock", "increment", "merge", "compare", "happened_before",
-    "concurrent", "normalize",
+    "VectorClockError",
+    "InvalidClock",
+    "Ordering",
+    "new_clock",
+    "increment",
+    "merge",
+    "compare",
+    "happened_before",
+    "concurrent",
+    "normalize",
 ]
 
 

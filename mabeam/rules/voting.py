@@ -22,12 +22,43 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 __all__ = [
-    "VotingError", "InvalidVotingParameter", "InvalidVote", "DuplicateVote", "UnknownVoter", "QuorumNotMet",
-    "InsufficientAgents", "TooManyVotes", "quorum_met", "require_quorum", "Tally", "majority_tally",
-    "unanimous_tally", "EXPERTISE_FACTORS", "WEIGHT_CAP", "STRONG_APPROVE", "APPROVE", "NEUTRAL", "REJECT",
-    "NO_DECISION", "vote_value", "expertise_weight", "cap_weight_shares", "gini", "entropy", "WeightedVote",
-    "WeightedTally", "weighted_tally", "min_agents", "max_faults", "byzantine_quorum", "ByzantineTally",
-    "byzantine_tally", "ConsensusReport", "PaymentStructure", "CollusionResult", "suspected_colluders",
+    "VotingError",
+    "InvalidVotingParameter",
+    "InvalidVote",
+    "DuplicateVote",
+    "UnknownVoter",
+    "QuorumNotMet",
+    "InsufficientAgents",
+    "TooManyVotes",
+    "quorum_met",
+    "require_quorum",
+    "Tally",
+    "majority_tally",
+    "unanimous_tally",
+    "EXPERTISE_FACTORS",
+    "WEIGHT_CAP",
+    "STRONG_APPROVE",
+    "APPROVE",
+    "NEUTRAL",
+    "REJECT",
+    "NO_DECISION",
+    "vote_value",
+    "expertise_weight",
+    "cap_weight_shares",
+    "gini",
+    "entropy",
+    "WeightedVote",
+    "WeightedTally",
+    "weighted_tally",
+    "min_agents",
+    "max_faults",
+    "byzantine_quorum",
+    "ByzantineTally",
+    "byzantine_tally",
+    "ConsensusReport",
+    "PaymentStructure",
+    "CollusionResult",
+    "suspected_colluders",
     "resolve_collusion_resistant_consensus",
 ]
 
@@ -119,9 +150,7 @@ def _quorum_failure(cast: int, eligible: int | None, quorum: float) -> str | Non
     return None if quorum_met(cast, eligible, quorum) else f"quorum not met: {cast} of {eligible} voted"
 
 
-def majority_tally(
-    votes: Mapping[Hashable, Hashable], *, eligible: int | None = None, quorum: float = 0.0
-) -> Tally:
+def majority_tally(votes: Mapping[Hashable, Hashable], *, eligible: int | None = None, quorum: float = 0.0) -> Tally:
     """Strict majority of the votes cast (more than half), subject to a quorum of ``eligible``.
 
     ``votes`` maps voter -> option. Confidence is the leader's share of votes
@@ -513,7 +542,9 @@ def resolve_collusion_resistant_consensus(
     }
     given = reputations or {}
     reps = {
-        r.agent_id: max(0.0, given.get(r.agent_id, default_reputation) - (reputation_penalty if r.agent_id in suspects else 0.0))
+        r.agent_id: max(
+            0.0, given.get(r.agent_id, default_reputation) - (reputation_penalty if r.agent_id in suspects else 0.0)
+        )
         for r in reports
     }
     return CollusionResult(

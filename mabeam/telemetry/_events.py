@@ -32,8 +32,16 @@ from types import MappingProxyType
 from typing import Any
 
 __all__ = [
-    "EventBusError", "InvalidEventName", "DuplicateHandler", "UndeclaredEvent", "UnknownEventPrefix",
-    "EventName", "Handler", "HandlerInfo", "HandlerFailure", "EventBus",
+    "EventBusError",
+    "InvalidEventName",
+    "DuplicateHandler",
+    "UndeclaredEvent",
+    "UnknownEventPrefix",
+    "EventName",
+    "Handler",
+    "HandlerInfo",
+    "HandlerFailure",
+    "EventBus",
 ]
 
 EventName = tuple[str, ...]
@@ -91,8 +99,14 @@ def _event_name(name: object, *, allow_empty: bool) -> EventName:
 class EventBus:
     """Attach handlers to event-name prefixes and emit events to them (see module doc)."""
 
-    def __init__(self, *, strict: bool = False, declared: Iterable[EventName] = (),
-                 failure_limit: int = 100, on_failure: Callable[[HandlerFailure], None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        strict: bool = False,
+        declared: Iterable[EventName] = (),
+        failure_limit: int = 100,
+        on_failure: Callable[[HandlerFailure], None] | None = None,
+    ) -> None:
         if failure_limit < 1:
             raise ValueError(f"failure_limit must be >= 1, got {failure_limit}")
         self.strict = strict
@@ -114,7 +128,8 @@ class EventBus:
         with self._lock:
             self._declared = self._declared | frozenset(names)
             self._declared_prefixes = self._declared_prefixes | frozenset(
-                n[:i] for n in names for i in range(len(n) + 1))
+                n[:i] for n in names for i in range(len(n) + 1)
+            )
 
     @property
     def declared(self) -> frozenset[EventName]:
@@ -183,12 +198,16 @@ class EventBus:
     def unmatched_handlers(self) -> list[HandlerInfo]:
         """Handlers with a prefix no declared event starts with: the "never fires" diagnostic."""
         declared = self._declared_prefixes
-        return [info for _, info in sorted(self._table[0].values(), key=lambda e: e[0])
-                if any(p not in declared for p in info.prefixes)]
+        return [
+            info
+            for _, info in sorted(self._table[0].values(), key=lambda e: e[0])
+            if any(p not in declared for p in info.prefixes)
+        ]
 
     # -- emitting -------------------------------------------------------------------------
-    def emit(self, event: EventName, measurements: Mapping[str, Any] | None = None,
-             metadata: Mapping[str, Any] | None = None) -> int:
+    def emit(
+        self, event: EventName, measurements: Mapping[str, Any] | None = None, metadata: Mapping[str, Any] | None = None
+    ) -> int:
         """Deliver the event to every matching handler; returns how many ran without raising.
 
         Handlers get read-only views, so one cannot change what the next one sees.
@@ -215,8 +234,9 @@ class EventBus:
         with self._lock:
             if not self._detach_locked(info.handler_id, info):
                 return  # already detached (or re-attached anew) by someone else
-        failure = HandlerFailure(info.handler_id, event, exc,
-                                 "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        failure = HandlerFailure(
+            info.handler_id, event, exc, "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        )
         self._failures.append(failure)
         _log.error("telemetry handler %r failed on %r and was detached: %r", info.handler_id, event, exc)
         if self._on_failure is not None:

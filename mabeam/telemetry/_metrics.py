@@ -30,9 +30,25 @@ from dataclasses import dataclass
 from enum import Enum
 
 __all__ = [
-    "MetricError", "InvalidMetricName", "InvalidObservation", "MetricKindMismatch", "IncompatibleHistograms",
-    "WindowTooLong", "Counter", "Gauge", "Histogram", "MetricKind", "Tier", "DEFAULT_TIERS",
-    "LAST_MINUTE", "LAST_HOUR", "LAST_DAY", "LAST_WEEK", "Summary", "StoreStats", "MetricStore",
+    "MetricError",
+    "InvalidMetricName",
+    "InvalidObservation",
+    "MetricKindMismatch",
+    "IncompatibleHistograms",
+    "WindowTooLong",
+    "Counter",
+    "Gauge",
+    "Histogram",
+    "MetricKind",
+    "Tier",
+    "DEFAULT_TIERS",
+    "LAST_MINUTE",
+    "LAST_HOUR",
+    "LAST_DAY",
+    "LAST_WEEK",
+    "Summary",
+    "StoreStats",
+    "MetricStore",
 ]
 
 LAST_MINUTE = 60.0
@@ -113,8 +129,20 @@ class Gauge:
 class Histogram:
     """Log-bucket histogram with a relative-error guarantee and a hard memory cap (see module doc)."""
 
-    __slots__ = ("relative_accuracy", "min_value", "max_buckets", "_gamma", "_log_gamma",
-                 "_buckets", "_floor", "zero_count", "count", "sum", "min", "max")
+    __slots__ = (
+        "relative_accuracy",
+        "min_value",
+        "max_buckets",
+        "_gamma",
+        "_log_gamma",
+        "_buckets",
+        "_floor",
+        "zero_count",
+        "count",
+        "sum",
+        "min",
+        "max",
+    )
 
     def __init__(self, relative_accuracy: float = 0.01, *, min_value: float = 1e-9, max_buckets: int = 2048) -> None:
         if not 0.0 < relative_accuracy < 1.0:
@@ -185,8 +213,11 @@ class Histogram:
             key = key if self._floor is None or key > self._floor else self._floor
             self._buckets[key] = self._buckets.get(key, 0) + n
         self._collapse()
-        self.zero_count, self.count, self.sum = (self.zero_count + other.zero_count, self.count + other.count,
-                                                 self.sum + other.sum)
+        self.zero_count, self.count, self.sum = (
+            self.zero_count + other.zero_count,
+            self.count + other.count,
+            self.sum + other.sum,
+        )
         self.min, self.max = min(self.min, other.min), max(self.max, other.max)
 
     def percentile(self, q: float) -> float | None:
@@ -330,8 +361,14 @@ class MetricStore:
     is detached -- one cardinality burst must not silence all metrics.
     """
 
-    def __init__(self, *, max_series: int = 5_000, tiers: tuple[Tier, ...] = DEFAULT_TIERS,
-                 relative_accuracy: float = 0.01, max_buckets: int = 512) -> None:
+    def __init__(
+        self,
+        *,
+        max_series: int = 5_000,
+        tiers: tuple[Tier, ...] = DEFAULT_TIERS,
+        relative_accuracy: float = 0.01,
+        max_buckets: int = 512,
+    ) -> None:
         if max_series < 1:
             raise ValueError(f"max_series must be >= 1, got {max_series}")
         if not tiers:
@@ -465,13 +502,30 @@ class MetricStore:
     @staticmethod
     def _summary(kind: MetricKind, slot: Slot, window: float | None) -> Summary:
         if slot.count == 0:
-            return Summary(kind, window, 0, 0.0 if kind is MetricKind.COUNTER else None, 0.0, None, None, None,
-                           rate=0.0 if kind is MetricKind.COUNTER and window else None)
+            return Summary(
+                kind,
+                window,
+                0,
+                0.0 if kind is MetricKind.COUNTER else None,
+                0.0,
+                None,
+                None,
+                None,
+                rate=0.0 if kind is MetricKind.COUNTER and window else None,
+            )
         mean = slot.sum / slot.count
         if isinstance(slot, Histogram):
-            return Summary(kind, window, slot.count, None, slot.sum, slot.min, slot.max, mean,
-                           **slot.percentiles())
+            return Summary(kind, window, slot.count, None, slot.sum, slot.min, slot.max, mean, **slot.percentiles())
         if kind is MetricKind.COUNTER:
-            return Summary(kind, window, slot.count, slot.sum, slot.sum, slot.min, slot.max, mean,
-                           rate=slot.sum / window if window else None)
+            return Summary(
+                kind,
+                window,
+                slot.count,
+                slot.sum,
+                slot.sum,
+                slot.min,
+                slot.max,
+                mean,
+                rate=slot.sum / window if window else None,
+            )
         return Summary(kind, window, slot.count, slot.last, slot.sum, slot.min, slot.max, mean)
