@@ -229,6 +229,8 @@ class Registry:
             try:
                 register(name, pid)
             except AlreadyRegistered as exc:
+                # Unlink first: the caller must not receive the 'killed'.
+                _api.unlink(pid)
                 _api.exit(pid, "kill")
                 raise StartError(("already_started", exc.existing_pid)) from None
         return pid
