@@ -196,6 +196,15 @@ def test_unique_keyed_registry_and_via(node):
     assert otp.Registry.lookup("reg", "k") == []
 
 
+def test_set_value_replaces_the_callers_value_in_one_request(node):
+    otp.Registry.start_link(name="board")
+    with pytest.raises(otp.registry.NotFound):
+        otp.Registry.set_value("board", "k", 1)  # no entry of ours yet
+    otp.Registry.register("board", "k", 1)
+    otp.Registry.set_value("board", "k", 2)
+    assert otp.Registry.lookup("board", "k") == [(otp.self(), 2)]
+
+
 def test_duplicate_keyed_registry_dispatch_and_match(node):
     otp.Registry.start_link(keys="duplicate", name="topics")
     me = otp.self()

@@ -118,7 +118,7 @@ def post(key: Any, value: Any) -> None:
     the next one repairs the entry."""
     try:
         try:
-            otp.Registry.update_value(BOARD, key, lambda _old: value)
+            otp.Registry.set_value(BOARD, key, value)
         except LookupError:
             otp.Registry.register(BOARD, key, value, _metadata(key))
     except (otp.NoProc, otp.Timeout) as exc:

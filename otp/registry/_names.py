@@ -282,6 +282,14 @@ class Registry:
         return rows[0][0] if rows else None
 
     @staticmethod
+    def set_value(registry: Any, key: Any, value: Any) -> None:
+        """Replace the caller's value under ``key`` in one request (no read
+        first, unlike :meth:`update_value`); raises ``NotFound`` if the
+        caller has no entry under ``key``.  Not in Elixir's API: for owners
+        that publish a snapshot after every change."""
+        Registry._client(registry).request("update_value", key, _api.self_(), value)
+
+    @staticmethod
     def update_value(registry: Any, key: Any, update: Callable[[Any], Any]) -> tuple:
         """Apply ``update`` to the caller's value under ``key`` (unique
         registries); returns ``(new, old)``.  Only the owner writes its
