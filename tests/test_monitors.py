@@ -135,3 +135,20 @@ def test_exit_of_linked_trapping_peer_after_sigkill_reaches_us(node):
     os.kill(pid.ospid, signal.SIGKILL)
     assert down_of(ref).reason == "killed"
     assert exit_of(pid).reason == "killed"
+
+
+def test_exit_reasons_are_exact_when_descriptors_pass_1024(node):
+    """A busy root holds thousands of descriptors (a pidfd per monitored
+    process, a socket per peer).  Deaths must still be told apart from
+    SIGKILLs when the pidfds are numbered above 1024 (select() cannot take
+    them; poll() can)."""
+    fillers = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        watched = [otp.spawn_monitor(exit_with, "normal") for _ in range(5)]
+        killed, kref = otp.spawn_monitor(wait_forever)
+        os.kill(killed.ospid, signal.SIGKILL)
+        assert {down_of(ref).reason for _, ref in watched} == {"normal"}
+        assert down_of(kref).reason == "killed"
+    finally:
+        for fd in fillers:
+            os.close(fd)
