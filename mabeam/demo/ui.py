@@ -78,6 +78,8 @@ class Display:
         table.add_row("failed requests (tolerated)", str(len(progress.failures)))
         if progress.winner is not None:
             votes = ", ".join(f"#{i + 1}: {n}" for i, n in sorted(progress.vote_counts.items()))
+            if progress.vote is not None and progress.vote.failed:  # e.g. a voter killed by the chaos
+                votes += f" (no vote from {', '.join(map(str, sorted(progress.vote.failed)))})"
             table.add_row("vote on the top 3 (learners' own held-out samples)", votes or "-")
             table.add_row("voted winner", describe(progress.winner))
             table.add_row("its CV accuracy", f"{progress.winner['score']:.4f}")
