@@ -18,7 +18,7 @@ from ._agent_registry import (
     unregister_agent,
 )
 from ._app import start, stop
-from ._comms import CommsError, agent_pid, broadcast, multicast, publish, request, subscribe, unsubscribe
+from ._comms import CommsError, agent_pid, broadcast, multi_request, multicast, publish, request, subscribe, unsubscribe
 
 __all__ = [
     "Agent",
@@ -39,6 +39,7 @@ __all__ = [
     "list_agents",
     "request",
     "broadcast",
+    "multi_request",
     "multicast",
     "publish",
     "subscribe",

@@ -17,6 +17,7 @@ from ._agent import agent_name
 __all__ = [
     "request",
     "broadcast",
+    "multi_request",
     "multicast",
     "subscribe",
     "unsubscribe",
@@ -76,18 +77,24 @@ def broadcast(
     """Ask every agent at once; returns ``[('ok', answer) | ('error', exc)]``
     in the order of ``agent_ids``.  One slow or dead agent costs the others
     nothing: the calls run concurrently."""
-    ids = list(agent_ids)
+    return multi_request([(agent_id, kind, message) for agent_id in agent_ids], timeout)
+
+
+def multi_request(requests: list, timeout: float | None = DEFAULT_TIMEOUT) -> list:
+    """Concurrent calls with a payload per agent: ``requests`` is a list of
+    ``(agent_id, kind, payload)``; returns ``[('ok', answer) | ('error',
+    exc)]`` in order (:func:`broadcast` sends one payload to all)."""
+    out: list = [None] * len(requests)
     targets, index = [], []
-    out: list = [None] * len(ids)
-    for i, agent_id in enumerate(ids):
+    for i, (agent_id, kind, payload) in enumerate(requests):
         pid = agent_pid(agent_id)
         if pid is None:
             out[i] = ("error", CommsError(agent_id, "not_running"))
         else:
-            targets.append((pid, ("$mabeam", kind, message)))
+            targets.append((pid, ("$mabeam", kind, payload)))
             index.append(i)
     for i, (status, value) in zip(index, otp.multi_call(targets, timeout)):
-        agent_id = ids[i]
+        agent_id = requests[i][0]
         if status == "ok":
             answer_status, answer = value
             out[i] = ("ok", answer) if answer_status == "ok" else ("error", answer)

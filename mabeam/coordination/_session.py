@@ -22,7 +22,7 @@ from typing import Any
 import otp
 from mabeam._agent import AgentError
 from mabeam._app import COORDINATION, TASKS
-from mabeam._comms import CommsError, agent_pid
+from mabeam._comms import CommsError, multi_request
 
 __all__ = [
     "CoordinationError",
@@ -220,29 +220,3 @@ def failure_reason(exc: BaseException) -> Any:
     if isinstance(exc, AgentError):
         return ("hook_raised", exc.reason)
     return ("error", exc)
-
-
-def multi_request(requests: list, timeout: float) -> list:
-    """Concurrent calls with a payload per agent: ``requests`` is a list of
-    ``(agent_id, kind, payload)``; returns ``[('ok', answer) | ('error',
-    exc)]`` in order (like :func:`mabeam.broadcast`, which sends one payload
-    to all)."""
-    out: list = [None] * len(requests)
-    targets, index = [], []
-    for i, (agent_id, kind, payload) in enumerate(requests):
-        pid = agent_pid(agent_id)
-        if pid is None:
-            out[i] = ("error", CommsError(agent_id, "not_running"))
-        else:
-            targets.append((pid, ("$mabeam", kind, payload)))
-            index.append(i)
-    for i, (status, value) in zip(index, otp.multi_call(targets, timeout)):
-        agent_id = requests[i][0]
-        if status == "ok":
-            answer_status, answer = value
-            out[i] = ("ok", answer) if answer_status == "ok" else ("error", answer)
-        elif isinstance(value, otp.CallTimeout):
-            out[i] = ("error", CommsError(agent_id, "timeout"))
-        else:
-            out[i] = ("error", CommsError(agent_id, value.reason))
-    return out
