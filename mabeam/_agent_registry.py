@@ -228,12 +228,13 @@ def list_agents() -> list[AgentRecord]:
     return _ask("list")
 
 
-def start_agent(agent_id: Any) -> otp.Pid:
+def start_agent(agent_id: Any, timeout: float = 30.0) -> otp.Pid:
     """Start a registered agent under the agent supervisor; returns its pid
-    once its ``setup`` ran."""
+    once its ``setup`` ran.  Raises ``otp.CallTimeout`` if that takes more
+    than ``timeout`` seconds (the supervisor finishes the start anyway)."""
     record = get_agent(agent_id)
     try:
-        pid = otp.supervisor.start_child(AGENT_SUPERVISOR, record.config.child_spec())
+        pid = otp.supervisor.start_child(AGENT_SUPERVISOR, record.config.child_spec(), timeout)
     except otp.SupervisorError as exc:
         reason = exc.reason
         if isinstance(reason, tuple) and reason and reason[0] == "already_started":
@@ -242,14 +243,15 @@ def start_agent(agent_id: Any) -> otp.Pid:
     return pid
 
 
-def stop_agent(agent_id: Any) -> None:
+def stop_agent(agent_id: Any, timeout: float = 60.0) -> None:
     """Stop a running agent; returns after its OS process is gone and its
-    record says ``'stopped'``."""
+    record says ``'stopped'``.  The supervisor gives it its ``shutdown``
+    seconds, then kills it; ``timeout`` bounds the whole wait."""
     pid = otp.whereis(agent_name(agent_id))
     if pid is None:
         raise AgentError(agent_id, "not_running")
     try:
-        otp.supervisor.terminate_child(AGENT_SUPERVISOR, pid)
+        otp.supervisor.terminate_child(AGENT_SUPERVISOR, pid, timeout)
     except otp.SupervisorError as exc:
         if exc.reason != "not_found":
             raise
