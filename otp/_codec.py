@@ -60,9 +60,9 @@ def dumps_by_value(obj: object) -> bytes:
     """Pickle with cloudpickle, which takes functions and classes defined in
     ``__main__`` by value: the process that unpickles them (forked from the
     zygote) does not have the spawner's ``__main__``.  Used for what
-    ``spawn`` sends; messages use :func:`dumps` (plain pickle first), so a
-    message holding an instance of a class defined in ``__main__`` needs
-    ``start_method='fork'`` or the class in an importable module."""
+    ``spawn`` sends, and under the forkserver start method for messages that
+    name something of ``__main__`` (see ``Process.send``); other messages
+    use :func:`dumps` (plain pickle first, much faster)."""
     try:
         return cloudpickle.dumps(obj, PROTOCOL)
     except Exception as exc:

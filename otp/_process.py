@@ -29,7 +29,7 @@ import time
 import zmq
 
 from . import _oslib
-from ._codec import WAKE_FRAME, dumps
+from ._codec import WAKE_FRAME, dumps, dumps_by_value
 from ._errors import NoProc, NotAProcess, ProcessExit, Timeout
 from ._lifecycle import LifecycleMixin
 from ._links import LinksMixin
@@ -136,6 +136,12 @@ class Process(LinksMixin, LifecycleMixin):
         self._recv_sweep_at = _SWEEP_MIN
         self._zygote = None
         self._poller = None  # (sockets, zmq.Poller) of the last poll_sockets
+        # Under forkserver no other process has this one's __main__: a frame
+        # naming a class or function of __main__ is re-encoded by value
+        # (cloudpickle), so scripts can send instances of their own classes.
+        # Under fork the receivers share __main__ and references keep types
+        # identical.  (The check is a substring search of the frame.)
+        self._main_by_value = node.start_method == "forkserver"
         self._exited = False
 
     # ------------------------------------------------------------ activation
@@ -225,6 +231,9 @@ class Process(LinksMixin, LifecycleMixin):
             frame = _dumps((self.uid, seq, msg), 5)
         except Exception:
             frame = dumps((self.uid, seq, msg))
+        else:
+            if self._main_by_value and b"__main__" in frame:
+                frame = dumps_by_value((self.uid, seq, msg))
         # Count the frame only once it is sent: an exit that interrupts us
         # here must not announce a frame nobody will ever receive.
         p.send(frame)
@@ -239,7 +248,10 @@ class Process(LinksMixin, LifecycleMixin):
         if p.send is None:
             return
         seq = p.seq + 1
-        p.send(dumps((self.uid, seq, ref, value)))
+        frame = dumps((self.uid, seq, ref, value))
+        if self._main_by_value and b"__main__" in frame:
+            frame = dumps_by_value((self.uid, seq, ref, value))
+        p.send(frame)
         p.seq = seq
 
     # --------------------------------------------------------------- receive
