@@ -82,7 +82,7 @@ def stuck_in_c(parent: otp.Pid, target: otp.Pid) -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
     otp.send(parent, ("stuck", otp.self()))
     while True:
-        time.sleep(0.05)
+        time.sleep(0.05)  # sleep-ok: the blocked process is the subject, not a wait
 
 
 def tree(parent: otp.Pid, depth: int, fanout: int) -> None:
