@@ -110,7 +110,7 @@ def whereis(name: Any, cached: bool = True) -> Pid | None:
     asks the registry process (one round trip through its ROUTER)."""
     client = _node_client()
     if not cached:
-        return client.request("whereis", name)
+        return _unless_seen_dead(client.request("whereis", name))
     replica = client.replica
     if replica is not None and replica.version >= client.seen_version and _monotonic() < replica.fresh_until:
         rows = replica.table.get(name)  # the hot path: no socket touched
@@ -120,14 +120,30 @@ def whereis(name: Any, cached: bool = True) -> Pid | None:
         return None
     rows = client.lookup_cached(name)
     if rows is None:
-        return client.request("whereis", name)
+        return _unless_seen_dead(client.request("whereis", name))
     return rows[0][0] if rows else None
+
+
+def _unless_seen_dead(pid: Pid | None) -> Pid | None:
+    """The registry answers with processes it believes alive; one that the
+    caller has already seen die (its DOWN or EXIT is in, the registry's own
+    notice may not be yet) is not returned: nobody finds by name a process
+    whose death they have observed."""
+    if pid is not None and _process.current().seen_dead(pid):
+        return None
+    return pid
+
+
+def _live_rows(rows: list) -> list:
+    seen_dead = _process.current().seen_dead
+    return [row for row in rows if not seen_dead(row[0])]
 
 
 def whereis_many(names: list, timeout: float | None = DEFAULT_TIMEOUT) -> list:
     """``[whereis(name) for name in names]`` asked of the registry process in
     one pipelined batch (about one round trip for the lot)."""
-    return _node_client().request_many([("whereis", (name,)) for name in names], timeout=timeout)
+    pids = _node_client().request_many([("whereis", (name,)) for name in names], timeout=timeout)
+    return [_unless_seen_dead(pid) for pid in pids]
 
 
 def registered() -> list:
@@ -271,7 +287,7 @@ class Registry:
         """``[(pid, value)]`` registered under ``key`` (replica once hot)."""
         client = Registry._client(registry)
         rows = client.lookup_cached(key)
-        return client.request("lookup", key) if rows is None else rows
+        return _live_rows(client.request("lookup", key)) if rows is None else rows
 
     @staticmethod
     def whereis_name(registry: Any, key: Any) -> Pid | None:
@@ -312,7 +328,8 @@ class Registry:
     @staticmethod
     def match_metadata(registry: Any, field: str, value: Any) -> list:
         """Entries whose metadata ``field`` equals ``value`` (indexed)."""
-        return Registry._client(registry).request("match_metadata", field, value)
+        seen_dead = _process.current().seen_dead
+        return [e for e in Registry._client(registry).request("match_metadata", field, value) if not seen_dead(e.pid)]
 
     @staticmethod
     def count(registry: Any) -> int:
