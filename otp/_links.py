@@ -61,6 +61,7 @@ class LinksMixin:
 
         ok = self._request(pid, add, lambda: links.pop(uid, None) is not None, ("link", self.pid, self.seq_to(uid)))
         if ok is False:
+            self.remember_dead(pid)
             if sig.trap_exit:
                 self.mailbox.append(EXIT(pid, "noproc"))
             else:
@@ -92,6 +93,7 @@ class LinksMixin:
             # can come later: we were not watching when it died, so no
             # sequence number says how many to wait for).
             self._drain_inbox()
+            self.remember_dead(pid)
             self.mailbox.append(DOWN(ref, pid, "noproc"))
         return ref
 

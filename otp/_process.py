@@ -432,12 +432,7 @@ class Process(LinksMixin, LifecycleMixin):
         if action == "msg":
             self.mailbox.append(payload)
             return
-        # The rest report a death: remember it, so that nothing this process
-        # asks afterwards (a name, a cached lookup) returns the dead pid.
-        dead = self.dead_seen
-        dead[pid.uid] = True
-        if len(dead) > _DEAD_SEEN_MAX:
-            del dead[next(iter(dead))]
+        self.remember_dead(pid)
         if action == "death":
             self.mailbox.append(payload)
         elif action == "peer_dead":
@@ -446,6 +441,15 @@ class Process(LinksMixin, LifecycleMixin):
                 p.dead = payload
                 p.call_ref = None
                 self._close_peer(p)
+
+    def remember_dead(self, pid: Pid) -> None:
+        """Note that this process learned of ``pid``'s death (a DOWN, an
+        EXIT, a failed call), so that nothing it asks afterwards (a name, a
+        cached lookup) returns the dead pid."""
+        dead = self.dead_seen
+        dead[pid.uid] = True
+        if len(dead) > _DEAD_SEEN_MAX:
+            del dead[next(iter(dead))]
 
     def seen_dead(self, pid: Pid) -> bool:
         """True if this process has learned that ``pid`` exited."""

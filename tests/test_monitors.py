@@ -25,6 +25,27 @@ def test_monitor_of_dead_pid_gives_noproc_at_once(node):
     assert down_of(ref, timeout=0.5) == otp.DOWN(ref, pid, "noproc")
 
 
+def test_a_noproc_down_counts_as_a_seen_death(node):
+    """Registry reads filter the deaths the caller has seen: a 'noproc' DOWN
+    (the process was gone before the monitor) is one of them."""
+    from otp import _oslib, _process
+
+    pid = otp.spawn(lambda: None)
+    try:  # wait until it is gone, learning it from the OS only
+        fd = os.pidfd_open(pid.ospid)
+    except ProcessLookupError:
+        pass  # gone and reaped already
+    else:
+        try:
+            assert _oslib.fd_readable(fd, 10)
+        finally:
+            os.close(fd)
+    assert not _process.current().seen_dead(pid)
+    ref = otp.monitor(pid)
+    assert down_of(ref, timeout=5) == otp.DOWN(ref, pid, "noproc")
+    assert _process.current().seen_dead(pid)
+
+
 def test_monitors_stack(node):
     pid = otp.spawn(wait_forever)
     refs = [otp.monitor(pid) for _ in range(3)]
