@@ -217,8 +217,10 @@ def _ask(sup: Any, request: tuple, timeout: float | None) -> Any:
     # the same: a supervisor that dies fails the call at once (the call
     # monitors it), a child's start has its own timeout (gen_server's 5 s
     # by default) and a child's shutdown its 'shutdown' time before the kill.
-    # Only a child spec with shutdown='infinity' whose child never exits can
-    # hold such a call forever, exactly as in OTP.
+    # Only a start function that never returns (a gen_server started with
+    # timeout=None, or a user function that blocks) or a child with
+    # shutdown='infinity' that never exits can hold such a call forever,
+    # exactly as in OTP.
     status, value = call(sup, request, timeout)
     if status == "error":
         raise SupervisorError(value)
