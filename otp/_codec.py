@@ -31,7 +31,7 @@ import cloudpickle
 
 from ._errors import EncodeError
 
-__all__ = ["WAKE_FRAME", "dumps", "dumps_by_value", "decode", "DecodeError", "decode_signal"]
+__all__ = ["WAKE_FRAME", "dumps", "dumps_by_value", "encode_frame", "decode", "DecodeError", "decode_signal"]
 
 #: A frame of this single byte only wakes the receiver (from its own signal
 #: thread); it carries nothing and is never decoded.
@@ -54,6 +54,16 @@ def dumps(obj: object) -> bytes:
         return cloudpickle.dumps(obj, PROTOCOL)
     except Exception as exc:  # cloudpickle raises many kinds
         raise EncodeError(f"cannot serialise {type(obj).__name__} object: {exc}") from exc
+
+
+def encode_frame(obj: object, main_by_value: bool) -> bytes:
+    """A mailbox frame: :func:`dumps`, re-encoded by value if
+    ``main_by_value`` and the frame names something of ``__main__`` (which
+    the receiver does not share under the forkserver start method)."""
+    frame = dumps(obj)
+    if main_by_value and b"__main__" in frame:
+        return dumps_by_value(obj)
+    return frame
 
 
 def dumps_by_value(obj: object) -> bytes:

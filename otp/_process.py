@@ -29,7 +29,7 @@ import time
 import zmq
 
 from . import _oslib
-from ._codec import WAKE_FRAME, dumps, dumps_by_value
+from ._codec import WAKE_FRAME, encode_frame
 from ._errors import NoProc, NotAProcess, ProcessExit, Timeout
 from ._lifecycle import LifecycleMixin
 from ._links import LinksMixin
@@ -43,7 +43,6 @@ __all__ = ["Process", "current", "current_or_none"]
 
 _SWEEP_MIN = 256
 _DEAD_SEEN_MAX = 2048
-_dumps = pickle.dumps
 _loads = pickle.loads
 _base_send = zmq.Socket.__mro__[1].send
 
@@ -227,13 +226,7 @@ class Process(LinksMixin, LifecycleMixin):
         if p.send is None:
             return  # dead: a no-op, as in Erlang
         seq = p.seq + 1
-        try:
-            frame = _dumps((self.uid, seq, msg), 5)
-        except Exception:
-            frame = dumps((self.uid, seq, msg))
-        else:
-            if self._main_by_value and b"__main__" in frame:
-                frame = dumps_by_value((self.uid, seq, msg))
+        frame = encode_frame((self.uid, seq, msg), self._main_by_value)
         # Count the frame only once it is sent: an exit that interrupts us
         # here must not announce a frame nobody will ever receive.
         p.send(frame)
@@ -248,10 +241,7 @@ class Process(LinksMixin, LifecycleMixin):
         if p.send is None:
             return
         seq = p.seq + 1
-        frame = dumps((self.uid, seq, ref, value))
-        if self._main_by_value and b"__main__" in frame:
-            frame = dumps_by_value((self.uid, seq, ref, value))
-        p.send(frame)
+        p.send(encode_frame((self.uid, seq, ref, value), self._main_by_value))
         p.seq = seq
 
     # --------------------------------------------------------------- receive
