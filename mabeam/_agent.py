@@ -88,44 +88,13 @@ class AgentConfig:
         object.__setattr__(self, "capabilities", caps)
         object.__setattr__(self, "metadata", dict(self.metadata))
 
-    def __reduce__(self):
-        # The config travels to the agent registry and the supervisor as a
-        # message, and messages carry classes by reference.  An agent class
-        # defined in a script (``__main__``) cannot be found by reference in
-        # another process (forkserver start method), so it travels by value.
-        cls = self.agent_class
-        if cls.__module__ == "__main__":
-            import cloudpickle
-
-            cls = _ByValue(cloudpickle.dumps(cls))
-        fields = (self.agent_id, cls, self.args, self.capabilities, self.metadata, self.restart, self.shutdown)
-        return (_rebuild_config, fields)
-
     def child_spec(self) -> otp.ChildSpec:
         return otp.child_spec(
             self.agent_id,
-            start=(_start_agent, (self,)),
+            start=(self.agent_class.start_link, (self,)),
             restart=self.restart,
             shutdown=self.shutdown,
         )
-
-
-class _ByValue(bytes):
-    """A class pickled by value (see :meth:`AgentConfig.__reduce__`)."""
-
-
-def _start_agent(config: AgentConfig) -> otp.Pid:
-    # Not ``config.agent_class.start_link``: a bound method would carry the
-    # class by reference (see AgentConfig.__reduce__).
-    return config.agent_class.start_link(config)
-
-
-def _rebuild_config(agent_id, cls, args, capabilities, metadata, restart, shutdown) -> AgentConfig:
-    if isinstance(cls, _ByValue):
-        import pickle
-
-        cls = pickle.loads(cls)
-    return AgentConfig(agent_id, cls, args, capabilities, metadata, restart, shutdown)
 
 
 class Agent(otp.GenServer):
