@@ -30,7 +30,6 @@ import datetime
 import json
 import os
 import random
-import select
 import signal
 import statistics
 import sys
@@ -38,6 +37,7 @@ import time
 
 import otp
 from otp import supervisor as sup_api
+from otp._oslib import fd_readable, proc_state  # the kernel's own pidfd and /proc readers
 
 from ._stats import percentile
 
@@ -56,11 +56,8 @@ class Worker(otp.GenServer):
 
 
 def _alive(ospid: int) -> bool:
-    try:
-        with open(f"/proc/{ospid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
+    state = proc_state(ospid)
+    return state is not None and state[0] not in ("Z", "X")
 
 
 def _still_alive(ospids: set, grace: float) -> list:
@@ -75,9 +72,7 @@ def _still_alive(ospids: set, grace: float) -> list:
         except ProcessLookupError:
             continue
         try:
-            poller = select.poll()
-            poller.register(fd, select.POLLIN)
-            if not poller.poll(max(0, int((deadline - time.monotonic()) * 1000))):
+            if not fd_readable(fd, max(0.0, deadline - time.monotonic())):
                 alive.append(ospid)
         finally:
             os.close(fd)
