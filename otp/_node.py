@@ -34,6 +34,24 @@ against about 1 ms here.)
 in the node directory, so names survive a restart of the registry process),
 ``'memory'``, or any spec :func:`otp.registry.open_backend` accepts.
 
+Entering a node also removes *stale* node directories from ``base_dir``:
+each directory records its owner, the root process, as ``pid start-time``
+in a file ``owner``; a directory named ``otp-*``, ours (same uid, not a
+symlink), whose owner is dead was left by a node killed as a whole (``timeout
+-s KILL``, a container kill) and goes.  A directory whose owner lives, that
+has no readable owner record (a node starting right now, or older code), or
+that is another user's, is left alone.
+
+The root watches its zygote (a daemon thread waiting on the zygote's pidfd).
+The zygote leads a session of its own, which every OTP process and every
+subprocess they start inherits.  When the zygote exits, asked or not, the
+root SIGKILLs whatever is left in that session, repeating until nothing is,
+and only then reaps the zygote (its zombie keeps the session id from being
+reused meanwhile).  A zygote that dies unasked (SIGKILL, a crash) takes
+every process of the node with it: the root logs the cause, and spawning or
+any other use of the zygote raises :class:`otp.NodeError` naming it.  A
+subprocess that calls ``setsid`` itself leaves the session and is not found.
+
 ``embryos`` is how many processes the zygote keeps forked and bootstrapped
 in advance (see :mod:`otp._embryo`); 2 keeps a spawn under a millisecond
 after a pause, at the cost of two idle processes (about 10 MB RSS each,
@@ -45,9 +63,11 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import select
 import shutil
 import signal
 import socket
+import stat
 import struct
 import sys
 import tempfile
@@ -56,13 +76,13 @@ import warnings
 
 import multiprocess.util
 
-from . import _oslib, _process
+from . import _logging, _oslib, _process, _zygote
 from ._errors import NodeError, ProcessExit, Timeout
 from ._pid import new_uid
 from ._reasons import DOWN, Crash
 from ._signals import INTERRUPT_SIGNAL
 from ._transport import IPC_PATH_MAX, NodeInfo
-from ._zygote import ZygoteClient, zygote_entry
+from ._zygote import ListRequest, StopRequest, ZygoteClient, zygote_entry
 
 log = logging.getLogger("otp")
 
@@ -72,7 +92,153 @@ __all__ = ["Node", "SHUTDOWN_TIMEOUT"]
 #: node closes (OTP's default worker shutdown, 5000 ms).
 SHUTDOWN_TIMEOUT = 5.0
 _ZYGOTE_START_TIMEOUT = 60.0
+_ZYGOTE_STOP_TIMEOUT = 10.0
+_ZYGOTE_KILL_TIMEOUT = 5.0
+#: Seconds the root spends killing what is left in the zygote's session.
+_SESSION_KILL_TIMEOUT = 5.0
 START_METHODS = ("forkserver", "fork")
+_DIR_PREFIX = "otp-"
+_OWNER = "owner"
+
+
+class _ZygoteWatch:
+    """The root's watch on its zygote, the only place that reaps it.
+
+    A daemon thread waits on the zygote's pidfd (the wait has no timeout:
+    it ends when the zygote exits, which every way of stopping a node
+    brings about).  When it exits the thread reads its status without
+    reaping it, kills what is left of its session, then reaps it.  An exit
+    nobody asked for (:meth:`expect` not called, the zygote was started)
+    is logged, and :meth:`cause` names it.
+    """
+
+    def __init__(self, ospid: int, address: str) -> None:
+        self.ospid = ospid
+        self.address = address
+        self.fd = os.pidfd_open(ospid)
+        self.asked = True  # until the zygote said it is ready
+        self.exit_cause: str | None = None
+        self.exited = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"otp-zygote-watch-{ospid}", daemon=True)
+        self.thread.start()
+
+    def arm(self) -> None:
+        """The zygote is up: from now on an exit nobody asked for is a death,
+        and clients of this process can ask its cause."""
+        self.asked = False
+        _zygote.watch_node(self.address, self.cause)
+
+    def expect(self) -> None:
+        self.asked = True
+
+    def cause(self, timeout: float) -> str | None:
+        """Why the zygote died unasked, waiting up to ``timeout`` for it to be
+        known; None if it lives or was asked to stop."""
+        self.exited.wait(timeout)
+        return self.exit_cause
+
+    def _run(self) -> None:
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN)
+        poller.poll()
+        try:
+            self._exited()
+        except Exception:  # the zygote is reaped all the same: a zombie must not outlive the node
+            log.exception("handling the exit of the node's zygote (ospid %d) failed", self.ospid)
+        finally:
+            self.exited.set()
+            try:
+                os.waitpid(self.ospid, 0)
+            except ChildProcessError:
+                pass
+
+    def _exited(self) -> None:
+        try:
+            status = os.waitid(os.P_PID, self.ospid, os.WEXITED | os.WNOWAIT)
+        except ChildProcessError:  # someone else reaped it
+            status = None
+        if not self.asked:
+            self.exit_cause = _death_of(self.ospid, status)
+            log.error("%s", self.exit_cause)
+        self.exited.set()
+        killed = _oslib.kill_session(self.ospid, _SESSION_KILL_TIMEOUT)
+        if killed and not self.asked:
+            log.warning("killed %d processes left in the session of the node's zygote", killed)
+
+    def kill(self) -> None:
+        try:
+            signal.pidfd_send_signal(self.fd, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def finish(self, timeout: float) -> None:
+        """Wait for the zygote to exit and be reaped; SIGKILL it after
+        ``timeout`` seconds."""
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            self.kill()
+            self.thread.join(_ZYGOTE_KILL_TIMEOUT + _SESSION_KILL_TIMEOUT)
+        _zygote.unwatch_node(self.address)
+        if self.thread.is_alive():  # pragma: no cover - a zygote stuck in the kernel
+            log.warning("the node's zygote (ospid %d) did not exit", self.ospid)
+            return
+        os.close(self.fd)
+
+
+def _death_of(ospid: int, status) -> str:
+    if status is None:
+        how = "exited"
+    elif status.si_code == os.CLD_EXITED:
+        how = f"exited with status {status.si_status}"
+    else:
+        try:
+            name = signal.Signals(status.si_status).name
+        except ValueError:
+            name = f"signal {status.si_status}"
+        how = f"was killed by {name}"
+    return f"the node's zygote (ospid {ospid}) {how}; every process of the node is gone"
+
+
+def _write_owner(node_dir: str) -> None:
+    """Record the root process as the directory's owner (written to a temporary
+    name, then renamed: a reader sees the whole record or none)."""
+    me = os.getpid()
+    tmp = os.path.join(node_dir, f".{_OWNER}")
+    with open(tmp, "x") as f:
+        f.write(f"{me} {_oslib.proc_start_time(me)}\n")
+    os.rename(tmp, os.path.join(node_dir, _OWNER))
+
+
+def _dead_owner(path: str) -> int | None:
+    """The OS pid of the dead owner of the node directory ``path``, or None if
+    it is not a node directory of ours or its owner lives."""
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+            return None
+        fd = os.open(os.path.join(path, _OWNER), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            ospid, start = (int(field) for field in os.read(fd, 64).split())
+        finally:
+            os.close(fd)
+    except (OSError, ValueError):
+        return None
+    if ospid <= 0 or _oslib.os_process_alive(ospid, start):
+        return None
+    return ospid
+
+
+def _remove_stale_node_dirs(base_dir: str) -> None:
+    try:
+        names = [name for name in os.listdir(base_dir) if name.startswith(_DIR_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(base_dir, name)
+        owner = _dead_owner(path)
+        if owner is not None:
+            shutil.rmtree(path, ignore_errors=True)
+            log.info("removed the stale node directory %s (its owner, OS pid %d, is gone)", path, owner)
 
 
 class Node:
@@ -105,7 +271,9 @@ class Node:
         self.info: NodeInfo | None = None
         self.process: _process.Process | None = None
         self._zygote_pid: int | None = None
+        self._watch: _ZygoteWatch | None = None
         self._prev_handler = None
+        self._log_listener: _logging.LogListener | None = None
 
     # ----------------------------------------------------------------- start
 
@@ -125,17 +293,21 @@ class Node:
     def start(self) -> None:
         if _process.current_or_none() is not None:
             raise NodeError("an OTP node is already running in this OS process")
-        node_dir = tempfile.mkdtemp(prefix="otp-", dir=self.base_dir)
+        _remove_stale_node_dirs(self.base_dir)
+        node_dir = tempfile.mkdtemp(prefix=_DIR_PREFIX, dir=self.base_dir)
         os.chmod(node_dir, 0o700)
         if len(node_dir) + 20 > IPC_PATH_MAX:
             shutil.rmtree(node_dir, ignore_errors=True)
             raise NodeError(f"node directory {node_dir!r} is too long for ipc paths")
         info = NodeInfo(self.name, node_dir, f"{node_dir}/zygote", self.start_method)
         try:
+            _write_owner(node_dir)
+            self._log_listener = _logging.start_listener(info)
             self._start_zygote(info)
             proc = _process.Process(info, new_uid(), root=True)
         except BaseException:
             self._kill_zygote()
+            self._stop_log_listener()
             shutil.rmtree(node_dir, ignore_errors=True)
             raise
         self.info = info
@@ -180,11 +352,23 @@ class Node:
                 # A fresh interpreter: multiprocess's fork_exec wrapper, the
                 # one its own fork server is started with (safe to call from
                 # a process with threads, keeps only the fds we pass).
+                # ``-c`` puts the current directory ('') first on sys.path: it
+                # goes before the first import, or a logging.py planted there
+                # (in /tmp, say) would run in the zygote.
                 top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-                code = f"import sys; sys.path.insert(0, {top!r}); from otp._zygote import zygote_entry; zygote_entry({theirs.fileno()})"
+                code = (
+                    "import sys; sys.path[:] = [p for p in sys.path if p]; "
+                    f"sys.path.insert(0, {top!r}); from otp._zygote import zygote_entry; zygote_entry({theirs.fileno()})"
+                )
                 exe = os.fsencode(sys.executable)
                 pid = multiprocess.util.spawnv_passfds(exe, [exe, b"-c", code.encode()], [theirs.fileno()])
             self._zygote_pid = pid
+            try:
+                self._watch = _ZygoteWatch(pid, info.zygote_address)  # the one reaper, whatever happens next
+            except BaseException:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                raise
             theirs.close()
             me = os.getpid()
             config = pickle.dumps((info, me, _oslib.proc_start_time(me), self.preload, self.embryos))
@@ -201,6 +385,7 @@ class Node:
             status, detail = "error", "it died during start"
         if status != "ready":
             raise NodeError(f"the node's zygote failed to start: {detail}")
+        self._watch.arm()
 
     # ------------------------------------------------------------------ stop
 
@@ -215,7 +400,7 @@ class Node:
                 self._stop_one(proc, pid)
             try:
                 client = ZygoteClient(self.info.zygote_address)
-                leftovers = client.request("list")
+                leftovers = client.request(ListRequest())
                 client.close()
             except Exception:
                 leftovers = []
@@ -232,7 +417,15 @@ class Node:
                 if self._prev_handler is not None:
                     signal.signal(INTERRUPT_SIGNAL, self._prev_handler)
                 self._stop_zygote()
+                self._stop_log_listener()
                 self.process = None
+
+    def _stop_log_listener(self) -> None:
+        """After the zygote stopped: no process is left to log, so everything
+        they logged is queued, and is emitted now."""
+        if self._log_listener is not None:
+            self._log_listener.stop()
+            self._log_listener = None
 
     @staticmethod
     def _stop_one(proc: _process.Process, pid) -> None:
@@ -252,43 +445,33 @@ class Node:
                 log.warning("%r did not stop on %r within %ss", pid, reason, SHUTDOWN_TIMEOUT)
 
     def _stop_zygote(self) -> None:
-        if self._zygote_pid is None:
+        watch = self._watch
+        if watch is None:
             return
+        watch.expect()
         try:
             client = ZygoteClient(self.info.zygote_address)
             try:
-                client.request("stop")
+                client.request(StopRequest())
             finally:
                 client.close()
         except Exception:
-            pass
-        self._reap_zygote(10.0)
+            pass  # it is gone already; the watch reaps it all the same
+        self._finish_zygote(_ZYGOTE_STOP_TIMEOUT)
         if self.info is not None:
             shutil.rmtree(self.info.dir, ignore_errors=True)
 
-    def _reap_zygote(self, timeout: float) -> None:
-        """Wait for the zygote to exit (it is our child), killing it after ``timeout``."""
-        pid = self._zygote_pid
-        if pid is None:
-            return
-        fd = os.pidfd_open(pid)
-        try:
-            if not _oslib.fd_readable(fd, timeout):
-                signal.pidfd_send_signal(fd, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        except ChildProcessError:
-            pass
-        finally:
-            os.close(fd)
-            self._zygote_pid = None
+    def _finish_zygote(self, timeout: float) -> None:
+        """Wait until the zygote is gone and reaped, killing it after ``timeout``."""
+        self._watch.finish(timeout)
+        self._watch = None
+        self._zygote_pid = None
 
     def _kill_zygote(self) -> None:
-        if self._zygote_pid is not None:
-            try:
-                os.kill(self._zygote_pid, signal.SIGKILL)
-            except OSError:
-                pass
-            self._reap_zygote(5.0)
+        if self._watch is not None:
+            self._watch.expect()
+            self._watch.kill()
+            self._finish_zygote(_ZYGOTE_KILL_TIMEOUT)
 
     # ------------------------------------------------------------ inspection
 
@@ -302,7 +485,7 @@ class Node:
         ready for the next spawns (they come and go with spawning)."""
         client = ZygoteClient(self.info.zygote_address)
         try:
-            return [ospid for ospid, _, spare in client.request("list") if embryos or not spare]
+            return [ospid for ospid, _, spare in client.request(ListRequest()) if embryos or not spare]
         finally:
             client.close()
 

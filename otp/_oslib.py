@@ -1,10 +1,10 @@
 """Thin wrappers over the Linux facilities the kernel relies on.
 
 Everything here is a direct system call or a read of ``/proc``; nothing
-blocks.  Process identity on a host is ``(ospid, start)`` where ``start`` is
-the kernel's start time of the process in clock ticks (field 22 of
-``/proc/<pid>/stat``): an OS pid can be reused (``pid_max`` is 32768 on many
-machines), the pair cannot.
+blocks longer than the timeout it is given.  Process identity on a host is
+``(ospid, start)`` where ``start`` is the kernel's start time of the process
+in clock ticks (field 22 of ``/proc/<pid>/stat``): an OS pid can be reused
+(``pid_max`` is 32768 on many machines), the pair cannot.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import os
 import resource
 import select
 import signal
+import time
 
 __all__ = [
     "proc_start_time",
@@ -25,6 +26,9 @@ __all__ = [
     "set_child_subreaper",
     "raise_fd_limit",
     "pidfd_kill",
+    "session_members",
+    "related_processes",
+    "kill_session",
 ]
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -42,6 +46,18 @@ def _stat_fields(ospid: int) -> list[str] | None:
     # fields after the last ')' are well formed.
     tail = data[data.rindex(b")") + 2 :].split()
     return [field.decode() for field in tail]
+
+
+def _all_stats():
+    """``(ospid, fields)`` of every process whose stat could be read."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = _stat_fields(int(entry))
+            except (OSError, ValueError):
+                continue
+            if fields is not None:
+                yield int(entry), fields
 
 
 def proc_start_time(ospid: int) -> int | None:
@@ -104,6 +120,85 @@ def pidfd_kill(ospid: int, start: int, sig: int = signal.SIGKILL) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+def session_members(sid: int) -> list[int]:
+    """OS pids of the live processes (zombies left out) of session ``sid``."""
+    return [ospid for ospid, f in _all_stats() if int(f[3]) == sid and f[0] not in ("Z", "X")]
+
+
+def related_processes(ospid: int) -> list[int]:
+    """Children of ``ospid`` (zombies too: they need reaping) and the live
+    members of the session it leads, itself left out; one pass over /proc."""
+    return [
+        pid
+        for pid, f in _all_stats()
+        if pid != ospid and (int(f[1]) == ospid or (int(f[3]) == ospid and f[0] not in ("Z", "X")))
+    ]
+
+
+def kill_session(sid: int, timeout: float) -> int:
+    """SIGKILL every process of session ``sid`` (never the caller), again
+    and again until none is left (a dying process may fork) or ``timeout``
+    seconds have passed; return how many signals were sent.
+
+    Call it while the session leader is an unreaped zombie, or while members
+    are left: either pins the number ``sid``, so no unrelated process can
+    start a session of that id meanwhile.  A process re-checks its session
+    after its pidfd pins it, so a reused pid is never signalled.
+    """
+    deadline = time.monotonic() + timeout
+    sent = 0
+    me = os.getpid()
+    while True:
+        fds = []
+        for ospid in session_members(sid):
+            fd = None if ospid == me else _pin_in_session(ospid, sid)
+            if fd is not None:
+                fds.append(fd)
+                try:
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+                    sent += 1
+                except ProcessLookupError:
+                    pass
+        if not fds:
+            return sent
+        try:
+            _wait_all_readable(fds, deadline)
+        finally:
+            for fd in fds:
+                os.close(fd)
+        if time.monotonic() >= deadline:
+            return sent
+
+
+def _pin_in_session(ospid: int, sid: int) -> int | None:
+    try:
+        fd = os.pidfd_open(ospid)
+    except OSError:
+        return None
+    try:
+        fields = _stat_fields(ospid)
+    except (OSError, ValueError):
+        fields = None
+    if fields is None or int(fields[3]) != sid:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _wait_all_readable(fds: list[int], deadline: float) -> None:
+    pending = set(fds)
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    while pending:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        for fd, _ in poller.poll(max(1, int(remaining * 1000))):
+            pending.discard(fd)
+            poller.unregister(fd)
 
 
 def _prctl(option: int, value: int) -> None:
