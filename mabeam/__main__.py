@@ -1,52 +1,169 @@
-"""``python -m mabeam demo [--chaos]`` (also the ``mabeam`` console script)."""
+"""``python -m mabeam demo [options]`` (also the ``mabeam`` console script).
+
+Exit status: 0 the run chose a winner, 1 it did not, 2 bad usage or the
+``demo`` extra is not installed, 130 interrupted.
+
+Ctrl-C stops the run and every process of the node, and says so in one
+line; another Ctrl-C while they stop exits at once (the node's zygote, which
+watches this process, still kills and reaps every process and removes the
+node's directory).
+
+Log records of every process of the node go through this process's logging
+(see :mod:`otp._logging`): to stderr, above the live display, or to
+``--log-file``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import logging
 import os
+import signal
 import sys
 
+#: The modules of the ``demo`` extra (setup.cfg), checked before anything starts.
+DEMO_MODULES = ("numpy", "sklearn", "rich")
+MISSING_EXTRA = "mabeam demo needs its extra: pip install 'mabeam[demo]'"
+EXIT_INTERRUPTED = 130
+#: The zygote imports scikit-learn once; every learner process is forked
+#: with it loaded instead of importing it (about a second each).
+PRELOAD = (
+    "mabeam.demo.learners",
+    "sklearn.svm",
+    "sklearn.neighbors",
+    "sklearn.ensemble",
+    "sklearn.linear_model",
+    "sklearn.model_selection",
+    "sklearn.datasets",
+)
 
-def main(argv: list[str] | None = None) -> int:
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mabeam", description="MABEAM: multi-agent coordination on OTP-style processes"
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="multi-agent hyperparameter search on scikit-learn's digits")
-    demo.add_argument("--agents", type=int, default=4, help="learner agents (OS processes), default 4")
-    demo.add_argument("--rounds", type=int, default=6, help="auction/training rounds, default 6")
-    demo.add_argument("--slots", type=int, default=2, help="training slots sold per round, default 2")
-    demo.add_argument("--chaos", action="store_true", help="SIGKILL random agents during the run")
-    demo.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    if args.agents < 1 or args.rounds < 1 or args.slots < 1:
-        parser.error("--agents, --rounds and --slots must be at least 1")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="what to run: demo")
+    demo = sub.add_parser(
+        "demo",
+        help="multi-agent hyperparameter search on scikit-learn's digits",
+        description="Learner agents (one OS process each) bid for training slots, train real scikit-learn "
+        "models, share their scores and vote on the winning configuration.",
+    )
+    demo.add_argument("--agents", type=_positive, default=4, help="learner agents, OS processes (default: %(default)s)")
+    demo.add_argument("--rounds", type=_positive, default=6, help="auction/training rounds (default: %(default)s)")
+    demo.add_argument("--slots", type=_positive, default=2, help="training slots sold per round (default: %(default)s)")
+    demo.add_argument("--chaos", action="store_true", help="SIGKILL random agents during the run (default: off)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the agents' searches (default: %(default)s)")
+    demo.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        help="least severe log record shown, from any process of the node (default: %(default)s)",
+    )
+    demo.add_argument("--log-file", help="write log records to this file (default: stderr, above the display)")
+    demo.add_argument(
+        "--base-dir", default="/tmp", help="where the node makes its socket directory (default: %(default)s)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    missing = [name for name in DEMO_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        print(f"{MISSING_EXTRA} (missing: {', '.join(missing)})", file=sys.stderr)
+        return 2
     # One BLAS thread per process: the agents are the parallelism, and the
     # node's zygote must stay single threaded to fork safely.
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
+    ctrl_c = _CtrlC()
+    previous = signal.signal(signal.SIGINT, ctrl_c)
+    try:
+        status = _demo(args, ctrl_c)
+    except KeyboardInterrupt:  # before the node ran or while it stopped: it cleaned up itself
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if not ctrl_c.seen:  # else another Ctrl-C until exit still exits without a traceback
+            signal.signal(signal.SIGINT, previous)
+    if status == EXIT_INTERRUPTED:
+        print(" done", file=sys.stderr)
+    return status
+
+
+class _CtrlC:
+    """SIGINT handler: the first raises KeyboardInterrupt (the run unwinds
+    and the node stops its processes); a later one exits at once, without a
+    traceback through whatever was stopping."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        self.node = None
+        self.running: int | None = None  # the node's processes when interrupted
+
+    def __call__(self, signum, frame) -> None:
+        if self.seen:
+            os.write(2, b" interrupted again: exiting now\n")  # no buffered stream: it may be mid-write
+            os._exit(EXIT_INTERRUPTED)
+        self.seen = True
+        if self.node is not None:
+            try:
+                self.running = len(self.node.os_pids(embryos=False))
+            except Exception:  # noqa: BLE001 - only the count in the message is lost
+                pass
+        raise KeyboardInterrupt
+
+
+def _demo(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
     import otp
 
     from .demo.run import DemoConfig, run
     from .demo.ui import Display
 
+    _configure_logging(args)
     config = DemoConfig(agents=args.agents, rounds=args.rounds, slots=args.slots, chaos=args.chaos, seed=args.seed)
-    # The zygote imports scikit-learn once; every learner process is forked
-    # with it loaded instead of importing it (about a second each).
-    preload = (
-        "mabeam.demo.learners",
-        "sklearn.svm",
-        "sklearn.neighbors",
-        "sklearn.ensemble",
-        "sklearn.linear_model",
-        "sklearn.model_selection",
-        "sklearn.datasets",
-    )
-    with otp.Node(name="mabeam-demo", preload=preload):
-        with Display() as display:
-            progress = run(config, display)
-        display.summary(progress)
+    with otp.Node(name="mabeam-demo", preload=PRELOAD, base_dir=args.base_dir) as node:
+        ctrl_c.node = node
+        try:
+            with Display() as display:
+                progress = run(config, display)
+            display.summary(progress)
+        except KeyboardInterrupt:
+            count = "the node's processes" if ctrl_c.running is None else f"{ctrl_c.running} processes"
+            print(f"interrupted; stopping {count}...", end="", file=sys.stderr, flush=True)
+            return EXIT_INTERRUPTED  # leaving the block stops every process
+        finally:
+            ctrl_c.node = None
     return 0 if progress.winner is not None else 1
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    plain = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    if args.log_file:
+        logging.basicConfig(filename=args.log_file, level=args.log_level, format=plain)
+        return
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        logging.basicConfig(level=args.log_level, format=plain)
+        return
+    # rich prints this console's lines above the live display.
+    handler = RichHandler(console=console, show_path=False)
+    logging.basicConfig(level=args.log_level, format="%(name)s: %(message)s", handlers=[handler])
 
 
 if __name__ == "__main__":

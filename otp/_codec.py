@@ -5,6 +5,11 @@ A mailbox frame is one ZeroMQ frame holding one pickle of a tuple::
     (sender uid, sequence number, message)             a message
     (sender uid, sequence number, call ref, value)     a reply to a call
 
+The tuple is a plain ``tuple``, the uid and sequence number are plain
+``int`` (not ``bool``) and the call ref is a :class:`~otp._pid.Ref` of an
+``int``; anything else (see :func:`is_frame`) is not a frame and is
+dropped by the receiver, never delivered.
+
 The sequence number counts frames from one sender to one receiver; signals
 that travel on the datagram channel carry the sender's count at the time
 they were sent, which lets the receiver keep OTP's per-pair order between
@@ -25,13 +30,27 @@ must authenticate peers (CURVE) before any frame reaches :func:`decode`.
 
 from __future__ import annotations
 
+import io
+import marshal
 import pickle
+import types
+from collections import ChainMap
 
 import cloudpickle
 
 from ._errors import EncodeError
+from ._pid import Ref
 
-__all__ = ["WAKE_FRAME", "dumps", "dumps_by_value", "encode_frame", "decode", "DecodeError", "decode_signal"]
+__all__ = [
+    "WAKE_FRAME",
+    "dumps",
+    "dumps_by_value",
+    "encode_frame",
+    "decode",
+    "is_frame",
+    "DecodeError",
+    "decode_signal",
+]
 
 #: A frame of this single byte only wakes the receiver (from its own signal
 #: thread); it carries nothing and is never decoded.
@@ -51,7 +70,7 @@ def dumps(obj: object) -> bytes:
     except (pickle.PicklingError, AttributeError, TypeError):
         pass
     try:
-        return cloudpickle.dumps(obj, PROTOCOL)
+        return _cloudpickle_dumps(obj)
     except Exception as exc:  # cloudpickle raises many kinds
         raise EncodeError(f"cannot serialise {type(obj).__name__} object: {exc}") from exc
 
@@ -74,7 +93,7 @@ def dumps_by_value(obj: object) -> bytes:
     name something of ``__main__`` (see ``Process.send``); other messages
     use :func:`dumps` (plain pickle first, much faster)."""
     try:
-        return cloudpickle.dumps(obj, PROTOCOL)
+        return _cloudpickle_dumps(obj)
     except Exception as exc:
         raise EncodeError(f"cannot serialise {type(obj).__name__} object: {exc}") from exc
 
@@ -85,9 +104,19 @@ def decode(frame: bytes) -> tuple:
         t = pickle.loads(frame)
     except Exception as exc:
         raise DecodeError(f"undecodable frame: {exc!r}") from exc
-    if type(t) is not tuple or len(t) not in (3, 4) or type(t[0]) is not int:
+    if not is_frame(t):
         raise DecodeError("not a mailbox frame")
     return t
+
+
+def is_frame(t: object) -> bool:
+    """True if ``t`` has exactly the shape of a mailbox frame's tuple.
+
+    (``Process._accept`` checks messages inline, once per message, and
+    calls this for the rest.)"""
+    if type(t) is not tuple or not 3 <= len(t) <= 4 or type(t[0]) is not int or type(t[1]) is not int:
+        return False
+    return len(t) == 3 or (type(t[2]) is Ref and type(t[2].id) is int)
 
 
 def decode_signal(data: bytes) -> tuple:
@@ -98,3 +127,22 @@ def decode_signal(data: bytes) -> tuple:
     if not isinstance(sig, tuple) or len(sig) < 3:
         raise DecodeError(f"malformed signal {sig!r}")
     return sig
+
+
+def _reduce_code(code: types.CodeType) -> tuple:
+    # cloudpickle (3.x) rebuilds code objects with co_filename
+    # "<dynamic-code>", so a traceback through a function sent by value
+    # could not name the user's file or show its lines.  marshal keeps every
+    # field; both ends run the same interpreter (the zygote is forked, or
+    # started from sys.executable).
+    return marshal.loads, (marshal.dumps(code),)
+
+
+class _Pickler(cloudpickle.Pickler):
+    dispatch_table = ChainMap({types.CodeType: _reduce_code}, cloudpickle.Pickler.dispatch_table)
+
+
+def _cloudpickle_dumps(obj: object) -> bytes:
+    with io.BytesIO() as buf:
+        _Pickler(buf, protocol=PROTOCOL).dump(obj)
+        return buf.getvalue()

@@ -10,6 +10,10 @@ function, and runs it, so a spawn costs a few hundred microseconds.
 The spawner registers its link or monitor on the new pid *before* sending
 the function, and the embryo installs its side before running it, so
 ``spawn_link`` and ``spawn_monitor`` are atomic.
+
+Logging is set up first of all (:func:`otp._logging.install_forwarder`):
+every record the process logs, from its bootstrap on, goes to the node's
+root process and through the root's logging configuration.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import socket
 import struct
 import sys
 
-from . import _oslib, _process
+from . import _logging, _oslib, _process
 from ._errors import ProcessExit
 from ._reasons import Crash, is_clean
 from ._transport import NodeInfo
@@ -53,6 +57,7 @@ def embryo_main(node: NodeInfo, uid: int, zygote_channel: socket.socket, zygote_
         _oslib.set_parent_death_signal(signal.SIGKILL)
         if os.getppid() != zygote_pid:
             os._exit(1)
+        _logging.install_forwarder(node)
         proc = _process.Process(node, uid, root=False)
         proc.rt = 1  # kernel code until the function starts: no interrupts
         proc.activate()
@@ -75,7 +80,9 @@ def embryo_main(node: NodeInfo, uid: int, zygote_channel: socket.socket, zygote_
         log.exception("process bootstrap failed")
         os._exit(70)
     for entry in path:
-        if entry not in sys.path:
+        # Only absolute entries: '' or a relative one would mean this
+        # process's current directory, which nobody chose to import from.
+        if isinstance(entry, str) and os.path.isabs(entry) and "\0" not in entry and entry not in sys.path:
             sys.path.append(entry)
     sig = proc.sig
     with sig.lock:
@@ -101,7 +108,12 @@ def embryo_main(node: NodeInfo, uid: int, zygote_channel: socket.socket, zygote_
             reason = Crash.from_exception(exc)
     except BaseException as exc:
         reason = Crash.from_exception(exc)
-        log.error("process %r crashed:\n%s", proc.pid, reason.traceback.rstrip())
+        log.error(
+            "process %r crashed:\n%s",
+            proc.pid,
+            reason.traceback.rstrip(),
+            extra=_logging.report("crash", pid=proc.pid, reason=reason),
+        )
     try:
         proc.terminate(reason)
     except BaseException:

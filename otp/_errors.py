@@ -7,6 +7,8 @@ reason trio's ``Cancelled`` and Python's ``KeyboardInterrupt`` do).
 
 from __future__ import annotations
 
+from ._reasons import format_reason
+
 __all__ = [
     "OTPError",
     "Timeout",
@@ -66,11 +68,18 @@ class CalleeExit(CallError):
 
 
 class StartError(OTPError):
-    """A behaviour's synchronous start failed; ``reason`` is OTP's error term."""
+    """A behaviour's synchronous start failed; ``reason`` is OTP's error term.
+
+    Its text shows the reason and, when ``init`` raised (the reason is, or
+    holds, an :class:`otp.Crash`), the traceback taken in the new process.
+    """
 
     def __init__(self, reason: object) -> None:
         super().__init__(reason)
         self.reason = reason
+
+    def __str__(self) -> str:
+        return format_reason(self.reason)
 
 
 class EncodeError(OTPError, TypeError):

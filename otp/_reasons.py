@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from ._pid import Pid, Ref
 
-__all__ = ["EXIT", "DOWN", "Crash", "is_normal", "is_shutdown", "is_clean"]
+__all__ = ["EXIT", "DOWN", "Crash", "format_reason", "is_normal", "is_shutdown", "is_clean"]
 
 
 class EXIT(NamedTuple):
@@ -58,6 +58,37 @@ class Crash:
 
     def __repr__(self) -> str:
         return f"Crash({self.type_name}: {self.message})"
+
+    def format(self) -> str:
+        """The exception as Python prints it: the traceback taken in the
+        process that raised, else ``type: message``."""
+        if self.traceback:
+            return self.traceback.rstrip()
+        return f"{self.exc_type}: {self.message}"
+
+
+def _crashes(term: object, depth: int = 0) -> list[Crash]:
+    # Error terms nest crashes in tuples (('shutdown', ('failed_to_start_child',
+    # id, Crash))); a bound on depth keeps a self-referencing term harmless.
+    if isinstance(term, Crash):
+        return [term]
+    if depth > 8 or not isinstance(term, (tuple, list)):
+        return []
+    return [c for item in term for c in _crashes(item, depth + 1)]
+
+
+def format_reason(reason: object) -> str:
+    """``repr(reason)``, then the traceback of every :class:`Crash` in it,
+    indented, so an error raised far from the process that failed still
+    shows where it failed."""
+    try:
+        text = repr(reason)
+    except Exception:  # noqa: BLE001 - a user's term with a broken __repr__ still gets reported
+        text = f"<{type(reason).__qualname__} object>"
+    for crash in _crashes(reason):
+        body = "\n".join("    " + line for line in crash.format().splitlines())
+        text += f"\n\n  in the process that failed:\n{body}"
+    return text
 
 
 def is_normal(reason: object) -> bool:

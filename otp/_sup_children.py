@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Any
 
-from . import _api
+from . import _api, _logging
 from ._child_spec import ChildInfo, ChildSpec, SupervisorError, SupFlags
 from ._errors import ProcessExit, StartError, Timeout
 from ._gen_server import Ignore
@@ -126,6 +126,14 @@ class Children:
         if isinstance(pid, Pid):
             self.by_uid[pid.uid] = child
             self.notify("started", child.spec.id, pid)
+            sup = self.name or _api.self_()
+            log.info(
+                "supervisor %r: started child %r, pid %r",
+                sup,
+                child.spec.id,
+                pid,
+                extra=_logging.report("progress", supervisor=sup, child_id=child.spec.id, pid=pid),
+            )
 
     def _remove(self, child: Child) -> None:
         self._set_pid(child, None)
@@ -151,6 +159,13 @@ class Children:
             context,
             f" (child {child.spec.id!r}, pid {child.pid!r})" if child is not None else "",
             reason,
+            extra=_logging.report(
+                "supervisor",
+                supervisor=self.name or _api.self_(),
+                child_id=None if child is None else child.spec.id,
+                pid=None if child is None else child.pid,
+                reason=reason,
+            ),
         )
 
     # ------------------------------------------------------------ start

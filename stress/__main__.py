@@ -57,27 +57,38 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m stress", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument(
-        "--quick", action="store_true", help="fewer samples (a smoke run: about 20 s, 70 s with --peers, on 2 cores)"
+        "--quick",
+        action="store_true",
+        help="fewer samples: a smoke run, about 20 s, 70 s with --peers, on 2 cores (default: off)",
     )
-    p.add_argument("--only", nargs="+", metavar="NAME", help="run only these benchmarks (see --list)")
-    p.add_argument("--list", action="store_true", help="list the benchmarks and whether they can run, then exit")
-    p.add_argument("--rounds", type=int, help="override the number of rounds of every benchmark run")
-    p.add_argument("--n", type=int, help="override the samples per round of every benchmark run")
-    p.add_argument("--warmup", type=int, help="override the warm-up operations of every benchmark run")
+    p.add_argument("--only", nargs="+", metavar="NAME", help="run only these benchmarks, see --list (default: all)")
+    p.add_argument(
+        "--list", action="store_true", help="list the benchmarks and whether they can run, then exit (default: off)"
+    )
+    p.add_argument("--rounds", type=int, help="rounds of every benchmark run (default: each benchmark's own)")
+    p.add_argument("--n", type=int, help="samples per round of every benchmark run (default: each benchmark's own)")
+    p.add_argument(
+        "--warmup", type=int, help="warm-up operations of every benchmark run (default: each benchmark's own)"
+    )
     p.add_argument(
         "--peers",
         nargs="*",
         choices=["thespian", "ray"],
-        help="also run the same workloads on these peers (default: both); a peer not installed is skipped",
+        help="also run the same workloads on these peers, both if none is named; a peer not installed is "
+        "skipped (default: no peers)",
     )
     p.add_argument("--out", default=DEFAULT_OUT, help="directory for the JSON and PNG (default: stress/results)")
     p.add_argument("--name", help="file name prefix (default: 'stress' or 'stress-quick')")
-    p.add_argument("--no-plot", action="store_true", help="do not write the PNG")
+    p.add_argument("--no-plot", action="store_true", help="do not write the PNG (default: write it)")
     p.add_argument(
-        "--compare", metavar="BASE.json", help="report significant regressions against this run; exit 1 if any"
+        "--compare",
+        metavar="BASE.json",
+        help="report significant regressions against this run; exit 1 if any (default: no comparison)",
     )
     p.add_argument(
-        "--against", metavar="NEW.json", help="with --compare: compare this file instead of running anything"
+        "--against",
+        metavar="NEW.json",
+        help="with --compare: compare this file instead of running anything (default: run the suite)",
     )
     p.add_argument(
         "--min-change",
@@ -89,8 +100,8 @@ def _parser() -> argparse.ArgumentParser:
         "--metric",
         choices=list(_compare.METRICS),
         default="guarded",
-        help="--compare rule: 'guarded' (default: our figure significantly worse and ours/floor worse too), "
-        "'ours' (our figure only), 'ratio' (ours/floor per round only); see stress/README.md",
+        help="--compare rule: 'guarded' (our figure significantly worse and ours/floor worse too), "
+        "'ours' (our figure only), 'ratio' (ours/floor per round only); see stress/README.md (default: %(default)s)",
     )
     return p
 

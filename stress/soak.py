@@ -174,7 +174,7 @@ def _plot(report: dict, path: str) -> str | None:
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m stress.soak", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -187,12 +187,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--interval", type=float, default=10.0, help="seconds between samples (default: %(default)s)")
     p.add_argument("--warmup", type=float, help="seconds excluded from the verdict (default: a fifth of the run)")
-    p.add_argument("--servers", type=int, default=4)
-    p.add_argument("--calls", type=int, default=40, help="calls per tick")
-    p.add_argument("--casts", type=int, default=200, help="casts per tick")
-    p.add_argument("--spawns", type=int, default=4, help="short-lived processes per tick")
-    p.add_argument("--out", default=DEFAULT_OUT)
-    p.add_argument("--no-plot", action="store_true")
+    p.add_argument("--servers", type=int, default=4, help="long-lived gen_servers (default: %(default)s)")
+    p.add_argument("--calls", type=int, default=40, help="calls per tick (default: %(default)s)")
+    p.add_argument("--casts", type=int, default=200, help="casts per tick (default: %(default)s)")
+    p.add_argument("--spawns", type=int, default=4, help="short-lived processes per tick (default: %(default)s)")
+    p.add_argument("--out", default=DEFAULT_OUT, help="directory for the JSON and PNG (default: stress/results)")
+    p.add_argument("--no-plot", action="store_true", help="do not write the PNG (default: write it)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _parser()
     args = p.parse_args(argv)
     duration = args.minutes * 60
     warmup = args.warmup if args.warmup is not None else duration / 5

@@ -220,14 +220,19 @@ def _print(report: dict) -> None:
     print("verdict:", "whole, no leak" if report["ok"] else "FAILED")
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m stress.storm", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--workers", type=int, default=1000)
-    ap.add_argument("--kills", type=int, default=300)
-    ap.add_argument("--wave", type=int, default=25)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--quick", action="store_true", help="200 workers, 50 kills")
-    ap.add_argument("--out", default=DEFAULT_OUT)
+    ap.add_argument("--workers", type=int, default=1000, help="workers under the supervisor (default: %(default)s)")
+    ap.add_argument("--kills", type=int, default=300, help="SIGKILLs in the storm (default: %(default)s)")
+    ap.add_argument("--wave", type=int, default=25, help="kills per wave (default: %(default)s)")
+    ap.add_argument("--seed", type=int, default=1, help="seed of the choice of victims (default: %(default)s)")
+    ap.add_argument("--quick", action="store_true", help="200 workers, 50 kills (default: off)")
+    ap.add_argument("--out", default=DEFAULT_OUT, help="directory for the JSON (default: stress/results)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = _parser()
     args = ap.parse_args(argv)
     if args.quick:
         args.workers, args.kills = 200, 50
