@@ -7,9 +7,12 @@ registry is running, registered names (see :func:`otp.whereis`).
 
 from __future__ import annotations
 
+import numbers
+
 from . import _process
 from ._errors import NoProc
 from ._pid import Pid, Ref, make_ref
+from ._timeouts import check_timeout
 
 __all__ = [
     "spawn",
@@ -29,6 +32,7 @@ __all__ = [
     "make_ref",
     "resolve",
     "name_resolvers",
+    "check_max_mailbox",
 ]
 
 #: Functions ``name -> Pid | None`` tried in order to resolve a non-pid
@@ -49,15 +53,50 @@ def resolve(dest: object) -> Pid:
     raise NoProc(dest)
 
 
-def spawn_opt(fn, args: tuple = (), kwargs: dict | None = None, *, link: bool = False, monitor: bool = False):
+def spawn_opt(
+    fn,
+    args: tuple = (),
+    kwargs: dict | None = None,
+    *,
+    link: bool = False,
+    monitor: bool = False,
+    max_mailbox: int | None = None,
+):
     """Start ``fn(*args, **kwargs)`` in a new OS process.
 
     Returns its pid, or ``(pid, ref)`` with ``monitor=True``.  With
     ``link=True`` the link exists before ``fn`` runs (spawn_link is atomic).
     The call returns once the new process's mailbox is bound, so messages
     sent right away are delivered without a reconnect delay.
+
+    ``max_mailbox=n`` bounds the process's queue: past ``n`` messages it
+    exits with reason ``('max_mailbox', n)``; None (the default) leaves it
+    unbounded, as in Erlang.  A bad bound raises before anything is spawned.
     """
-    return _process.current().spawn(fn, args, kwargs or {}, link=link, monitor=monitor)
+    options = spawn_options(link, monitor, max_mailbox)
+    return _process.current().spawn(fn, args, kwargs or {}, **options)
+
+
+def spawn_options(link: bool, monitor: bool, max_mailbox: object) -> dict:
+    """Keywords for ``Process.spawn``, ``max_mailbox`` checked; it is passed
+    only when set, so that a ``Process.spawn`` without the keyword still
+    serves everything else."""
+    options: dict = {"link": link, "monitor": monitor}
+    if max_mailbox is not None:
+        options["max_mailbox"] = check_max_mailbox(max_mailbox)
+    return options
+
+
+def check_max_mailbox(max_mailbox: object) -> int | None:
+    """``max_mailbox`` if None or a positive int (any Integral); TypeError
+    for a non-int (a bool included), ValueError for an int below 1."""
+    if max_mailbox is None:
+        return None
+    if isinstance(max_mailbox, bool) or not isinstance(max_mailbox, numbers.Integral):
+        raise TypeError(f"max_mailbox must be a positive int or None, not {max_mailbox!r}")
+    if max_mailbox < 1:
+        raise ValueError(f"max_mailbox must be a positive int or None, not {max_mailbox!r}")
+    return int(max_mailbox)
 
 
 def spawn(fn, *args, **kwargs) -> Pid:
@@ -97,9 +136,13 @@ def receive(timeout: float | None = None, match=None):
     """The first queued message for which ``match(msg)`` is true.
 
     Without ``match``, the oldest message.  Messages that do not match stay
-    queued, in order.  Waits up to ``timeout`` seconds (None: forever; 0:
-    only what has already arrived) and raises :class:`otp.Timeout`.
+    queued, in order.  Waits up to ``timeout`` seconds (None or
+    ``math.inf``: forever; 0: only what has already arrived) and raises
+    :class:`otp.Timeout`; a bad timeout (nan, negative, not a number)
+    raises ValueError or TypeError and takes nothing.
     """
+    if timeout is not None:
+        timeout = check_timeout(timeout)
     return _process.current().receive(timeout, match)
 
 

@@ -13,7 +13,9 @@ to the caller* and return its pid (``GenServer.start_link`` and
 
 Defaults (CS-1, supervisor.erl's ``?default_child_spec``): restart
 ``'permanent'``, type ``'worker'``, shutdown 5 seconds for workers and
-``'infinity'`` for supervisors, significant ``False``.
+``'infinity'`` for supervisors, significant ``False``.  A shutdown of
+``math.inf`` is stored as ``'infinity'``; nan, a negative number or
+anything else is ``('invalid_shutdown', x)``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 from ._errors import OTPError
+from ._timeouts import check_timeout
 
 __all__ = [
     "ChildSpec",
@@ -109,10 +112,14 @@ def _valid_start(start: Any) -> tuple:
 def _valid_shutdown(shutdown: Any, child_type: str) -> Any:
     if shutdown is _UNSET or shutdown is None:
         return WORKER_SHUTDOWN if child_type == "worker" else "infinity"
-    if shutdown in ("brutal_kill", "infinity"):
+    if isinstance(shutdown, str) and shutdown in ("brutal_kill", "infinity"):
         return shutdown
-    if isinstance(shutdown, numbers.Real) and not isinstance(shutdown, bool) and shutdown >= 0:
-        return float(shutdown)
+    if isinstance(shutdown, numbers.Real) and not isinstance(shutdown, bool):
+        try:
+            seconds = check_timeout(shutdown, "shutdown")
+        except (TypeError, ValueError):
+            raise SupervisorError(("invalid_shutdown", shutdown)) from None
+        return "infinity" if seconds is None else seconds  # math.inf is OTP's infinity
     raise SupervisorError(("invalid_shutdown", shutdown))
 
 
@@ -191,7 +198,8 @@ def validate_flags(flags: Any) -> SupFlags:
         raise SupervisorError(("invalid_strategy", flags.strategy))
     if not isinstance(flags.intensity, int) or isinstance(flags.intensity, bool) or flags.intensity < 0:
         raise SupervisorError(("invalid_intensity", flags.intensity))
-    if not isinstance(flags.period, numbers.Real) or isinstance(flags.period, bool) or flags.period <= 0:
+    # `not > 0` rather than `<= 0`: nan compares false both ways.
+    if not isinstance(flags.period, numbers.Real) or isinstance(flags.period, bool) or not flags.period > 0:
         raise SupervisorError(("invalid_period", flags.period))
     if flags.auto_shutdown not in AUTO_SHUTDOWN:
         raise SupervisorError(("invalid_auto_shutdown", flags.auto_shutdown))

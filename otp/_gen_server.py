@@ -22,8 +22,10 @@ Return values
     ``Ignore`` or ``Stop(reason)``, or raises.
 
 Semantics follow OTP: start is synchronous (returns after ``init``); an
-``init`` failure raises :class:`StartError` in the starter, which is *not*
-killed by the link (OTP 26's proc_lib: the server unlinks before it exits);
+``init`` failure, or a ``name=`` that cannot be registered, raises
+:class:`StartError` in the starter, which is *not* killed by the link
+(OTP 26's proc_lib: the server unlinks before it exits); a name of the
+wrong shape is refused before anything is spawned (OTP's badarg);
 ``terminate`` runs when a callback returns ``Stop``, raises or returns a bad
 value, and when a server that traps exits gets an exit signal from its
 parent; it does not run when the process is killed by an exit signal it
@@ -36,10 +38,11 @@ import gc
 import logging
 from typing import Any, NamedTuple
 
-from . import _api, _process
+from . import _api, _logging, _process
 from ._errors import NoProc, ProcessExit, StartError, Timeout
 from ._pid import Pid
-from ._reasons import DOWN, EXIT, Crash, is_clean
+from ._reasons import DOWN, EXIT, Crash, format_reason, is_clean
+from ._timeouts import check_timeout
 
 log = logging.getLogger("otp")
 
@@ -139,25 +142,64 @@ class GenServer:
     # ------------------------------------------------------------- starting
 
     @classmethod
-    def start(cls, args: Any = None, *, name: Any = None, timeout: float = DEFAULT_CALL_TIMEOUT) -> Pid | None:
+    def start(
+        cls,
+        args: Any = None,
+        *,
+        name: Any = None,
+        timeout: float | None = DEFAULT_CALL_TIMEOUT,
+        max_mailbox: int | None = None,
+    ) -> Pid | None:
         """Start a server (not linked); return its pid once ``init`` returned,
-        None if ``init`` returned ``Ignore``."""
-        return _start(cls, args, name, timeout, link=False)
+        None if ``init`` returned ``Ignore``.
+
+        ``timeout`` bounds the wait for ``init`` (None or ``math.inf``:
+        forever); ``max_mailbox`` bounds the server's queue (see
+        :func:`otp.spawn_opt`).  A bad timeout or bound raises ValueError or
+        TypeError, and a name of the wrong shape raises
+        ``StartError(('invalid_name', name, why))``, all in the caller before
+        anything is spawned.  A name of the right shape that cannot be
+        registered fails the start: ``StartError(('already_started', pid))``
+        on a clash, ``StartError(('invalid_name', name, Crash))`` for any other
+        error of the registry (a via registry that does not exist...).
+        """
+        return _start(cls, args, name, timeout, False, max_mailbox)
 
     @classmethod
-    def start_link(cls, args: Any = None, *, name: Any = None, timeout: float = DEFAULT_CALL_TIMEOUT) -> Pid | None:
-        """Like :meth:`start`, linked to the caller."""
-        return _start(cls, args, name, timeout, link=True)
+    def start_link(
+        cls,
+        args: Any = None,
+        *,
+        name: Any = None,
+        timeout: float | None = DEFAULT_CALL_TIMEOUT,
+        max_mailbox: int | None = None,
+    ) -> Pid | None:
+        """Like :meth:`start`, linked to the caller.  A failed start (a bad
+        name included) raises in the caller and never kills it through the
+        link."""
+        return _start(cls, args, name, timeout, True, max_mailbox)
 
     @classmethod
-    def child_spec(cls, args: Any = None, id: Any = None, *, name: Any = None, **kw: Any):  # noqa: A002
-        """A child spec running ``cls.start_link(args, name=name)`` (id
-        defaults to the class name); ``kw`` are child_spec's keywords."""
+    def child_spec(
+        cls,
+        args: Any = None,
+        id: Any = None,  # noqa: A002
+        *,
+        name: Any = None,
+        max_mailbox: int | None = None,
+        **kw: Any,
+    ):
+        """A child spec running ``cls.start_link(args, name=name,
+        max_mailbox=max_mailbox)`` (id defaults to the class name); ``kw``
+        are child_spec's keywords.  A bad ``max_mailbox`` raises here."""
         from functools import partial
 
         from ._child_spec import child_spec
 
-        start = partial(cls.start_link, name=name) if name is not None else cls.start_link
+        options = {"name": name} if name is not None else {}
+        if _api.check_max_mailbox(max_mailbox) is not None:
+            options["max_mailbox"] = max_mailbox
+        start = partial(cls.start_link, **options) if options else cls.start_link
         return child_spec(id if id is not None else cls.__name__, (start, (args,)), **kw)
 
 
@@ -170,8 +212,10 @@ def call(server: Any, request: Any, timeout: float | None = DEFAULT_CALL_TIMEOUT
     Raises :class:`CallTimeout` (a reply arriving later is dropped),
     :class:`NoProc`, or :class:`CalleeExit` with the server's exit reason if
     it exits before replying.  ``timeout=None`` waits forever (but never
-    past the server's death).
+    past the server's death), as does ``math.inf``; a bad timeout raises
+    ValueError or TypeError before anything is sent.
     """
+    timeout = check_timeout(timeout)
     p = _process.current()
     pid = _api.resolve(server)
     me = p.pid
@@ -182,7 +226,9 @@ def multi_call(requests: list, timeout: float | None = DEFAULT_CALL_TIMEOUT) -> 
     """Call several servers concurrently: ``requests`` is a list of
     ``(server, request)``; returns a list, in the same order, of
     ``('ok', reply)`` or ``('error', CallError)``.  Never raises for one
-    server's failure; the whole waits at most ``timeout``."""
+    server's failure; the whole waits at most ``timeout`` (checked as
+    :func:`call`'s, before anything is sent)."""
+    timeout = check_timeout(timeout)
     p = _process.current()
     me = p.pid
     targets = []
@@ -221,10 +267,12 @@ def stop(server: Any, reason: Any = "normal", timeout: float | None = None) -> N
 
     Raises :class:`NoProc` if it does not exist, :class:`CallTimeout` if it
     did not exit in time, :class:`CalleeExit` if it exited with another
-    reason.
+    reason.  ``timeout`` None or ``math.inf`` waits forever; a bad one
+    raises ValueError or TypeError before anything is sent.
     """
     from ._errors import CalleeExit, CallTimeout
 
+    timeout = check_timeout(timeout)
     pid = _api.resolve(server)
     ref = _api.monitor(pid)
     _api.send(pid, ("$gen_stop", reason))
@@ -239,14 +287,15 @@ def stop(server: Any, reason: Any = "normal", timeout: float | None = None) -> N
         raise CalleeExit(down.reason, server, ("stop", reason))
 
 
-def _start(cls: type, args: Any, name: Any, timeout: float, link: bool) -> Pid | None:
+def _start(cls: type, args: Any, name: Any, timeout: Any, link: bool, max_mailbox: Any) -> Pid | None:
     if not (isinstance(cls, type) and issubclass(cls, GenServer)):
         raise TypeError(f"{cls!r} is not a GenServer subclass")
+    timeout = check_timeout(timeout)
+    check_name(name)
+    options = _api.spawn_options(link, True, max_mailbox)
     p = _process.current()
     ack = _api.make_ref()
-    pid, mref = p.spawn(
-        _server_main, (cls, args, name, p.pid, ack, link), {}, link=link, monitor=True, module=cls.__module__
-    )
+    pid, mref = p.spawn(_server_main, (cls, args, name, p.pid, ack, link), {}, module=cls.__module__, **options)
 
     def answer(m: object) -> bool:
         return (type(m) is tuple and len(m) == 3 and m[0] == "$ack" and m[1] == ack) or (
@@ -272,63 +321,147 @@ def _start(cls: type, args: Any, name: Any, timeout: float, link: bool) -> Pid |
     raise StartError(value)
 
 
+# ------------------------------------------------------------------- names
+
+
+def check_name(name: Any) -> None:
+    """Refuse, in the caller, a ``name=`` no registry could take (OTP's
+    badarg before spawning): ``StartError(('invalid_name', name, why))``.
+
+    A name is a str, int, bytes or tuple of those (no bool: ``True == 1``),
+    or ``otp.via(registry, key)`` with a pid or such a name as registry and
+    such a key.  What only the registry knows (does the registry exist, how
+    deep may tuples nest) is found out by the new process."""
+    if name is None:
+        return
+    why = _name_problem(name)
+    if why is not None:
+        raise StartError(("invalid_name", name, why))
+
+
+def _name_problem(name: Any) -> str | None:
+    try:
+        hash(name)
+    except (TypeError, RecursionError):
+        return "a name must be hashable"
+    if not (isinstance(name, tuple) and name and isinstance(name[0], str) and name[0] == "$via"):
+        return _term_problem(name)
+    if len(name) != 3:
+        return "a via name is otp.via(registry, key)"
+    _, registry, key = name
+    if not isinstance(registry, Pid) and _term_problem(registry) is not None:
+        return "the registry of a via name is a pid or a name"
+    return _term_problem(key)
+
+
+def _term_problem(term: Any, depth: int = 0) -> str | None:
+    if isinstance(term, bool) or not isinstance(term, (str, int, bytes, tuple)):
+        return f"a name is a str, int, bytes or tuple of those, not {type(term).__name__}"
+    if isinstance(term, tuple) and depth < 64:  # deeper: the registry's own limit says
+        for part in term:
+            why = _term_problem(part, depth + 1)
+            if why is not None:
+                return why
+    return None
+
+
 # ------------------------------------------------------------------ server
 
 
 def _server_main(cls: type, args: Any, name: Any, parent: Pid, ack, linked: bool) -> None:
-    p = _process.current()
-    server = cls()
+    started = _Starter(cls, name, parent, ack, linked).start(args)
+    if started is not None:
+        _Loop(started[0], _process.current(), parent).run(started[1], started[2])
 
-    def answer(result: tuple) -> None:
-        p.send(parent, ("$ack", ack, result))
 
-    def fail(reason: Any, *, log_it: bool) -> None:
-        # GS-START: the name goes before the starter hears of the failure,
-        # so that an immediate restart does not find it taken.
-        if name is not None and registered:
-            for unregistrar in name_unregistrars:
-                unregistrar(name, p.pid)
-        if linked:  # OTP 26: a failed start does not take the starter down
-            p.unlink(parent)
-        answer(("error", reason))
-        if log_it:
-            log.error("%s %r failed to start: %r", cls.__name__, p.pid, reason)
-        raise ProcessExit(reason)
+class _Starter:
+    """The start of one server, up to its answer to the starter (GS-START).
 
-    registered = False
-    if name is not None:
+    Whatever fails (the name, the class, ``init``, its return value), the
+    server unlinks from its starter before it answers, so that the starter
+    gets :class:`StartError` and is not killed by the link (OTP 26)."""
+
+    def __init__(self, cls: type, name: Any, parent: Pid, ack, linked: bool) -> None:
+        self.cls, self.name, self.parent, self.ack, self.linked = cls, name, parent, ack, linked
+        self.proc = _process.current()
+        self.registered = False
+
+    def start(self, args: Any) -> tuple | None:
+        """``(server, state, action)``, or None after ``Ignore``; raises
+        ProcessExit after a failure was answered."""
+        self.register()
+        try:
+            server = self.cls()
+            result = server.init(args)
+        except ProcessExit:
+            raise
+        except Exception as exc:
+            self.fail(Crash.from_exception(exc), log_it=True)
+        if result is Ignore:
+            self.release()
+            self.answer(("ignore", None))
+            return None
+        if isinstance(result, Stop):
+            self.fail(result.reason, log_it=False)
+        state, action = (result.state, result.action) if isinstance(result, NoReply) else (result, None)
+        try:
+            action = _valid_action(action)
+        except (TypeError, ValueError):
+            self.fail(("bad_return_value", result), log_it=True)
+        self.answer(("ok", self.proc.pid))
+        return server, state, action
+
+    def register(self) -> None:
+        if self.name is None:
+            return
         try:
             for registrar in name_registrars or [_no_names]:
-                registrar(name, p.pid)
-            registered = True
+                registrar(self.name, self.proc.pid)
         except StartError as exc:
-            fail(exc.reason, log_it=False)
-    try:
-        result = server.init(args)
-    except ProcessExit:
-        raise
-    except Exception as exc:
-        fail(Crash.from_exception(exc), log_it=True)
-    if result is Ignore:
-        if registered:
+            self.fail(exc.reason, log_it=False)
+        except Exception as exc:  # whatever a registry raises is a failed start, not a crash
+            self.fail(("invalid_name", self.name, Crash.from_exception(exc)), log_it=False)
+        self.registered = True
+
+    def release(self) -> None:
+        """Give the name back and unlink, before the starter hears of the
+        outcome, so that an immediate restart does not find the name taken."""
+        if self.registered:
             for unregistrar in name_unregistrars:
-                unregistrar(name, p.pid)
-        if linked:
-            p.unlink(parent)
-        answer(("ignore", None))
-        return
-    if isinstance(result, Stop):
-        fail(result.reason, log_it=False)
-    if isinstance(result, NoReply):
-        state, action = result.state, result.action
-    else:
-        state, action = result, None
-    answer(("ok", p.pid))
-    _Loop(server, p, parent).run(state, action)
+                try:
+                    unregistrar(self.name, self.proc.pid)
+                except Exception:  # noqa: BLE001 - our exit drops the name anyway
+                    log.warning("%r could not unregister %r", self.proc.pid, self.name, exc_info=True)
+        if self.linked:
+            self.proc.unlink(self.parent)
+
+    def answer(self, result: tuple) -> None:
+        self.proc.send(self.parent, ("$ack", self.ack, result))
+
+    def fail(self, reason: Any, *, log_it: bool) -> None:
+        self.release()
+        self.answer(("error", reason))
+        if log_it:
+            log.error(
+                "%s %r failed to start: %s",
+                self.cls.__name__,
+                self.proc.pid,
+                format_reason(reason),
+                extra=_logging.report("crash", pid=self.proc.pid, name=self.name, reason=reason),
+            )
+        raise ProcessExit(reason)
 
 
 def _no_names(name: Any, pid: Pid) -> None:
     raise StartError(("no_registry", name))
+
+
+def _valid_action(action: Any) -> Any:
+    """A callback's action, its timeout checked (``math.inf``: none, i.e.
+    None); raises ValueError or TypeError for a bad one."""
+    if action is None or action is HIBERNATE or isinstance(action, Continue):
+        return action
+    return check_timeout(action, "a callback's timeout action")
 
 
 class _Loop:
@@ -382,15 +515,23 @@ class _Loop:
             self.exit(Crash.from_exception(exc), state)
         kind = type(result)
         if kind is Reply and from_ is not None:
+            action = result.action if result.action is None else self.action(result, state)
             reply(from_, result.reply)
-            return result.state, result.action
+            return result.state, action
         if kind is NoReply:
-            return result.state, result.action
+            return result.state, result.action if result.action is None else self.action(result, state)
         if kind is Stop:
             if result.reply is not _NO_REPLY and from_ is not None:
                 reply(from_, result.reply)
             self.exit(result.reason, result.state)
         self.exit(("bad_return_value", result), state)
+
+    def action(self, result: tuple, state: Any) -> Any:
+        """The result's action, checked: a bad timeout is a bad return value."""
+        try:
+            return _valid_action(result.action)
+        except (TypeError, ValueError):
+            self.exit(("bad_return_value", result), state)
 
     def exit(self, reason: Any, state: Any) -> None:
         try:
@@ -406,5 +547,6 @@ class _Loop:
                 self.proc.pid,
                 self.last,
                 reason.traceback.rstrip() if isinstance(reason, Crash) else repr(reason),
+                extra=_logging.report("crash", pid=self.proc.pid, reason=reason),
             )
         raise ProcessExit(reason)

@@ -5,10 +5,12 @@ Mixed into :class:`otp._process.Process`."""
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 import sys
 import time
 
+from . import _zygote
 from ._codec import dumps, dumps_by_value
 from ._pid import Pid, make_ref
 from ._signals import NOTICE_SEND_TIMEOUT, chunked_refs
@@ -28,12 +30,32 @@ class LifecycleMixin:
     _spawned_sweep_at = 256
     # ----------------------------------------------------------------- spawn
 
-    def spawn(self, fn, args: tuple, kwargs: dict, *, link: bool = False, monitor: bool = False, module=None):
+    def spawn(
+        self,
+        fn,
+        args: tuple,
+        kwargs: dict,
+        *,
+        link: bool = False,
+        monitor: bool = False,
+        module=None,
+        max_mailbox: int | None = None,
+    ):
         """Start ``fn(*args, **kwargs)`` in a new process.  ``module`` names the
         module whose code the process will run (default ``fn``'s), which the
-        zygote imports once so that later processes are forked with it."""
+        zygote imports once so that later processes are forked with it.
+
+        ``max_mailbox=N`` bounds the new process's queue of received, not
+        yet taken messages: above N it exits with reason
+        ``('max_mailbox', N)`` (see :class:`otp._process.Process`).  None,
+        the default, leaves it unbounded, as in Erlang.  Anything but a
+        positive int raises TypeError or ValueError before anything starts.
+        """
         from ._zygote import ZygoteClient
 
+        module = module or getattr(fn, "__module__", None)
+        if max_mailbox is not None:
+            fn, args, kwargs = _run_bounded, (_check_max_mailbox(max_mailbox), fn, tuple(args), dict(kwargs)), {}
         self.rt += 1
         try:
             blob = dumps_by_value((fn, tuple(args), dict(kwargs)))
@@ -53,9 +75,9 @@ class LifecycleMixin:
                     if ref is not None:
                         sig.monitors[ref] = pid
                         sig.hold(pid)
-                return dumps((self.pid, link, ref, list(sys.path), blob))
+                return dumps((self.pid, link, ref, _zygote.absolute_path(sys.path), blob))
 
-            self._zygote.spawn(register, module or getattr(fn, "__module__", None))
+            self._zygote.spawn(register, module)
             pid = registered[0]
             with sig.lock:
                 if pid.uid in sig.refs and not sig.watch(pid):
@@ -81,6 +103,8 @@ class LifecycleMixin:
             return
         self._exited = True
         self.rt += 1
+        if self._drop_log:
+            self.flush_dropped()  # the malformed frames no line reported yet
         sig = self.sig
         with sig.lock:
             sig.exiting = True
@@ -161,3 +185,21 @@ class LifecycleMixin:
                 except Exception:
                     # An unpicklable reason must not stop the notices.
                     sig.send(pid, (*notice[:3], repr(reason), *notice[4:]), address, NOTICE_SEND_TIMEOUT)
+
+
+def _check_max_mailbox(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"max_mailbox must be a positive int or None, not {value!r}")
+    if value < 1:
+        raise ValueError(f"max_mailbox must be a positive int or None, not {value!r}")
+    return int(value)
+
+
+def _run_bounded(max_mailbox: int, fn, args: tuple, kwargs: dict) -> None:
+    """What a process spawned with ``max_mailbox`` runs: the bound goes with
+    the function (the embryo knows nothing of it), set before the function
+    takes its first message."""
+    from . import _process
+
+    _process.current().max_mailbox = max_mailbox
+    fn(*args, **kwargs)

@@ -18,7 +18,11 @@ restarts exceed ``intensity`` within ``period`` seconds the supervisor stops
 its children in reverse order and exits with ``'shutdown'`` (escalation to
 its own supervisor).  Management calls (``otp.supervisor.start_child``...)
 wait without a timeout by default, as OTP's do: they end when the supervisor
-answers or dies.
+answers or dies.  Their ``timeout`` and the start's are checked as
+``otp.call``'s (None or ``math.inf``: forever; nan or negative: ValueError
+before anything is sent).  ``name=`` is checked as ``GenServer.start``'s:
+a bad name raises ``StartError(('invalid_name', name, why))`` in the
+caller, which the link never kills.
 
 Python note: ``period`` is in seconds with sub-second resolution (OTP keeps
 whole seconds).

@@ -24,6 +24,7 @@ from ._errors import CallError, Timeout
 from ._pid import Pid, Ref
 from ._reasons import DOWN
 from ._supervisor import DynamicSupervisor, start_child
+from ._timeouts import check_timeout
 
 __all__ = [
     "Task",
@@ -116,6 +117,7 @@ def await_(task: Task, timeout: float | None = DEFAULT_TIMEOUT) -> Any:
     """The task's result.  Raises :class:`TaskExit` if it exited first and
     :class:`otp.Timeout` after ``timeout`` (the task keeps running; see
     :func:`shutdown_task`)."""
+    timeout = check_timeout(timeout)
     if task.owner != _api.self_():
         raise CallError("not_owner", task.pid)
     msg = _api.receive(timeout, _answer(task))
@@ -128,6 +130,7 @@ def await_(task: Task, timeout: float | None = DEFAULT_TIMEOUT) -> Any:
 def yield_(task: Task, timeout: float | None = DEFAULT_TIMEOUT) -> tuple | None:
     """``('ok', result)``, ``('exit', reason)``, or None if nothing came
     within ``timeout`` (the task may still answer a later yield)."""
+    timeout = check_timeout(timeout)
     try:
         msg = _api.receive(timeout, _answer(task))
     except Timeout:
@@ -138,8 +141,11 @@ def yield_(task: Task, timeout: float | None = DEFAULT_TIMEOUT) -> tuple | None:
     return ("ok", msg[2])
 
 
-def shutdown_task(task: Task, timeout: float = 5.0) -> tuple | None:
-    """Stop a task; returns its result if it finished meanwhile."""
+def shutdown_task(task: Task, timeout: float | None = 5.0) -> tuple | None:
+    """Stop a task; returns its result if it finished meanwhile.  The task
+    is killed if it has not exited ``timeout`` seconds after ``'shutdown'``
+    (None or ``math.inf``: wait as long as it takes)."""
+    timeout = check_timeout(timeout)
     _api.unlink(task.pid)
     _api.exit(task.pid, "shutdown")
     try:
@@ -170,7 +176,12 @@ def async_stream(
     or is killed and yields ``('exit', 'timeout')`` (``'kill_task'``)."""
     if on_timeout not in ("exit", "kill_task"):
         raise ValueError(f"on_timeout must be 'exit' or 'kill_task', not {on_timeout!r}")
-    limit = max_concurrency or os.cpu_count() or 2
+    # Checked now, not at the first next(): a bad call fails where it is made.
+    timeout = check_timeout(timeout)
+    return _stream(sup, items, fn, max_concurrency or os.cpu_count() or 2, ordered, timeout, on_timeout)
+
+
+def _stream(sup: Any, items: Iterable[Any], fn: Callable, limit: int, ordered: bool, timeout, on_timeout: str):
     source = iter(items)
     running: dict[Ref, tuple[int, Task, float]] = {}
     done: dict[int, tuple] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from helpers import exit_of
+from helpers import exit_of, recv
 
 import otp
 
@@ -76,9 +76,13 @@ def test_shutdown_task(tasks):
 
 
 def test_tasks_are_temporary_children(tasks):
+    otp.supervisor.subscribe(tasks)
     task = TS.async_nolink(tasks, fail, 4)
     with pytest.raises(otp.TaskExit):
         TS.await_(task)
+    # Our DOWN and the supervisor's EXIT are two signals to two processes,
+    # in no set order: the supervisor may not have seen the exit yet.
+    recv(lambda m: type(m) is tuple and m[:3] == ("$supervisor", tasks, "exited") and m[4] == task.pid)
     assert otp.supervisor.count_children(tasks)["active"] == 0
 
 
