@@ -114,7 +114,7 @@ class Peer:
     all its sockets: the receiver restores the order of frames that two
     sockets delivered out of order (see ``Process._out_of_order``)."""
 
-    __slots__ = ("pid", "sock", "send", "seq", "call_ref", "dead", "proc", "mark", "backlog")
+    __slots__ = ("pid", "sock", "send", "seq", "call_ref", "dead", "proc", "mark", "marked", "backlog")
 
     def __init__(self, pid: Pid, sock: zmq.Socket | None, proc: Process | None = None) -> None:
         self.pid = pid
@@ -127,6 +127,7 @@ class Peer:
         self.dead: object = None if sock is not None else "noproc"
         self.proc = proc
         self.mark = 0  # seq when last looked at: unchanged since means unused since (see _evict_peers)
+        self.marked = 0.0  # when the last look found it used (or it was opened)
         self.backlog: list | None = None  # frames waiting for a free descriptor
 
     def send_closed(self, frame: bytes) -> None:
@@ -360,9 +361,10 @@ class Process(LinksMixin, LifecycleMixin):
         p.sock = sock
         p.send = _base_send.__get__(sock)
         p.mark = p.seq
+        p.marked = _monotonic()
         open_[p.pid.uid] = p
         if self._idle_scan_at is None:
-            self._idle_scan_at = _monotonic() + PEER_IDLE_S
+            self._idle_scan_at = p.marked + PEER_IDLE_S
         return True
 
     def _push_socket(self) -> zmq.Socket | None:
@@ -405,6 +407,7 @@ class Process(LinksMixin, LifecycleMixin):
             return 0
         busy = {p.pid.uid for p in self.active_calls.values()} if self.active_calls else ()
         done = 0
+        now = _monotonic()
         for _ in range(2):
             for uid, p in list(open_.items()):
                 if done >= want:
@@ -413,29 +416,35 @@ class Process(LinksMixin, LifecycleMixin):
                     continue
                 if p.seq != p.mark and not urgent:
                     p.mark = p.seq
+                    p.marked = now
                     del open_[uid]
                     open_[uid] = p
                     continue
                 if _stopped(p.pid):
                     continue
-                self._evict(p)
+                self._evict(p, now)
                 done += 1
         return done
 
-    def _evict(self, p: Peer) -> None:
+    def _evict(self, p: Peer, now: float) -> None:
         """Close ``p``'s socket (its receiver runs: see _evict_peers); its
         next frame opens another.  What is still queued on it is flushed in
         the background, for up to FLUSH_LINGER_MS (microseconds on an open
-        connection; a new one waits for the receiver's handshake)."""
+        connection; a new one waits for the receiver's handshake).
+
+        A socket seen in use less than PEER_IDLE_S ago may still be
+        delivering when the process exits: close_peers_at_exit counts its
+        linger.  One unused for longer has delivered what it had."""
         del self._open[p.pid.uid]
         sock = p.sock
         p.sock = None
         p.send = p.send_closed
         sock.close(linger=FLUSH_LINGER_MS)
+        if now - p.marked >= PEER_IDLE_S:
+            return
         flushing = self._flushing
         if flushing is None:
             flushing = self._flushing = collections.deque()
-        now = _monotonic()
         while flushing and flushing[0] <= now:
             flushing.popleft()
         flushing.append(now + FLUSH_LINGER_MS / 1000)
@@ -545,9 +554,10 @@ class Process(LinksMixin, LifecycleMixin):
             busy = {p.pid.uid for p in self.active_calls.values()} if self.active_calls else ()
             for uid, p in list(open_.items()):
                 if p.seq == p.mark and uid not in busy and not _stopped(p.pid):
-                    self._evict(p)
-                else:
+                    self._evict(p, now)
+                elif p.seq != p.mark:
                     p.mark = p.seq
+                    p.marked = now
             if open_:
                 nxt = now + PEER_IDLE_S
         if self._backlogged:

@@ -15,14 +15,63 @@ Defaults (measured on the 2-core reference machine, see ``stress/``):
   processes that call each other) or drops silently.  Memory is bounded by
   per-agent quotas instead (mabeam).
 * ``EXIT_LINGER_MS = 2000``: how long an exiting process waits for its
-  queued messages to reach live receivers before giving up; flushing to a
-  local receiver takes microseconds, so the bound only matters for a
-  receiver that is frozen.
+  queued messages to reach a receiver that is frozen (SIGSTOP) before
+  giving up; running receivers get ``FLUSH_LINGER_MS`` (below).
 * ``BACKLOG = 1024``: a supervisor starting a thousand children receives a
   thousand near-simultaneous connections; libzmq's default of 100 made
   connects fail and retry after ``RECONNECT_IVL``.
 * ``RECONNECT_IVL_MS = 20``: a retry after a refused connect (backlog full)
   comes quickly; reconnects to dead peers stop when the sender sweeps them.
+
+Descriptors.  A connection from a sender's PUSH socket to a mailbox costs
+two descriptors in the sender (the socket's eventfd and the stream socket)
+and one in the receiver (the accepted stream socket); measured with
+``/proc/<pid>/fd`` under pyzmq 27.3 / libzmq 4.3.5.  libzmq 4.3.5 *aborts the
+whole receiving process* when ``accept`` fails with EMFILE on an ipc
+listener (``Too many open files (src/ipc_listener.cpp:297)``: its assertion
+lists ENFILE, not EMFILE), and nothing in its API lets a receiver refuse or
+drop connections.  So descriptors are bounded on the sending side, where
+they are opened:
+
+* ``PEER_IDLE_S = 1.0``: a socket to a peer not used for between one and
+  two of these periods is closed while the process waits (and reopened by
+  its next frame).  This is what bounds the *receivers*: a server called by
+  2,000 processes holds a descriptor for each caller that was active in
+  the last second or two, not for each caller alive (measured under
+  ``ulimit -n 1024``, 2,000 callers arriving over 50 s: the server peaked
+  at 461 descriptors, the registry at 315).  A reopen costs about 0.4 ms
+  (connect and ZMTP handshake, ``call_round_trip_capped``), so a peer used
+  once per idle period pays 0.04% of it.  What it cannot bound: more
+  processes than the receiver has descriptors sending to it *at once*
+  (measured: 750 idle processes calling one server together passed, 800
+  aborted it).
+* ``FLUSH_LINGER_MS = 10000``: how long a closed socket to a *running*
+  receiver may take to deliver what is queued on it (when the cap or the
+  idle close closes it, and at exit).  Closing makes senders reconnect, and
+  a reconnect needs the receiver's I/O thread for the handshake: 2,000
+  processes answering one process at once, each on a new connection, took
+  4 s to get through on 2 loaded cores (``EXIT_LINGER_MS`` alone lost
+  two thirds of the answers).  A stopped receiver (SIGSTOP) gets
+  ``EXIT_LINGER_MS``, a dead one nothing.
+* ``PEER_SOCKETS_MAX = 256`` and :func:`peer_socket_cap`: at most that many
+  open peer sockets per process, and at most an eighth of the process's
+  descriptor limit (two descriptors each: a quarter of the limit), least
+  recently used closed first.  The rest of the limit is for what a process
+  cannot bound itself: connections accepted from its senders, pidfds of the
+  processes it links to or monitors.  The price, measured: a process that
+  sends to more peers than its cap, in turn, pays a reopen (about 0.4 ms)
+  per message, a call to such a peer takes about twice as long (941 us
+  against 538 us uncapped, ``call_round_trip_capped``); below its cap it
+  pays nothing.  What the cap saves per socket: two descriptors and about
+  27 KiB (libzmq's pipes and buffers) in the sender, a descriptor and a
+  session in the receiver.  256 keeps a process under 512 descriptors and
+  7 MB of sockets, about twice what an idle process weighs, whatever it
+  talks to; at 1,024 descriptors the cap is 128.
+
+Order survives closing: a frame carries its number in the sender's count
+for that receiver, over all sockets, and the receiver sets aside a frame
+that arrives before its predecessors (which the mailbox can deliver from
+the old connection after the new one: it reads its connections in turn).
 """
 
 from __future__ import annotations
@@ -30,12 +79,50 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-__all__ = ["NodeInfo", "EXIT_LINGER_MS", "BACKLOG", "RECONNECT_IVL_MS"]
+__all__ = [
+    "NodeInfo",
+    "EXIT_LINGER_MS",
+    "BACKLOG",
+    "RECONNECT_IVL_MS",
+    "PEER_IDLE_S",
+    "FLUSH_LINGER_MS",
+    "PEER_SOCKETS_MAX",
+    "peer_socket_cap",
+    "context_socket_limit",
+]
 
 EXIT_LINGER_MS = 2000
 BACKLOG = 1024
 RECONNECT_IVL_MS = 20
 IPC_PATH_MAX = 107
+PEER_IDLE_S = 1.0
+FLUSH_LINGER_MS = 10000
+PEER_SOCKETS_MAX = 256
+#: Below this a cap would make a process that talks to a handful of peers in
+#: turn reconnect on every message; a limit that low cannot run a node anyway.
+PEER_SOCKETS_MIN = 16
+
+
+#: ZeroMQ sockets a process has beside its peer sockets: mailbox, wake, a
+#: registry client's DEALER and SUB, a registry's ROUTER and PUB, and room
+#: for peer sockets that are closed but still flushing.
+OTHER_SOCKETS = 64
+
+
+def peer_socket_cap(fd_limit: int) -> int:
+    """Open peer sockets a process may keep with ``fd_limit`` descriptors."""
+    return max(PEER_SOCKETS_MIN, min(PEER_SOCKETS_MAX, fd_limit // 8))
+
+
+def context_socket_limit(fd_limit: int) -> int:
+    """``MAX_SOCKETS`` of a process's ZeroMQ context.  libzmq counts a closed
+    socket until it has flushed (measured: its slot frees when its linger
+    ends), so this bounds the sockets being closed too, which nothing else
+    does: a process sending to thousands of peers in a loop closes them
+    faster than libzmq flushes them, and waits when it reaches this (the
+    slot of a closed socket frees once it has flushed, or its linger ran
+    out: measured with a socket that could not connect)."""
+    return peer_socket_cap(fd_limit) + OTHER_SOCKETS
 
 
 @dataclass(frozen=True)

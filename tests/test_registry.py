@@ -298,7 +298,7 @@ def test_requests_survive_a_registry_restart(node):
     reg = registry_pid(node)
     os.kill(reg.ospid, signal.SIGKILL)
     pid = otp.spawn(wait_forever)
-    otp.register("after-restart", pid)  # resent to the restarted registry
+    otp.register("after-restart", pid)  # not in flight when it died: served by the restarted registry
     assert otp.whereis("after-restart") == pid
 
 

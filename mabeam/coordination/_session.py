@@ -102,10 +102,20 @@ class Session:
             self.cancel(("shutdown", "caller_timeout"))
             raise SessionTimeout(f"{self.kind} session {self.pid!r} did not answer within {timeout} s") from None
         self._done = True
+        gone = isinstance(msg, otp.DOWN)
+        if gone and msg.reason == "noproc":
+            # The session ended before it was monitored (a quick session on a
+            # loaded machine): its result, sent before it ended, may still be
+            # on its way, since nothing orders a 'noproc' DOWN after it.
+            try:
+                msg = otp.receive(GRACE, lambda m: type(m) is tuple and len(m) == 4 and m[:2] == ("$coord_result", ref))
+            except otp.Timeout:
+                raise SessionFailed("noproc", self.pid) from None
         if isinstance(msg, otp.DOWN):
             raise SessionFailed(msg.reason, self.pid)
         try:  # the session exits right after answering: return once it is gone
-            otp.receive(GRACE, lambda m: isinstance(m, otp.DOWN) and m.ref == mon)
+            if not gone:
+                otp.receive(GRACE, lambda m: isinstance(m, otp.DOWN) and m.ref == mon)
         except otp.Timeout:
             otp.demonitor(mon, flush=True)
         _, _, status, value = msg

@@ -1,4 +1,5 @@
-"""The name registry.  This far: its storage layer (backends and their interface)."""
+"""The name registry: its storage layer (backends and their interface) and
+the errors of the registry process and its clients."""
 
 from ._backend import (
     AlreadyRegistered,
@@ -11,11 +12,14 @@ from ._backend import (
     InvalidPid,
     InvalidValue,
     Key,
+    MalformedRequest,
     Mode,
     NotFound,
     PidNotAlive,
     RegistryBackend,
+    RegistryDown,
     RegistryError,
+    UnknownOperation,
 )
 from ._backends import BACKENDS, open_backend
 from ._memory import MemoryBackend
@@ -41,4 +45,7 @@ __all__ = [
     "InvalidValue",
     "BackendUnavailable",
     "BackendClosed",
+    "MalformedRequest",
+    "UnknownOperation",
+    "RegistryDown",
 ]

@@ -28,13 +28,14 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from .._errors import OTPError
+from .._errors import CalleeExit, OTPError
 from .._pid import Pid
 
 __all__ = [
     "Key", "Mode", "MODES", "Entry", "RegistryBackend", "BaseBackend",
     "RegistryError", "AlreadyRegistered", "NotFound", "PidNotAlive", "InvalidKey",
     "InvalidPid", "InvalidMetadata", "InvalidValue", "BackendUnavailable", "BackendClosed",
+    "MalformedRequest", "UnknownOperation", "RegistryDown",
 ]  # fmt: skip
 
 #: A registry key: ``str``, ``int`` (not ``bool``), ``bytes``, or a tuple of keys.
@@ -117,6 +118,38 @@ class BackendUnavailable(RegistryError):
 
 class BackendClosed(BackendUnavailable):
     """The backend was used after :meth:`close`."""
+
+
+class MalformedRequest(RegistryError, ValueError):
+    """A request to the registry process that is not ``(request id, op,
+    args)`` with ``args`` a tuple of the arity ``op`` takes.  The registry
+    answers it with this error (or drops it, logged, when it cannot even read
+    the request id) and goes on serving."""
+
+
+class UnknownOperation(MalformedRequest):
+    """The request names no operation of the registry process."""
+
+
+class RegistryDown(RegistryError, CalleeExit):
+    """The registry process died while your request was in flight: it may or
+    may not have been applied.
+
+    What OTP's ``gen_server:call`` does when the server dies (an exit with
+    the server's reason, ``reason`` here: ``'killed'`` for a SIGKILL); the
+    request is not sent again, because a request that killed the registry
+    would kill its successor too.  A write that matters can be checked (a
+    lookup) and repeated by the caller, who knows whether repeating it is
+    safe.  The node's name registry is restarted by its supervisor on the
+    same endpoint: the next request goes to the successor; a keyed
+    registry's endpoint dies with it: the next request raises ``NoProc``.
+    Also a :class:`otp.CalleeExit`."""
+
+    def __str__(self) -> str:
+        return (
+            f"the registry {self.server!r} died with reason {self.reason!r} while a request was in flight "
+            f"({self.request}): it may or may not have been applied"
+        )
 
 
 # --- values -------------------------------------------------------------------------------------

@@ -1,18 +1,41 @@
 """Talking to a registry: requests through its ROUTER, reads from a replica.
 
-Requests.  Each process keeps one DEALER per registry.  A request waits for
-its reply *and* for the registry's death (the registry's pid comes back with
-every reply and is watched): if the registry dies the request is sent again
-on a fresh connection, which the restarted registry (same endpoint) answers;
-the caller sees an error only when ``timeout`` runs out.
+Requests.  Each process keeps one DEALER per registry.  A request is
+encoded before anything is sent (an unpicklable argument raises
+``otp.EncodeError`` in the caller; under the forkserver start method what
+names a class of the script's ``__main__`` travels by value, as in
+messages), then waits for its reply *and* for the registry's death: the
+registry's pid comes back with every reply and is watched.
+
+The registry dies while requests are in flight: they fail at once with
+``RegistryDown`` (its ``reason`` is the registry's exit reason), reads and
+writes alike, and are never sent again.  This is OTP's ``gen_server:call``
+to a server that dies: the caller cannot know whether its request was
+applied (the server may have died after the write, before the reply).  A
+resend would be worse twice over: a write applied by the dead registry
+(and kept by the sqlite backend) would be applied again, or, after a
+``Timeout``, applied late by the successor (a ghost registration its caller
+was told had failed); and a request that *killed* the registry would kill
+its successor too, until the supervisor gave up and the node lost name
+service.  A request made once the death is known (its notice has reached
+this process before the request is sent) is not in flight: it goes to the
+successor, which the supervisor starts on the same endpoint (the node's
+name registry); a keyed registry's endpoint dies with it, so a request to
+a dead keyed registry raises ``NoProc``.  A process that has never had an answer does
+not know the registry's pid yet: if the registry dies under its very first
+request, it sees ``Timeout``.  A ``Timeout`` on a write means the same as
+``RegistryDown``: the write may still be applied.
+
+Timeouts: ``None`` or ``math.inf`` wait forever; ``nan`` or a negative
+timeout raises ``ValueError`` before anything is sent (``otp._timeouts``).
 
 Replica.  A process that reads often keeps a copy of the registry's table:
 it subscribes to the registry's PUB socket, proves the subscription is live
 (a ``sync`` token published by the registry comes back on it), then takes a
 snapshot tagged with the version number of the last change and applies the
 published changes that follow, in order.  A gap in version numbers (a
-message dropped at a high-water mark, a restarted registry) triggers a new
-snapshot.  A read drains pending changes first (one ``zmq.EVENTS`` check
+message dropped at a high-water mark) triggers a new snapshot, and so does
+the registry's death: its successor numbers its changes from 0 again.  A read drains pending changes first (one ``zmq.EVENTS`` check
 when there are none), so the replica is as fresh as the messages that have
 reached this process.  A pid this process has itself seen die is never
 returned, even before the registry's change arrives.
@@ -23,13 +46,17 @@ from __future__ import annotations
 import itertools
 import pickle
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import zmq
 
 from .. import _process
-from .._errors import Timeout
+from .._errors import NoProc, Timeout
+from .._oslib import fd_readable
 from .._pid import Pid, new_uid
+from .._timeouts import check_timeout
+from ._backend import RegistryDown
+from ._protocol import decode_reply, encode_request, new_request
 
 __all__ = ["RegistryClient", "Replica", "DEFAULT_TIMEOUT"]
 
@@ -47,14 +74,30 @@ REPLICA_AFTER = 8
 FRESHNESS = 0.001
 
 
+class _Sent(NamedTuple):
+    """One request of a batch, by request id."""
+
+    index: int  # its position in the batch
+    op: str
+    frame: bytes
+
+
 class RegistryClient:
-    """One process's connection to one registry."""
+    """One process's connection to one registry.
+
+    Given ``registry_pid``, the client talks to that process only (a keyed
+    registry, whose endpoint is named after it); without, to whichever
+    process serves the endpoint (the node's name registry, restarted in
+    place by its supervisor)."""
 
     def __init__(self, request_ep: str, publish_ep: str, registry_pid: Pid | None = None) -> None:
         self.proc = _process.current()
         self.request_ep = request_ep
         self.publish_ep = publish_ep
-        self.registry_pid = registry_pid
+        self.restarts_in_place = registry_pid is None
+        self._follow(registry_pid)
+        # Like Process.send: under forkserver nobody else has this __main__.
+        self.main_by_value = self.proc.node.start_method == "forkserver"
         self.dealer = None
         self.ids = itertools.count(1)
         self.lookups = 0
@@ -69,12 +112,31 @@ class RegistryClient:
         self.dealer.setsockopt(zmq.RECONNECT_IVL, 10)
         self.dealer.connect(self.request_ep)
 
+    def _follow(self, pid: Pid | None) -> None:
+        """Talk to ``pid`` (None: whoever serves the endpoint) and watch it."""
+        self.registry_pid = pid
+        self._peer = None if pid is None else self.proc.call_peer(pid)
+
     def _registry_dead(self) -> bool:
-        pid = self.registry_pid
-        if pid is None:
+        """True if the registry this client last heard from has exited."""
+        return self.registry_pid is not None and self.is_dead(self.registry_pid)
+
+    def is_dead(self, pid: Pid) -> bool:
+        """True if ``pid`` (a registry this client has heard from) has
+        exited: its death notice is in, or is waiting to be taken in and its
+        pidfd says so.  With nothing waiting, a death is so recent that it
+        is concurrent with whatever the caller does next, and the pidfd
+        check (a poll under the signal lock) is skipped: every request pays
+        for this check."""
+        peer = self._peer if pid == self.registry_pid else self.proc.call_peer(pid)
+        if peer.dead is not None:
+            return True
+        sig = self.proc.sig
+        if not sig.inbox:
             return False
-        peer = self.proc.call_peer(pid)
-        return peer.dead is not None
+        with sig.lock:
+            w = sig.watches.get(pid.uid)
+            return w is None or fd_readable(w.fd)
 
     def request(self, op: str, *args: Any, timeout: float | None = DEFAULT_TIMEOUT) -> Any:
         """Send one request; return its value or raise its error."""
@@ -84,55 +146,89 @@ class RegistryClient:
         """Send ``[(op, args), ...]`` at once (pipelined on the one
         connection) and return their values in order; raises the first
         request's error once every answer is in.  A batch costs about one
-        round trip plus the server's work, not one round trip each."""
-        proc = self.proc
-        if self.dealer is None:
-            self._connect()
-        frames = {}
-        for i, (op, args) in enumerate(requests):
-            req_id = next(self.ids)
-            frames[req_id] = (i, pickle.dumps((req_id, op, tuple(args)), 5))
+        round trip plus the server's work, not one round trip each.
+
+        Raises ``EncodeError`` (nothing sent), ``NoProc`` (a keyed registry
+        known dead), ``RegistryDown`` (the registry died with requests in
+        flight: see the module doc) or ``Timeout``."""
+        timeout = check_timeout(timeout)
+        batch = self._encode(requests)
+        self._ready()
         deadline = None if timeout is None else time.monotonic() + timeout
-        for _, frame in frames.values():
-            self.dealer.send(frame)
+        for sent in batch.values():
+            self.dealer.send(sent.frame)
         results: list = [None] * len(requests)
-        errors: list = []
-        pending = set(frames)
-        while pending:
-            if self._registry_dead():
-                # Our connection went with it; the supervisor restarts it on
-                # the same endpoint.  Ask again on a fresh connection.
-                self.registry_pid = None
-                self._connect()
-                for req_id in sorted(pending):
-                    self.dealer.send(frames[req_id][1])
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                ops = sorted({requests[frames[r][0]][0] for r in pending})
-                raise Timeout(f"no answer from the registry within {timeout}s ({', '.join(ops)})")
-            if not proc.poll_sockets([self.dealer], remaining):
-                continue
-            while pending:
-                try:
-                    reply = pickle.loads(self.dealer.recv(zmq.NOBLOCK))
-                except zmq.Again:
-                    break
-                if reply[3] != self.registry_pid:
-                    self.registry_pid = reply[3]
-                    proc.call_peer(reply[3])  # watched from now on
-                if reply[0] not in pending:
-                    continue  # the answer to a request that was resent
-                pending.discard(reply[0])
-                if reply[4] > self.seen_version:
-                    self.seen_version = reply[4]
-                i = frames[reply[0]][0]
-                if reply[1] == "ok":
-                    results[i] = reply[2]
-                else:
-                    errors.append((i, reply[2]))
+        errors = self._collect(batch, results, deadline, timeout)
         if errors:
             raise min(errors, key=lambda e: e[0])[1]
         return results
+
+    def _encode(self, requests: list) -> dict[int, _Sent]:
+        batch = {}
+        for i, (op, args) in enumerate(requests):
+            request = new_request(next(self.ids), op, tuple(args))
+            batch[request.req_id] = _Sent(i, op, encode_request(request, self.main_by_value))
+        return batch
+
+    def _ready(self) -> None:
+        """Connect; if the registry we knew is dead, to its successor (a
+        request sent now cannot be in flight to the dead one)."""
+        if self._registry_dead():
+            if not self.restarts_in_place:
+                raise NoProc(self.registry_pid)
+            self._follow(None)
+            self._connect()
+        elif self.dealer is None:
+            self._connect()
+
+    def _collect(self, batch: dict[int, _Sent], results: list, deadline: float | None, timeout: float | None) -> list:
+        """Fill ``results`` with the batch's answers; return its errors as
+        ``[(index, error)]``."""
+        errors: list = []
+        pending = set(batch)
+        while pending:
+            peer = self._peer
+            if peer is not None and peer.dead is not None:
+                error = RegistryDown(peer.dead, self.registry_pid)
+                self._take_replies(batch, pending, results, errors)  # answered before it died
+                if pending:
+                    raise self._down(error, batch, pending)
+                break
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise Timeout(f"no answer from the registry within {timeout}s ({_ops(batch, pending)})")
+            if self.proc.poll_sockets([self.dealer], remaining):  # a long wait comes back in slices: loop
+                self._take_replies(batch, pending, results, errors)
+        return errors
+
+    def _take_replies(self, batch: dict[int, _Sent], pending: set, results: list, errors: list) -> None:
+        """Take in the replies that have arrived, without waiting."""
+        while pending:
+            try:
+                reply = decode_reply(self.dealer.recv(zmq.NOBLOCK))
+            except zmq.Again:
+                return
+            if reply.registry != self.registry_pid:
+                self._follow(reply.registry)
+                self.seen_version = 0  # a successor numbers its changes from 0 again
+            if reply.req_id not in pending:
+                continue  # the late answer to a request that timed out
+            pending.discard(reply.req_id)
+            if reply.version > self.seen_version:
+                self.seen_version = reply.version
+            if reply.status == "ok":
+                results[batch[reply.req_id].index] = reply.value
+            else:
+                errors.append((batch[reply.req_id].index, reply.value))
+
+    def _down(self, error: RegistryDown, batch: dict[int, _Sent], pending: set) -> RegistryDown:
+        """``error`` for the requests in flight to a registry that died; the
+        next request goes to its successor on a fresh connection."""
+        error.request = _ops(batch, pending)
+        if self.restarts_in_place:
+            self._follow(None)
+            self._connect()
+        return error
 
     # ------------------------------------------------------------ reads
 
@@ -153,6 +249,10 @@ class RegistryClient:
         if self.dealer is not None:
             self.dealer.close(linger=0)
             self.dealer = None
+
+
+def _ops(batch: dict[int, _Sent], pending: set) -> str:
+    return ", ".join(sorted({batch[r].op for r in pending}))
 
 
 class Replica:
@@ -246,10 +346,11 @@ class Replica:
     def refresh(self) -> None:
         """Apply the changes that have arrived; wait for the ones this
         process's own writes produced."""
-        self._drain()
         client = self.client
-        if client.registry_pid != self.registry_pid and client.registry_pid is not None:
-            self._resync()  # the registry restarted
+        if self._succeeded():
+            self._resync()
+        else:
+            self._drain()
         deadline = time.monotonic() + DEFAULT_TIMEOUT
         while self.version < client.seen_version:
             remaining = deadline - time.monotonic()
@@ -258,6 +359,15 @@ class Replica:
                 break
             self._drain()
         self.fresh_until = time.monotonic() + FRESHNESS
+
+    def _succeeded(self) -> bool:
+        """True if the registry this replica copies has died or been
+        replaced: its successor numbers its changes from 0 again, which must
+        not be taken for changes this replica already has."""
+        now = self.client.registry_pid
+        if now is not None and now != self.registry_pid:
+            return True
+        return self.registry_pid is not None and self.client.is_dead(self.registry_pid)
 
     def lookup(self, key: Any) -> list:
         if self.version < self.client.seen_version or time.monotonic() >= self.fresh_until:

@@ -2,8 +2,17 @@
 and keyed registries (Elixir's ``Registry``), over registry processes.
 
 Names work wherever a pid does (``send``, ``call``, ``cast``, ``link``,
-``monitor``): the kernel's name resolution asks :func:`whereis`.  A name is
-any str, int, bytes or tuple of those.
+``monitor``): the kernel's name resolution asks :func:`whereis`.  A name, a
+keyed registry's key and a process group are each any str, int, bytes or
+tuple of those (anything else: ``InvalidKey``).
+
+Every call here is a request to a registry process (or a read of this
+process's replica of it) and raises what :mod:`otp.registry._client`
+documents: ``EncodeError`` before sending an argument that cannot be
+pickled, ``RegistryDown`` if the registry died while the request was in
+flight (it may or may not have been applied), ``Timeout``.  Calls that take
+a ``timeout`` check it first (``None`` or ``math.inf``: forever; ``nan`` or
+negative: ``ValueError``).
 """
 
 from __future__ import annotations
@@ -15,7 +24,8 @@ from typing import Any
 from .. import _api, _gen_server, _lifecycle, _process
 from .._errors import NoProc, StartError, Timeout
 from .._pid import Pid
-from ._backend import AlreadyRegistered, NotFound
+from .._timeouts import check_timeout
+from ._backend import AlreadyRegistered, NotFound, RegistryDown
 from ._client import DEFAULT_TIMEOUT, RegistryClient
 from ._server import endpoints
 from ._server import start_link as _start_server
@@ -142,6 +152,7 @@ def _live_rows(rows: list) -> list:
 def whereis_many(names: list, timeout: float | None = DEFAULT_TIMEOUT) -> list:
     """``[whereis(name) for name in names]`` asked of the registry process in
     one pipelined batch (about one round trip for the lot)."""
+    timeout = check_timeout(timeout)
     pids = _node_client().request_many([("whereis", (name,)) for name in names], timeout=timeout)
     return [_unless_seen_dead(pid) for pid in pids]
 
@@ -197,7 +208,8 @@ _gen_server.name_unregistrars.append(_unregister_server_name)
 def pg_join(group: Any, pid: Pid | None = None) -> None:
     """Add ``pid`` (default: the caller) to ``group``; a process may join a
     group several times and leaves as many times (PG-1).  Members leave
-    automatically when they exit."""
+    automatically when they exit.  A group is a str, int, bytes or tuple of
+    those, like a name (``InvalidKey`` otherwise)."""
     proc = _process.current()
     _node_client().request("pg_join", group, proc.pid if pid is None else pid)
 
@@ -293,7 +305,7 @@ class Registry:
     def whereis_name(registry: Any, key: Any) -> Pid | None:
         try:
             rows = Registry.lookup(registry, key)
-        except (NoProc, Timeout):
+        except (NoProc, Timeout, RegistryDown):
             return None
         return rows[0][0] if rows else None
 
