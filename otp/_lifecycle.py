@@ -14,7 +14,6 @@ from . import _zygote
 from ._codec import dumps, dumps_by_value
 from ._pid import Pid, make_ref
 from ._signals import NOTICE_SEND_TIMEOUT, chunked_refs
-from ._transport import EXIT_LINGER_MS
 
 log = logging.getLogger("otp")
 
@@ -123,12 +122,7 @@ class LifecycleMixin:
         # signals arriving from here on are answered by _send_dead_notices.
         sig.stop()
         started = time.monotonic()
-        for uid, p in self.peers.items():
-            if p.sock is not None:
-                # Frames queued for a peer that is gone would hold the exit
-                # for the whole linger period.
-                gone = p.dead is not None or not os.path.exists(self.node.mailbox_path(uid))
-                p.sock.close(linger=0 if gone else EXIT_LINGER_MS)
+        flush_ms = self.close_peers_at_exit()
         self.inbox.close(linger=0)
         # Sockets the process made for itself (a server's ROUTER, a client's
         # DEALER) would keep the context from ending; nothing queued on them
@@ -137,7 +131,10 @@ class LifecycleMixin:
             if not sock.closed:
                 sock.close(linger=0)
         self.ctx.term()
-        complete = (time.monotonic() - started) * 1000 < EXIT_LINGER_MS - 50
+        # Everything sent was delivered if the context ended before the
+        # shortest linger still running could give up on a frame.
+        elapsed_ms = (time.monotonic() - started) * 1000
+        complete = flush_ms is None or elapsed_ms < flush_ms - 50
         self._send_dead_notices(reason, complete)
         sig.close()
         if self._zygote is not None:

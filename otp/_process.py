@@ -52,6 +52,7 @@ from ._transport import (
     PEER_IDLE_S,
     RECONNECT_IVL_MS,
     NodeInfo,
+    context_socket_limit,
     peer_socket_cap,
 )
 
@@ -197,7 +198,7 @@ class Process(LinksMixin, LifecycleMixin):
         ospid = os.getpid()
         self.pid = Pid(node.name, uid, ospid, _oslib.proc_start_time(ospid) or 0)
         self.ctx = zmq.Context(io_threads=1)
-        self.ctx.set(zmq.MAX_SOCKETS, max(1024, _oslib.raise_fd_limit()))
+        self.ctx.set(zmq.MAX_SOCKETS, context_socket_limit(_oslib.raise_fd_limit()))
         self.inbox = self.ctx.socket(zmq.PULL)
         self.inbox.setsockopt(zmq.RCVHWM, 0)
         self.inbox.setsockopt(zmq.BACKLOG, BACKLOG)
@@ -264,10 +265,6 @@ class Process(LinksMixin, LifecycleMixin):
     _early: dict[int, dict] | None = None  # sender uid -> {seq: frame tuple} that came before its turn
     _early_gone: dict[int, float] | None = None  # senders of _early seen gone: since when
     _idle_closers: list | None = None  # see on_idle
-    # Whether _accept restores the order of frames across a sender's sockets
-    # (it calls _out_of_order).  Without it no socket to a live peer may be
-    # closed: a frame on its next socket could overtake the old one's.
-    _reorders = False
     peer_reopens = 0  # sockets opened again for a peer whose socket was closed (a statistic)
     _flushing: collections.deque | None = None  # when the lingers of closed sockets end, in order
 
@@ -339,8 +336,7 @@ class Process(LinksMixin, LifecycleMixin):
             open_ = self._open = {}
             limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
             self._peer_cap = peer_socket_cap(1 << 20 if limit == resource.RLIM_INFINITY else limit)
-            self._reorders = "_out_of_order" in Process._accept.__code__.co_names
-        if len(open_) >= self._peer_cap and self._reorders:
+        if len(open_) >= self._peer_cap:
             # A sixteenth at once, so that a process talking to more peers
             # than its cap looks through its sockets once per 16 reopens.
             self._evict_peers(len(open_) - self._peer_cap + 1 + self._peer_cap // 16)
@@ -403,7 +399,7 @@ class Process(LinksMixin, LifecycleMixin):
         after the linger).  ``urgent`` (no descriptor left) gives no second
         chance.  Returns how many were closed."""
         open_ = self._open
-        if not open_ or want <= 0 or not self._reorders:
+        if not open_ or want <= 0:
             return 0
         busy = {p.pid.uid for p in self.active_calls.values()} if self.active_calls else ()
         done = 0
@@ -550,7 +546,7 @@ class Process(LinksMixin, LifecycleMixin):
         frames set aside for senders that are gone; plan the next look."""
         nxt = None
         open_ = self._open
-        if open_ and self._reorders:
+        if open_:
             busy = {p.pid.uid for p in self.active_calls.values()} if self.active_calls else ()
             for uid, p in list(open_.items()):
                 if p.seq == p.mark and uid not in busy and not _stopped(p.pid):
@@ -781,26 +777,36 @@ class Process(LinksMixin, LifecycleMixin):
                 self.sig.wake_pending = False
             else:
                 self._drop_frame(None, self._undecodable(frame, exc))
+                self._skip_undecodable(frame)
             return
         if type(t) is tuple and len(t) == 3:
             uid, seq, msg = t
             if type(uid) is not int or type(seq) is not int:
                 self._drop_frame(_sender(t), _shape(t))
                 return
-            self.mailbox.append(msg)
         elif is_frame(t):
             uid, seq, ref, value = t
-            if ref in self.active_calls:
-                self.replies[ref] = value
         else:
             self._drop_frame(_sender(t), _shape(t))
+            self._skip_malformed(t)
             return
         recv_seq = self.recv_seq
-        if uid not in recv_seq and len(recv_seq) >= self._recv_sweep_at:
-            self._sweep_recv_seq()
+        last = recv_seq.get(uid)
+        if last is None:
+            last = 0
+            if len(recv_seq) >= self._recv_sweep_at:
+                self._sweep_recv_seq()
+        if seq != last + 1 and self._out_of_order(uid, seq, t):
+            return
+        if len(t) == 3:
+            self.mailbox.append(msg)
+        elif ref in self.active_calls:
+            self.replies[ref] = value
         recv_seq[uid] = seq
         if uid in self.held:
             self._release_held(uid, seq)
+        if self._early is not None and uid in self._early:
+            self._take_early(uid)
 
     @staticmethod
     def _undecodable(frame: bytes, exc: Exception) -> str:
@@ -866,7 +872,7 @@ class Process(LinksMixin, LifecycleMixin):
         else:
             # One slice of a long wait (callers loop on their deadline); a
             # server's wait forever skips the call.
-            ms = -1 if timeout is None else wait_ms(timeout)
+            ms = self.peer_wait_ms(-1 if timeout is None else wait_ms(timeout))
             if ms != self._rcvtimeo:
                 self.inbox.setsockopt(zmq.RCVTIMEO, ms)
                 self._rcvtimeo = ms
@@ -934,7 +940,7 @@ class Process(LinksMixin, LifecycleMixin):
                 for sock in sockets:
                     poller.register(sock, zmq.POLLIN)
                 self._poller = (key, poller)
-            ready = dict(poller.poll(wait_ms(timeout)))  # one slice of a long wait: callers loop
+            ready = dict(poller.poll(self.peer_wait_ms(wait_ms(timeout))))  # one slice of a long wait: callers loop
             if self.inbox in ready:
                 self._drain_inbox()
             if self.max_mailbox is not None:

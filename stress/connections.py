@@ -112,8 +112,8 @@ def bench_call_capped(run: Run) -> dict:
         proc._peer_cap = saved_cap
     if reopened < 0.5:
         raise RuntimeError(
-            f"the cap was not hit ({reopened:.0%} of the calls reopened a socket): this build does not close "
-            "peer sockets (Process._accept must restore the order across sockets, see otp._transport)"
+            f"the cap was not hit ({reopened:.0%} of the calls reopened a socket): the benchmark no longer "
+            "measures what it says (see otp._transport for how the cap closes peer sockets)"
         )
     capped = [x for r in out["ours"] for x in r]
     out["extra"] = {

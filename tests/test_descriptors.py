@@ -2,13 +2,7 @@
 messages survives a socket being reopened, a process out of descriptors
 keeps its messages, and a node under ``ulimit -n 1024`` serves 2,000
 processes that call one server by name (libzmq 4.3.5 aborts a process whose
-ipc listener meets EMFILE, see otp._transport).
-
-Closing a socket to a live peer is only safe once ``Process._accept`` puts
-frames that two sockets delivered out of order back in order (it calls
-``_out_of_order``), and idle sockets close only if the mailbox wait asks
-``peer_wait_ms``: the tests of those parts are skipped on a build without
-them."""
+ipc listener meets EMFILE, see otp._transport)."""
 
 from __future__ import annotations
 
@@ -29,16 +23,8 @@ import pytest
 import otp
 from otp import _process
 from otp._pid import Ref
-from otp._process import Process, _frame_header
-
-REORDERS = "_out_of_order" in Process._accept.__code__.co_names
-IDLE_CLOSE = "peer_wait_ms" in Process.pump.__code__.co_names
-needs_reorder = pytest.mark.skipif(
-    not REORDERS, reason="Process._accept does not restore the order across sockets (_out_of_order)"
-)
-needs_idle_close = pytest.mark.skipif(
-    not (REORDERS and IDLE_CLOSE), reason="Process.pump does not close idle peer sockets (peer_wait_ms)"
-)
+from otp._process import _frame_header
+from otp.registry._server import watch_cap
 
 
 def _fds(ospid: int) -> int:
@@ -92,7 +78,6 @@ def _sender_over_cap(parent: otp.Pid, sinks: list, rounds: int, cap: int) -> Non
     otp.send(parent, ("sent", most, proc.peer_reopens))
 
 
-@needs_reorder
 def test_peer_sockets_are_capped_and_reopened_in_order(node):
     me = otp.self()
     rounds, cap = 4, 16
@@ -131,7 +116,6 @@ def _busy_receiver(gate_path: str, parent: otp.Pid, count: int) -> None:
     otp.send(parent, ("got", got))
 
 
-@needs_reorder
 def test_order_survives_reopening_while_the_receiver_reads_nothing(node):
     me = otp.self()
     count = 60
@@ -145,7 +129,6 @@ def test_order_survives_reopening_while_the_receiver_reads_nothing(node):
     assert _tagged("got")[1] == list(range(count))
 
 
-@needs_reorder
 def test_exit_signal_stays_behind_messages_sent_on_reopened_sockets(node):
     """ORD-1 across sockets: the DOWN of a sender comes after the messages
     it sent before exiting, though each went on its own connection and the
@@ -197,7 +180,6 @@ def _idle_then_report(sink: otp.Pid, parent: otp.Pid) -> None:
     otp.send(parent, ("idle", connected, closed, proc.peer_reopens))
 
 
-@needs_idle_close
 def test_idle_peer_sockets_close_while_the_process_waits(node):
     me = otp.self()
     sink = otp.spawn(collect, me, 2, "got")
@@ -253,10 +235,6 @@ def _send_without_descriptors(target: otp.Pid, parent: otp.Pid, count: int, how:
 
 @pytest.mark.parametrize("how", ["at_exit", "when_waiting", "closes_its_own"])
 def test_messages_wait_for_a_descriptor_and_are_delivered_in_order(node, how):
-    if how == "when_waiting" and not IDLE_CLOSE:
-        pytest.skip("Process.pump does not call peer_wait_ms")
-    if how == "closes_its_own" and not REORDERS:
-        pytest.skip("Process._accept does not restore the order across sockets (_out_of_order)")
     me = otp.self()
     count = 25
     sink = otp.spawn(collect, me, count, "got")
@@ -357,7 +335,6 @@ def _unprivileged_1024():
 
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
-@needs_idle_close
 def test_2000_callers_by_name_under_1024_descriptors():
     """2,000 live processes call one gen_server through its registered name
     (a registry lookup each), report to the root and stay alive; every
@@ -384,5 +361,66 @@ def test_2000_callers_by_name_under_1024_descriptors():
     assert out["srv_alive"] and not out["registry_restarted"], out
     assert max(out["peaks"].values()) < 1024, out
     assert not os.path.exists(out["dir"])
+    left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+    assert not left, left
+
+
+_REGISTER_SCENARIO = textwrap.dedent(
+    r"""
+    import json, sys
+    import otp
+    from otp.supervisor import which_children
+
+    N, WAVE = int(sys.argv[1]), int(sys.argv[2])
+
+    def member(i, parent):
+        try:
+            otp.register(f"member-{i}", otp.self())
+            otp.send(parent, ("registered", i, None))
+        except otp.registry.RegistryFull as exc:
+            otp.send(parent, ("registered", i, type(exc).__name__))
+        otp.receive()  # alive until the node stops it
+
+    out = {}
+    with otp.Node() as node:
+        registry = [c.pid for c in which_children(node.kernel) if c.id == "registry"][0]
+        me = otp.self()
+        answers = []
+        for start in range(0, N, WAVE):  # waves: the registry's connections stay well below its limit
+            for i in range(start, min(N, start + WAVE)):
+                otp.spawn(member, i, me)
+            for _ in range(start, min(N, start + WAVE)):
+                answers.append(otp.receive(120, lambda m: m[0] == "registered")[2])
+        out["registered"] = answers.count(None)
+        out["full"] = answers.count("RegistryFull")
+        out["registry_restarted"] = [c.pid for c in which_children(node.kernel) if c.id == "registry"][0] != registry
+        out["found"] = otp.whereis("member-0") is not None
+    print(json.dumps(out))
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_registrations_beyond_the_descriptor_limit_are_refused_not_fatal():
+    """Under ``ulimit -n 1024`` the registry watches at most 256 processes (a
+    pidfd each, the rest of the limit kept for its sockets); the next registrations
+    raise RegistryFull in their callers and the registry lives on (it used
+    to die of EMFILE, restart, die again, and take the node down)."""
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(otp.__file__)))
+    proc = subprocess.run(
+        [sys.executable, "-c", _REGISTER_SCENARIO, "700", "100"],
+        preexec_fn=_unprivileged_1024,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Too many open files" not in proc.stderr, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    cap = watch_cap(1024)
+    assert out == {"registered": cap, "full": 700 - cap, "registry_restarted": False, "found": True}
     left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
     assert not left, left

@@ -19,6 +19,7 @@ from ._backend import (
     RegistryBackend,
     RegistryDown,
     RegistryError,
+    RegistryFull,
     UnknownOperation,
 )
 from ._backends import BACKENDS, open_backend
@@ -47,5 +48,6 @@ __all__ = [
     "BackendClosed",
     "MalformedRequest",
     "UnknownOperation",
+    "RegistryFull",
     "RegistryDown",
 ]

@@ -35,7 +35,7 @@ __all__ = [
     "Key", "Mode", "MODES", "Entry", "RegistryBackend", "BaseBackend",
     "RegistryError", "AlreadyRegistered", "NotFound", "PidNotAlive", "InvalidKey",
     "InvalidPid", "InvalidMetadata", "InvalidValue", "BackendUnavailable", "BackendClosed",
-    "MalformedRequest", "UnknownOperation", "RegistryDown",
+    "MalformedRequest", "UnknownOperation", "RegistryFull", "RegistryDown",
 ]  # fmt: skip
 
 #: A registry key: ``str``, ``int`` (not ``bool``), ``bytes``, or a tuple of keys.
@@ -129,6 +129,23 @@ class MalformedRequest(RegistryError, ValueError):
 
 class UnknownOperation(MalformedRequest):
     """The request names no operation of the registry process."""
+
+
+class RegistryFull(RegistryError):
+    """The registry watches as many processes as its descriptor limit allows
+    (a pidfd each; Erlang's ``system_limit``): this process was not
+    registered or joined.  Raise ``ulimit -n`` for more (see README, limits)."""
+
+    def __init__(self, pid: Pid, watched: int) -> None:
+        super().__init__(pid, watched)
+        self.pid = pid
+        self.watched = watched
+
+    def __str__(self) -> str:
+        return (
+            f"the registry cannot watch {self.pid!r}: it already watches {self.watched} processes, "
+            "what its descriptor limit allows"
+        )
 
 
 class RegistryDown(RegistryError, CalleeExit):

@@ -99,6 +99,9 @@ class RegistryClient:
         # Like Process.send: under forkserver nobody else has this __main__.
         self.main_by_value = self.proc.node.start_method == "forkserver"
         self.dealer = None
+        self.used = False  # a request went out since the last idle look
+        self.in_flight = False  # a request waits for its answer
+        self._idle_watched = False
         self.ids = itertools.count(1)
         self.lookups = 0
         self.replica: Replica | None = None
@@ -111,6 +114,26 @@ class RegistryClient:
         self.dealer.setsockopt(zmq.LINGER, 0)
         self.dealer.setsockopt(zmq.RECONNECT_IVL, 10)
         self.dealer.connect(self.request_ep)
+        if not self._idle_watched:
+            self._idle_watched = True
+            self.proc.on_idle(self._close_if_idle)
+
+    def _close_if_idle(self, now: float) -> bool:
+        """Idle closer (``Process.on_idle``): the DEALER holds a descriptor in
+        the registry, which thousands of processes that once looked a name up
+        would exhaust; close it when no request used it since the last look
+        (the next request connects again, about 0.2 ms).  Never under a
+        request: the closer runs inside the request's own wait."""
+        if self.dealer is None:
+            self._idle_watched = False
+            return False
+        if self.in_flight or self.used:
+            self.used = False
+            return True
+        self.dealer.close(linger=0)
+        self.dealer = None
+        self._idle_watched = False
+        return False
 
     def _follow(self, pid: Pid | None) -> None:
         """Talk to ``pid`` (None: whoever serves the endpoint) and watch it."""
@@ -158,7 +181,11 @@ class RegistryClient:
         for sent in batch.values():
             self.dealer.send(sent.frame)
         results: list = [None] * len(requests)
-        errors = self._collect(batch, results, deadline, timeout)
+        self.used = self.in_flight = True
+        try:
+            errors = self._collect(batch, results, deadline, timeout)
+        finally:
+            self.in_flight = False
         if errors:
             raise min(errors, key=lambda e: e[0])[1]
         return results
@@ -354,10 +381,11 @@ class Replica:
         deadline = time.monotonic() + DEFAULT_TIMEOUT
         while self.version < client.seen_version:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self.proc.poll_sockets([self.sub], remaining):
+            if remaining <= 0:
                 self._resync()
                 break
-            self._drain()
+            if self.proc.poll_sockets([self.sub], remaining):  # may come back early: loop
+                self._drain()
         self.fresh_until = time.monotonic() + FRESHNESS
 
     def _succeeded(self) -> bool:
