@@ -33,6 +33,7 @@ from ._api import (
 from ._api import self_ as self
 from ._child_spec import ChildInfo, ChildSpec, SupervisorError, SupFlags, child_spec
 from ._errors import (
+    BadArguments,
     CalleeExit,
     CallError,
     CallTimeout,
@@ -45,6 +46,7 @@ from ._errors import (
     SpawnError,
     StartError,
     Timeout,
+    UnknownOperation,
 )
 from ._gen_server import (
     HIBERNATE,
@@ -63,9 +65,10 @@ from ._gen_server import (
 from ._node import Node
 from ._pid import Pid, Ref
 from ._reasons import DOWN, EXIT, Crash, is_clean, is_normal, is_shutdown
+from ._service import DEFER, Failed, Ok, Request, Service, ask, operation, tell
 from ._supervisor import DynamicSupervisor, Supervisor
 from ._task import Task, TaskExit, TaskSupervisor
-from .registry import AlreadyRegistered  # noqa: E402
+from .registry import AlreadyRegistered, RegistryDown, RegistryFull  # noqa: E402
 from .registry._names import (  # noqa: E402 - on top of every other layer
     Registry,
     register,
@@ -114,6 +117,16 @@ __all__ = [
     "cast",
     "reply",
     "stop",
+    "Service",
+    "operation",
+    "ask",
+    "tell",
+    "Request",
+    "Ok",
+    "Failed",
+    "DEFER",
+    "UnknownOperation",
+    "BadArguments",
     "Supervisor",
     "DynamicSupervisor",
     "TaskSupervisor",
@@ -147,4 +160,6 @@ __all__ = [
     "SpawnError",
     "NodeError",
     "ProcessExit",
+    "RegistryDown",
+    "RegistryFull",
 ]

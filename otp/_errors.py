@@ -21,6 +21,8 @@ __all__ = [
     "NotAProcess",
     "SpawnError",
     "NodeError",
+    "UnknownOperation",
+    "BadArguments",
     "ProcessExit",
 ]
 
@@ -96,6 +98,33 @@ class SpawnError(OTPError):
 
 class NodeError(OTPError, RuntimeError):
     """The node runtime could not start or is not running."""
+
+
+class UnknownOperation(OTPError, LookupError):
+    """A request named an operation the service does not have
+    (:func:`otp.ask`); the service carries on."""
+
+    def __init__(self, service: str, op: object) -> None:
+        super().__init__(service, op)
+        self.service = service
+        self.op = op
+
+    def __str__(self) -> str:
+        return f"{self.service} has no operation {self.op!r}"
+
+
+class BadArguments(OTPError, TypeError):
+    """A request's arguments do not fit the operation's signature
+    (:func:`otp.ask`); ``why`` is Python's message.  The service carries on."""
+
+    def __init__(self, service: str, op: str, why: str) -> None:
+        super().__init__(service, op, why)
+        self.service = service
+        self.op = op
+        self.why = why
+
+    def __str__(self) -> str:
+        return f"{self.service}.{self.op}: {self.why}"
 
 
 class ProcessExit(BaseException):
