@@ -11,6 +11,7 @@ Layers, bottom up (each imports only the ones below it):
 """
 
 from . import (
+    _naming,  # noqa: E402
     pg,  # noqa: E402
     supervisor,  # noqa: E402 - the management calls, as otp.supervisor.*
 )
@@ -71,6 +72,7 @@ from ._task import Task, TaskExit, TaskSupervisor
 from .registry import AlreadyRegistered, RegistryDown, RegistryFull  # noqa: E402
 from .registry._names import (  # noqa: E402 - on top of every other layer
     Registry,
+    RegistryNames,  # noqa: E402
     register,
     registered,
     registry_health,
@@ -79,6 +81,10 @@ from .registry._names import (  # noqa: E402 - on top of every other layer
     whereis,
     whereis_many,
 )
+
+# The registry is the node's name service: installed here, once every layer
+# is imported, rather than by the registry's import (see otp._naming).
+_naming.install(RegistryNames())
 
 __all__ = [
     "Node",

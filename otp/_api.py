@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numbers
 
-from . import _process
+from . import _naming, _process
 from ._errors import NoProc
 from ._pid import Pid, Ref, make_ref
 from ._timeouts import check_timeout
@@ -31,26 +31,24 @@ __all__ = [
     "trap_exit",
     "make_ref",
     "resolve",
-    "name_resolvers",
     "check_max_mailbox",
 ]
 
-#: Functions ``name -> Pid | None`` tried in order to resolve a non-pid
-#: destination; the registry installs itself here.
-name_resolvers: list = []
-
 
 def resolve(dest: object) -> Pid:
-    """The pid ``dest`` names; :class:`NoProc` if it names nothing."""
+    """The pid ``dest`` names (through the node's name service,
+    :mod:`otp._naming`); :class:`NoProc` if it names nothing."""
     if isinstance(dest, Pid):
         return dest
-    for resolver in name_resolvers:
-        pid = resolver(dest)
-        if pid is not None:
-            return pid
-    if not name_resolvers and not isinstance(dest, (str, tuple)):
-        raise TypeError(f"not a pid or a name: {dest!r}")
-    raise NoProc(dest)
+    names = _naming.service()
+    if names is None:
+        if not isinstance(dest, (str, tuple)):
+            raise TypeError(f"not a pid or a name: {dest!r}")
+        raise NoProc(dest)
+    pid = names.resolve(dest)
+    if pid is None:
+        raise NoProc(dest)
+    return pid
 
 
 def spawn_opt(

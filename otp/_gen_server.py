@@ -38,7 +38,7 @@ import gc
 import logging
 from typing import Any, NamedTuple
 
-from . import _api, _logging, _process
+from . import _api, _logging, _naming, _process
 from ._errors import NoProc, ProcessExit, StartError, Timeout
 from ._pid import Pid
 from ._reasons import DOWN, EXIT, Crash, format_reason, is_clean
@@ -60,7 +60,6 @@ __all__ = [
     "reply",
     "stop",
     "DEFAULT_CALL_TIMEOUT",
-    "name_registrars",
 ]
 
 #: OTP's default call timeout (5000 ms).
@@ -104,12 +103,6 @@ class Stop(NamedTuple):
 
 Ignore = _Sentinel("Ignore")
 HIBERNATE = _Sentinel("HIBERNATE")
-
-#: Functions ``(name, pid) -> None`` that register a server name, raising
-#: ``StartError(('already_started', pid))`` on a clash, and that remove it;
-#: the registry installs itself here.  Empty means names are not available.
-name_registrars: list = []
-name_unregistrars: list = []
 
 
 class GenServer:
@@ -415,8 +408,11 @@ class _Starter:
         if self.name is None:
             return
         try:
-            for registrar in name_registrars or [_no_names]:
-                registrar(self.name, self.proc.pid)
+            names = _naming.service()
+            if names is None:
+                _no_names(self.name, self.proc.pid)
+            else:
+                names.register_server(self.name, self.proc.pid)
         except StartError as exc:
             self.fail(exc.reason, log_it=False)
         except Exception as exc:  # whatever a registry raises is a failed start, not a crash
@@ -427,11 +423,12 @@ class _Starter:
         """Give the name back and unlink, before the starter hears of the
         outcome, so that an immediate restart does not find the name taken."""
         if self.registered:
-            for unregistrar in name_unregistrars:
-                try:
-                    unregistrar(self.name, self.proc.pid)
-                except Exception:  # noqa: BLE001 - our exit drops the name anyway
-                    log.warning("%r could not unregister %r", self.proc.pid, self.name, exc_info=True)
+            names = _naming.service()
+            try:
+                if names is not None:
+                    names.unregister_server(self.name, self.proc.pid)
+            except Exception:  # noqa: BLE001 - our exit drops the name anyway
+                log.warning("%r could not unregister %r", self.proc.pid, self.name, exc_info=True)
         if self.linked:
             self.proc.unlink(self.parent)
 

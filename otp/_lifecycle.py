@@ -10,19 +10,14 @@ import os
 import sys
 import time
 
-from . import _zygote
+from . import _naming, _zygote
 from ._codec import dumps, dumps_by_value
 from ._pid import Pid, make_ref
 from ._signals import NOTICE_SEND_TIMEOUT, chunked_refs
 
 log = logging.getLogger("otp")
 
-__all__ = ["LifecycleMixin", "EXIT_HOOKS"]
-
-#: Functions ``(process, reason)`` every exiting process runs first, before
-#: its own ``exit_hooks`` and before anyone can hear of its death (the
-#: registry installs the one that drops the process's names).
-EXIT_HOOKS: list = []
+__all__ = ["LifecycleMixin"]
 
 
 class LifecycleMixin:
@@ -107,9 +102,11 @@ class LifecycleMixin:
         sig = self.sig
         with sig.lock:
             sig.exiting = True
-        for hook in EXIT_HOOKS:
+        names = _naming.service()
+        if names is not None:
+            # Before its own exit_hooks, before anyone can hear of its death.
             try:
-                hook(self, reason)
+                names.on_exit(self, reason)
             except Exception:
                 log.exception("exit hook of %r failed", self.pid)
         for hook in list(self.exit_hooks):

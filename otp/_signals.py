@@ -360,6 +360,11 @@ class SignalPort:
             except DecodeError as exc:
                 log.warning("dropped malformed signal: %s", exc)
 
+    def drain(self) -> None:
+        """Handle every signal queued on the port now (the caller holds
+        ``lock``): for code that must see a notice before it acts."""
+        self._drain()
+
     def _drain(self) -> None:
         for sig in self.drain_unlocked():
             try:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from time import monotonic as _monotonic
 from typing import Any
 
-from .. import _api, _gen_server, _lifecycle, _process
+from .. import _api, _process
 from .._errors import NoProc, StartError, Timeout
 from .._pid import Pid
 from .._timeouts import check_timeout
@@ -48,11 +48,16 @@ __all__ = [
 EXIT_UNREGISTER_TIMEOUT = 1.0
 
 
+_clients_of: tuple = (None, {})  # (the process, its clients by registry uid; None: the node's)
+
+
 def _clients(proc) -> dict:
-    clients = getattr(proc, "registry_clients", None)
-    if clients is None:
-        clients = proc.registry_clients = {}
-    return clients
+    """This process's registry clients.  An OS process runs one OTP process,
+    so one table per module (a forked child starts a table of its own)."""
+    global _clients_of
+    if _clients_of[0] is not proc:
+        _clients_of = (proc, {})
+    return _clients_of[1]
 
 
 _last: tuple = (None, None)  # (process, its node client): the hot path's shortcut
@@ -76,7 +81,7 @@ def _on_exit(proc, reason: Any) -> None:
     death, then close its registry connections."""
     sig = proc.sig
     with sig.lock:
-        sig._drain()  # a 'named' notice may still be queued on our port
+        sig.drain()  # a 'named' notice may still be queued on our port
     clients = _clients(proc)
     node = clients.get(None)
     if proc.sig.named and node is None and not proc.root:
@@ -196,10 +201,14 @@ def _unregister_server_name(name: Any, pid: Pid) -> None:
         unregister(name)
 
 
-_lifecycle.EXIT_HOOKS.append(_on_exit)
-_api.name_resolvers.append(_resolve)
-_gen_server.name_registrars.append(_register_server_name)
-_gen_server.name_unregistrars.append(_unregister_server_name)
+class RegistryNames:
+    """The registry as the node's name service (see :mod:`otp._naming`);
+    ``otp/__init__.py`` installs it."""
+
+    resolve = staticmethod(_resolve)
+    register_server = staticmethod(_register_server_name)
+    unregister_server = staticmethod(_unregister_server_name)
+    on_exit = staticmethod(_on_exit)
 
 
 # ------------------------------------------------------------------- pg
