@@ -32,5 +32,17 @@ def node():
     assert not os.path.exists(node_dir), "node directory left behind"
 
 
+@pytest.fixture
+def app(node):
+    """MABEAM started under the test (which traps exits, so that the
+    application's shutdown at the end does not take it down)."""
+    import mabeam
+
+    otp.trap_exit(True)
+    sup = mabeam.start()
+    yield sup
+    mabeam.stop(sup)
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes more than a few seconds")

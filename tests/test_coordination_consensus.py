@@ -17,14 +17,6 @@ from mabeam._agent_registry import AGENT_SUPERVISOR
 from mabeam._app import COORDINATION
 
 
-@pytest.fixture
-def app(node):
-    otp.trap_exit(True)
-    sup = mabeam.start()
-    yield sup
-    mabeam.stop(sup)
-
-
 def test_majority_counts_the_agents_own_votes(app):
     otp.supervisor.subscribe(COORDINATION)
     start_agents({"a": {"vote": "yes"}, "b": {"vote": "yes"}, "c": {"vote": "no"}, "d": {"vote": None}})

@@ -24,14 +24,6 @@ from mabeam import coordination
 from mabeam._app import COORDINATION
 
 
-@pytest.fixture
-def app(node):
-    otp.trap_exit(True)
-    sup = mabeam.start()
-    yield sup
-    mabeam.stop(sup)
-
-
 def test_lock_fifo_and_release_on_holder_death(app):
     me = otp.self()
     pid = coordination.lock("res")

@@ -7,17 +7,7 @@ from __future__ import annotations
 import pytest
 from coordination_agents import start_agents
 
-import mabeam
-import otp
 from mabeam import coordination
-
-
-@pytest.fixture
-def app(node):
-    otp.trap_exit(True)
-    sup = mabeam.start()
-    yield sup
-    mabeam.stop(sup)
 
 
 def test_hierarchy_structure_as_in_the_seed():

@@ -21,14 +21,6 @@ from mabeam.economics import _wire
 from mabeam.economics._auction import auction_key
 
 
-@pytest.fixture
-def app(node):
-    otp.trap_exit(True)
-    sup = mabeam.start()
-    yield sup
-    mabeam.stop(sup)
-
-
 def result_of(ref, timeout=15):
     msg = otp.receive(
         timeout, lambda m: isinstance(m, tuple) and len(m) == 3 and m[0] == "$auction_result" and m[1] == ref

@@ -13,19 +13,10 @@ from helpers import down_of, recv
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import mabeam
 import otp
 from mabeam import economics as E
 from mabeam._app import ECONOMICS
 from mabeam.rules.orderbook import Order, OrderBook
-
-
-@pytest.fixture
-def app(node):
-    otp.trap_exit(True)
-    sup = mabeam.start()
-    yield sup
-    mabeam.stop(sup)
 
 
 def fills(result):

@@ -13,19 +13,10 @@ import pytest
 from economics_agents import call_and_report, start_bidders
 from helpers import down_of, recv, recv_tagged
 
-import mabeam
 import otp
 from mabeam import economics as E
 from mabeam._app import APP, SERVICES
 from mabeam.economics import _wire
-
-
-@pytest.fixture
-def app(node):
-    otp.trap_exit(True)
-    sup = mabeam.start()
-    yield sup
-    mabeam.stop(sup)
 
 
 def test_services_are_registered_and_started_in_order(app):

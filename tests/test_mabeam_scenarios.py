@@ -6,20 +6,11 @@ from __future__ import annotations
 
 import random
 
-import pytest
 from mabeam_agents import EchoAgent
 
 import mabeam
 import otp
 from mabeam._app import TASKS
-
-
-@pytest.fixture
-def app(node):
-    otp.trap_exit(True)
-    sup = mabeam.start()
-    yield sup
-    mabeam.stop(sup)
 
 
 def _register_and_start(agent_id):

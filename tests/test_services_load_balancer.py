@@ -15,14 +15,6 @@ from mabeam import balancing
 from mabeam import services as S
 
 
-@pytest.fixture
-def app(node):
-    otp.trap_exit(True)
-    sup = mabeam.start()
-    yield sup
-    mabeam.stop(sup)
-
-
 def run(agent_id, cls=Worker, capabilities=(), restart="permanent"):
     mabeam.register_agent(mabeam.AgentConfig(agent_id, cls, capabilities=frozenset(capabilities), restart=restart))
     return mabeam.start_agent(agent_id)

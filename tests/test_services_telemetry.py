@@ -13,14 +13,6 @@ from mabeam import services as S
 
 
 @pytest.fixture
-def app(node):
-    otp.trap_exit(True)
-    sup = mabeam.start()
-    yield sup
-    mabeam.stop(sup)
-
-
-@pytest.fixture
 def small_app(node):
     otp.trap_exit(True)
     S.OPTIONS[S.TELEMETRY] = {"max_series": 5, "failure_limit": 2, "max_alerts": 3}

@@ -15,14 +15,6 @@ import otp
 from mabeam import services as S
 
 
-@pytest.fixture
-def app(node):
-    otp.trap_exit(True)
-    sup = mabeam.start()
-    yield sup
-    mabeam.stop(sup)
-
-
 def voters(*votes, **args):
     ids = []
     for i, vote in enumerate(votes):
