@@ -7,6 +7,7 @@ make them shared.  See ``_metrics`` for the histogram's error bound and memory c
 
 from __future__ import annotations
 
+from ._emit import TELEMETRY, emit_event
 from ._events import (
     DuplicateHandler,
     EventBus,
@@ -42,6 +43,8 @@ from ._metrics import (
 )
 
 __all__ = [
+    "TELEMETRY",
+    "emit_event",
     # metrics
     "Counter",
     "Gauge",
