@@ -1,12 +1,15 @@
 """MABEAM: multi-agent coordination on the ``otp`` kernel.
 
-Agents are gen_servers, each in its own OS process, supervised; everything
-MABEAM runs is in the application's supervision tree (``mabeam.start()``).
+Agents are :class:`otp.Service` s, each in its own OS process, supervised;
+everything MABEAM runs is in the application's supervision tree
+(``mabeam.start()``).  Every exception MABEAM raises is a
+:class:`MabeamError`, named by its cause.
 """
 
-from ._agent import Agent, AgentConfig, AgentError, agent_name
+from ._agent import Agent, AgentConfig, RestartPolicy, agent_name
 from ._agent_registry import (
     AgentRecord,
+    AgentStatus,
     agent_status,
     await_status,
     find_agents,
@@ -18,13 +21,29 @@ from ._agent_registry import (
     unregister_agent,
 )
 from ._app import start, stop
-from ._comms import CommsError, agent_pid, broadcast, multi_request, multicast, publish, request, subscribe, unsubscribe
+from ._comms import Outcome, agent_pid, broadcast, multi_request, multicast, publish, request, subscribe, unsubscribe
+from ._errors import (
+    AgentAlreadyRegistered,
+    AgentAlreadyRunning,
+    AgentError,
+    AgentExited,
+    AgentNotRunning,
+    AgentStartFailed,
+    AgentStillRunning,
+    AgentTimeout,
+    CommsError,
+    HookFailed,
+    MabeamError,
+    NotStarted,
+    UnknownAgent,
+)
 
 __all__ = [
     "Agent",
     "AgentConfig",
-    "AgentError",
     "AgentRecord",
+    "AgentStatus",
+    "RestartPolicy",
     "agent_name",
     "start",
     "stop",
@@ -45,5 +64,18 @@ __all__ = [
     "subscribe",
     "unsubscribe",
     "agent_pid",
+    "Outcome",
+    "MabeamError",
+    "NotStarted",
+    "UnknownAgent",
+    "AgentError",
+    "HookFailed",
+    "AgentAlreadyRegistered",
+    "AgentAlreadyRunning",
+    "AgentStillRunning",
+    "AgentStartFailed",
     "CommsError",
+    "AgentTimeout",
+    "AgentExited",
+    "AgentNotRunning",
 ]

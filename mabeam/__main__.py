@@ -21,6 +21,9 @@ import logging
 import os
 import signal
 import sys
+from types import FrameType
+
+import otp
 
 #: The modules of the ``demo`` extra (setup.cfg), checked before anything starts.
 DEMO_MODULES = ("numpy", "sklearn", "rich")
@@ -110,10 +113,10 @@ class _CtrlC:
 
     def __init__(self) -> None:
         self.seen = False
-        self.node = None
+        self.node: otp.Node | None = None
         self.running: int | None = None  # the node's processes when interrupted
 
-    def __call__(self, signum, frame) -> None:
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
         if self.seen:
             os.write(2, b" interrupted again: exiting now\n")  # no buffered stream: it may be mid-write
             os._exit(EXIT_INTERRUPTED)
@@ -127,8 +130,7 @@ class _CtrlC:
 
 
 def _demo(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
-    import otp
-
+    # The demo's modules need its extra (numpy, scikit-learn, rich), checked by main first.
     from .demo.run import DemoConfig, run
     from .demo.ui import Display
 
@@ -154,7 +156,7 @@ def _configure_logging(args: argparse.Namespace) -> None:
     if args.log_file:
         logging.basicConfig(filename=args.log_file, level=args.log_level, format=plain)
         return
-    from rich.console import Console
+    from rich.console import Console  # the demo extra, checked by main first
     from rich.logging import RichHandler
 
     console = Console(stderr=True)

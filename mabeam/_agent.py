@@ -1,4 +1,4 @@
-"""The Agent behaviour: a gen_server in its own OS process.
+"""The Agent behaviour: an :class:`otp.Service` in its own OS process.
 
 Subclass :class:`Agent` and override the hooks the agent takes part in::
 
@@ -17,62 +17,66 @@ Subclass :class:`Agent` and override the hooks the agent takes part in::
 Every hook runs in the agent's own process and answers a real message: a
 vote is what ``handle_vote`` returned, a bid what ``handle_bid`` returned.
 Agent state lives on ``self``.  A hook that raises does not kill the agent:
-the caller receives :class:`AgentError` with the exception (a bad request is
-the caller's problem, not a reason to restart a trained model); an exit
-(``ProcessExit``) still ends the agent.
+the caller receives :class:`HookFailed` (an :class:`AgentError`) with the
+crash (a bad request is the caller's problem, not a reason to restart a
+trained model); an exit (``ProcessExit``) still ends the agent, and so does
+a bug in the agent machinery itself.
 
-Wire protocol (what coordination and economics send): calls of the form
-``("$mabeam", kind, payload)`` with kind ``request``, ``vote``, ``bid``,
-``offer``, ``proposal``, ``coordinate``, ``represent`` and ``info``, and
-info messages ``("$mabeam_event", topic, event)`` for pub/sub.
+Operations (what :mod:`mabeam._comms` and the features ask, each with one
+``payload``; the ``kind=`` of :func:`mabeam.request`): ``request``,
+``vote``, ``bid``, ``offer`` (``(auction, price)``), ``proposal``
+(``(round_number, context)``), ``coordinate`` (``(protocol, params)``),
+``run`` (``(fn, args)``: the agent returns ``fn(agent, *args)``, for
+protocols that need an agent to act, such as a cluster representative
+gathering its members' votes) and ``info``.  Their names are reserved: a
+subclass cannot define a method of the same name (it would hide the
+operation).  Pub/sub events arrive as info messages
+``("$mabeam_event", topic, event)``.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Literal, TypeVar
 
 import otp
 
+from ._errors import AgentError, HookFailed
+
 log = logging.getLogger("mabeam")
 
-__all__ = ["Agent", "AgentConfig", "AgentError", "agent_name", "NAME_PREFIX"]
+__all__ = ["Agent", "AgentConfig", "AgentError", "RestartPolicy", "agent_name", "NAME_PREFIX"]
 
 #: Agents register themselves in the node's name registry as
 #: ``(NAME_PREFIX, agent_id)``: lookups by id are served from each caller's
 #: replica, never through a hub process.
 NAME_PREFIX = "mabeam.agent"
 
+#: What the agent supervisor does when the agent exits (OTP's restart types).
+RestartPolicy = Literal["permanent", "transient", "temporary"]
 
-def agent_name(agent_id: Any) -> tuple:
+T = TypeVar("T")
+
+
+def agent_name(agent_id: Hashable) -> tuple[str, Hashable]:
+    """The name a running agent is registered under (``otp.whereis`` it)."""
     return (NAME_PREFIX, agent_id)
-
-
-class AgentError(otp.OTPError):
-    """An agent's hook raised, or the agent does not take part in the
-    operation; ``reason`` is the :class:`otp.Crash` or a term."""
-
-    def __init__(self, agent_id: Any, reason: Any) -> None:
-        super().__init__(agent_id, reason)
-        self.agent_id = agent_id
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return f"agent {self.agent_id!r}: {self.reason!r}"
 
 
 @dataclass(frozen=True)
 class AgentConfig:
-    """What the agent registry keeps about an agent (AC-11: an agent can be
-    registered without running; it then has no process at all)."""
+    """What the agent registry keeps about an agent.  An agent can be
+    registered without running; it then has no process at all."""
 
-    agent_id: Any
-    agent_class: type
+    agent_id: Hashable
+    agent_class: type[Agent]
     args: Any = None
-    capabilities: frozenset = frozenset()
-    metadata: dict = field(default_factory=dict)
-    restart: str = "permanent"
+    capabilities: AbstractSet[str] = frozenset()
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    restart: RestartPolicy = "permanent"
     shutdown: float = 5.0
 
     def __post_init__(self) -> None:
@@ -84,11 +88,12 @@ class AgentConfig:
             hash(self.agent_id)
         except TypeError:
             raise TypeError(f"agent ids must be hashable, not {self.agent_id!r}") from None
-        caps = frozenset(self.capabilities) | frozenset(getattr(self.agent_class, "capabilities", ()))
+        caps = frozenset(self.capabilities) | frozenset(self.agent_class.capabilities)
         object.__setattr__(self, "capabilities", caps)
         object.__setattr__(self, "metadata", dict(self.metadata))
 
     def child_spec(self) -> otp.ChildSpec:
+        """The agent supervisor's child spec of this agent."""
         return otp.child_spec(
             self.agent_id,
             start=(self.agent_class.start_link, (self,)),
@@ -97,11 +102,28 @@ class AgentConfig:
         )
 
 
-class Agent(otp.GenServer):
+class Agent(otp.Service):
     """Base class of agents; every hook has a documented default."""
 
     #: Capabilities every agent of this class has (a config can add more).
-    capabilities: frozenset = frozenset()
+    capabilities: AbstractSet[str] = frozenset()
+
+    #: Only a hook's failure is an answer; anything else the agent raises
+    #: is a bug in it and crashes it.
+    errors: ClassVar[tuple[type[BaseException], ...]] = (AgentError,)
+
+    agent_id: Hashable
+    config: AgentConfig
+    metadata: dict[str, Any]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        hidden = sorted(name for name in Agent._operations if name not in cls._operations)
+        if hidden:
+            raise TypeError(
+                f"{cls.__name__} defines {', '.join(hidden)}: reserved for the Agent operations "
+                "of that name (override the handle_* hooks instead)"
+            )
 
     # ------------------------------------------------------------ hooks
 
@@ -142,17 +164,71 @@ class Agent(otp.GenServer):
     def teardown(self, reason: Any) -> None:
         """Clean up when the agent stops (not run when it is killed)."""
 
-    def info(self) -> dict:
-        """What ``mabeam.agent_info`` reports from the running agent."""
+    def describe(self) -> dict[str, Any]:
+        """What the ``info`` operation answers about the running agent."""
         return {
             "agent_id": self.agent_id,
             "capabilities": sorted(map(str, self.capabilities)),
             "class": type(self).__name__,
         }
 
+    # ------------------------------------------------------- operations
+
+    @otp.operation
+    def request(self, message: Any) -> Any:
+        """``handle_request(message)``."""
+        return self._call_hook("request", self.handle_request, (message,))
+
+    @otp.operation
+    def vote(self, proposal: Any) -> Any:
+        """``handle_vote(proposal)``."""
+        return self._call_hook("vote", self.handle_vote, (proposal,))
+
+    @otp.operation
+    def bid(self, auction: dict) -> Any:
+        """``handle_bid(auction)``."""
+        return self._call_hook("bid", self.handle_bid, (auction,))
+
+    @otp.operation
+    def offer(self, payload: tuple[dict, float]) -> bool:
+        """``handle_offer(auction, price)``, as a bool."""
+        return self._call_hook("offer", lambda auction, price: bool(self.handle_offer(auction, price)), payload)
+
+    @otp.operation
+    def proposal(self, payload: tuple[int, Any]) -> Any:
+        """``handle_proposal(round_number, context)``."""
+        return self._call_hook("proposal", self.handle_proposal, payload)
+
+    @otp.operation
+    def coordinate(self, payload: tuple[str, Any]) -> Any:
+        """``handle_coordination(protocol, params)``."""
+        return self._call_hook("coordinate", self.handle_coordination, payload)
+
+    @otp.operation
+    def run(self, payload: tuple[Callable[..., Any], tuple]) -> Any:
+        """``fn(agent, *args)`` for ``payload == (fn, args)``: a protocol's
+        step that runs in the agent (``fn`` is a module-level function, sent
+        by reference)."""
+        return self._call_hook("run", lambda fn, args: fn(self, *args), payload)
+
+    @otp.operation
+    def info(self, payload: object = None) -> dict[str, Any]:
+        """``describe()`` (``payload`` is ignored)."""
+        return self._call_hook("info", self.describe, ())
+
+    def _call_hook(self, operation: str, hook: Callable[..., T], args: Iterable[Any]) -> T:
+        """``hook(*args)``; what it raises reaches the caller as
+        :class:`HookFailed` and the agent carries on (an exit still ends it:
+        ``ProcessExit`` is not an ``Exception``)."""
+        try:
+            return hook(*args)
+        except Exception as exc:
+            log.warning("agent %r: %s hook raised %r", self.agent_id, operation, exc)
+            raise HookFailed(self.agent_id, operation, otp.Crash.from_exception(exc)) from None
+
     # ------------------------------------------------------- the server
 
-    def init(self, config: AgentConfig) -> Any:
+    def init(self, config: AgentConfig) -> otp.Stop | None:
         self.agent_id = config.agent_id
         self.config = config
         self.capabilities = config.capabilities
@@ -162,55 +238,18 @@ class Agent(otp.GenServer):
         except otp.AlreadyRegistered as exc:
             return otp.Stop(("already_started", exc.existing_pid))
         self.setup(config.args)
-        return self
+        return None
 
-    def handle_call(self, request: Any, from_: tuple, state: Any) -> Any:
-        if type(request) is not tuple or len(request) != 3 or request[0] != "$mabeam":
-            return otp.Reply(("error", AgentError(self.agent_id, ("unknown_call", request))), state)
-        _, kind, payload = request
-        try:
-            if kind == "request":
-                value = self.handle_request(payload)
-            elif kind == "vote":
-                value = self.handle_vote(payload)
-            elif kind == "bid":
-                value = self.handle_bid(payload)
-            elif kind == "offer":
-                value = bool(self.handle_offer(*payload))
-            elif kind == "proposal":
-                value = self.handle_proposal(*payload)
-            elif kind == "coordinate":
-                value = self.handle_coordination(*payload)
-            elif kind == "represent":
-                value = self._represent(*payload)
-            elif kind == "info":
-                value = self.info()
-            else:
-                return otp.Reply(("error", AgentError(self.agent_id, ("unknown_kind", kind))), state)
-        except otp.ProcessExit:
-            raise
-        except Exception as exc:
-            log.warning("agent %r: %s hook raised %r", self.agent_id, kind, exc)
-            return otp.Reply(("error", AgentError(self.agent_id, otp.Crash.from_exception(exc))), state)
-        return otp.Reply(("ok", value), state)
+    def handle_other_call(self, request: Any, from_: tuple) -> otp.Failed:
+        """A call that is not an operation request: the caller's mistake,
+        answered as an unknown operation; the agent carries on."""
+        log.warning("agent %r: unexpected call %r", self.agent_id, request)
+        return otp.Failed(otp.UnknownOperation(type(self).__name__, request))
 
-    def _represent(self, members: list, proposal: Any, timeout: float) -> dict:
-        """Hierarchical consensus: gather the votes of ``members`` (agent ids)
-        for ``proposal`` with real calls, and return them with our own."""
-        from ._comms import broadcast
-
-        votes = {self.agent_id: self.handle_vote(proposal)}
-        others = [m for m in members if m != self.agent_id]
-        for member, outcome in zip(others, broadcast(others, proposal, timeout=timeout, kind="vote")):
-            votes[member] = outcome[1] if outcome[0] == "ok" else None
-        return votes
-
-    def handle_info(self, msg: Any, state: Any) -> Any:
+    def handle_info(self, msg: Any, state: Any) -> otp.NoReply:
         if type(msg) is tuple and len(msg) == 3 and msg[0] == "$mabeam_event":
             try:
                 self.handle_event(msg[1], msg[2])
-            except otp.ProcessExit:
-                raise
             except Exception:
                 log.exception("agent %r: handle_event raised", self.agent_id)
         else:

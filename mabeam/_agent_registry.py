@@ -1,15 +1,16 @@
 """The agent registry: what agents exist, their configuration and status.
 
-One gen_server owns the records (a single writer, so an update is atomic)
-and stores them through the otp registry's backend interface (memory or
-sqlite, chosen at start).  Capabilities, status and metadata are fields of
-the backend's metadata index, so queries do not scan.
+One :class:`otp.Service` owns the records (a single writer, so an update is
+atomic) and stores them through the otp registry's backend interface
+(memory or sqlite, chosen at start).  Capabilities, status and metadata are
+fields of the backend's metadata index, so queries do not scan.
 
 Status is driven by the agent supervisor's events, never guessed:
-``'registered'`` (no process, AC-11), ``'running'`` (with its pid),
-``'completed'`` (exited normally), ``'stopped'`` (shutdown), ``'crashed'``
-(anything else).  A restart by the supervisor moves the record back to
-``'running'`` with the new pid in one update.
+``'registered'`` (no process: an agent can be registered without running),
+``'running'`` (with its pid), ``'completed'`` (exited normally),
+``'stopped'`` (shutdown), ``'crashed'`` (anything else).  A restart by the
+supervisor moves the record back to ``'running'`` with the new pid in one
+update.
 
 Running agents are found by pid through their registered names (see
 :mod:`mabeam._comms`), not through this process.
@@ -18,18 +19,28 @@ Running agents are found by pid through their registered names (see
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import otp
-from otp.registry import NotFound, open_backend
+from otp.registry import open_backend
 
-from ._agent import AgentConfig, AgentError, agent_name
+from ._agent import AgentConfig, agent_name
+from ._errors import (
+    AgentAlreadyRegistered,
+    AgentAlreadyRunning,
+    AgentNotRunning,
+    AgentStartFailed,
+    AgentStillRunning,
+    MabeamError,
+    UnknownAgent,
+)
 
 __all__ = [
     "AgentRecord",
     "AgentRegistry",
+    "AgentStatus",
     "register_agent",
     "unregister_agent",
     "start_agent",
@@ -39,29 +50,40 @@ __all__ = [
     "await_status",
     "find_agents",
     "list_agents",
+    "record_stop",
     "REGISTRY",
     "AGENT_SUPERVISOR",
 ]
 
 REGISTRY = "mabeam.agent_registry"
 AGENT_SUPERVISOR = "mabeam.agents"
+#: How long a client waits for the registry's answer (seconds).
+DEFAULT_TIMEOUT = 5.0
+
+#: Where an agent is in its life (see the module documentation).
+AgentStatus = Literal["registered", "running", "completed", "stopped", "crashed"]
 
 
 @dataclass(frozen=True)
 class AgentRecord:
+    """What the registry knows about one agent."""
+
     config: AgentConfig
-    status: str = "registered"
+    status: AgentStatus = "registered"
     pid: otp.Pid | None = None
+    #: Restarts by the agent supervisor (crashes it recovered from).
     restarts: int = 0
+    #: The exit reason of its last process, if it had one.
     last_reason: Any = None
+    #: ``time.time()`` of the last change.
     updated: float = 0.0
 
     @property
-    def agent_id(self) -> Any:
+    def agent_id(self) -> Hashable:
         return self.config.agent_id
 
 
-def _status_for(reason: Any) -> str:
+def _status_for(reason: Any) -> AgentStatus:
     if reason == "normal":
         return "completed"
     if otp.is_shutdown(reason):
@@ -69,22 +91,28 @@ def _status_for(reason: Any) -> str:
     return "crashed"
 
 
-def _index(record: AgentRecord) -> dict:
-    fields = {"status": record.status}
+def _index(record: AgentRecord) -> dict[str, Any]:
+    fields: dict[str, Any] = {"status": record.status}
     fields.update({f"cap:{c}": True for c in record.config.capabilities})
     fields.update({f"meta:{k}": v for k, v in record.config.metadata.items()})
     return fields
 
 
-class AgentRegistry(otp.GenServer):
+def _key(agent_id: Hashable) -> tuple[str, Hashable]:
+    return ("agent", agent_id)
+
+
+class AgentRegistry(otp.Service):
     """The registry process; start it with ``AgentRegistry.start_link(backend)``."""
 
-    def init(self, backend: Any) -> Any:
+    errors: ClassVar[tuple[type[BaseException], ...]] = (MabeamError,)
+
+    def init(self, backend: Any) -> None:
         # Records are owned by the registry, not by the agents: they outlive
         # the processes they describe.
         self.store = open_backend(backend or "memory", is_alive=lambda pid: True, mode="unique")
         self.me = otp.self()
-        self.waiters: dict = {}  # (agent id, status) -> callers waiting for it
+        self.waiters: dict[tuple[Hashable, str], list[tuple]] = {}  # callers of await_status
         otp.supervisor.subscribe(AGENT_SUPERVISOR)
         for entry in self.store.list_all():  # after a restart: who runs now?
             record = entry.value
@@ -93,79 +121,94 @@ class AgentRegistry(otp.GenServer):
                 self._put(replace(record, status="running", pid=pid))
             elif pid is None and record.status == "running":
                 self._put(replace(record, status="crashed", pid=None, last_reason="lost"))
-        return self
+
+    # ------------------------------------------------------- operations
+
+    @otp.operation
+    def register(self, config: AgentConfig) -> None:
+        if self._get(config.agent_id) is not None:
+            raise AgentAlreadyRegistered(config.agent_id)
+        self._put(AgentRecord(config))
+
+    @otp.operation
+    def get_record(self, agent_id: Hashable) -> AgentRecord:
+        record = self._get(agent_id)
+        if record is None:
+            raise UnknownAgent(agent_id)
+        return record
+
+    @otp.operation
+    def await_status(self, agent_id: Hashable, status: str) -> Any:
+        """The record once it has ``status`` (deferred until then)."""
+        record = self._get(agent_id)
+        if record is not None and record.status == status:
+            return record
+        assert self.caller is not None  # set while an operation runs
+        self.waiters.setdefault((agent_id, status), []).append(self.caller)
+        return otp.DEFER
+
+    @otp.operation
+    def unregister(self, agent_id: Hashable) -> None:
+        record = self._get(agent_id)
+        if record is not None and record.status == "running":
+            raise AgentStillRunning(agent_id)
+        self.store.unregister(_key(agent_id))
+
+    @otp.operation
+    def record_stop(self, agent_id: Hashable, pid: otp.Pid, reason: Any) -> None:
+        """The process ``pid`` of the agent exited with ``reason`` (unless
+        the record moved on to another process meanwhile)."""
+        record = self._get(agent_id)
+        if record is not None and record.pid == pid:
+            self._put(replace(record, status=_status_for(reason), pid=None, last_reason=reason))
+
+    @otp.operation
+    def find_ids(self, capabilities: tuple[str, ...], status: str | None, metadata: dict[str, Any]) -> list[Hashable]:
+        queries: list[tuple[str, Any]] = [(f"cap:{c}", True) for c in capabilities]
+        if status is not None:
+            queries.append(("status", status))
+        queries += [(f"meta:{k}", v) for k, v in metadata.items()]
+        if not queries:
+            return [e.value.agent_id for e in self.store.list_all()]
+        ids: list[Hashable] | None = None
+        for field, value in queries:  # intersect the index's answers
+            found = [e.value.agent_id for e in self.store.match(field, value)]
+            ids = found if ids is None else [i for i in ids if i in set(found)]
+        return ids or []
+
+    @otp.operation
+    def list_records(self) -> list[AgentRecord]:
+        return [e.value for e in self.store.list_all()]
+
+    @otp.operation
+    def health(self) -> dict[str, Any]:
+        """The backend's health check, with ``agents_by_status``."""
+        health = dict(self.store.health_check())
+        statuses: dict[str, int] = {}
+        for entry in self.store.list_all():
+            statuses[entry.value.status] = statuses.get(entry.value.status, 0) + 1
+        health["agents_by_status"] = statuses
+        return health
+
+    # ------------------------------------------------------- the records
 
     def _put(self, record: AgentRecord) -> None:
         record = replace(record, updated=time.time())
-        for from_ in self.waiters.pop((record.agent_id, record.status), []):
-            otp.reply(from_, ("ok", record))
-        key = ("agent", record.agent_id)
+        for caller in self.waiters.pop((record.agent_id, record.status), []):
+            self.answer(caller, record)
+        key = _key(record.agent_id)
         if self.store.lookup(key):
             self.store.update_value(key, self.me, record)
             self.store.update_metadata(key, _index(record))
         else:
             self.store.register(key, self.me, record, _index(record))
 
-    def _get(self, agent_id: Any) -> AgentRecord | None:
-        entries = self.store.lookup(("agent", agent_id))
+    def _get(self, agent_id: Hashable) -> AgentRecord | None:
+        entries = self.store.lookup(_key(agent_id))
         return entries[0].value if entries else None
 
-    def handle_call(self, request: tuple, from_: tuple, state: Any) -> Any:
-        op = request[0]
-        if op == "register":
-            config = request[1]
-            if self._get(config.agent_id) is not None:
-                return otp.Reply(("error", AgentError(config.agent_id, "already_registered")), state)
-            self._put(AgentRecord(config))
-            return otp.Reply(("ok", None), state)
-        if op == "get":
-            return otp.Reply(("ok", self._get(request[1])), state)
-        if op == "await":
-            _, agent_id, status = request
-            record = self._get(agent_id)
-            if record is not None and record.status == status:
-                return otp.Reply(("ok", record), state)
-            self.waiters.setdefault((agent_id, status), []).append(from_)
-            return otp.NoReply(state)
-        if op == "unregister":
-            record = self._get(request[1])
-            if record is not None and record.status == "running":
-                return otp.Reply(("error", AgentError(request[1], "running")), state)
-            self.store.unregister(("agent", request[1]))
-            return otp.Reply(("ok", None), state)
-        if op == "stopped":
-            _, agent_id, pid, reason = request
-            record = self._get(agent_id)
-            if record is not None and record.pid == pid:
-                self._put(replace(record, status=_status_for(reason), pid=None, last_reason=reason))
-            return otp.Reply(("ok", None), state)
-        if op == "find":
-            return otp.Reply(("ok", self._find(*request[1:])), state)
-        if op == "list":
-            return otp.Reply(("ok", [e.value for e in self.store.list_all()]), state)
-        if op == "health":
-            health = dict(self.store.health_check())
-            statuses: dict = {}
-            for entry in self.store.list_all():
-                statuses[entry.value.status] = statuses.get(entry.value.status, 0) + 1
-            health["agents_by_status"] = statuses
-            return otp.Reply(("ok", health), state)
-        return otp.Reply(("error", AgentError(None, ("unknown_call", op))), state)
-
-    def _find(self, capabilities: tuple, status: str | None, metadata: dict) -> list:
-        queries = [(f"cap:{c}", True) for c in capabilities]
-        if status is not None:
-            queries.append(("status", status))
-        queries += [(f"meta:{k}", v) for k, v in metadata.items()]
-        if not queries:
-            return [e.value.agent_id for e in self.store.list_all()]
-        ids = None
-        for field, value in queries:  # intersect the index's answers
-            found = [e.value.agent_id for e in self.store.match(field, value)]
-            ids = found if ids is None else [i for i in ids if i in set(found)]
-        return ids or []
-
-    def handle_info(self, msg: Any, state: Any) -> Any:
+    def handle_info(self, msg: Any, state: Any) -> otp.NoReply:
+        """The agent supervisor's events: a child started or exited."""
         if type(msg) is tuple and len(msg) >= 5 and msg[0] == "$supervisor":
             event, agent_id = msg[2], msg[3]
             record = self._get(agent_id)
@@ -185,74 +228,90 @@ class AgentRegistry(otp.GenServer):
 # ------------------------------------------------------------------ client
 
 
-def _ask(*request: Any, timeout: float = 5.0) -> Any:
-    status, value = otp.call(REGISTRY, request, timeout)
-    if status == "error":
-        raise value
-    return value
-
-
 def register_agent(config: AgentConfig) -> None:
-    """Record an agent without starting it (it has no process yet)."""
-    _ask("register", config)
+    """Record an agent without starting it (it has no process yet); raises
+    :class:`AgentAlreadyRegistered` for an id that is registered."""
+    otp.ask(REGISTRY, "register", config, timeout=DEFAULT_TIMEOUT)
 
 
-def unregister_agent(agent_id: Any) -> None:
-    _ask("unregister", agent_id)
+def unregister_agent(agent_id: Hashable) -> None:
+    """Forget an agent that is not running (:class:`AgentStillRunning` if
+    it is); an unknown id is not an error."""
+    otp.ask(REGISTRY, "unregister", agent_id, timeout=DEFAULT_TIMEOUT)
 
 
-def get_agent(agent_id: Any) -> AgentRecord:
-    record = _ask("get", agent_id)
-    if record is None:
-        raise NotFound(("agent", agent_id))
+def get_agent(agent_id: Hashable) -> AgentRecord:
+    """The agent's record, or :class:`UnknownAgent`."""
+    record: AgentRecord = otp.ask(REGISTRY, "get_record", agent_id, timeout=DEFAULT_TIMEOUT)
     return record
 
 
-def agent_status(agent_id: Any) -> str:
+def agent_status(agent_id: Hashable) -> AgentStatus:
+    """The agent's status (:class:`UnknownAgent` if it is not registered)."""
     return get_agent(agent_id).status
 
 
-def await_status(agent_id: Any, status: str, timeout: float = 5.0) -> AgentRecord:
+def await_status(agent_id: Hashable, status: AgentStatus, timeout: float = 5.0) -> AgentRecord:
     """Wait until the agent's record has ``status`` (answered by the
     registry when it gets there: no polling); raises ``otp.CallTimeout``."""
-    return _ask("await", agent_id, status, timeout=timeout)
+    record: AgentRecord = otp.ask(REGISTRY, "await_status", agent_id, status, timeout=timeout)
+    return record
 
 
-def find_agents(capabilities: Iterable[str] = (), status: str | None = None, metadata: dict | None = None) -> list:
+def find_agents(
+    capabilities: Iterable[str] = (), status: AgentStatus | None = None, metadata: Mapping[str, Any] | None = None
+) -> list[Hashable]:
     """Ids of agents with all ``capabilities``, the ``status`` and every
     ``metadata`` field given (indexed lookups, intersected)."""
-    return _ask("find", tuple(capabilities), status, dict(metadata or {}))
+    ids: list[Hashable] = otp.ask(
+        REGISTRY, "find_ids", tuple(capabilities), status, dict(metadata or {}), timeout=DEFAULT_TIMEOUT
+    )
+    return ids
 
 
 def list_agents() -> list[AgentRecord]:
-    return _ask("list")
+    """Every agent's record."""
+    records: list[AgentRecord] = otp.ask(REGISTRY, "list_records", timeout=DEFAULT_TIMEOUT)
+    return records
 
 
-def start_agent(agent_id: Any, timeout: float = 30.0) -> otp.Pid:
+def record_stop(agent_id: Hashable, pid: otp.Pid, reason: Any = "shutdown") -> None:
+    """Tell the registry that the process ``pid`` of the agent exited with
+    ``reason``, for whoever stopped it and must see the record follow at
+    once (the supervisor's event may come later)."""
+    otp.ask(REGISTRY, "record_stop", agent_id, pid, reason, timeout=DEFAULT_TIMEOUT)
+
+
+def start_agent(agent_id: Hashable, timeout: float = 30.0) -> otp.Pid:
     """Start a registered agent under the agent supervisor; returns its pid
-    once its ``setup`` ran.  Raises ``otp.CallTimeout`` if that takes more
-    than ``timeout`` seconds (the supervisor finishes the start anyway)."""
+    once its ``setup`` ran.  Raises :class:`UnknownAgent`,
+    :class:`AgentAlreadyRunning`, :class:`AgentStartFailed` (its ``setup``
+    raised, ...), or ``otp.CallTimeout`` if the start takes more than
+    ``timeout`` seconds (the supervisor finishes it anyway)."""
     record = get_agent(agent_id)
     try:
         pid = otp.supervisor.start_child(AGENT_SUPERVISOR, record.config.child_spec(), timeout)
     except otp.SupervisorError as exc:
         reason = exc.reason
         if isinstance(reason, tuple) and reason and reason[0] == "already_started":
-            raise AgentError(agent_id, "already_running") from None
-        raise AgentError(agent_id, reason) from None
+            raise AgentAlreadyRunning(agent_id) from None
+        raise AgentStartFailed(agent_id, reason) from None
+    if pid is None:  # only a start function that ignores its start does this; Agent.init never does
+        raise AgentStartFailed(agent_id, "ignore")
     return pid
 
 
-def stop_agent(agent_id: Any, timeout: float = 60.0) -> None:
-    """Stop a running agent; returns after its OS process is gone and its
-    record says ``'stopped'``.  The supervisor gives it its ``shutdown``
-    seconds, then kills it; ``timeout`` bounds the whole wait."""
+def stop_agent(agent_id: Hashable, timeout: float = 60.0) -> None:
+    """Stop a running agent (:class:`AgentNotRunning` if it is not); returns
+    after its OS process is gone and its record says ``'stopped'``.  The
+    supervisor gives it its ``shutdown`` seconds, then kills it; ``timeout``
+    bounds the whole wait."""
     pid = otp.whereis(agent_name(agent_id))
     if pid is None:
-        raise AgentError(agent_id, "not_running")
+        raise AgentNotRunning(agent_id)
     try:
         otp.supervisor.terminate_child(AGENT_SUPERVISOR, pid, timeout)
     except otp.SupervisorError as exc:
         if exc.reason != "not_found":
             raise
-    _ask("stopped", agent_id, pid, "shutdown")
+    record_stop(agent_id, pid, "shutdown")

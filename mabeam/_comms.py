@@ -1,18 +1,24 @@
 """Communication between agents: request/response, broadcast, multicast,
 pub/sub.  All of it runs in the caller: an agent is found by its registered
-name (the caller's replica answers), requests go straight to it, broadcasts
-are concurrent (``otp.multi_call``).  There is no hub process to funnel
-through (the seed's Comms proxied every request inside one gen_server).
+name (the caller's replica answers), requests go straight to it with
+``otp.ask``, broadcasts are concurrent (``otp.multi_call``).  No hub process
+stands between callers and agents.
+
+``kind`` is the agent operation a request runs (see :mod:`mabeam._agent`):
+``'request'`` (the default), ``'vote'``, ``'bid'``, ``'offer'``,
+``'proposal'``, ``'coordinate'``, ``'run'``, ``'info'``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Hashable, Iterable
+from typing import Any, Literal
 
 import otp
 
 from ._agent import agent_name
+from ._agent_registry import find_agents
+from ._errors import AgentExited, AgentNotRunning, AgentTimeout, CommsError
 
 __all__ = [
     "request",
@@ -23,6 +29,7 @@ __all__ = [
     "unsubscribe",
     "publish",
     "agent_pid",
+    "Outcome",
     "TOPICS",
     "CommsError",
 ]
@@ -31,100 +38,99 @@ __all__ = [
 TOPICS = "mabeam.topics"
 DEFAULT_TIMEOUT = 5.0
 
-
-class CommsError(otp.OTPError):
-    """An agent could not be reached (``reason``: 'not_running', 'timeout',
-    or the agent's exit reason)."""
-
-    def __init__(self, agent_id: Any, reason: Any) -> None:
-        super().__init__(agent_id, reason)
-        self.agent_id = agent_id
-        self.reason = reason
+#: One agent's part of a broadcast: ``('ok', answer)`` or ``('error', exc)``
+#: (a :class:`CommsError`, an :class:`AgentError`, or the kernel's
+#: ``UnknownOperation`` / ``BadArguments`` for a ``kind`` the agent lacks).
+Outcome = tuple[Literal["ok"], Any] | tuple[Literal["error"], Exception]
 
 
-def agent_pid(agent_id: Any) -> otp.Pid | None:
+def agent_pid(agent_id: Hashable) -> otp.Pid | None:
     """The pid of a running agent, or None."""
     return otp.whereis(agent_name(agent_id))
 
 
-def _unwrap(agent_id: Any, answer: tuple) -> Any:
-    status, value = answer
-    if status == "ok":
-        return value
-    raise value
+def _unreachable(agent_id: Hashable, exc: otp.CallError) -> CommsError:
+    """Why a call to the agent got no answer, as its cause."""
+    if isinstance(exc, otp.CallTimeout):
+        return AgentTimeout(agent_id)
+    if isinstance(exc, otp.NoProc):  # it was gone between the lookup and the call
+        return AgentNotRunning(agent_id)
+    return AgentExited(agent_id, exc.reason)
 
 
-def request(agent_id: Any, message: Any, timeout: float | None = DEFAULT_TIMEOUT, kind: str = "request") -> Any:
-    """Send ``message`` to the agent and return its answer.
+def request(agent_id: Hashable, message: Any, timeout: float | None = DEFAULT_TIMEOUT, kind: str = "request") -> Any:
+    """Run the agent's ``kind`` operation on ``message`` and return its answer.
 
-    Raises :class:`CommsError` if the agent is not running, does not answer
-    in time or exits meanwhile, and :class:`AgentError` if its hook raised."""
+    Raises a :class:`CommsError` if the agent is not running
+    (:class:`AgentNotRunning`), does not answer in time
+    (:class:`AgentTimeout`) or exits meanwhile (:class:`AgentExited`), and
+    :class:`HookFailed` if its hook raised."""
     pid = agent_pid(agent_id)
     if pid is None:
-        raise CommsError(agent_id, "not_running")
+        raise AgentNotRunning(agent_id)
     try:
-        answer = otp.call(pid, ("$mabeam", kind, message), timeout)
-    except otp.CallTimeout:
-        raise CommsError(agent_id, "timeout") from None
+        return otp.ask(pid, kind, message, timeout=timeout)
     except otp.CallError as exc:
-        raise CommsError(agent_id, exc.reason) from None
-    return _unwrap(agent_id, answer)
+        raise _unreachable(agent_id, exc) from None
 
 
 def broadcast(
-    agent_ids: Iterable[Any], message: Any, timeout: float | None = DEFAULT_TIMEOUT, kind: str = "request"
-) -> list:
+    agent_ids: Iterable[Hashable], message: Any, timeout: float | None = DEFAULT_TIMEOUT, kind: str = "request"
+) -> list[Outcome]:
     """Ask every agent at once; returns ``[('ok', answer) | ('error', exc)]``
     in the order of ``agent_ids``.  One slow or dead agent costs the others
     nothing: the calls run concurrently."""
     return multi_request([(agent_id, kind, message) for agent_id in agent_ids], timeout)
 
 
-def multi_request(requests: list, timeout: float | None = DEFAULT_TIMEOUT) -> list:
+def multi_request(requests: list[tuple[Hashable, str, Any]], timeout: float | None = DEFAULT_TIMEOUT) -> list[Outcome]:
     """Concurrent calls with a payload per agent: ``requests`` is a list of
     ``(agent_id, kind, payload)``; returns ``[('ok', answer) | ('error',
     exc)]`` in order (:func:`broadcast` sends one payload to all)."""
-    out: list = [None] * len(requests)
-    targets, index = [], []
-    for i, (agent_id, kind, payload) in enumerate(requests):
-        pid = agent_pid(agent_id)
-        if pid is None:
-            out[i] = ("error", CommsError(agent_id, "not_running"))
-        else:
-            targets.append((pid, ("$mabeam", kind, payload)))
-            index.append(i)
-    for i, (status, value) in zip(index, otp.multi_call(targets, timeout)):
-        agent_id = requests[i][0]
-        if status == "ok":
-            answer_status, answer = value
-            out[i] = ("ok", answer) if answer_status == "ok" else ("error", answer)
-        elif isinstance(value, otp.CallTimeout):
-            out[i] = ("error", CommsError(agent_id, "timeout"))
-        else:
-            out[i] = ("error", CommsError(agent_id, value.reason))
-    return out
+    pids = {i: pid for i, (agent_id, _, _) in enumerate(requests) if (pid := agent_pid(agent_id)) is not None}
+    calls = otp.multi_call(
+        [(pid, otp.Request(requests[i][1], (requests[i][2],), {})) for i, pid in pids.items()], timeout
+    )
+    replies = dict(zip(pids, calls))
+    return [_outcome(agent_id, replies.get(i)) for i, (agent_id, _, _) in enumerate(requests)]
 
 
-def multicast(capabilities: Iterable[str], message: Any, timeout: float | None = DEFAULT_TIMEOUT) -> dict:
+def _outcome(agent_id: Hashable, reply: tuple[str, Any] | None) -> Outcome:
+    """One agent's part of :func:`multi_request` from its ``multi_call``
+    result (None: it was not running)."""
+    if reply is None:
+        return ("error", AgentNotRunning(agent_id))
+    status, answer = reply
+    if status != "ok":
+        return ("error", _unreachable(agent_id, answer))
+    if type(answer) is otp.Ok:
+        return ("ok", answer.value)
+    if type(answer) is otp.Failed and isinstance(answer.error, Exception):
+        return ("error", answer.error)
+    raise TypeError(f"agent {agent_id!r} answered {answer!r}: not an otp.Service reply")
+
+
+def multicast(
+    capabilities: Iterable[str], message: Any, timeout: float | None = DEFAULT_TIMEOUT
+) -> dict[Hashable, Outcome]:
     """Ask every running agent that has all ``capabilities``;
     ``{agent_id: ('ok', answer) | ('error', exc)}``."""
-    from ._agent_registry import find_agents
-
     ids = find_agents(capabilities=capabilities, status="running")
     return dict(zip(ids, broadcast(ids, message, timeout)))
 
 
-def subscribe(topic: Any) -> None:
+def subscribe(topic: Hashable) -> None:
     """Subscribe the calling process (agent or not) to ``topic``.  Its
     subscription ends when it exits (the topics registry monitors it)."""
     otp.Registry.register(TOPICS, topic)
 
 
-def unsubscribe(topic: Any) -> None:
+def unsubscribe(topic: Hashable) -> None:
+    """End the calling process's subscription to ``topic``."""
     otp.Registry.unregister(TOPICS, topic)
 
 
-def publish(topic: Any, event: Any) -> int:
+def publish(topic: Hashable, event: Any) -> int:
     """Send ``event`` to every subscriber of ``topic`` (agents get it in
     ``handle_event``, other processes as ``('$mabeam_event', topic, event)``);
     returns how many were sent.  Delivery is asynchronous, in order per

@@ -7,6 +7,22 @@ causes as subclasses, so callers catch by type, never by comparing a
 matching built-in (``ValueError``, ``LookupError``, ``TypeError``), so
 ``except LookupError`` keeps working.
 
+Two families concern agents, and every cause names its agent in
+``agent_id``:
+
+* :class:`AgentError`: the agent refused or failed an operation
+  (:class:`HookFailed`, :class:`AgentAlreadyRegistered`,
+  :class:`AgentAlreadyRunning`, :class:`AgentStillRunning`,
+  :class:`AgentStartFailed`);
+* :class:`CommsError`: the agent could not be reached
+  (:class:`AgentNotRunning`, :class:`AgentTimeout`, :class:`AgentExited`);
+  an operation that needs a running agent (``stop_agent``) raises
+  :class:`AgentNotRunning` too.
+
+Each cause also has ``reason``, a plain term (``'not_running'``,
+``'timeout'``, the exit reason, the hook's :class:`otp.Crash`) for results
+that record why an agent gave no answer; the class is the cause.
+
 This module imports only ``otp._errors`` (a leaf of the kernel: no
 processes, no sockets), so the pure modules of each feature may derive
 their errors from it and stay free of the kernel.
@@ -14,9 +30,29 @@ their errors from it and stay free of the kernel.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+from typing import TYPE_CHECKING
+
 from otp._errors import OTPError
 
-__all__ = ["MabeamError", "NotStarted", "UnknownAgent", "AgentNotRunning"]
+if TYPE_CHECKING:
+    from otp import Crash
+
+__all__ = [
+    "MabeamError",
+    "NotStarted",
+    "UnknownAgent",
+    "AgentError",
+    "HookFailed",
+    "AgentAlreadyRegistered",
+    "AgentAlreadyRunning",
+    "AgentStillRunning",
+    "AgentStartFailed",
+    "CommsError",
+    "AgentTimeout",
+    "AgentExited",
+    "AgentNotRunning",
+]
 
 
 class MabeamError(OTPError):
@@ -30,7 +66,7 @@ class NotStarted(MabeamError):
 class UnknownAgent(MabeamError, LookupError):
     """No agent is registered under ``agent_id``."""
 
-    def __init__(self, agent_id: object) -> None:
+    def __init__(self, agent_id: Hashable) -> None:
         super().__init__(agent_id)
         self.agent_id = agent_id
 
@@ -38,12 +74,148 @@ class UnknownAgent(MabeamError, LookupError):
         return f"no agent {self.agent_id!r} is registered"
 
 
-class AgentNotRunning(MabeamError):
-    """The agent ``agent_id`` is registered but has no running process."""
+# ------------------------------------------------------------------ agents
 
-    def __init__(self, agent_id: object) -> None:
-        super().__init__(agent_id)
+
+class AgentError(MabeamError):
+    """An agent refused or failed an operation; the subclass says why."""
+
+    def __init__(self, agent_id: Hashable, *details: object) -> None:
+        super().__init__(agent_id, *details)
         self.agent_id = agent_id
+
+    @property
+    def reason(self) -> object:
+        """The cause as a plain term, for results and logs."""
+        return type(self).__name__
+
+    def __str__(self) -> str:
+        return f"agent {self.agent_id!r}: {self.reason!r}"
+
+
+class HookFailed(AgentError):
+    """The agent's hook for ``operation`` (``'request'``, ``'vote'``, ...)
+    raised; ``crash`` is what it raised, with its traceback.  The agent
+    carries on."""
+
+    def __init__(self, agent_id: Hashable, operation: str, crash: Crash) -> None:
+        super().__init__(agent_id, operation, crash)
+        self.operation = operation
+        self.crash = crash
+
+    @property
+    def reason(self) -> Crash:
+        return self.crash
+
+    def __str__(self) -> str:
+        return f"agent {self.agent_id!r}: its {self.operation} hook raised {self.crash}"
+
+
+class AgentAlreadyRegistered(AgentError):
+    """``register_agent`` of an id that is already registered."""
+
+    @property
+    def reason(self) -> str:
+        return "already_registered"
+
+    def __str__(self) -> str:
+        return f"agent {self.agent_id!r} is already registered"
+
+
+class AgentAlreadyRunning(AgentError):
+    """``start_agent`` of an agent that runs already."""
+
+    @property
+    def reason(self) -> str:
+        return "already_running"
+
+    def __str__(self) -> str:
+        return f"agent {self.agent_id!r} is already running"
+
+
+class AgentStillRunning(AgentError):
+    """``unregister_agent`` of an agent that runs: stop it first."""
+
+    @property
+    def reason(self) -> str:
+        return "running"
+
+    def __str__(self) -> str:
+        return f"agent {self.agent_id!r} is running: stop it before unregistering it"
+
+
+class AgentStartFailed(AgentError):
+    """The agent's process did not start; ``exit_reason`` is why (an
+    :class:`otp.Crash` when its ``setup`` raised)."""
+
+    def __init__(self, agent_id: Hashable, exit_reason: object) -> None:
+        super().__init__(agent_id, exit_reason)
+        self.exit_reason = exit_reason
+
+    @property
+    def reason(self) -> object:
+        return self.exit_reason
+
+    def __str__(self) -> str:
+        return f"agent {self.agent_id!r} did not start: {self.exit_reason}"
+
+
+# ------------------------------------------------------------------ comms
+
+
+class CommsError(MabeamError):
+    """An agent could not be reached; the subclass says why."""
+
+    def __init__(self, agent_id: Hashable, *details: object) -> None:
+        super().__init__(agent_id, *details)
+        self.agent_id = agent_id
+
+    @property
+    def reason(self) -> object:
+        """The cause as a plain term, for results and logs."""
+        return type(self).__name__
+
+    def __str__(self) -> str:
+        return f"agent {self.agent_id!r}: {self.reason!r}"
+
+
+class AgentTimeout(CommsError):
+    """The agent did not answer in time (it may still act on the request)."""
+
+    @property
+    def reason(self) -> str:
+        return "timeout"
+
+    def __str__(self) -> str:
+        return f"agent {self.agent_id!r} did not answer in time"
+
+
+class AgentExited(CommsError):
+    """The agent exited while the caller waited; ``exit_reason`` is its
+    exit reason (``'killed'``, an :class:`otp.Crash`, ...)."""
+
+    def __init__(self, agent_id: Hashable, exit_reason: object) -> None:
+        super().__init__(agent_id, exit_reason)
+        self.exit_reason = exit_reason
+
+    @property
+    def reason(self) -> object:
+        return self.exit_reason
+
+    def __str__(self) -> str:
+        return f"agent {self.agent_id!r} exited: {self.exit_reason}"
+
+
+class AgentNotRunning(CommsError):
+    """The agent ``agent_id`` has no running process (registered only,
+    stopped, or gone)."""
+
+    def __init__(self, agent_id: Hashable) -> None:
+        super().__init__(agent_id)
+
+    @property
+    def reason(self) -> str:
+        return "not_running"
 
     def __str__(self) -> str:
         return f"agent {self.agent_id!r} is not running"

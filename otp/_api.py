@@ -7,11 +7,15 @@ registry is running, registered names (see :func:`otp.whereis`).
 
 from __future__ import annotations
 
-import numbers
+from collections.abc import Callable
+from typing import Any, Literal, TypedDict, overload
 
-from . import _naming, _process
+from . import _process
 from ._errors import NoProc
+from ._lifecycle import checked_max_mailbox
+from ._naming import resolve
 from ._pid import Pid, Ref, make_ref
+from ._reasons import DOWN
 from ._timeouts import check_timeout
 
 __all__ = [
@@ -35,31 +39,47 @@ __all__ = [
 ]
 
 
-def resolve(dest: object) -> Pid:
-    """The pid ``dest`` names (through the node's name service,
-    :mod:`otp._naming`); :class:`NoProc` if it names nothing."""
-    if isinstance(dest, Pid):
-        return dest
-    names = _naming.service()
-    if names is None:
-        if not isinstance(dest, (str, tuple)):
-            raise TypeError(f"not a pid or a name: {dest!r}")
-        raise NoProc(dest)
-    pid = names.resolve(dest)
-    if pid is None:
-        raise NoProc(dest)
-    return pid
+class SpawnOptions(TypedDict, total=False):
+    """Keywords of ``Process.spawn``."""
+
+    link: bool
+    monitor: bool
+    max_mailbox: int
+
+
+@overload
+def spawn_opt(
+    fn: Callable[..., object],
+    args: tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
+    *,
+    link: bool = False,
+    monitor: Literal[False] = False,
+    max_mailbox: int | None = None,
+) -> Pid: ...
+
+
+@overload
+def spawn_opt(
+    fn: Callable[..., object],
+    args: tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
+    *,
+    link: bool = False,
+    monitor: Literal[True],
+    max_mailbox: int | None = None,
+) -> tuple[Pid, Ref]: ...
 
 
 def spawn_opt(
-    fn,
-    args: tuple = (),
-    kwargs: dict | None = None,
+    fn: Callable[..., object],
+    args: tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
     *,
     link: bool = False,
     monitor: bool = False,
     max_mailbox: int | None = None,
-):
+) -> Pid | tuple[Pid, Ref]:
     """Start ``fn(*args, **kwargs)`` in a new OS process.
 
     Returns its pid, or ``(pid, ref)`` with ``monitor=True``.  With
@@ -75,40 +95,41 @@ def spawn_opt(
     return _process.current().spawn(fn, args, kwargs or {}, **options)
 
 
-def spawn_options(link: bool, monitor: bool, max_mailbox: object) -> dict:
+def spawn_options(link: bool, monitor: bool, max_mailbox: object) -> SpawnOptions:
     """Keywords for ``Process.spawn``, ``max_mailbox`` checked; it is passed
     only when set, so that a ``Process.spawn`` without the keyword still
     serves everything else."""
-    options: dict = {"link": link, "monitor": monitor}
+    options: SpawnOptions = {"link": link, "monitor": monitor}
     if max_mailbox is not None:
-        options["max_mailbox"] = check_max_mailbox(max_mailbox)
+        options["max_mailbox"] = checked_max_mailbox(max_mailbox)
     return options
 
 
 def check_max_mailbox(max_mailbox: object) -> int | None:
     """``max_mailbox`` if None or a positive int (any Integral); TypeError
     for a non-int (a bool included), ValueError for an int below 1."""
-    if max_mailbox is None:
-        return None
-    if isinstance(max_mailbox, bool) or not isinstance(max_mailbox, numbers.Integral):
-        raise TypeError(f"max_mailbox must be a positive int or None, not {max_mailbox!r}")
-    if max_mailbox < 1:
-        raise ValueError(f"max_mailbox must be a positive int or None, not {max_mailbox!r}")
-    return int(max_mailbox)
+    return None if max_mailbox is None else checked_max_mailbox(max_mailbox)
 
 
-def spawn(fn, *args, **kwargs) -> Pid:
-    """Start ``fn(*args, **kwargs)`` in a new OS process; return its pid."""
+def spawn(fn: Callable[..., object], *args: Any, **kwargs: Any) -> Pid:
+    """Start ``fn(*args, **kwargs)`` in a new OS process; return its pid.
+
+    The function and its arguments are serialised (by value when plain
+    pickle cannot: lambdas, closures, ``__main__``); a process that raises
+    exits with an :class:`otp.Crash` reason, one that returns with
+    ``'normal'``.  See :func:`spawn_opt` for links, monitors and bounds."""
     return _process.current().spawn(fn, args, kwargs)
 
 
-def spawn_link(fn, *args, **kwargs) -> Pid:
-    """Like :func:`spawn`, linked to the caller atomically."""
+def spawn_link(fn: Callable[..., object], *args: Any, **kwargs: Any) -> Pid:
+    """Like :func:`spawn`, linked to the caller atomically: the link exists
+    before ``fn`` runs."""
     return _process.current().spawn(fn, args, kwargs, link=True)
 
 
-def spawn_monitor(fn, *args, **kwargs) -> tuple[Pid, Ref]:
-    """Like :func:`spawn`, monitored by the caller atomically; ``(pid, ref)``."""
+def spawn_monitor(fn: Callable[..., object], *args: Any, **kwargs: Any) -> tuple[Pid, Ref]:
+    """Like :func:`spawn`, monitored by the caller atomically; returns
+    ``(pid, ref)``, and ``DOWN(ref, pid, reason)`` arrives when it exits."""
     return _process.current().spawn(fn, args, kwargs, monitor=True)
 
 
@@ -117,86 +138,96 @@ def self_() -> Pid:
     return _process.current().pid
 
 
-def send(dest: object, msg: object) -> None:
-    """Send ``msg`` to ``dest`` (a pid or a registered name).
-
-    Never blocks and never fails for a dead pid (a no-op, as in Erlang);
-    raises :class:`EncodeError` if ``msg`` cannot be serialised and
-    :class:`NoProc` for a name nobody has registered.
-    """
-    _process.send(dest, msg)
+#: ``otp.send(dest, msg)``: the function of :mod:`otp._process`, whose
+#: docstring is the contract; re-exported as is, since every message goes
+#: through it.
+send = _process.send
 
 
-send = _process.send  # noqa: F811 - same contract, one call less per message
-
-
-def receive(timeout: float | None = None, match=None):
+def receive(timeout: float | None = None, match: Callable[[Any], bool] | None = None) -> Any:
     """The first queued message for which ``match(msg)`` is true.
 
     Without ``match``, the oldest message.  Messages that do not match stay
     queued, in order.  Waits up to ``timeout`` seconds (None or
     ``math.inf``: forever; 0: only what has already arrived) and raises
     :class:`otp.Timeout`; a bad timeout (nan, negative, not a number)
-    raises ValueError or TypeError and takes nothing.
+    raises ValueError or TypeError and takes nothing.  A fatal exit signal
+    arriving meanwhile ends the process (:class:`otp.ProcessExit`).
     """
     if timeout is not None:
         timeout = check_timeout(timeout)
     return _process.current().receive(timeout, match)
 
 
-def is_alive(pid: Pid) -> bool:
-    """True if the process runs (a process that is exiting counts as dead)."""
+def is_alive(pid: Pid | object) -> bool:
+    """True if the process runs (a process that is exiting counts as dead);
+    :class:`otp.NoProc` for a name nobody holds."""
     return _process.current().is_alive(resolve(pid))
 
 
-def _guarded(method: str, *args):
-    p = _process.current()
-    p.rt += 1
-    try:
-        return getattr(p, method)(*args)
-    finally:
-        p.rt -= 1
+def link(pid: Pid | object) -> None:
+    """Link the caller and ``pid``: when either exits, the other gets an
+    exit signal with its reason (which kills it unless the reason is
+    ``'normal'`` or it traps exits).  Linking twice is one link.
 
-
-def link(pid: object) -> None:
-    """Link the caller and ``pid`` (LK-1).
-
-    To a process that does not exist: :class:`NoProc` is raised, or, if the
-    caller traps exits, ``EXIT(pid, 'noproc')`` is delivered.
+    To a process that does not exist: :class:`otp.NoProc` is raised, or, if
+    the caller traps exits, ``EXIT(pid, 'noproc')`` is delivered.
     """
-    _guarded("link", resolve(pid))
+    p = _process.current()
+    target = resolve(pid)
+    with p.kernel_code:
+        p.link(target)
 
 
-def unlink(pid: object) -> None:
+def unlink(pid: Pid | object) -> None:
     """Remove the link; no exit signal from it has an effect afterwards."""
-    _guarded("unlink", resolve(pid))
+    p = _process.current()
+    target = resolve(pid)
+    with p.kernel_code:
+        p.unlink(target)
 
 
-def monitor(pid: object) -> Ref:
+def monitor(pid: Pid | object) -> Ref:
     """Monitor ``pid``: exactly one ``DOWN(ref, pid, reason)`` when it exits
-    (``'noproc'`` at once if it is already dead).  Monitors stack."""
+    (``'noproc'`` at once if it is already dead, or if ``pid`` is a name
+    nobody holds).  Monitors stack; returns the monitor's ``ref``."""
+    p = _process.current()
     try:
         target = resolve(pid)
     except NoProc:
         ref = make_ref()
-        from ._reasons import DOWN
-
-        _process.current().mailbox.append(DOWN(ref, pid, "noproc"))
+        # The name stands where the pid would, as in Erlang's DOWN for a
+        # monitor by name.
+        p.mailbox.append(DOWN(ref, pid, "noproc"))  # type: ignore[arg-type]
         return ref
-    return _guarded("monitor", target)
+    with p.kernel_code:
+        return p.monitor(target)
 
 
 def demonitor(ref: Ref, flush: bool = False) -> bool:
-    """Remove a monitor; with ``flush`` also drop its DOWN if already queued."""
-    return _guarded("demonitor", ref, flush)
+    """Remove the monitor ``ref``: no ``DOWN`` of it arrives afterwards; with
+    ``flush``, one already queued is dropped too.  Returns True."""
+    p = _process.current()
+    with p.kernel_code:
+        return p.demonitor(ref, flush)
 
 
-def exit(pid: object, reason: object) -> None:  # noqa: A001 - Erlang's name
-    """Send an exit signal (EX-1).  ``'kill'`` cannot be trapped."""
+def exit(pid: Pid | object, reason: object) -> None:  # noqa: A001 - Erlang's name
+    """Send ``pid`` an exit signal with ``reason``.  It exits with that
+    reason unless it traps exits (then it receives ``EXIT(self, reason)``)
+    or the reason is ``'normal'`` (then nothing happens); ``'kill'`` cannot
+    be trapped and kills it with reason ``'killed'``.  To oneself, the
+    caller exits (or, trapping, receives the ``EXIT``).  An unpicklable
+    reason raises :class:`otp.CallError` with ``('badarg', reason)``."""
+    p = _process.current()
     target = resolve(pid)
-    _guarded("exit_signal", target, reason)
+    with p.kernel_code:
+        p.exit_signal(target, reason)
 
 
 def trap_exit(flag: bool) -> bool:
-    """Turn exit signals into ``EXIT`` messages; return the previous setting."""
-    return _guarded("trap_exit", flag)
+    """Turn exit signals into ``EXIT`` messages (``flag`` true) or back into
+    deaths; return the previous setting."""
+    p = _process.current()
+    with p.kernel_code:
+        return p.trap_exit(flag)

@@ -9,44 +9,72 @@ A child spec says how to start one child and what to do when it ends::
 The start function runs in the supervisor and must start the child *linked
 to the caller* and return its pid (``GenServer.start_link`` and
 ``otp.spawn_link`` do); returning ``None`` or ``otp.Ignore`` means *ignore*
-(CS-3); raising :class:`StartError` means the start failed with its reason.
+(the supervisor keeps the spec of an ignored child unless it is temporary);
+raising :class:`StartError` means the start failed with its reason.
 
-Defaults (CS-1, supervisor.erl's ``?default_child_spec``): restart
-``'permanent'``, type ``'worker'``, shutdown 5 seconds for workers and
-``'infinity'`` for supervisors, significant ``False``.  A shutdown of
-``math.inf`` is stored as ``'infinity'``; nan, a negative number or
-anything else is ``('invalid_shutdown', x)``.
+Defaults, as supervisor.erl's: restart ``'permanent'``, type ``'worker'``,
+shutdown 5 seconds for workers and ``'infinity'`` for supervisors,
+significant ``False``.  A shutdown of ``math.inf`` is stored as
+``'infinity'``; nan, a negative number or anything else is
+``('invalid_shutdown', x)``.
+
+Supervisor flags default to one_for_one with at most 1 restart in 5
+seconds (OTP's); a :class:`DynamicSupervisor <otp.DynamicSupervisor>`'s to
+3 in 5 (Elixir's), with :class:`DynamicOptions`.
+
+Errors.  Every refusal is a :class:`SupervisorError` whose ``reason`` is
+the term supervisor.erl uses: ``'missing_id'``, ``'missing_start'``,
+``('invalid_child_id', id)``, ``('invalid_mfa', start)``,
+``('invalid_restart_type', r)``, ``('invalid_child_type', t)``,
+``('invalid_shutdown', s)``, ``('invalid_significant', s)``,
+``('invalid_child_spec', x)``, ``('duplicate_child_name', id)`` for specs;
+``('invalid_flags', x)``, ``('invalid_strategy', s)``,
+``('invalid_intensity', i)``, ``('invalid_period', p)``,
+``('invalid_auto_shutdown', a)`` and ``('invalid_max_children', n)`` for
+flags.
 """
 
 from __future__ import annotations
 
 import numbers
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import Any, NamedTuple
+from dataclasses import dataclass, replace
+from typing import Any, Literal, NamedTuple
 
 from ._errors import OTPError
+from ._pid import Pid
 from ._timeouts import check_timeout
 
 __all__ = [
     "ChildSpec",
     "SupFlags",
+    "DynamicOptions",
     "ChildInfo",
     "SupervisorError",
     "child_spec",
     "check_childspecs",
     "normalize_spec",
     "validate_flags",
+    "check_max_children",
     "RESTART_TYPES",
     "STRATEGIES",
 ]
 
-RESTART_TYPES = ("permanent", "transient", "temporary")
-CHILD_TYPES = ("worker", "supervisor")
-STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one", "simple_one_for_one")
-AUTO_SHUTDOWN = ("never", "any_significant", "all_significant")
+Restart = Literal["permanent", "transient", "temporary"]
+ChildType = Literal["worker", "supervisor"]
+Strategy = Literal["one_for_one", "one_for_all", "rest_for_one", "simple_one_for_one"]
+AutoShutdown = Literal["never", "any_significant", "all_significant"]
+#: Seconds, ``'brutal_kill'`` or ``'infinity'``.
+Shutdown = float | Literal["brutal_kill", "infinity"]
+#: A start function and its arguments.
+StartFn = tuple[Callable[..., Any], tuple]
+
+RESTART_TYPES: tuple[Restart, ...] = ("permanent", "transient", "temporary")
+CHILD_TYPES: tuple[ChildType, ...] = ("worker", "supervisor")
+STRATEGIES: tuple[Strategy, ...] = ("one_for_one", "one_for_all", "rest_for_one", "simple_one_for_one")
+AUTO_SHUTDOWN: tuple[AutoShutdown, ...] = ("never", "any_significant", "all_significant")
 WORKER_SHUTDOWN = 5.0  # seconds; OTP's 5000 ms
-_UNSET = object()
+_UNSET: Any = object()
 
 
 class SupervisorError(OTPError):
@@ -63,8 +91,8 @@ class ChildInfo(NamedTuple):
     ``'restarting'`` while a failed restart is being retried."""
 
     id: Any
-    pid: Any
-    type: str
+    pid: Pid | Literal["restarting"] | None
+    type: ChildType
 
 
 @dataclass(frozen=True)
@@ -72,10 +100,10 @@ class ChildSpec:
     """How to start and supervise one child.  Build with :func:`child_spec`."""
 
     id: Any
-    start: tuple  # (callable, args)
-    restart: str = "permanent"
-    shutdown: Any = WORKER_SHUTDOWN  # seconds, 'brutal_kill' or 'infinity'
-    type: str = "worker"
+    start: StartFn
+    restart: Restart = "permanent"
+    shutdown: Shutdown = WORKER_SHUTDOWN
+    type: ChildType = "worker"
     significant: bool = False
 
     def with_args(self, extra: tuple) -> ChildSpec:
@@ -84,19 +112,39 @@ class ChildSpec:
         fn, args = self.start
         return replace(self, start=(fn, tuple(args) + tuple(extra)))
 
+    def with_leading_args(self, extra: tuple) -> ChildSpec:
+        """The spec with ``extra`` put before the start arguments (a
+        DynamicSupervisor's ``extra_arguments``)."""
+        fn, args = self.start
+        return replace(self, start=(fn, tuple(extra) + tuple(args)))
+
 
 @dataclass(frozen=True)
 class SupFlags:
-    """Supervisor flags (SUP-INT-1: OTP's defaults, intensity 1 in 5 s)."""
+    """Supervisor flags; the defaults are OTP's: one_for_one, at most 1
+    restart in 5 seconds."""
 
-    strategy: str = "one_for_one"
+    strategy: Strategy = "one_for_one"
     intensity: int = 1
     period: float = 5.0
-    auto_shutdown: str = "never"
-    extra: dict = field(default_factory=dict, compare=False)
+    auto_shutdown: AutoShutdown = "never"
 
 
-def _valid_start(start: Any) -> tuple:
+@dataclass(frozen=True)
+class DynamicOptions:
+    """What a DynamicSupervisor adds to one_for_one: at most
+    ``max_children`` children (None: no bound), and ``extra_arguments`` put
+    before every child's start arguments."""
+
+    max_children: int | None = None
+    extra_arguments: tuple = ()
+
+
+#: A DynamicSupervisor's flags unless given (Elixir's: 3 restarts in 5 s).
+DYNAMIC_FLAGS = SupFlags("one_for_one", 3, 5.0)
+
+
+def _valid_start(start: Any) -> StartFn:
     if callable(start):
         return (start, ())
     if (
@@ -109,11 +157,13 @@ def _valid_start(start: Any) -> tuple:
     raise SupervisorError(("invalid_mfa", start))
 
 
-def _valid_shutdown(shutdown: Any, child_type: str) -> Any:
+def _valid_shutdown(shutdown: Any, child_type: ChildType) -> Shutdown:
     if shutdown is _UNSET or shutdown is None:
         return WORKER_SHUTDOWN if child_type == "worker" else "infinity"
-    if isinstance(shutdown, str) and shutdown in ("brutal_kill", "infinity"):
-        return shutdown
+    if shutdown == "brutal_kill" and isinstance(shutdown, str):
+        return "brutal_kill"
+    if shutdown == "infinity" and isinstance(shutdown, str):
+        return "infinity"
     if isinstance(shutdown, numbers.Real) and not isinstance(shutdown, bool):
         try:
             seconds = check_timeout(shutdown, "shutdown")
@@ -126,12 +176,19 @@ def _valid_shutdown(shutdown: Any, child_type: str) -> Any:
 def child_spec(
     id: Any = _UNSET,  # noqa: A002 - OTP's key
     start: Any = _UNSET,
-    restart: str = "permanent",
-    shutdown: Any = _UNSET,
-    type: str = "worker",  # noqa: A002 - OTP's key
+    restart: Restart = "permanent",
+    shutdown: Shutdown | None = _UNSET,
+    type: ChildType = "worker",  # noqa: A002 - OTP's key
     significant: bool = False,
 ) -> ChildSpec:
-    """A validated :class:`ChildSpec`; raises :class:`SupervisorError`."""
+    """A validated :class:`ChildSpec`.  ``start`` is a callable or
+    ``(callable, args)``; ``shutdown`` defaults by type (see the module
+    doc).  Raises :class:`SupervisorError`: ``'missing_id'``,
+    ``'missing_start'``, ``('invalid_child_id', id)`` (unhashable),
+    ``('invalid_mfa', start)``, ``('invalid_restart_type', restart)``,
+    ``('invalid_child_type', type)``, ``('invalid_shutdown', shutdown)``,
+    ``('invalid_significant', significant)`` (not a bool, or True for a
+    permanent child, which would end its supervisor at every restart)."""
     if id is _UNSET:
         raise SupervisorError("missing_id")
     if start is _UNSET:
@@ -140,7 +197,7 @@ def child_spec(
         hash(id)
     except TypeError:
         raise SupervisorError(("invalid_child_id", id)) from None
-    start = _valid_start(start)
+    start_fn = _valid_start(start)
     if restart not in RESTART_TYPES:
         raise SupervisorError(("invalid_restart_type", restart))
     if type not in CHILD_TYPES:
@@ -148,13 +205,15 @@ def child_spec(
     if not isinstance(significant, bool):
         raise SupervisorError(("invalid_significant", significant))
     if significant and restart == "permanent":
-        raise SupervisorError(("invalid_significant", significant))  # AS-1
-    return ChildSpec(id, start, restart, _valid_shutdown(shutdown, type), type, significant)
+        # A permanent child is restarted, never "ends": it cannot be significant.
+        raise SupervisorError(("invalid_significant", significant))
+    return ChildSpec(id, start_fn, restart, _valid_shutdown(shutdown, type), type, significant)
 
 
 def normalize_spec(spec: Any) -> ChildSpec:
     """Accept a ChildSpec, a dict of child_spec's keywords, or a GenServer
-    class (its ``child_spec()``)."""
+    class (its ``child_spec()``).  Raises :class:`SupervisorError`: what
+    :func:`child_spec` raises, or ``('invalid_child_spec', spec)``."""
     if isinstance(spec, ChildSpec):
         return child_spec(spec.id, spec.start, spec.restart, spec.shutdown, spec.type, spec.significant)
     if isinstance(spec, dict):
@@ -162,18 +221,22 @@ def normalize_spec(spec: Any) -> ChildSpec:
             return child_spec(**spec)
         except TypeError as exc:
             raise SupervisorError(("invalid_child_spec", spec)) from exc
-    factory: Callable | None = getattr(spec, "child_spec", None)
+    factory: Callable[[], Any] | None = getattr(spec, "child_spec", None)
     if isinstance(spec, type) and factory is not None:
         return normalize_spec(factory())
     raise SupervisorError(("invalid_child_spec", spec))
 
 
-def check_childspecs(specs: list, auto_shutdown: str = "never") -> list[ChildSpec]:
+def check_childspecs(specs: Any, auto_shutdown: AutoShutdown = "never") -> list[ChildSpec]:
     """Validate a list of specs (``supervisor:check_childspecs``): return the
-    normalised list or raise SupervisorError with the first problem."""
+    normalised list or raise SupervisorError with the first problem: what
+    :func:`normalize_spec` raises, ``('invalid_child_spec', specs)`` for
+    something else than a list, ``('duplicate_child_name', id)``, or
+    ``('invalid_significant', True)`` under ``auto_shutdown='never'``."""
     if not isinstance(specs, (list, tuple)):
         raise SupervisorError(("invalid_child_spec", specs))
-    out, seen = [], set()
+    out: list[ChildSpec] = []
+    seen: set[Any] = set()
     for raw in specs:
         spec = normalize_spec(raw)
         if spec.id in seen:
@@ -186,7 +249,11 @@ def check_childspecs(specs: list, auto_shutdown: str = "never") -> list[ChildSpe
 
 
 def validate_flags(flags: Any) -> SupFlags:
-    """A validated :class:`SupFlags` from a SupFlags or a dict."""
+    """A validated :class:`SupFlags` from a SupFlags or a dict.  Raises
+    :class:`SupervisorError`: ``('invalid_flags', flags)``,
+    ``('invalid_strategy', s)``, ``('invalid_intensity', i)`` (not an int
+    >= 0), ``('invalid_period', p)`` (not a number > 0) or
+    ``('invalid_auto_shutdown', a)``."""
     if isinstance(flags, dict):
         try:
             flags = SupFlags(**flags)
@@ -204,3 +271,11 @@ def validate_flags(flags: Any) -> SupFlags:
     if flags.auto_shutdown not in AUTO_SHUTDOWN:
         raise SupervisorError(("invalid_auto_shutdown", flags.auto_shutdown))
     return flags
+
+
+def check_max_children(max_children: Any) -> int | None:
+    """``max_children`` if it is None or an int >= 0; else
+    ``SupervisorError(('invalid_max_children', max_children))``."""
+    if max_children is not None and (not isinstance(max_children, int) or max_children < 0):
+        raise SupervisorError(("invalid_max_children", max_children))
+    return max_children

@@ -1,4 +1,4 @@
-"""Wire format of mailbox frames and signal datagrams.
+"""Wire format of mailbox frames (signal datagrams: :mod:`otp._signal_records`).
 
 A mailbox frame is one ZeroMQ frame holding one pickle of a tuple::
 
@@ -13,7 +13,7 @@ dropped by the receiver, never delivered.
 The sequence number counts frames from one sender to one receiver; signals
 that travel on the datagram channel carry the sender's count at the time
 they were sent, which lets the receiver keep OTP's per-pair order between
-messages and signals (ORD-1).  Pickling the header with the message costs
+messages and signals (a signal never overtakes a message sent before it).  Pickling the header with the message costs
 less than packing it separately (measured: 0.72 us to encode and 0.88 us to
 decode a 64-byte dict, against 0.83 us and 1.35 us with a struct header),
 and a single byte frame (:data:`WAKE_FRAME`) can never be a pickle.
@@ -25,7 +25,7 @@ data, so decoding never needs to know which one produced it.
 
 Unpickling executes code: frames are only accepted from peers inside the
 node's trust domain (ipc sockets in a 0700 directory); a network transport
-must authenticate peers (CURVE) before any frame reaches :func:`decode`.
+must authenticate peers (CURVE) before any frame is unpickled.
 """
 
 from __future__ import annotations
@@ -46,10 +46,8 @@ __all__ = [
     "dumps",
     "dumps_by_value",
     "encode_frame",
-    "decode",
     "is_frame",
     "DecodeError",
-    "decode_signal",
 ]
 
 #: A frame of this single byte only wakes the receiver (from its own signal
@@ -98,17 +96,6 @@ def dumps_by_value(obj: object) -> bytes:
         raise EncodeError(f"cannot serialise {type(obj).__name__} object: {exc}") from exc
 
 
-def decode(frame: bytes) -> tuple:
-    """The frame's tuple; raises :class:`DecodeError` for anything else."""
-    try:
-        t = pickle.loads(frame)
-    except Exception as exc:
-        raise DecodeError(f"undecodable frame: {exc!r}") from exc
-    if not is_frame(t):
-        raise DecodeError("not a mailbox frame")
-    return t
-
-
 def is_frame(t: object) -> bool:
     """True if ``t`` has exactly the shape of a mailbox frame's tuple.
 
@@ -117,16 +104,6 @@ def is_frame(t: object) -> bool:
     if type(t) is not tuple or not 3 <= len(t) <= 4 or type(t[0]) is not int or type(t[1]) is not int:
         return False
     return len(t) == 3 or (type(t[2]) is Ref and type(t[2].id) is int)
-
-
-def decode_signal(data: bytes) -> tuple:
-    try:
-        sig = pickle.loads(data)
-    except Exception as exc:
-        raise DecodeError(f"undecodable signal: {exc!r}") from exc
-    if not isinstance(sig, tuple) or len(sig) < 3:
-        raise DecodeError(f"malformed signal {sig!r}")
-    return sig
 
 
 def _reduce_code(code: types.CodeType) -> tuple:

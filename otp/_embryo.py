@@ -11,6 +11,14 @@ The spawner registers its link or monitor on the new pid *before* sending
 the function, and the embryo installs its side before running it, so
 ``spawn_link`` and ``spawn_monitor`` are atomic.
 
+A rehearsal while it waits.  A forked process shares its pages with the
+zygote until it writes one, and then waits for the kernel to copy it; a
+Python process writes a page whenever it touches an object there (the
+reference count).  An idle embryo therefore unpickles a sample spawn spec
+(:func:`rehearsal_sample`, made once in the zygote) so that the pages the
+real one touches are its own before a spawner waits on it; it skips the
+rehearsal when a spawner is already waiting.
+
 Logging is set up first of all (:func:`otp._logging.install_forwarder`):
 every record the process logs, from its bootstrap on, goes to the node's
 root process and through the root's logging configuration.
@@ -23,35 +31,43 @@ import os
 import pickle
 import signal
 import socket
-import struct
 import sys
+from typing import NoReturn
 
 from . import _logging, _oslib, _process
+from ._codec import dumps, dumps_by_value
 from ._errors import ProcessExit
+from ._pid import Pid, make_ref
 from ._reasons import Crash, is_clean
 from ._transport import NodeInfo
+from ._zygote_protocol import LENGTH, Identity, SpawnSpec, recv_exact
 
 log = logging.getLogger("otp")
 
-__all__ = ["embryo_main", "IDENTITY", "LENGTH"]
+__all__ = ["embryo_main", "rehearsal_sample"]
 
-IDENTITY = struct.Struct("<QIQ")  # uid, ospid, start time
-LENGTH = struct.Struct("<I")
 _ASSIGNMENT_TIMEOUT = 30.0
 
 
-def recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise EOFError("peer went away")
-        buf += chunk
-    return bytes(buf)
+def rehearsal_sample(node: NodeInfo) -> bytes:
+    """A spawn spec as a spawner makes one (a function sent by value: a
+    lambda has no name to be found by), for embryos to unpickle while idle."""
+    parent = Pid(node.name, 1, os.getpid(), 0)
+    blob = dumps_by_value((lambda *args, **kwargs: None, (parent,), {"ref": make_ref()}))
+    return dumps(SpawnSpec(parent, False, make_ref(), list(sys.path), blob))
 
 
-def embryo_main(node: NodeInfo, uid: int, zygote_channel: socket.socket, zygote_pid: int) -> None:
-    """Body of a process forked by the zygote; never returns."""
+def _rehearse(sample: bytes) -> None:
+    try:
+        spec = SpawnSpec(*pickle.loads(sample))
+        pickle.loads(spec.blob)
+    except Exception:  # noqa: BLE001 - only a rehearsal: the real spec is what counts
+        pass
+
+
+def embryo_main(node: NodeInfo, uid: int, zygote_channel: socket.socket, zygote_pid: int, rehearsal: bytes) -> NoReturn:
+    """Body of a process forked by the zygote; never returns.  ``rehearsal``:
+    see :func:`rehearsal_sample`."""
     try:
         os.setpgid(0, 0)
         _oslib.set_parent_death_signal(signal.SIGKILL)
@@ -59,10 +75,12 @@ def embryo_main(node: NodeInfo, uid: int, zygote_channel: socket.socket, zygote_
             os._exit(1)
         _logging.install_forwarder(node)
         proc = _process.Process(node, uid, root=False)
-        proc.rt = 1  # kernel code until the function starts: no interrupts
+        proc.kernel_code.depth = 1  # kernel code until the function starts: no interrupts
         proc.activate()
-        identity = IDENTITY.pack(uid, proc.pid.ospid, proc.pid.start)
+        identity = Identity(uid, proc.pid.ospid, proc.pid.start).pack()
         zygote_channel.sendall(identity)
+        if not _oslib.fd_readable(zygote_channel.fileno()):
+            _rehearse(rehearsal)
         _, fds, _, _ = socket.recv_fds(zygote_channel, 16, 1)
         zygote_channel.close()
         if not fds:
@@ -73,7 +91,7 @@ def embryo_main(node: NodeInfo, uid: int, zygote_channel: socket.socket, zygote_
         (size,) = LENGTH.unpack(recv_exact(spawner, LENGTH.size))
         spec = recv_exact(spawner, size)
         spawner.close()
-        parent, link, mon_ref, path, blob = pickle.loads(spec)
+        parent, link, mon_ref, path, blob = SpawnSpec(*pickle.loads(spec))
     except (EOFError, OSError):
         os._exit(0)  # the spawner died before handing us our function
     except BaseException:
@@ -93,10 +111,9 @@ def embryo_main(node: NodeInfo, uid: int, zygote_channel: socket.socket, zygote_
                 sig.drain_and_settle(parent)  # the spawner died meanwhile
         if mon_ref is not None:
             sig.monitored_by[mon_ref] = parent
-    proc.parent = parent
     reason: object = "normal"
     try:
-        proc.rt = 0
+        proc.kernel_code.depth = 0
         if proc.sig.fatal is not None:  # an exit signal came during the bootstrap
             raise ProcessExit(proc.sig.fatal)
         fn, args, kwargs = pickle.loads(blob)

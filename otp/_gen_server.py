@@ -15,10 +15,9 @@ OTP's return tuples say::
 Return values
     ``Reply(reply, state[, action])``, ``NoReply(state[, action])``,
     ``Stop(reason, state[, reply])``.  ``action`` is a timeout in seconds
-    (``handle_info('timeout', state)`` runs if no message comes first,
-    GS-TIMEOUT), ``Continue(term)`` (``handle_continue`` runs before any
-    message, GS-CONT) or ``HIBERNATE`` (a garbage collection before the
-    wait).  ``init`` returns the state, ``NoReply(state, action)``,
+    (``handle_info('timeout', state)`` runs if no message comes first),
+    ``Continue(term)`` (``handle_continue`` runs before any message) or
+    ``HIBERNATE`` (a garbage collection before the wait).  ``init`` returns the state, ``NoReply(state, action)``,
     ``Ignore`` or ``Stop(reason)``, or raises.
 
 Semantics follow OTP: start is synchronous (returns after ``init``); an
@@ -29,19 +28,23 @@ wrong shape is refused before anything is spawned (OTP's badarg);
 ``terminate`` runs when a callback returns ``Stop``, raises or returns a bad
 value, and when a server that traps exits gets an exit signal from its
 parent; it does not run when the process is killed by an exit signal it
-does not trap (GS-TERM).
+does not trap (an untrapped exit signal ends the process at once).
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from functools import partial
+from typing import Any, NamedTuple, NoReturn
 
 from . import _api, _logging, _naming, _process
-from ._errors import NoProc, ProcessExit, StartError, Timeout
-from ._pid import Pid
+from ._child_spec import ChildSpec, child_spec
+from ._errors import CalleeExit, CallError, CallTimeout, NoProc, ProcessExit, StartError, Timeout
+from ._pid import Pid, Ref
 from ._reasons import DOWN, EXIT, Crash, format_reason, is_clean
+from ._start_result import IGNORED, StartAck, Started, StartFailed, StartResult
 from ._timeouts import check_timeout
 
 log = logging.getLogger("otp")
@@ -60,7 +63,15 @@ __all__ = [
     "reply",
     "stop",
     "DEFAULT_CALL_TIMEOUT",
+    "ServerName",
+    "ServerRef",
 ]
+
+#: A name a server can be started with: a str, int, bytes or tuple of those,
+#: or ``otp.via(registry, key)`` (checked by :func:`check_name`).
+ServerName = str | int | bytes | tuple
+#: What calls and casts are addressed to: a pid or a name.
+ServerRef = Pid | ServerName
 
 #: OTP's default call timeout (5000 ms).
 DEFAULT_CALL_TIMEOUT = 5.0
@@ -130,7 +141,8 @@ class GenServer:
         raise NotImplementedError(f"{type(self).__name__} does not handle continue ({term!r})")
 
     def terminate(self, reason: Any, state: Any) -> None:
-        """Clean up before the process exits (not guaranteed: see GS-TERM)."""
+        """Clean up before the process exits.  Not guaranteed: an exit signal
+        the server does not trap ends it without ``terminate``."""
 
     # ------------------------------------------------------------- starting
 
@@ -139,7 +151,7 @@ class GenServer:
         cls,
         args: Any = None,
         *,
-        name: Any = None,
+        name: ServerName | None = None,
         timeout: float | None = DEFAULT_CALL_TIMEOUT,
         max_mailbox: int | None = None,
     ) -> Pid | None:
@@ -163,7 +175,7 @@ class GenServer:
         cls,
         args: Any = None,
         *,
-        name: Any = None,
+        name: ServerName | None = None,
         timeout: float | None = DEFAULT_CALL_TIMEOUT,
         max_mailbox: int | None = None,
     ) -> Pid | None:
@@ -178,29 +190,26 @@ class GenServer:
         args: Any = None,
         id: Any = None,  # noqa: A002
         *,
-        name: Any = None,
+        name: ServerName | None = None,
         max_mailbox: int | None = None,
         **kw: Any,
-    ):
+    ) -> ChildSpec:
         """A child spec running ``cls.start_link(args, name=name,
         max_mailbox=max_mailbox)`` (id defaults to the class name); ``kw``
-        are child_spec's keywords.  A bad ``max_mailbox`` raises here."""
-        from functools import partial
-
-        from ._child_spec import child_spec
-
-        options = {"name": name} if name is not None else {}
+        are child_spec's keywords.  A bad ``max_mailbox`` raises here, a
+        bad keyword ``SupervisorError`` as :func:`otp.child_spec`."""
+        options: dict[str, Any] = {"name": name} if name is not None else {}
         if _api.check_max_mailbox(max_mailbox) is not None:
             options["max_mailbox"] = max_mailbox
-        start = partial(cls.start_link, **options) if options else cls.start_link
+        start: Callable[..., Pid | None] = partial(cls.start_link, **options) if options else cls.start_link
         return child_spec(id if id is not None else cls.__name__, (start, (args,)), **kw)
 
 
 # ------------------------------------------------------------------ client
 
 
-def call(server: Any, request: Any, timeout: float | None = DEFAULT_CALL_TIMEOUT) -> Any:
-    """Send ``request`` to ``server`` and wait for its reply (GS-CALL-1).
+def call(server: ServerRef, request: Any, timeout: float | None = DEFAULT_CALL_TIMEOUT) -> Any:
+    """Send ``request`` to ``server`` and wait for its reply.
 
     Raises :class:`CallTimeout` (a reply arriving later is dropped),
     :class:`NoProc`, or :class:`CalleeExit` with the server's exit reason if
@@ -215,7 +224,9 @@ def call(server: Any, request: Any, timeout: float | None = DEFAULT_CALL_TIMEOUT
     return p.call(pid, lambda ref: ("$gen_call", (me, ref), request), timeout, server, request)
 
 
-def multi_call(requests: list, timeout: float | None = DEFAULT_CALL_TIMEOUT) -> list:
+def multi_call(
+    requests: list[tuple[ServerRef, Any]], timeout: float | None = DEFAULT_CALL_TIMEOUT
+) -> list[tuple[str, Any]]:
     """Call several servers concurrently: ``requests`` is a list of
     ``(server, request)``; returns a list, in the same order, of
     ``('ok', reply)`` or ``('error', CallError)``.  Never raises for one
@@ -224,8 +235,8 @@ def multi_call(requests: list, timeout: float | None = DEFAULT_CALL_TIMEOUT) -> 
     timeout = check_timeout(timeout)
     p = _process.current()
     me = p.pid
-    targets = []
-    early: dict[int, tuple] = {}
+    targets: list[tuple[Pid, Any] | None] = []
+    early: dict[int, tuple[str, CallError]] = {}
     for i, (server, request) in enumerate(requests):
         try:
             targets.append((_api.resolve(server), request))
@@ -234,14 +245,15 @@ def multi_call(requests: list, timeout: float | None = DEFAULT_CALL_TIMEOUT) -> 
             targets.append(None)
     live = [(i, t) for i, t in enumerate(targets) if t is not None]
     answers = p.multi_call([t for _, t in live], lambda ref, req: ("$gen_call", (me, ref), req), timeout)
-    out: list = [early.get(i) for i in range(len(requests))]
+    out: list[Any] = [early.get(i) for i in range(len(requests))]
     for (i, _), answer in zip(live, answers):
         out[i] = answer
     return out
 
 
-def cast(server: Any, request: Any) -> None:
-    """Send ``request`` without waiting; never fails (GS-CAST)."""
+def cast(server: ServerRef, request: Any) -> None:
+    """Send ``request`` without waiting; never fails, not even for a server
+    that does not exist."""
     try:
         pid = _api.resolve(server)
     except NoProc:
@@ -255,16 +267,14 @@ def reply(from_: tuple, value: Any) -> None:
     p.send_reply(from_[0], from_[1], value)
 
 
-def stop(server: Any, reason: Any = "normal", timeout: float | None = None) -> None:
-    """Stop ``server`` with ``reason``; return after it has exited (GS-STOP).
+def stop(server: ServerRef, reason: Any = "normal", timeout: float | None = None) -> None:
+    """Stop ``server`` with ``reason``; return after it has exited.
 
     Raises :class:`NoProc` if it does not exist, :class:`CallTimeout` if it
     did not exit in time, :class:`CalleeExit` if it exited with another
     reason.  ``timeout`` None or ``math.inf`` waits forever; a bad one
     raises ValueError or TypeError before anything is sent.
     """
-    from ._errors import CalleeExit, CallTimeout
-
     timeout = check_timeout(timeout)
     pid = _api.resolve(server)
     ref = _api.monitor(pid)
@@ -280,20 +290,28 @@ def stop(server: Any, reason: Any = "normal", timeout: float | None = None) -> N
         raise CalleeExit(down.reason, server, ("stop", reason))
 
 
-def _start(cls: type, args: Any, name: Any, timeout: Any, link: bool, max_mailbox: Any) -> Pid | None:
+def _start(
+    cls: type, args: Any, name: ServerName | None, timeout: float | None, link: bool, max_mailbox: int | None
+) -> Pid | None:
     if not (isinstance(cls, type) and issubclass(cls, GenServer)):
         raise TypeError(f"{cls!r} is not a GenServer subclass")
     timeout = check_timeout(timeout)
     check_name(name)
-    options = _api.spawn_options(link, True, max_mailbox)
+    bound = _api.check_max_mailbox(max_mailbox)
     p = _process.current()
     ack = _api.make_ref()
-    pid, mref = p.spawn(_server_main, (cls, args, name, p.pid, ack, link), {}, module=cls.__module__, **options)
+    pid, mref = p.spawn(
+        _server_main,
+        (cls, args, name, p.pid, ack, link),
+        {},
+        module=cls.__module__,
+        link=link,
+        monitor=True,
+        max_mailbox=bound,
+    )
 
     def answer(m: object) -> bool:
-        return (type(m) is tuple and len(m) == 3 and m[0] == "$ack" and m[1] == ack) or (
-            isinstance(m, DOWN) and m.ref == mref
-        )
+        return (type(m) is StartAck and m.ref == ack) or (isinstance(m, DOWN) and m.ref == mref)
 
     try:
         msg = p.receive(timeout, answer)
@@ -306,12 +324,10 @@ def _start(cls: type, args: Any, name: Any, timeout: Any, link: bool, max_mailbo
     p.demonitor(mref, flush=True)
     if isinstance(msg, DOWN):
         raise StartError(msg.reason)
-    status, value = msg[2]
-    if status == "ok":
-        return pid
-    if status == "ignore":
-        return None
-    raise StartError(value)
+    result = msg.result
+    if isinstance(result, StartFailed):
+        raise StartError(result.reason)
+    return pid if isinstance(result, Started) else None
 
 
 # ------------------------------------------------------------------- names
@@ -361,25 +377,26 @@ def _term_problem(term: Any, depth: int = 0) -> str | None:
 # ------------------------------------------------------------------ server
 
 
-def _server_main(cls: type, args: Any, name: Any, parent: Pid, ack, linked: bool) -> None:
+def _server_main(cls: type, args: Any, name: ServerName | None, parent: Pid, ack: Ref, linked: bool) -> None:
     started = _Starter(cls, name, parent, ack, linked).start(args)
     if started is not None:
         _Loop(started[0], _process.current(), parent).run(started[1], started[2])
 
 
 class _Starter:
-    """The start of one server, up to its answer to the starter (GS-START).
+    """The start of one server, up to its answer to the starter (synchronous:
+    the starter waits for it).
 
     Whatever fails (the name, the class, ``init``, its return value), the
     server unlinks from its starter before it answers, so that the starter
     gets :class:`StartError` and is not killed by the link (OTP 26)."""
 
-    def __init__(self, cls: type, name: Any, parent: Pid, ack, linked: bool) -> None:
+    def __init__(self, cls: type, name: ServerName | None, parent: Pid, ack: Ref, linked: bool) -> None:
         self.cls, self.name, self.parent, self.ack, self.linked = cls, name, parent, ack, linked
         self.proc = _process.current()
         self.registered = False
 
-    def start(self, args: Any) -> tuple | None:
+    def start(self, args: Any) -> tuple[GenServer, Any, Any] | None:
         """``(server, state, action)``, or None after ``Ignore``; raises
         ProcessExit after a failure was answered."""
         self.register()
@@ -392,7 +409,7 @@ class _Starter:
             self.fail(Crash.from_exception(exc), log_it=True)
         if result is Ignore:
             self.release()
-            self.answer(("ignore", None))
+            self.answer(IGNORED)
             return None
         if isinstance(result, Stop):
             self.fail(result.reason, log_it=False)
@@ -401,7 +418,7 @@ class _Starter:
             action = _valid_action(action)
         except (TypeError, ValueError):
             self.fail(("bad_return_value", result), log_it=True)
-        self.answer(("ok", self.proc.pid))
+        self.answer(Started(self.proc.pid))
         return server, state, action
 
     def register(self) -> None:
@@ -432,12 +449,12 @@ class _Starter:
         if self.linked:
             self.proc.unlink(self.parent)
 
-    def answer(self, result: tuple) -> None:
-        self.proc.send(self.parent, ("$ack", self.ack, result))
+    def answer(self, result: StartResult) -> None:
+        self.proc.send(self.parent, StartAck(self.ack, result))
 
-    def fail(self, reason: Any, *, log_it: bool) -> None:
+    def fail(self, reason: Any, *, log_it: bool) -> NoReturn:
         self.release()
-        self.answer(("error", reason))
+        self.answer(StartFailed(reason))
         if log_it:
             log.error(
                 "%s %r failed to start: %s",
@@ -449,7 +466,7 @@ class _Starter:
         raise ProcessExit(reason)
 
 
-def _no_names(name: Any, pid: Pid) -> None:
+def _no_names(name: Any, pid: Pid) -> NoReturn:
     raise StartError(("no_registry", name))
 
 
@@ -464,7 +481,7 @@ def _valid_action(action: Any) -> Any:
 class _Loop:
     """The receive-dispatch loop of one server."""
 
-    def __init__(self, server: GenServer, proc, parent: Pid) -> None:
+    def __init__(self, server: GenServer, proc: _process.Process, parent: Pid) -> None:
         self.server = server
         self.proc = proc
         self.parent = parent
@@ -474,7 +491,7 @@ class _Loop:
         server, proc = self.server, self.proc
         while True:
             while isinstance(action, Continue):
-                state, action = self.handle(lambda s, t=action.term: server.handle_continue(t, s), state, None)
+                state, action = self.handle(partial(server.handle_continue, action.term), state, None)
             timeout = None
             if action is HIBERNATE:
                 gc.collect()
@@ -489,24 +506,24 @@ class _Loop:
                 tag = msg[0]
                 if tag == "$gen_call" and len(msg) == 3:
                     from_, request = msg[1], msg[2]
-                    state, action = self.handle(lambda s, r=request, f=from_: server.handle_call(r, f, s), state, from_)
+                    state, action = self.handle(partial(server.handle_call, request, from_), state, from_)
                     continue
                 if tag == "$gen_cast" and len(msg) == 2:
                     request = msg[1]
-                    state, action = self.handle(lambda s, r=request: server.handle_cast(r, s), state, None)
+                    state, action = self.handle(partial(server.handle_cast, request), state, None)
                     continue
                 if tag == "$gen_stop" and len(msg) == 2:
                     self.exit(msg[1], state)
             if isinstance(msg, EXIT) and msg.pid == self.parent and proc.sig.trap_exit:
                 self.exit(msg.reason, state)
-            state, action = self.handle(lambda s, m=msg: server.handle_info(m, s), state, None)
+            state, action = self.handle(partial(server.handle_info, msg), state, None)
 
-    def handle(self, callback, state: Any, from_: tuple | None) -> tuple[Any, Any]:
+    def handle(self, callback: Callable[[Any], Any], state: Any, from_: tuple | None) -> tuple[Any, Any]:
         try:
             result = callback(state)
         except ProcessExit as exc:
             if self.proc.sig.fatal is not None:
-                raise  # killed by an exit signal: no terminate (GS-TERM)
+                raise  # killed by an exit signal it does not trap: no terminate
             self.exit(exc.reason, state)
         except Exception as exc:
             self.exit(Crash.from_exception(exc), state)
@@ -523,14 +540,14 @@ class _Loop:
             self.exit(result.reason, result.state)
         self.exit(("bad_return_value", result), state)
 
-    def action(self, result: tuple, state: Any) -> Any:
+    def action(self, result: Reply | NoReply, state: Any) -> Any:
         """The result's action, checked: a bad timeout is a bad return value."""
         try:
             return _valid_action(result.action)
         except (TypeError, ValueError):
             self.exit(("bad_return_value", result), state)
 
-    def exit(self, reason: Any, state: Any) -> None:
+    def exit(self, reason: Any, state: Any) -> NoReturn:
         try:
             self.server.terminate(reason, state)
         except ProcessExit:

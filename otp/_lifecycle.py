@@ -9,32 +9,77 @@ import numbers
 import os
 import sys
 import time
+from collections.abc import Callable
+from typing import Any, Literal, overload
 
-from . import _naming, _zygote
+from . import _naming
 from ._codec import dumps, dumps_by_value
-from ._pid import Pid, make_ref
+from ._pid import Pid, Ref, make_ref
+from ._process_base import ProcessBase
+from ._signal_records import Dead, Demonitor, Link, Monitor, Unlink
 from ._signals import NOTICE_SEND_TIMEOUT, chunked_refs
+from ._zygote_client import ZygoteClient
+from ._zygote_protocol import SpawnSpec, absolute_path
 
 log = logging.getLogger("otp")
 
 __all__ = ["LifecycleMixin"]
 
 
-class LifecycleMixin:
+class LifecycleMixin(ProcessBase):
     _spawned_sweep_at = 256
     # ----------------------------------------------------------------- spawn
 
+    @overload
     def spawn(
         self,
-        fn,
-        args: tuple,
-        kwargs: dict,
+        fn: Callable[..., object],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        link: bool = False,
+        monitor: Literal[False] = False,
+        module: str | None = None,
+        max_mailbox: int | None = None,
+    ) -> Pid: ...
+
+    @overload
+    def spawn(
+        self,
+        fn: Callable[..., object],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        link: bool = False,
+        monitor: Literal[True],
+        module: str | None = None,
+        max_mailbox: int | None = None,
+    ) -> tuple[Pid, Ref]: ...
+
+    @overload
+    def spawn(
+        self,
+        fn: Callable[..., object],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        link: bool = False,
+        monitor: bool,
+        module: str | None = None,
+        max_mailbox: int | None = None,
+    ) -> Pid | tuple[Pid, Ref]: ...
+
+    def spawn(
+        self,
+        fn: Callable[..., object],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
         *,
         link: bool = False,
         monitor: bool = False,
-        module=None,
+        module: str | None = None,
         max_mailbox: int | None = None,
-    ):
+    ) -> Pid | tuple[Pid, Ref]:
         """Start ``fn(*args, **kwargs)`` in a new process.  ``module`` names the
         module whose code the process will run (default ``fn``'s), which the
         zygote imports once so that later processes are forked with it.
@@ -45,18 +90,16 @@ class LifecycleMixin:
         the default, leaves it unbounded, as in Erlang.  Anything but a
         positive int raises TypeError or ValueError before anything starts.
         """
-        from ._zygote import ZygoteClient
-
         module = module or getattr(fn, "__module__", None)
         if max_mailbox is not None:
-            fn, args, kwargs = _run_bounded, (_check_max_mailbox(max_mailbox), fn, tuple(args), dict(kwargs)), {}
-        self.rt += 1
-        try:
+            fn, args, kwargs = _run_bounded, (checked_max_mailbox(max_mailbox), fn, tuple(args), dict(kwargs)), {}
+        with self.kernel_code:
             blob = dumps_by_value((fn, tuple(args), dict(kwargs)))
             ref = make_ref() if monitor else None
             sig = self.sig
-            if self._zygote is None:
-                self._zygote = ZygoteClient(self.node.zygote_address)
+            zygote = self._zygote
+            if zygote is None:
+                zygote = self._zygote = ZygoteClient(self.node.zygote_address)
             registered: list[Pid] = []
 
             def register(uid: int, ospid: int, start: int) -> bytes:
@@ -69,9 +112,9 @@ class LifecycleMixin:
                     if ref is not None:
                         sig.monitors[ref] = pid
                         sig.hold(pid)
-                return dumps((self.pid, link, ref, _zygote.absolute_path(sys.path), blob))
+                return dumps(SpawnSpec(self.pid, link, ref, absolute_path(sys.path), blob))
 
-            self._zygote.spawn(register, module)
+            zygote.spawn(register, module)
             pid = registered[0]
             with sig.lock:
                 if pid.uid in sig.refs and not sig.watch(pid):
@@ -82,9 +125,7 @@ class LifecycleMixin:
                     # Only live ones matter for the node's ordered stop.
                     self.spawned = [p for p in self.spawned if os.path.exists(self.node.mailbox_path(p.uid))]
                     self._spawned_sweep_at = max(256, 2 * len(self.spawned))
-            return (pid, ref) if monitor else pid
-        finally:
-            self.rt -= 1
+            return (pid, ref) if ref is not None else pid
 
     # ------------------------------------------------------------------ exit
 
@@ -96,7 +137,8 @@ class LifecycleMixin:
         if self._exited:
             return
         self._exited = True
-        self.rt += 1
+        # Kernel code until the process ends: nothing interrupts the exit.
+        self.kernel_code.depth += 1
         if self._drop_log:
             self.flush_dropped()  # the malformed frames no line reported yet
         sig = self.sig
@@ -155,33 +197,36 @@ class LifecycleMixin:
             sig.links.clear()
             sig.monitored_by.clear()
         for s in late:
-            op, sender = s[0], s[1]
-            if op == "link":
+            sender = s.sender
+            if isinstance(s, Link):
                 links[sender.uid] = sender
-            elif op == "unlink":
+            elif isinstance(s, Unlink):
                 links.pop(sender.uid, None)
-            elif op == "monitor":
-                monitored_by[s[3]] = sender
-            elif op == "demonitor":
-                monitored_by.pop(s[3], None)
-        notices: dict[int, list] = {}
+            elif isinstance(s, Monitor):
+                monitored_by[s.ref] = sender
+            elif isinstance(s, Demonitor):
+                monitored_by.pop(s.ref, None)
+        # Per peer: its pid, whether it is linked, the monitors it holds.
+        notices: dict[int, tuple[Pid, bool, list[Ref]]] = {}
         for uid, pid in links.items():
-            notices[uid] = [pid, True, []]
+            notices[uid] = (pid, True, [])
         for ref, pid in monitored_by.items():
-            notices.setdefault(pid.uid, [pid, False, []])[2].append(ref)
+            notices.setdefault(pid.uid, (pid, False, []))[2].append(ref)
         for uid, (pid, linked, refs) in notices.items():
             seq = self.seq_to(uid)
             address = self.node.signal_address(uid)
             for i, chunk in enumerate(chunked_refs(refs)):
-                notice = ("dead", self.pid, seq, reason, linked and i == 0, chunk, complete)
+                notice = Dead(self.pid, seq, reason, linked and i == 0, chunk, complete)
                 try:
                     sig.send(pid, notice, address, NOTICE_SEND_TIMEOUT)
                 except Exception:
                     # An unpicklable reason must not stop the notices.
-                    sig.send(pid, (*notice[:3], repr(reason), *notice[4:]), address, NOTICE_SEND_TIMEOUT)
+                    sig.send(pid, notice._replace(reason=repr(reason)), address, NOTICE_SEND_TIMEOUT)
 
 
-def _check_max_mailbox(value: object) -> int:
+def checked_max_mailbox(value: object) -> int:
+    """``value`` as a bound of a mailbox: TypeError for anything but an
+    int (any Integral, not a bool), ValueError below 1."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"max_mailbox must be a positive int or None, not {value!r}")
     if value < 1:
@@ -189,11 +234,11 @@ def _check_max_mailbox(value: object) -> int:
     return int(value)
 
 
-def _run_bounded(max_mailbox: int, fn, args: tuple, kwargs: dict) -> None:
+def _run_bounded(max_mailbox: int, fn: Callable[..., object], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """What a process spawned with ``max_mailbox`` runs: the bound goes with
     the function (the embryo knows nothing of it), set before the function
     takes its first message."""
-    from . import _process
+    from . import _process  # breaks the cycle _process -> _lifecycle -> _process
 
     _process.current().max_mailbox = max_mailbox
     fn(*args, **kwargs)

@@ -6,23 +6,23 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from . import _oslib
 from ._errors import CalleeExit, CallError, CallTimeout, NoProc, ProcessExit
+from ._peers import Peer
 from ._pid import Pid, Ref, make_ref
+from ._process_base import ProcessBase
 from ._reasons import DOWN, EXIT
-
-if TYPE_CHECKING:
-    from ._process import Peer
+from ._signal_records import Demonitor, Exit, Link, Monitor, Signal, Unlink
 
 __all__ = ["LinksMixin"]
 
 
-class LinksMixin:
+class LinksMixin(ProcessBase):
     # ------------------------------------------------------ links, monitors
 
-    def _request(self, pid: Pid, add, remove, msg: tuple) -> bool | None:
+    def _request(self, pid: Pid, add: Callable[[], bool], remove: Callable[[], bool], signal: Signal) -> bool | None:
         """Record a table entry about ``pid``, send it the request, watch it.
 
         ``add()`` (under the lock) records the entry and returns False if it
@@ -36,7 +36,7 @@ class LinksMixin:
             if not add():
                 return None
             sig.hold(pid)
-        if not sig.send(pid, msg, self.node.signal_address(pid.uid)):
+        if not sig.send(pid, signal, self.node.signal_address(pid.uid)):
             with sig.lock:
                 if remove():
                     sig.release(pid.uid)
@@ -48,6 +48,7 @@ class LinksMixin:
         return True
 
     def link(self, pid: Pid) -> None:
+        """See :func:`otp.link`."""
         if pid.uid == self.uid:
             return
         sig = self.sig
@@ -59,7 +60,7 @@ class LinksMixin:
             links[uid] = pid
             return True
 
-        ok = self._request(pid, add, lambda: links.pop(uid, None) is not None, ("link", self.pid, self.seq_to(uid)))
+        ok = self._request(pid, add, lambda: links.pop(uid, None) is not None, Link(self.pid, self.seq_to(uid)))
         if ok is False:
             self.remember_dead(pid)
             if sig.trap_exit:
@@ -68,15 +69,17 @@ class LinksMixin:
                 raise NoProc(pid)
 
     def unlink(self, pid: Pid) -> None:
+        """See :func:`otp.unlink`."""
         sig = self.sig
         with sig.lock:
             was = sig.links.pop(pid.uid, None) is not None
             if was:
                 sig.release(pid.uid)
         if was:
-            sig.send(pid, ("unlink", self.pid, self.seq_to(pid.uid)), self.node.signal_address(pid.uid))
+            sig.send(pid, Unlink(self.pid, self.seq_to(pid.uid)), self.node.signal_address(pid.uid))
 
     def monitor(self, pid: Pid) -> Ref:
+        """See :func:`otp.monitor`."""
         ref = make_ref()
         if pid.uid == self.uid:
             return ref  # fires only when we are dead, i.e. never for us
@@ -86,8 +89,8 @@ class LinksMixin:
             monitors[ref] = pid
             return True
 
-        msg = ("monitor", self.pid, self.seq_to(pid.uid), ref)
-        if self._request(pid, add, lambda: monitors.pop(ref, None) is not None, msg) is False:
+        request = Monitor(self.pid, self.seq_to(pid.uid), ref)
+        if self._request(pid, add, lambda: monitors.pop(ref, None) is not None, request) is False:
             # Take in what the dead process sent first, so its DOWN comes
             # after it (frames still in the kernel's buffer at this instant
             # can come later: we were not watching when it died, so no
@@ -98,16 +101,17 @@ class LinksMixin:
         return ref
 
     def demonitor(self, ref: Ref, flush: bool = False) -> bool:
+        """See :func:`otp.demonitor`."""
         sig = self.sig
         with sig.lock:
             pid = sig.monitors.pop(ref, None)
             if pid is not None:
                 sig.release(pid.uid)
         if pid is not None:
-            sig.send(pid, ("demonitor", self.pid, 0, ref), self.node.signal_address(pid.uid))
+            sig.send(pid, Demonitor(self.pid, 0, ref), self.node.signal_address(pid.uid))
         self.integrate()
         for h in self.held.values():
-            for item in [i for i in h if isinstance(i[3], DOWN) and i[3].ref == ref]:
+            for item in [i for i in h if isinstance(i.payload, DOWN) and i.payload.ref == ref]:
                 h.remove(item)
         if flush:
             for m in [m for m in self.mailbox if isinstance(m, DOWN) and m.ref == ref]:
@@ -115,12 +119,14 @@ class LinksMixin:
         return True
 
     def trap_exit(self, flag: bool) -> bool:
+        """See :func:`otp.trap_exit`."""
         with self.sig.lock:
             prev = self.sig.trap_exit
             self.sig.trap_exit = bool(flag)
         return prev
 
     def exit_signal(self, pid: Pid, reason: object) -> None:
+        """See :func:`otp.exit`."""
         if pid.uid == self.uid:
             if reason == "kill":
                 raise ProcessExit("killed")
@@ -132,13 +138,14 @@ class LinksMixin:
             if self.node.is_local(pid.node):
                 _oslib.pidfd_kill(pid.ospid, pid.start)
             return
-        msg = ("exit", self.pid, self.seq_to(pid.uid), reason)
+        signal = Exit(self.pid, self.seq_to(pid.uid), reason)
         try:
-            self.sig.send(pid, msg, self.node.signal_address(pid.uid))
+            self.sig.send(pid, signal, self.node.signal_address(pid.uid))
         except Exception as exc:  # unpicklable reason
             raise CallError(("badarg", reason), pid) from exc
 
     def is_alive(self, pid: Pid) -> bool:
+        """See :func:`otp.is_alive`."""
         if pid.uid == self.uid:
             return not self.sig.exiting
         p = self.peers.get(pid.uid)
@@ -165,18 +172,16 @@ class LinksMixin:
             return True
 
         p.call_ref = ref
-        if (
-            self._request(pid, add, lambda: watches.pop(ref, None) is not None, ("monitor", self.pid, p.seq, ref))
-            is False
-        ):
+        if self._request(pid, add, lambda: watches.pop(ref, None) is not None, Monitor(self.pid, p.seq, ref)) is False:
             p.dead = "noproc"
             p.call_ref = None
         return p
 
-    def call(self, pid: Pid, message_for, timeout: float | None, server: object, request: object):
+    def call(
+        self, pid: Pid, message_for: Callable[[Ref], object], timeout: float | None, server: object, request: object
+    ) -> object:
         """Send ``message_for(ref)`` to ``pid`` and wait for the reply to ``ref``."""
-        self.rt += 1
-        try:
+        with self.kernel_code:
             if pid.uid == self.uid:
                 raise CallError("calling_self", server, request)
             p = self.call_peer(pid)
@@ -204,10 +209,13 @@ class LinksMixin:
             finally:
                 del self.active_calls[ref]
                 self.replies.pop(ref, None)
-        finally:
-            self.rt -= 1
 
-    def multi_call(self, targets: list, message_for, timeout: float | None) -> list:
+    def multi_call(
+        self,
+        targets: list[tuple[Pid, object]],
+        message_for: Callable[[Ref, object], object],
+        timeout: float | None,
+    ) -> list[tuple[str, object]]:
         """Call every pid in ``targets`` at once; wait for all answers.
 
         Returns, in order, ``('ok', reply)`` or ``('error', exc)`` per
@@ -215,11 +223,10 @@ class LinksMixin:
         The calls run concurrently (all requests go out before any answer is
         awaited), so the whole takes about the slowest one, not the sum.
         """
-        self.rt += 1
-        try:
+        with self.kernel_code:
             deadline = None if timeout is None else time.monotonic() + timeout
-            pending: dict = {}
-            results: list = [None] * len(targets)
+            pending: dict[Ref, tuple[int, Peer, Pid, object]] = {}
+            results: list[tuple[str, object]] = [("error", None)] * len(targets)
             for i, (pid, request) in enumerate(targets):
                 if pid.uid == self.uid:
                     results[i] = ("error", CallError("calling_self", pid, request))
@@ -256,5 +263,3 @@ class LinksMixin:
                     self.active_calls.pop(ref, None)
                     self.replies.pop(ref, None)
             return results
-        finally:
-            self.rt -= 1

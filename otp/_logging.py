@@ -63,6 +63,7 @@ import pickle
 import select
 import socket
 import threading
+from typing import Any, NamedTuple, Protocol
 
 __all__ = [
     "LogListener",
@@ -102,11 +103,19 @@ _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime
 log = logging.getLogger("otp")
 
 
-def report(kind: str, **fields: object) -> dict:
+class NodeDir(Protocol):
+    """What logging needs of a node: its directory (an
+    :class:`otp._transport.NodeInfo` has it)."""
+
+    @property
+    def dir(self) -> str: ...
+
+
+def report(kind: str, **fields: object) -> dict[str, object]:
     """``extra=`` of a structured report: ``report('crash', pid=p, reason=r)``;
     keys ``pid``, ``name``, ``supervisor``, ``child_id``, ``reason`` (see the
     module docstring); ``None`` values are left out."""
-    extra = {REPORT: kind}
+    extra: dict[str, object] = {REPORT: kind}
     for key, value in fields.items():
         if value is not None:
             extra[f"otp_{key}"] = value
@@ -130,7 +139,9 @@ class LogListener:
         except BaseException:
             self._close()
             raise
-        self._thread = threading.Thread(target=self._serve, name="otp-log-listener", daemon=True)
+        self._thread: threading.Thread | None = threading.Thread(
+            target=self._serve, name="otp-log-listener", daemon=True
+        )
         self._thread.start()
 
     def _serve(self) -> None:
@@ -209,7 +220,7 @@ class LogListener:
 _listeners: list[LogListener] = []
 
 
-def start_listener(node_info) -> LogListener:
+def start_listener(node_info: NodeDir) -> LogListener:
     """Bind ``<node dir>/log`` and serve it from a thread of this process
     (the root); call before the zygote starts, ``stop()`` after it stopped."""
     listener = LogListener(node_info.dir)
@@ -227,7 +238,15 @@ def _write_levels(path: str) -> None:
         json.dump({"disable": manager.disable, "levels": levels}, f)
 
 
-def _restore(value: object) -> object:
+class _Portable(NamedTuple):
+    """An ``extra`` field as it travels: its pickle (None if it has none or a
+    large one) and its repr, which the root uses if it cannot unpickle."""
+
+    blob: bytes | None
+    text: str
+
+
+def _restore(value: _Portable) -> object:
     blob, text = value
     if blob is not None:
         try:
@@ -282,7 +301,7 @@ class Forwarder(logging.Handler):
         super().close()
 
 
-def _flatten(record: logging.LogRecord) -> dict:
+def _flatten(record: logging.LogRecord) -> dict[str, Any]:
     """The record as picklable fields: message and traceback as text."""
     fields = {key: value for key, value in record.__dict__.items() if key in _STANDARD}
     try:
@@ -315,8 +334,8 @@ def _clip(text: object) -> str:
     return f"{text[:head]}\n[... {len(text) - MAX_TEXT} characters left out ...]\n{text[-tail:]}"
 
 
-def _portable(value: object) -> tuple:
-    """(pickle or None, repr): the root uses the repr if it cannot unpickle."""
+def _portable(value: object) -> _Portable:
+    """``value`` as it travels (see :class:`_Portable`)."""
     try:
         text = repr(value)
     except Exception:  # noqa: BLE001
@@ -327,13 +346,13 @@ def _portable(value: object) -> tuple:
         blob = None
     if blob is not None and len(blob) > _MAX_EXTRA_BLOB:
         blob = None
-    return blob, text[:_MAX_REPR]
+    return _Portable(blob, text[:_MAX_REPR])
 
 
 _installed: list[str] = []
 
 
-def install_forwarder(node_info) -> bool:
+def install_forwarder(node_info: NodeDir) -> bool:
     """Send this process's log records to the node's root (call at bootstrap,
     before user code).  Returns False, changing nothing, if the node has no
     log socket."""

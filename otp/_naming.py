@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
-if TYPE_CHECKING:
-    from ._pid import Pid
-    from ._process import Process
+from ._errors import NoProc
+from ._pid import Pid
 
-__all__ = ["NameService", "install", "service"]
+if TYPE_CHECKING:
+    from ._process_base import ProcessBase
+
+__all__ = ["NameService", "install", "service", "resolve"]
 
 
 class NameService(Protocol):
@@ -34,7 +36,7 @@ class NameService(Protocol):
     def unregister_server(self, name: Any, pid: Pid) -> None:
         """Give back a name :meth:`register_server` took (a failed start)."""
 
-    def on_exit(self, proc: Process, reason: Any) -> None:
+    def on_exit(self, proc: ProcessBase, reason: Any) -> None:
         """Called in every exiting process before its death is announced:
         drop its names, so that no one who saw it die finds it by name."""
 
@@ -51,3 +53,21 @@ def install(name_service: NameService | None) -> None:
 def service() -> NameService | None:
     """The installed name service, if any."""
     return _service
+
+
+def resolve(dest: Pid | Any) -> Pid:
+    """The pid ``dest`` names: ``dest`` itself if it is a pid, else what
+    the name service resolves it to; :class:`NoProc` if it names nothing
+    (:class:`TypeError` for something that cannot be a name when no name
+    service is installed)."""
+    if isinstance(dest, Pid):
+        return dest
+    names = _service
+    if names is None:
+        if not isinstance(dest, (str, tuple)):
+            raise TypeError(f"not a pid or a name: {dest!r}")
+        raise NoProc(dest)
+    pid = names.resolve(dest)
+    if pid is None:
+        raise NoProc(dest)
+    return pid

@@ -68,21 +68,28 @@ import shutil
 import signal
 import socket
 import stat
-import struct
 import sys
 import tempfile
 import threading
 import warnings
+from collections.abc import Callable
+from types import FrameType, TracebackType
+from typing import Any, NoReturn
 
 import multiprocess.util
 
-from . import _logging, _oslib, _process, _zygote
+from . import _logging, _oslib, _process
+from ._child_spec import child_spec
 from ._errors import NodeError, ProcessExit, Timeout
-from ._pid import new_uid
+from ._pid import Pid, new_uid
 from ._reasons import DOWN, Crash
 from ._signals import INTERRUPT_SIGNAL
+from ._supervisor import Supervisor
 from ._transport import IPC_PATH_MAX, NodeInfo
-from ._zygote import ListRequest, StopRequest, ZygoteClient, zygote_entry
+from ._zygote import zygote_entry
+from ._zygote_client import ZygoteClient, unwatch_node, watch_node
+from ._zygote_protocol import LENGTH, ListRequest, StopRequest, ZygoteConfig, ZygoteReady
+from .registry._server import start_link as start_registry
 
 log = logging.getLogger("otp")
 
@@ -126,7 +133,7 @@ class _ZygoteWatch:
         """The zygote is up: from now on an exit nobody asked for is a death,
         and clients of this process can ask its cause."""
         self.asked = False
-        _zygote.watch_node(self.address, self.cause)
+        watch_node(self.address, self.cause)
 
     def expect(self) -> None:
         self.asked = True
@@ -178,14 +185,14 @@ class _ZygoteWatch:
         if self.thread.is_alive():
             self.kill()
             self.thread.join(_ZYGOTE_KILL_TIMEOUT + _SESSION_KILL_TIMEOUT)
-        _zygote.unwatch_node(self.address)
+        unwatch_node(self.address)
         if self.thread.is_alive():  # pragma: no cover - a zygote stuck in the kernel
             log.warning("the node's zygote (ospid %d) did not exit", self.ospid)
             return
         os.close(self.fd)
 
 
-def _death_of(ospid: int, status) -> str:
+def _death_of(ospid: int, status: os.waitid_result | None) -> str:
     if status is None:
         how = "exited"
     elif status.si_code == os.CLD_EXITED:
@@ -254,6 +261,13 @@ class Node:
         registry_backend: object = "sqlite",
         base_dir: str = "/tmp",
     ) -> None:
+        """``start_method``: ``'forkserver'`` or ``'fork'`` (default
+        ``$OTP_START_METHOD``, else forkserver); ``preload``: modules the
+        zygote imports before forking; ``embryos``: processes kept forked in
+        advance; ``registry_backend``: ``'sqlite'``, ``'memory'`` or a spec
+        for :func:`otp.registry.open_backend`; ``base_dir``: where the node
+        directory is made.  ValueError for a bad start method, name or
+        embryo count."""
         method = start_method or os.environ.get("OTP_START_METHOD") or "forkserver"
         if method not in START_METHODS:
             raise ValueError(f"start_method must be one of {START_METHODS}, not {method!r}")
@@ -266,13 +280,13 @@ class Node:
             raise ValueError(f"embryos must be a non-negative int, not {embryos!r}")
         self.embryos = embryos
         self.registry_backend = registry_backend
-        self.kernel = None
+        self.kernel: Pid | None = None
         self.base_dir = base_dir
         self.info: NodeInfo | None = None
         self.process: _process.Process | None = None
         self._zygote_pid: int | None = None
         self._watch: _ZygoteWatch | None = None
-        self._prev_handler = None
+        self._prev_handler: Callable[[int, FrameType | None], Any] | int | None = None
         self._log_listener: _logging.LogListener | None = None
 
     # ----------------------------------------------------------------- start
@@ -281,7 +295,9 @@ class Node:
         self.start()
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc is None:
             reason: object = "normal"
         elif isinstance(exc, ProcessExit):
@@ -291,6 +307,9 @@ class Node:
         self.stop(reason)
 
     def start(self) -> None:
+        """Start the node and make the calling thread its root process;
+        NodeError if this OS process runs a node already or the zygote does
+        not start."""
         if _process.current_or_none() is not None:
             raise NodeError("an OTP node is already running in this OS process")
         _remove_stale_node_dirs(self.base_dir)
@@ -323,10 +342,6 @@ class Node:
 
     def _start_kernel(self, info: NodeInfo) -> None:
         """The node's kernel supervisor and, under it, the name registry."""
-        from ._child_spec import child_spec
-        from ._supervisor import Supervisor
-        from .registry._server import start_link as start_registry
-
         backend = self.registry_backend
         if backend == "sqlite":
             backend = ("sqlite", os.path.join(info.dir, "registry.db"))
@@ -343,11 +358,7 @@ class Node:
                     warnings.filterwarnings("ignore", category=DeprecationWarning)
                     pid = os.fork()
                 if pid == 0:
-                    try:
-                        ours.close()
-                        zygote_entry(theirs.fileno())
-                    finally:
-                        os._exit(70)
+                    _run_zygote_child(ours, theirs.fileno())
             else:
                 # A fresh interpreter: multiprocess's fork_exec wrapper, the
                 # one its own fork server is started with (safe to call from
@@ -371,27 +382,30 @@ class Node:
                 raise
             theirs.close()
             me = os.getpid()
-            config = pickle.dumps((info, me, _oslib.proc_start_time(me), self.preload, self.embryos))
+            config = pickle.dumps(ZygoteConfig(info, me, _oslib.proc_start_time(me) or 0, self.preload, self.embryos))
             ours.settimeout(_ZYGOTE_START_TIMEOUT)
-            ours.sendall(struct.pack("<I", len(config)) + config)
+            ours.sendall(LENGTH.pack(len(config)) + config)
             answer = ours.recv(1 << 16)
         except (OSError, EOFError) as exc:
             raise NodeError(f"the node's zygote did not start: {exc}") from exc
         finally:
             ours.close()
         try:
-            status, detail = pickle.loads(answer)
-        except Exception:
-            status, detail = "error", "it died during start"
-        if status != "ready":
-            raise NodeError(f"the node's zygote failed to start: {detail}")
+            started = pickle.loads(answer)
+        except Exception:  # noqa: BLE001 - nothing, or half an answer
+            raise NodeError("the node's zygote failed to start: it died during start") from None
+        if not isinstance(started, ZygoteReady):
+            raise NodeError(f"the node's zygote failed to start: {getattr(started, 'detail', started)}")
         self._watch.arm()
 
     # ------------------------------------------------------------------ stop
 
     def stop(self, reason: object = "normal") -> None:
+        """Stop the node (see the module docstring); the root process exits
+        with ``reason``.  Does nothing if the node is not running."""
         proc = self.process
-        if proc is None:
+        info = self.info
+        if proc is None or info is None:
             return
         try:
             proc.trap_exit(True)  # our links must not kill us while we stop
@@ -399,14 +413,14 @@ class Node:
             for pid in reversed(proc.spawned):
                 self._stop_one(proc, pid)
             try:
-                client = ZygoteClient(self.info.zygote_address)
+                client = ZygoteClient(info.zygote_address)
                 leftovers = client.request(ListRequest())
                 client.close()
             except Exception:
                 leftovers = []
-            for ospid, _uid, _spare in leftovers:
+            for leftover in leftovers:
                 try:
-                    os.killpg(ospid, signal.SIGKILL)
+                    os.killpg(leftover.ospid, signal.SIGKILL)
                 except OSError:
                     pass
         finally:
@@ -428,7 +442,7 @@ class Node:
             self._log_listener = None
 
     @staticmethod
-    def _stop_one(proc: _process.Process, pid) -> None:
+    def _stop_one(proc: _process.Process, pid: Pid) -> None:
         if not proc.is_alive(pid):
             return
         ref = proc.monitor(pid)
@@ -450,6 +464,8 @@ class Node:
             return
         watch.expect()
         try:
+            if self.info is None:
+                raise NodeError("the node has no directory")
             client = ZygoteClient(self.info.zygote_address)
             try:
                 client.request(StopRequest())
@@ -463,7 +479,8 @@ class Node:
 
     def _finish_zygote(self, timeout: float) -> None:
         """Wait until the zygote is gone and reaped, killing it after ``timeout``."""
-        self._watch.finish(timeout)
+        if self._watch is not None:
+            self._watch.finish(timeout)
         self._watch = None
         self._zygote_pid = None
 
@@ -477,17 +494,30 @@ class Node:
 
     @property
     def zygote_ospid(self) -> int | None:
+        """The OS pid of the node's zygote, None while it is not running."""
         return self._zygote_pid
 
     def os_pids(self, embryos: bool = True) -> list[int]:
         """OS pids of every live process of the node (for tests and tools);
         ``embryos=False`` leaves out the spare processes the zygote keeps
-        ready for the next spawns (they come and go with spawning)."""
+        ready for the next spawns (they come and go with spawning).
+        NodeError if the node is not running."""
+        if self.info is None or self.process is None:
+            raise NodeError("the node is not running")
         client = ZygoteClient(self.info.zygote_address)
         try:
-            return [ospid for ospid, _, spare in client.request(ListRequest()) if embryos or not spare]
+            return [row.ospid for row in client.request(ListRequest()) if embryos or not row.spare]
         finally:
             client.close()
 
     def __repr__(self) -> str:
         return f"<Node {self.name} {self.start_method} {'running' if self.process else 'stopped'}>"
+
+
+def _run_zygote_child(root_end: socket.socket, fd: int) -> NoReturn:
+    """In the child of the ``fork`` start method: be the zygote, never return."""
+    try:
+        root_end.close()
+        zygote_entry(fd)
+    finally:
+        os._exit(70)

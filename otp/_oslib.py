@@ -5,21 +5,29 @@ blocks longer than the timeout it is given.  Process identity on a host is
 ``(ospid, start)`` where ``start`` is the kernel's start time of the process
 in clock ticks (field 22 of ``/proc/<pid>/stat``): an OS pid can be reused
 (``pid_max`` is 32768 on many machines), the pair cannot.
+
+``/proc/<pid>/stat`` is read here and nowhere else: :func:`proc_state` for
+one process, :func:`proc_states` for all, :func:`descendants` for a tree.
 """
 
 from __future__ import annotations
 
 import ctypes
-import errno
 import os
 import resource
 import select
 import signal
 import time
+from collections.abc import Iterator
+from typing import NamedTuple
 
 __all__ = [
+    "ProcStat",
     "proc_start_time",
     "proc_state",
+    "proc_states",
+    "descendants",
+    "fd_readable",
     "open_verified_pidfd",
     "os_process_alive",
     "set_parent_death_signal",
@@ -36,40 +44,76 @@ _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 
 
-def _stat_fields(ospid: int) -> list[str] | None:
+class ProcStat(NamedTuple):
+    """What ``/proc/<pid>/stat`` says of a process (the fields the kernel
+    code uses).  Indexing as ``(state, start)`` also works."""
+
+    state: str  #: one letter: R running, S/D sleeping, T/t stopped, Z zombie, X dead...
+    start: int  #: start time in clock ticks since boot
+    ppid: int
+    session: int
+
+    @property
+    def dead(self) -> bool:
+        """Exited: a zombie waiting to be reaped, or being reaped."""
+        return self.state in ("Z", "X")
+
+    @property
+    def stopped(self) -> bool:
+        """Stopped by a signal (SIGSTOP) or a tracer."""
+        return self.state in ("T", "t")
+
+
+def _parse_stat(data: bytes) -> ProcStat:
+    # The command name (field 2) may contain spaces and parentheses; the
+    # fields after the last ')' are well formed.
+    tail = data[data.rindex(b")") + 2 :].split()
+    return ProcStat(tail[0].decode(), int(tail[19]), int(tail[1]), int(tail[3]))
+
+
+def proc_state(ospid: int) -> ProcStat | None:
+    """What ``/proc/<ospid>/stat`` says, or None if there is no such process.
+    Other OSErrors (EMFILE) are raised."""
     try:
         with open(f"/proc/{ospid}/stat", "rb") as f:
             data = f.read()
     except (FileNotFoundError, ProcessLookupError):
         return None
-    # The command name (field 2) may contain spaces and parentheses; the
-    # fields after the last ')' are well formed.
-    tail = data[data.rindex(b")") + 2 :].split()
-    return [field.decode() for field in tail]
+    return _parse_stat(data)
 
 
-def _all_stats():
-    """``(ospid, fields)`` of every process whose stat could be read."""
+def proc_states() -> Iterator[tuple[int, ProcStat]]:
+    """``(ospid, stat)`` of every process whose stat could be read."""
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                fields = _stat_fields(int(entry))
+                st = proc_state(int(entry))
             except (OSError, ValueError):
                 continue
-            if fields is not None:
-                yield int(entry), fields
+            if st is not None:
+                yield int(entry), st
+
+
+def descendants(ospid: int) -> set[int]:
+    """OS pids of the children of ``ospid``, their children, and so on
+    (zombies included); one pass over /proc."""
+    children: dict[int, list[int]] = {}
+    for pid, st in proc_states():
+        children.setdefault(st.ppid, []).append(pid)
+    out: set[int] = set()
+    stack = [ospid]
+    while stack:
+        for child in children.get(stack.pop(), ()):
+            if child not in out:
+                out.add(child)
+                stack.append(child)
+    return out
 
 
 def proc_start_time(ospid: int) -> int | None:
     """Start time of ``ospid`` in clock ticks, or None if it does not exist."""
-    fields = _stat_fields(ospid)
-    return None if fields is None else int(fields[19])
-
-
-def proc_state(ospid: int) -> tuple[str, int] | None:
-    """``(state letter, start time)`` of ``ospid``, or None."""
-    fields = _stat_fields(ospid)
-    return None if fields is None else (fields[0], int(fields[19]))
+    st = proc_state(ospid)
+    return None if st is None else st.start
 
 
 def open_verified_pidfd(ospid: int, start: int) -> int | None:
@@ -105,7 +149,7 @@ def fd_readable(fd: int, timeout: float = 0.0) -> bool:
 def os_process_alive(ospid: int, start: int) -> bool:
     """True if ``(ospid, start)`` is running (zombies count as dead)."""
     st = proc_state(ospid)
-    return st is not None and st[1] == start and st[0] not in ("Z", "X")
+    return st is not None and st.start == start and not st.dead
 
 
 def pidfd_kill(ospid: int, start: int, sig: int = signal.SIGKILL) -> bool:
@@ -124,16 +168,14 @@ def pidfd_kill(ospid: int, start: int, sig: int = signal.SIGKILL) -> bool:
 
 def session_members(sid: int) -> list[int]:
     """OS pids of the live processes (zombies left out) of session ``sid``."""
-    return [ospid for ospid, f in _all_stats() if int(f[3]) == sid and f[0] not in ("Z", "X")]
+    return [ospid for ospid, st in proc_states() if st.session == sid and not st.dead]
 
 
 def related_processes(ospid: int) -> list[int]:
     """Children of ``ospid`` (zombies too: they need reaping) and the live
     members of the session it leads, itself left out; one pass over /proc."""
     return [
-        pid
-        for pid, f in _all_stats()
-        if pid != ospid and (int(f[1]) == ospid or (int(f[3]) == ospid and f[0] not in ("Z", "X")))
+        pid for pid, st in proc_states() if pid != ospid and (st.ppid == ospid or (st.session == ospid and not st.dead))
     ]
 
 
@@ -178,10 +220,10 @@ def _pin_in_session(ospid: int, sid: int) -> int | None:
     except OSError:
         return None
     try:
-        fields = _stat_fields(ospid)
+        st = proc_state(ospid)
     except (OSError, ValueError):
-        fields = None
-    if fields is None or int(fields[3]) != sid:
+        st = None
+    if st is None or st.session != sid:
         os.close(fd)
         return None
     return fd
@@ -239,10 +281,3 @@ def raise_fd_limit() -> int:
         except (ValueError, OSError):  # pragma: no cover - container limits
             pass
     return soft
-
-
-def is_errno(exc: OSError, *codes: int) -> bool:
-    return exc.errno in codes
-
-
-ENOENT_LIKE = (errno.ENOENT, errno.ECONNREFUSED, errno.ENOTCONN, errno.EPIPE)

@@ -64,7 +64,7 @@ from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from . import _gen_server
 from ._errors import BadArguments, OTPError, UnknownOperation
-from ._gen_server import DEFAULT_CALL_TIMEOUT, GenServer, NoReply, Reply
+from ._gen_server import DEFAULT_CALL_TIMEOUT, GenServer, NoReply, Reply, ServerRef
 
 log = logging.getLogger("otp")
 
@@ -86,8 +86,8 @@ class Request(NamedTuple):
     """What :func:`ask` and :func:`tell` send: run ``op(*args, **kwargs)``."""
 
     op: str
-    args: tuple
-    kwargs: dict
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
 
 
 class Ok(NamedTuple):
@@ -137,6 +137,7 @@ class _Defer:
 
 
 #: What an operation returns when it answers later (see :meth:`Service.answer`).
+#: Typed Any so that an operation declared ``-> int`` may return it.
 DEFER: Any = _Defer()
 
 
@@ -188,7 +189,7 @@ class Service(GenServer):
 
     # --------------------------------------------------- the gen_server side
 
-    def handle_call(self, request: Any, from_: tuple, state: Any) -> Any:
+    def handle_call(self, request: Any, from_: tuple, state: Any) -> Reply | NoReply:
         if type(request) is not Request:
             return Reply(self.handle_other_call(request, from_), state, self.next_action())
         self.caller = from_
@@ -200,7 +201,7 @@ class Service(GenServer):
             return NoReply(state, self.next_action())
         return Reply(answer, state, self.next_action())
 
-    def handle_cast(self, request: Any, state: Any) -> Any:
+    def handle_cast(self, request: Any, state: Any) -> NoReply:
         if type(request) is not Request:
             self.handle_other_cast(request)
             return NoReply(state, self.next_action())
@@ -209,7 +210,7 @@ class Service(GenServer):
             log.warning("%s: the cast %s failed: %r", type(self).__name__, _describe(request), answer.error)
         return NoReply(state, self.next_action())
 
-    def _run(self, request: Request) -> Any:
+    def _run(self, request: Request) -> Ok | Failed | _Defer:
         """Ok(value), Failed(error) or DEFER."""
         entry = self._operations.get(request.op) if type(request.op) is str else None
         if entry is None:
@@ -246,7 +247,7 @@ def _describe(request: Request) -> str:
     return f"{request.op}({len(request.args)} args)"
 
 
-def ask(server: Any, op: str, *args: Any, timeout: float | None = DEFAULT_CALL_TIMEOUT, **kwargs: Any) -> Any:
+def ask(server: ServerRef, op: str, *args: Any, timeout: float | None = DEFAULT_CALL_TIMEOUT, **kwargs: Any) -> Any:
     """Run ``op(*args, **kwargs)`` in ``server`` (a :class:`Service`: a pid,
     a registered name, ``via(...)``) and return its value, or raise the
     error it answered with, with its own type.  Raises what ``otp.call``
@@ -262,7 +263,7 @@ def ask(server: Any, op: str, *args: Any, timeout: float | None = DEFAULT_CALL_T
     raise TypeError(f"{server!r} answered {reply!r} to {op!r}: not an otp.Service reply (Ok or Failed)")
 
 
-def tell(server: Any, op: str, *args: Any, **kwargs: Any) -> None:
+def tell(server: ServerRef, op: str, *args: Any, **kwargs: Any) -> None:
     """Run ``op(*args, **kwargs)`` in ``server`` without waiting (a cast:
     never blocks, never fails; an error it raises is logged by the server)."""
     _gen_server.cast(server, Request(op, args, kwargs))

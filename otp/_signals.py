@@ -17,7 +17,7 @@ the ZeroMQ mailbox, for two reasons:
   does not unwind within :data:`FATAL_GRACE` (stuck in C code), the thread
   sends the ``dead`` notices itself and ends the process.
 
-Order (ORD-1).  Each signal carries the sender's count of mailbox frames sent
+Order.  A signal never overtakes a message its sender sent before it.  Each signal carries the sender's count of mailbox frames sent
 to the receiver so far.  Signals that become mailbox entries (``EXIT``,
 ``DOWN``) or end a call are held by the main thread until that many frames
 from the sender have arrived, so an exit signal never overtakes a message the
@@ -35,20 +35,35 @@ import collections
 import errno
 import logging
 import os
-import pickle
 import select
 import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 import zmq
 
-from ._codec import WAKE_FRAME, DecodeError, decode_signal
+from ._codec import WAKE_FRAME, DecodeError
 from ._oslib import fd_readable as _readable
 from ._oslib import open_verified_pidfd
 from ._pid import Pid, Ref
 from ._reasons import DOWN, EXIT
+from ._signal_records import (
+    Action,
+    Complete,
+    Dead,
+    Demonitor,
+    Exit,
+    InboxItem,
+    Link,
+    Monitor,
+    Named,
+    Signal,
+    Unlink,
+    decode_signal,
+    encode_signal,
+)
 
 log = logging.getLogger("otp")
 
@@ -77,11 +92,6 @@ INTERRUPT_SIGNAL = signal.SIGUSR2
 
 _MAX_REFS_PER_DATAGRAM = 512
 
-#: ``complete`` value of an item from a sender that is still alive: hold it
-#: behind that sender's messages, but watch the sender, since a violent death
-#: could lose messages it counted.  (True: the sender flushed before it sent
-#: the item, its messages will all arrive.  False: deliver now.)
-LIVE = "live"
 _DEAD_CLOSE = (errno.ENOENT, errno.ECONNREFUSED, errno.ENOTCONN, errno.EPIPE)
 
 
@@ -98,7 +108,17 @@ class _Watch:
 class SignalPort:
     """Signal tables and the thread that serves the signal socket."""
 
-    def __init__(self, pid: Pid, address: str, *, root: bool, wake_endpoint: str, ctx, address_of=None) -> None:
+    def __init__(
+        self,
+        pid: Pid,
+        address: str,
+        *,
+        root: bool,
+        wake_endpoint: str,
+        ctx: zmq.Context,
+        on_forced_exit: Callable[[object], None],
+        address_of: Callable[[int], str] | None = None,
+    ) -> None:
         self.pid = pid
         self.address = address
         self.root = root
@@ -123,20 +143,22 @@ class SignalPort:
         self.exiting = False
         self.fatal: object = None
         self._fatal_deadline: float | None = None
-        # Items for the main thread: (pid, seq, complete, action, payload).
-        self.inbox: collections.deque = collections.deque()
+        # Items for the main thread.
+        self.inbox: collections.deque[InboxItem] = collections.deque()
         # The main thread blocks in a plain recv on its mailbox (the cheapest
         # wait ZeroMQ has); the thread wakes it with a one-byte frame on an
         # inproc connection to the same mailbox.
         self._ctx = ctx
         self._wake_endpoint = wake_endpoint
-        self._wake_sock = None
+        self._wake_sock: zmq.Socket | None = None
         self.wake_pending = False
         self._ctl_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._stop = False
         self.main_thread_id = threading.get_ident()
         self.interrupt_installed = False
-        self.on_forced_exit = None  # set by the process: called with reason
+        # Ends the process with the fatal reason when its main thread did
+        # not unwind in time (see _run).
+        self.on_forced_exit = on_forced_exit
         # Sockets: one bound (receive), one unbound (send).
         self.rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         self.rx.bind(address)
@@ -153,15 +175,17 @@ class SignalPort:
 
     # ------------------------------------------------------------------ send
 
-    def send(self, target: Pid, signal_tuple: tuple, address: str, timeout: float = SIGNAL_SEND_TIMEOUT) -> bool:
+    def send(self, target: Pid, signal: Signal, address: str, timeout: float = SIGNAL_SEND_TIMEOUT) -> bool:
         """Send a signal; False if the target's port is gone (it is dead or exiting).
 
         The fast path is one non-blocking ``sendto``.  If the receiver's queue
         is full, the wait happens on a socket *connected* to it: only then
         does the kernel wake the sender when the receiver drains (an
         unconnected socket polls writable at once, and a thousand exiting
-        processes spinning on it starve the very receiver they wait for)."""
-        data = pickle.dumps(signal_tuple, 5)
+        processes spinning on it starve the very receiver they wait for).
+
+        Raises what pickle raises for a field that cannot be pickled."""
+        data = encode_signal(signal)
         try:
             self.tx.sendto(data, address)
             return True
@@ -178,7 +202,9 @@ class SignalPort:
             waiter.send(data)
             return True
         except (TimeoutError, BlockingIOError):
-            log.error("signal %s to %r dropped: its port did not drain within %ss", signal_tuple[0], target, timeout)
+            log.error(
+                "signal %s to %r dropped: its port did not drain within %ss", type(signal).__name__, target, timeout
+            )
             return False
         except OSError as exc:
             if isinstance(exc, FileNotFoundError) or exc.errno in _DEAD_CLOSE:
@@ -241,8 +267,8 @@ class SignalPort:
 
     # ---------------------------------------------------------- to the main
 
-    def post(self, pid: Pid, seq: int, complete: bool, action: str, payload: object) -> None:
-        self.inbox.append((pid, seq, complete, action, payload))
+    def post(self, pid: Pid, seq: int, complete: Complete, action: Action, payload: object) -> None:
+        self.inbox.append(InboxItem(pid, seq, complete, action, payload))
         self.wake()
 
     def wake(self) -> None:
@@ -269,19 +295,20 @@ class SignalPort:
             except (ProcessLookupError, OSError):  # pragma: no cover
                 pass
 
-    def _link_exit(self, pid: Pid, reason: object, seq: int, complete: bool) -> None:
-        """EX-1 for a link-borne exit signal.  Lock held."""
+    def _link_exit(self, pid: Pid, reason: object, seq: int, complete: Complete) -> None:
+        """The death of a linked process: an ``EXIT`` message if this one
+        traps exits, else death unless the reason is ``'normal'``.  Lock held."""
         if self.trap_exit:
-            self.post(pid, seq, complete, "death", EXIT(pid, reason))
+            self.post(pid, seq, complete, Action.DEATH, EXIT(pid, reason))
         elif reason != "normal":
             self._set_fatal(reason)
 
     # ----------------------------------------------------------- the thread
 
     def _run(self) -> None:
-        self._wake_sock = self._ctx.socket(zmq.PUSH)
-        self._wake_sock.setsockopt(zmq.LINGER, 0)
-        self._wake_sock.connect(self._wake_endpoint)
+        wake_sock = self._wake_sock = self._ctx.socket(zmq.PUSH)
+        wake_sock.setsockopt(zmq.LINGER, 0)
+        wake_sock.connect(self._wake_endpoint)
         try:
             while not self._stop:
                 timeout = -1.0
@@ -345,9 +372,9 @@ class SignalPort:
         if threading.get_ident() != self._thread.ident and self._thread.is_alive():
             self._thread.join(5.0)
 
-    def drain_unlocked(self) -> list[tuple]:
+    def drain_unlocked(self) -> list[Signal]:
         """Read every queued signal without handling it (used at exit)."""
-        out = []
+        out: list[Signal] = []
         while True:
             try:
                 data = self.rx.recv(1 << 16)
@@ -370,55 +397,51 @@ class SignalPort:
             try:
                 self._handle(sig)
             except Exception:
-                log.exception("dropped signal %r", sig[:1])
+                log.exception("dropped signal %s", type(sig).__name__)
         while self._maybe_dead:
             self.settle_dead(self._maybe_dead.pop())
 
-    def _handle(self, sig: tuple) -> None:
-        op, sender, seq = sig[0], sig[1], sig[2]
-        if not isinstance(sender, Pid):
-            raise DecodeError("signal without sender pid")
+    def _handle(self, sig: Signal) -> None:
+        sender = sig.sender
         uid = sender.uid
-        if op == "exit":
-            reason = sig[3]
+        if isinstance(sig, Exit):
+            reason = sig.reason
             if self.trap_exit:
-                self.post(sender, seq, LIVE, "msg", EXIT(sender, reason))
+                self.post(sender, sig.seq, Complete.LIVE, Action.MESSAGE, EXIT(sender, reason))
             elif reason != "normal":
                 self._set_fatal(reason)
-        elif op == "dead":
-            reason, linked, refs, complete = sig[3], sig[4], sig[5], sig[6]
+        elif isinstance(sig, Dead):
+            complete = Complete.YES if sig.flushed else Complete.NO
             if uid in self.refs:
                 self._notified.add(uid)
-            if linked and uid in self.links:
+            if sig.linked and uid in self.links:
                 del self.links[uid]
                 self.release(uid)
-                self._link_exit(sender, reason, seq, complete)
-            for ref in refs:
+                self._link_exit(sender, sig.reason, sig.seq, complete)
+            for ref in sig.refs:
                 if self.monitors.pop(ref, None) is not None:
                     self.release(uid)
-                    self.post(sender, seq, complete, "death", DOWN(ref, sender, reason))
+                    self.post(sender, sig.seq, complete, Action.DEATH, DOWN(ref, sender, sig.reason))
                 elif self.call_watches.pop(ref, None) is not None:
                     self.release(uid)
-                    self.post(sender, seq, complete, "peer_dead", reason)
-        elif op == "link":
+                    self.post(sender, sig.seq, complete, Action.PEER_DEAD, sig.reason)
+        elif isinstance(sig, Link):
             if uid not in self.links:
                 self.links[uid] = sender
                 self.hold(sender)
                 if not self.watch(sender):
                     self._maybe_dead.append(sender)
-        elif op == "unlink":
+        elif isinstance(sig, Unlink):
             if self.links.pop(uid, None) is not None:
                 self.release(uid)
-        elif op == "monitor":
-            self.monitored_by[sig[3]] = sender
+        elif isinstance(sig, Monitor):
+            self.monitored_by[sig.ref] = sender
             if len(self.monitored_by) >= self._monitored_sweep_at:
                 self._sweep_monitored_by()
-        elif op == "demonitor":
-            self.monitored_by.pop(sig[3], None)
-        elif op == "named":
+        elif isinstance(sig, Demonitor):
+            self.monitored_by.pop(sig.ref, None)
+        elif isinstance(sig, Named):
             self.named = True  # a registry holds a name for us (see otp.registry)
-        else:
-            raise DecodeError(f"unknown signal {op!r}")
 
     def _sweep_monitored_by(self) -> None:
         """Forget monitors held by processes that are gone (every caller of a
@@ -452,18 +475,22 @@ class SignalPort:
             return
         notified = uid in self._notified
         reason = "noproc" if notified else "killed"
-        # complete=True with sequence 0: delivered at once, without flushing
-        # what is held behind the notice; complete=False flushes it.
+        # Complete.YES with sequence 0: delivered at once, without flushing
+        # what is held behind the notice; Complete.NO flushes it.
+        complete = Complete.YES if notified else Complete.NO
         if self.links.pop(uid, None) is not None:
             self.release(uid)
-            self._link_exit(pid, reason, 0, notified)
-        for table, action in ((self.monitors, "death"), (self.call_watches, "peer_dead")):
-            for ref in [r for r, p in table.items() if p.uid == uid]:
-                del table[ref]
-                self.release(uid)
-                self.post(pid, 0, notified, action, DOWN(ref, pid, reason) if action == "death" else reason)
+            self._link_exit(pid, reason, 0, complete)
+        for ref in [r for r, p in self.monitors.items() if p.uid == uid]:
+            del self.monitors[ref]
+            self.release(uid)
+            self.post(pid, 0, complete, Action.DEATH, DOWN(ref, pid, reason))
+        for ref in [r for r, p in self.call_watches.items() if p.uid == uid]:
+            del self.call_watches[ref]
+            self.release(uid)
+            self.post(pid, 0, complete, Action.PEER_DEAD, reason)
         if not notified:
-            self.post(pid, 0, False, "release", None)
+            self.post(pid, 0, Complete.NO, Action.RELEASE, None)
 
     # -------------------------------------------------------------- closing
 

@@ -1,9 +1,11 @@
 """The children of one supervisor: starting, restart strategies, restart
 intensity and the shutdown protocol.  Runs inside the supervisor process.
 
-Names follow supervisor.erl (``do_restart``, ``terminate_children``...);
-the checklist IDs in comments refer to the conformance list in the project's
-reference (SUP-*, RT-*, ST-*, SD-*, AS-*).
+Names follow supervisor.erl (``do_restart``, ``terminate_children``...).
+A child's state is :data:`ChildState` (``Running(pid)``, ``RESTARTING``,
+``STOPPED``) and a start function's outcome an
+:data:`otp._start_result.StartResult` (``Started(pid)``, ``IGNORED``,
+``StartFailed(reason)``).
 """
 
 from __future__ import annotations
@@ -11,55 +13,127 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
 
 from . import _api, _logging
-from ._child_spec import ChildInfo, ChildSpec, SupervisorError, SupFlags
+from ._child_spec import ChildInfo, ChildSpec, DynamicOptions, Shutdown, SupervisorError, SupFlags, normalize_spec
 from ._errors import ProcessExit, StartError, Timeout
 from ._gen_server import Ignore
-from ._pid import Pid
+from ._pid import Pid, Ref
 from ._reasons import DOWN, EXIT, Crash, is_clean
+from ._start_result import IGNORED, Ignored, Started, StartFailed, StartResult
 
 log = logging.getLogger("otp.supervisor")
 
-__all__ = ["Children", "RESTARTING", "shutdown_child"]
+__all__ = [
+    "Children",
+    "Child",
+    "Running",
+    "Restarting",
+    "Stopped",
+    "RESTARTING",
+    "STOPPED",
+    "ChildState",
+    "RetryRestart",
+    "start_one",
+    "shutdown_child",
+]
 
-RESTARTING = "restarting"
+
+# ------------------------------------------------------------ child state
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """The child runs as ``pid``."""
+
+    pid: Pid
+
+
+@dataclass(frozen=True, slots=True)
+class Restarting:
+    """A restart of the child failed; another attempt is queued."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stopped:
+    """The child does not run (terminated, ignored, or not restarted)."""
+
+
+RESTARTING = Restarting()
+STOPPED = Stopped()
+ChildState = Running | Restarting | Stopped
 
 
 class Child:
-    __slots__ = ("spec", "pid", "key")
+    __slots__ = ("spec", "state", "key")
 
-    def __init__(self, spec: ChildSpec, pid: Any = None, key: Any = None) -> None:
+    def __init__(self, spec: ChildSpec, key: Any = None) -> None:
         self.spec = spec
-        self.pid = pid  # Pid, None (not running) or RESTARTING
+        self.state: ChildState = STOPPED
         self.key = key if key is not None else spec.id  # dynamic children: a serial
 
     @property
+    def pid(self) -> Pid | None:
+        """The pid of a running child, else None."""
+        state = self.state
+        return state.pid if isinstance(state, Running) else None
+
+    @property
     def running(self) -> bool:
-        return isinstance(self.pid, Pid)
+        return isinstance(self.state, Running)
+
+    def info_pid(self) -> Pid | Literal["restarting"] | None:
+        """The child's pid as ``which_children`` shows it."""
+        state = self.state
+        if isinstance(state, Running):
+            return state.pid
+        return "restarting" if isinstance(state, Restarting) else None
 
 
-def start_one(spec: ChildSpec) -> tuple:
-    """Run a start function (CS-2): ('ok', pid) | ('ignore',) | ('error', reason)."""
+# ------------------------------------------------------------ start
+
+
+class RetryRestart(NamedTuple):
+    """The message a supervisor sends itself to try a failed restart again
+    (supervisor.erl's ``try_again_restart``): through the mailbox, so that
+    the requests queued meanwhile (a shutdown) are served first."""
+
+    key: Any
+
+
+def start_one(spec: ChildSpec) -> StartResult:
+    """Run a start function.  A :class:`StartError` is a failure with its
+    reason, any other exception one with its :class:`Crash`, a return value
+    other than a pid or an ignore ``('bad_return_value', value)``."""
     fn, args = spec.start
     try:
         result = fn(*args)
     except StartError as exc:
-        return ("error", exc.reason)
+        return StartFailed(exc.reason)
     except ProcessExit:
         raise
     except Exception as exc:
-        return ("error", Crash.from_exception(exc))
+        return StartFailed(Crash.from_exception(exc))
     if result is None or result is Ignore:
-        return ("ignore",)
+        return IGNORED
     if isinstance(result, Pid):
-        return ("ok", result)
-    return ("error", ("bad_return_value", result))
+        return Started(result)
+    return StartFailed(("bad_return_value", result))
 
 
-def shutdown_child(pid: Pid, shutdown: Any) -> object:
-    """Stop one child and return its exit reason (SD-2..SD-5).
+def _state_after(result: Started | Ignored) -> ChildState:
+    return Running(result.pid) if isinstance(result, Started) else STOPPED
+
+
+# ------------------------------------------------------------ shutdown
+
+
+def shutdown_child(pid: Pid, shutdown: Shutdown) -> object:
+    """Stop one child and return its exit reason: ``'kill'`` at once for
+    ``brutal_kill``, else ``'shutdown'`` and, after ``shutdown`` seconds
+    (never for ``'infinity'``), ``'kill'``.
 
     Waits on a monitor, not the link: a child that unlinked itself must not
     hang the supervisor.  Its EXIT, already queued or not, is flushed.
@@ -83,7 +157,7 @@ def shutdown_child(pid: Pid, shutdown: Any) -> object:
     return reason
 
 
-def _await_down(ref, timeout: float | None) -> object:
+def _await_down(ref: Ref, timeout: float | None) -> object:
     return _api.receive(timeout, lambda m: isinstance(m, DOWN) and m.ref == ref).reason
 
 
@@ -96,20 +170,42 @@ def _flush_exit(pid: Pid) -> EXIT | None:
             return found
 
 
-class Children:
-    """The children of a static or dynamic supervisor, in start order."""
+def _shutdown_seconds(shutdown: Shutdown) -> float | None:
+    """Seconds before the kill, None for ``'infinity'``, 0 for ``brutal_kill``."""
+    if shutdown == "infinity":
+        return None
+    if shutdown == "brutal_kill":
+        return 0.0
+    return shutdown
 
-    def __init__(self, flags: SupFlags, name: Any, *, dynamic: bool, template: ChildSpec | None = None) -> None:
+
+# ------------------------------------------------------------ the children
+
+
+class Children:
+    """The children of a static or dynamic supervisor, in start order.
+
+    ``dynamic`` is true for simple_one_for_one (whose children are built
+    from ``template``) and for DynamicSupervisor (``options``): their
+    children have no ids, only pids, and are stopped all at once."""
+
+    def __init__(
+        self,
+        flags: SupFlags,
+        name: Any,
+        *,
+        template: ChildSpec | None = None,
+        options: DynamicOptions | None = None,
+    ) -> None:
         self.flags = flags
         self.name = name
-        self.dynamic = dynamic  # simple_one_for_one and DynamicSupervisor
+        self.dynamic = template is not None or options is not None
         self.template = template
+        self.options = options if options is not None else DynamicOptions()
         self.order: dict[Any, Child] = {}  # key -> child, insertion = start order
         self.by_uid: dict[int, Child] = {}
-        self.restarts: collections.deque = collections.deque()
-        self.max_children: int | None = flags.extra.get("max_children")
-        self.extra_arguments: tuple = tuple(flags.extra.get("extra_arguments", ()))
-        self.subscribers: dict = {}  # monitor ref -> pid
+        self.restarts: collections.deque[float] = collections.deque()
+        self.subscribers: dict[Ref, Pid] = {}  # monitor ref -> pid
         self._serial = 0
 
     # ------------------------------------------------------------ lookup
@@ -119,11 +215,13 @@ class Children:
             return self.by_uid.get(ref.uid)
         return None if self.dynamic else self.order.get(ref)
 
-    def _set_pid(self, child: Child, pid: Any) -> None:
-        if isinstance(child.pid, Pid):
-            self.by_uid.pop(child.pid.uid, None)
-        child.pid = pid
-        if isinstance(pid, Pid):
+    def _set_state(self, child: Child, state: ChildState) -> None:
+        old = child.pid
+        if old is not None:
+            self.by_uid.pop(old.uid, None)
+        child.state = state
+        if isinstance(state, Running):
+            pid = state.pid
             self.by_uid[pid.uid] = child
             self.notify("started", child.spec.id, pid)
             sup = self.name or _api.self_()
@@ -135,8 +233,12 @@ class Children:
                 extra=_logging.report("progress", supervisor=sup, child_id=child.spec.id, pid=pid),
             )
 
+    def _add(self, child: Child, result: Started | Ignored) -> None:
+        self.order[child.key] = child
+        self._set_state(child, _state_after(result))
+
     def _remove(self, child: Child) -> None:
-        self._set_pid(child, None)
+        self._set_state(child, STOPPED)
         self.order.pop(child.key, None)
 
     def _new_key(self) -> int:
@@ -144,6 +246,14 @@ class Children:
         return self._serial
 
     # ------------------------------------------------------------ events
+
+    def subscribe(self, pid: Pid) -> None:
+        """Send ``pid`` the supervisor's events until it exits."""
+        self.subscribers[_api.monitor(pid)] = pid
+
+    def unsubscribe(self, ref: Ref) -> bool:
+        """Forget the subscriber watched by ``ref``; False if none was."""
+        return self.subscribers.pop(ref, None) is not None
 
     def notify(self, event: str, *details: Any) -> None:
         """Tell subscribers (``otp.supervisor.subscribe``) what happened."""
@@ -153,55 +263,58 @@ class Children:
                 _api.send(pid, msg)
 
     def report(self, context: str, child: Child | None, reason: Any) -> None:
+        sup = self.name or _api.self_()
         log.error(
             "supervisor %r: %s%s, reason: %r",
-            self.name or _api.self_(),
+            sup,
             context,
-            f" (child {child.spec.id!r}, pid {child.pid!r})" if child is not None else "",
+            f" (child {child.spec.id!r}, pid {child.info_pid()!r})" if child is not None else "",
             reason,
             extra=_logging.report(
                 "supervisor",
-                supervisor=self.name or _api.self_(),
+                supervisor=sup,
                 child_id=None if child is None else child.spec.id,
-                pid=None if child is None else child.pid,
+                pid=None if child is None else child.info_pid(),
                 reason=reason,
             ),
         )
 
     # ------------------------------------------------------------ start
 
-    def start_initial(self, specs: list[ChildSpec]) -> tuple | None:
-        """ST-1/ST-2: start in order; on failure stop what started and
-        return ``('failed_to_start_child', id, reason)``."""
+    def start_initial(self, specs: list[ChildSpec]) -> tuple[str, Any, object] | None:
+        """Start the children in order.  If one fails, stop those already
+        started (in reverse order) and return OTP's
+        ``('failed_to_start_child', id, reason)``."""
         for spec in specs:
             result = start_one(spec)
-            if result[0] == "error":
-                self.report("start_error", Child(spec), result[1])
+            if isinstance(result, StartFailed):
+                self.report("start_error", Child(spec), result.reason)
                 self.terminate_all()
-                return ("failed_to_start_child", spec.id, result[1])
-            if result[0] == "ok" or spec.restart != "temporary":  # CS-3
-                child = Child(spec)
-                self.order[child.key] = child
-                self._set_pid(child, result[1] if result[0] == "ok" else None)
+                return ("failed_to_start_child", spec.id, result.reason)
+            if isinstance(result, Started) or spec.restart != "temporary":  # an ignored temporary is forgotten
+                self._add(Child(spec), result)
         return None
 
-    def start_child(self, arg: Any) -> Any:
-        """Management ``start_child``; returns the pid or None (ignore)."""
+    def start_child(self, arg: Any) -> Pid | None:
+        """Management ``start_child``; returns the pid or None (ignore).
+
+        Raises :class:`SupervisorError`: ``'max_children'`` (dynamic);
+        what :func:`normalize_spec` raises; ``('invalid_significant', True)``
+        without auto_shutdown; ``('already_started', pid)`` or
+        ``'already_present'`` for an id in use; the start's failure reason
+        (the spec is then discarded)."""
         if self.dynamic:
-            if self.max_children is not None and len(self.order) >= self.max_children:
+            limit = self.options.max_children
+            if limit is not None and len(self.order) >= limit:
                 raise SupervisorError("max_children")
             spec = self._dynamic_spec(arg)
             result = start_one(spec)
-            if result[0] == "ok":
-                child = Child(spec, key=self._new_key())
-                self.order[child.key] = child
-                self._set_pid(child, result[1])
-                return result[1]
-            if result[0] == "error":
-                raise SupervisorError(result[1])
+            if isinstance(result, StartFailed):
+                raise SupervisorError(result.reason)
+            if isinstance(result, Started):
+                self._add(Child(spec, key=self._new_key()), result)
+                return result.pid
             return None
-        from ._child_spec import normalize_spec
-
         spec = normalize_spec(arg)
         if spec.significant and self.flags.auto_shutdown == "never":
             raise SupervisorError(("invalid_significant", True))
@@ -209,69 +322,68 @@ class Children:
         if existing is not None:
             raise SupervisorError(("already_started", existing.pid) if existing.running else "already_present")
         result = start_one(spec)
-        if result[0] == "error":
-            raise SupervisorError(result[1])  # ST-3: the spec is discarded
-        if result[0] == "ok" or spec.restart != "temporary":
-            child = Child(spec)
-            self.order[child.key] = child
-            self._set_pid(child, result[1] if result[0] == "ok" else None)
-        return result[1] if result[0] == "ok" else None
+        if isinstance(result, StartFailed):
+            raise SupervisorError(result.reason)
+        if isinstance(result, Started) or spec.restart != "temporary":
+            self._add(Child(spec), result)
+        return result.pid if isinstance(result, Started) else None
 
     def _dynamic_spec(self, arg: Any) -> ChildSpec:
         if self.template is not None:  # simple_one_for_one: extra args
             return self.template.with_args(tuple(arg) if isinstance(arg, (list, tuple)) else (arg,))
-        from ._child_spec import normalize_spec
-
         spec = normalize_spec(arg)
-        if self.extra_arguments:
-            fn, args = spec.start
-            spec = ChildSpec(spec.id, (fn, self.extra_arguments + tuple(args)), spec.restart, spec.shutdown, spec.type)
-        return spec
+        extra = self.options.extra_arguments
+        return spec.with_leading_args(extra) if extra else spec
 
     # ------------------------------------------------------------ exits
 
-    def child_exited(self, pid: Pid, reason: Any) -> Any:
-        """An EXIT from a child: restart it or not (RT-1..3).  Returns a stop
-        reason when the supervisor must shut down (intensity, auto_shutdown)."""
+    def child_exited(self, pid: Pid, reason: Any) -> bool:
+        """An EXIT from a child: restart it if its restart type says so (a
+        permanent child always, a transient one after an abnormal exit, a
+        temporary one never, and then its spec is dropped).  True when the
+        supervisor must shut down (restart intensity, auto_shutdown)."""
         child = self.by_uid.get(pid.uid)
         if child is None:
-            return None  # not one of ours (an old child's late EXIT)
+            return False  # not one of ours (an old child's late EXIT)
         self.notify("exited", child.spec.id, pid, reason)
         restart = child.spec.restart
         if restart == "permanent" or (restart == "transient" and not is_clean(reason)):
             if not is_clean(reason):
                 self.report("child_terminated", child, reason)
-            self._set_pid(child, None)
+            self._set_state(child, STOPPED)
             return self.restart(child)
         if restart == "temporary" or self.dynamic:
-            self._remove(child)  # RT-3
+            self._remove(child)
         else:
-            self._set_pid(child, None)
+            self._set_state(child, STOPPED)
         return self._auto_shutdown(child)
 
-    def _auto_shutdown(self, child: Child) -> Any:
-        """AS-2: the exit of a significant child may end the supervisor."""
+    def _auto_shutdown(self, child: Child) -> bool:
+        """The end of a significant child ends the supervisor: under
+        ``any_significant`` at once, under ``all_significant`` once no
+        significant child runs."""
         if not child.spec.significant or self.flags.auto_shutdown == "never":
-            return None
+            return False
         if self.flags.auto_shutdown == "any_significant":
-            return "shutdown"
-        if not any(c.spec.significant and c.running for c in self.order.values()):
-            return "shutdown"
-        return None
+            return True
+        return not any(c.spec.significant and c.running for c in self.order.values())
 
     def add_restart(self) -> bool:
-        """SUP-INT-1: False when restarts in the last ``period`` seconds exceed
-        ``intensity`` (a restart of a whole group counts once, SUP-INT-2)."""
+        """Count a restart; False when restarts in the last ``period``
+        seconds exceed ``intensity`` (a restart of a whole group counts once)."""
         now = time.monotonic()
         self.restarts.append(now)
         while self.restarts and self.restarts[0] < now - self.flags.period:
             self.restarts.popleft()
         return len(self.restarts) <= self.flags.intensity
 
-    def restart(self, child: Child) -> Any:
+    def restart(self, child: Child) -> bool:
+        """Restart ``child`` and, under one_for_all or rest_for_one, its
+        group; True when the restart intensity is exceeded (the supervisor
+        must stop every child and exit with ``'shutdown'``)."""
         if not self.add_restart():
             self.report("reached_max_restart_intensity", child, "shutdown")
-            return "shutdown"  # SUP-INT-3: the caller stops everything
+            return True
         strategy = self.flags.strategy
         if strategy in ("one_for_one", "simple_one_for_one") or self.dynamic:
             group = [child]
@@ -282,45 +394,47 @@ class Children:
             for other in reversed(group):
                 if other is not child and other.running:
                     self._shutdown(other)
-            group = [c for c in group if c.key in self.order]  # RT-3 removed temporaries
+            group = [c for c in group if c.key in self.order]  # stopped temporaries are gone
         for i, c in enumerate(group):
             result = start_one(c.spec)
-            if result[0] == "ok":
-                self._set_pid(c, result[1])
-            elif result[0] == "ignore":
-                self._set_pid(c, None)
-            else:
-                # SUP-INT-4: retry later through our own mailbox, so that
-                # other requests (a shutdown) are served in between.
-                self.report("start_error", c, result[1])
-                self._set_pid(c, RESTARTING)
+            if isinstance(result, StartFailed):
+                # Retry later through our own mailbox, so that other requests
+                # (a shutdown) are served in between.
+                self.report("start_error", c, result.reason)
+                self._set_state(c, RESTARTING)
                 for later in group[i + 1 :]:
-                    self._set_pid(later, None)
-                _api.send(_api.self_(), ("$gen_cast", ("$try_again_restart", c.key)))
+                    self._set_state(later, STOPPED)
+                _api.send(_api.self_(), RetryRestart(c.key))
                 break
-        return None
+            self._set_state(c, _state_after(result))
+        return False
 
-    def try_again(self, key: Any) -> Any:
+    def try_again(self, key: Any) -> bool:
+        """A queued :class:`RetryRestart`; as :meth:`restart`."""
         child = self.order.get(key)
-        if child is None or child.pid != RESTARTING:
-            return None
+        if child is None or not isinstance(child.state, Restarting):
+            return False
         return self.restart(child)
 
     # ------------------------------------------------------------ stop
 
     def _shutdown(self, child: Child) -> None:
         pid = child.pid
+        assert pid is not None  # callers stop running children only
         reason = shutdown_child(pid, child.spec.shutdown)
         self.notify("exited", child.spec.id, pid, reason)
         expected = reason in ("shutdown", "killed") or (child.spec.restart != "permanent" and is_clean(reason))
-        if not expected:  # SD-6
+        if not expected:  # the child did not stop as asked: worth an error report
             self.report("shutdown_error", child, reason)
         if child.spec.restart == "temporary":
             self._remove(child)
         else:
-            self._set_pid(child, None)
+            self._set_state(child, STOPPED)
 
     def terminate_child(self, ref: Any) -> None:
+        """Management ``terminate_child`` (by pid for a dynamic supervisor).
+        Raises :class:`SupervisorError`: ``'simple_one_for_one'`` (an id
+        given to a dynamic supervisor) or ``'not_found'``."""
         if self.dynamic and not isinstance(ref, Pid):
             raise SupervisorError("simple_one_for_one")
         child = self.find(ref)
@@ -328,14 +442,14 @@ class Children:
             raise SupervisorError("not_found")
         if child.running:
             self._shutdown(child)
-        elif child.pid == RESTARTING:
-            self._set_pid(child, None)
+        elif isinstance(child.state, Restarting):
+            self._set_state(child, STOPPED)
         if self.dynamic and child.key in self.order:
             self._remove(child)
 
     def terminate_all(self) -> None:
-        """SD-1: static children one at a time in reverse start order;
-        dynamic children all at once."""
+        """Stop every child: static children one at a time in reverse start
+        order, dynamic children all at once."""
         children = [c for c in reversed(list(self.order.values())) if c.running]
         if not self.dynamic:
             for child in children:
@@ -344,31 +458,35 @@ class Children:
         self._shutdown_parallel(children)
 
     def _shutdown_parallel(self, children: list[Child]) -> None:
-        refs = {}
+        refs: dict[Ref, tuple[Child, Pid]] = {}
         for child in children:
-            ref = _api.monitor(child.pid)
-            _api.unlink(child.pid)
-            _api.exit(child.pid, "kill" if child.spec.shutdown == "brutal_kill" else "shutdown")
-            refs[ref] = child
-        timeouts = [c.spec.shutdown for c in children if c.spec.shutdown not in ("brutal_kill", "infinity")]
-        deadline = None if any(c.spec.shutdown == "infinity" for c in children) else (max(timeouts, default=0))
+            pid = child.pid
+            assert pid is not None  # callers stop running children only
+            ref = _api.monitor(pid)
+            _api.unlink(pid)
+            _api.exit(pid, "kill" if child.spec.shutdown == "brutal_kill" else "shutdown")
+            refs[ref] = (child, pid)
+        waits = [_shutdown_seconds(c.spec.shutdown) for c in children]
+        deadline: float | None = None if None in waits else max((w for w in waits if w is not None), default=0.0)
         start = time.monotonic()
         while refs:
             remaining = None if deadline is None else max(0.0, start + deadline - time.monotonic())
             try:
                 down = _api.receive(remaining, lambda m: isinstance(m, DOWN) and m.ref in refs)
             except Timeout:
-                for child in refs.values():
-                    _api.exit(child.pid, "kill")
+                for _, pid in refs.values():
+                    _api.exit(pid, "kill")
                 deadline = None
                 continue
-            child = refs.pop(down.ref)
-            _flush_exit(child.pid)
-            self.notify("exited", child.spec.id, child.pid, down.reason)
+            child, pid = refs.pop(down.ref)
+            _flush_exit(pid)
+            self.notify("exited", child.spec.id, pid, down.reason)
             self._remove(child)
 
     def _stopped_child(self, key: Any) -> Child:
-        """The static child ``key``, which must not be running (API-1's errors)."""
+        """The static child ``key``, which must not be running.  Raises
+        :class:`SupervisorError`: ``'simple_one_for_one'`` (dynamic),
+        ``'not_found'``, ``'running'`` or ``'restarting'``."""
         if self.dynamic:
             raise SupervisorError("simple_one_for_one")
         child = self.order.get(key)
@@ -376,27 +494,31 @@ class Children:
             raise SupervisorError("not_found")
         if child.running:
             raise SupervisorError("running")
-        if child.pid == RESTARTING:
+        if isinstance(child.state, Restarting):
             raise SupervisorError("restarting")
         return child
 
-    def restart_child(self, key: Any) -> Any:
+    def restart_child(self, key: Any) -> Pid | None:
+        """Management ``restart_child``: start a stopped static child again;
+        its pid, or None if it ignored.  Raises what :meth:`_stopped_child`
+        raises, or :class:`SupervisorError` with the start's failure reason."""
         child = self._stopped_child(key)
         result = start_one(child.spec)
-        if result[0] == "error":
-            raise SupervisorError(result[1])
-        self._set_pid(child, result[1] if result[0] == "ok" else None)
+        if isinstance(result, StartFailed):
+            raise SupervisorError(result.reason)
+        self._set_state(child, _state_after(result))
         return child.pid
 
     def delete_child(self, key: Any) -> None:
+        """Management ``delete_child``; raises what :meth:`_stopped_child` raises."""
         self._remove(self._stopped_child(key))
 
     # ------------------------------------------------------------ queries
 
     def which_children(self) -> list[ChildInfo]:
-        return [ChildInfo(None if self.dynamic else c.spec.id, c.pid, c.spec.type) for c in self.order.values()]
+        return [ChildInfo(None if self.dynamic else c.spec.id, c.info_pid(), c.spec.type) for c in self.order.values()]
 
-    def count_children(self) -> dict:
+    def count_children(self) -> dict[str, int]:
         children = list(self.order.values())
         return {
             "specs": len(children) if not self.dynamic or self.template is None else 1,
@@ -406,6 +528,7 @@ class Children:
         }
 
     def get_childspec(self, ref: Any) -> ChildSpec:
+        """Raises ``SupervisorError('not_found')``."""
         child = self.find(ref)
         if child is None:
             raise SupervisorError("not_found")

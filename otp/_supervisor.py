@@ -24,20 +24,49 @@ before anything is sent).  ``name=`` is checked as ``GenServer.start``'s:
 a bad name raises ``StartError(('invalid_name', name, why))`` in the
 caller, which the link never kills.
 
+Requests.  The process behind every supervisor is an :class:`otp.Service`:
+each management call is one of its operations, run with :func:`otp.ask`, and
+a refusal is a :class:`SupervisorError` raised in the caller with OTP's
+reason term.  A supervisor is a special process, but none of what makes it
+special is in the way: it traps exits, and a child's EXIT (or the retry of a
+failed restart) is a message, not a request, so it goes to ``handle_info``;
+the operations only read or change the children, which live on the server
+as ``self.children``.  The Service's typed replies replace the private
+``('ok', v)`` / ``('error', reason)`` envelope a hand-written supervisor
+would need, and its error declaration (``errors``) states which exceptions
+are answers: a ``SupervisorError`` is one, anything else is a bug of the
+supervisor and crashes it.  A call that is not an operation is answered
+``SupervisorError(('unknown_call', request))`` rather than crashing the
+supervisor (and with it every child); a cast that is not one is ignored.
+
 Python note: ``period`` is in seconds with sub-second resolution (OTP keeps
 whole seconds).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import _api
-from ._child_spec import ChildSpec, SupervisorError, SupFlags, check_childspecs, validate_flags
-from ._gen_server import GenServer, Ignore, NoReply, Reply, Stop, call
+from ._child_spec import (
+    DYNAMIC_FLAGS,
+    AutoShutdown,
+    ChildInfo,
+    ChildSpec,
+    DynamicOptions,
+    Strategy,
+    SupervisorError,
+    SupFlags,
+    check_childspecs,
+    check_max_children,
+    child_spec,
+    validate_flags,
+)
+from ._gen_server import Ignore, NoReply, ServerName, ServerRef, Stop
 from ._pid import Pid
 from ._reasons import DOWN, EXIT
-from ._sup_children import Children
+from ._service import Failed, Service, ask, operation
+from ._sup_children import Children, RetryRestart
 
 __all__ = [
     "Supervisor",
@@ -53,6 +82,8 @@ __all__ = [
     "subscribe",
 ]
 
+_NO_ARGS: Any = object()
+
 
 class Supervisor:
     """The supervisor behaviour.  Subclass it and define :meth:`init`, or use
@@ -63,35 +94,67 @@ class Supervisor:
         raise NotImplementedError(f"{type(self).__name__}.init must return (SupFlags, children)")
 
     @classmethod
-    def start_link(cls, *args: Any, name: Any = None, timeout: float | None = None, **flags: Any) -> Pid | None:
+    def start_link(
+        cls,
+        args: Any = _NO_ARGS,
+        *,
+        name: ServerName | None = None,
+        timeout: float | None = None,
+        strategy: Strategy | None = None,
+        intensity: int | None = None,
+        period: float | None = None,
+        auto_shutdown: AutoShutdown | None = None,
+    ) -> Pid | None:
         """Start a supervisor linked to the caller; returns once every child
-        started.  ``Supervisor.start_link(children, strategy=..., intensity=...,
-        period=..., auto_shutdown=...)`` or ``MySup.start_link(args)``."""
-        return _SupervisorServer.start_link(cls._payload(args, flags), name=name, timeout=timeout)
+        started, or None if ``init`` returned ``otp.Ignore`` (OTP's
+        ``ignore``).  ``Supervisor.start_link(children, strategy=...,
+        intensity=..., period=..., auto_shutdown=...)`` (the flags default
+        to :class:`SupFlags`'s) or ``MySup.start_link(args)``.  Raises
+        ``StartError``: ``('shutdown', ('failed_to_start_child', id,
+        reason))``, ``('start_spec', error)`` for bad flags or specs
+        (``error`` as :func:`check_childspecs` and :func:`validate_flags`
+        raise it), ``('bad_start_spec', specs)`` for a simple_one_for_one
+        without exactly one spec, ``('bad_return', (cls, 'init', value))``,
+        and what ``GenServer.start_link`` raises."""
+        flags = _flags(strategy=strategy, intensity=intensity, period=period, auto_shutdown=auto_shutdown)
+        return _SupervisorServer.start_link(cls._config(args, flags), name=name, timeout=timeout)
 
     @classmethod
-    def start(cls, *args: Any, name: Any = None, timeout: float | None = None, **flags: Any) -> Pid | None:
+    def start(
+        cls,
+        args: Any = _NO_ARGS,
+        *,
+        name: ServerName | None = None,
+        timeout: float | None = None,
+        strategy: Strategy | None = None,
+        intensity: int | None = None,
+        period: float | None = None,
+        auto_shutdown: AutoShutdown | None = None,
+    ) -> Pid | None:
         """Like :meth:`start_link`, not linked."""
-        return _SupervisorServer.start(cls._payload(args, flags), name=name, timeout=timeout)
+        flags = _flags(strategy=strategy, intensity=intensity, period=period, auto_shutdown=auto_shutdown)
+        return _SupervisorServer.start(cls._config(args, flags), name=name, timeout=timeout)
 
     @classmethod
     def child_spec(cls, args: Any = None, id: Any = None, **kw: Any) -> ChildSpec:  # noqa: A002
-        """A spec to run this supervisor under another one."""
-        from ._child_spec import child_spec
-
+        """A spec to run this supervisor under another one; ``kw`` are
+        :func:`otp.child_spec`'s keywords."""
         return child_spec(id if id is not None else cls.__name__, (cls.start_link, (args,)), type="supervisor", **kw)
 
     @classmethod
-    def _payload(cls, args: tuple, flags: dict) -> tuple:
+    def _config(cls, args: Any, flags: dict[str, Any]) -> _Config:
         if cls is Supervisor:
-            if len(args) != 1:
+            if args is _NO_ARGS:
                 raise TypeError("Supervisor.start_link(children, **flags) takes the list of child specs")
-            return (None, (SupFlags(**flags), list(args[0])))
+            return _Static(SupFlags(**flags), list(args))
         if flags:
             raise TypeError(f"{cls.__name__}.init returns the flags; do not pass them to start_link")
-        if len(args) > 1:
-            raise TypeError(f"{cls.__name__}.start_link takes one argument for init")
-        return (cls, args[0] if args else None)
+        return _Callback(cls, None if args is _NO_ARGS else args)
+
+
+def _flags(**given: Any) -> dict[str, Any]:
+    """The flags given to ``start_link`` (the others keep SupFlags' defaults)."""
+    return {k: v for k, v in given.items() if v is not None}
 
 
 class DynamicSupervisor(Supervisor):
@@ -100,175 +163,249 @@ class DynamicSupervisor(Supervisor):
     prepended to every child's start arguments, children stopped in
     parallel.  Defaults as in Elixir: 3 restarts in 5 seconds."""
 
+    # The keywords differ from Supervisor.start_link's (no children, no
+    # strategy): a dynamic supervisor is a Supervisor for every management
+    # call, not for its start.
     @classmethod
     def start_link(  # type: ignore[override]
         cls,
         *,
         max_children: int | None = None,
         extra_arguments: tuple = (),
-        intensity: int = 3,
-        period: float = 5.0,
-        name: Any = None,
+        intensity: int = DYNAMIC_FLAGS.intensity,
+        period: float = DYNAMIC_FLAGS.period,
+        name: ServerName | None = None,
         timeout: float | None = None,
     ) -> Pid:
-        payload = cls._dyn(max_children, extra_arguments, intensity, period)
-        return _SupervisorServer.start_link(payload, name=name, timeout=timeout)
+        """Start a dynamic supervisor linked to the caller.  Raises
+        ``SupervisorError(('invalid_max_children', n))`` before anything is
+        spawned, ``StartError(('start_spec', error))`` for a bad intensity
+        or period, and what ``GenServer.start_link`` raises."""
+        config = _dynamic(max_children, extra_arguments, intensity, period)
+        return _started(_SupervisorServer.start_link(config, name=name, timeout=timeout))
 
     @classmethod
-    def start(cls, **options: Any) -> Pid:  # type: ignore[override]
-        """Like :meth:`start_link` (same keywords), not linked."""
-        name, timeout = options.pop("name", None), options.pop("timeout", None)
-        return _SupervisorServer.start(cls._dyn(**options), name=name, timeout=timeout)
+    def start(  # type: ignore[override]
+        cls,
+        *,
+        max_children: int | None = None,
+        extra_arguments: tuple = (),
+        intensity: int = DYNAMIC_FLAGS.intensity,
+        period: float = DYNAMIC_FLAGS.period,
+        name: ServerName | None = None,
+        timeout: float | None = None,
+    ) -> Pid:
+        """Like :meth:`start_link`, not linked."""
+        config = _dynamic(max_children, extra_arguments, intensity, period)
+        return _started(_SupervisorServer.start(config, name=name, timeout=timeout))
 
-    @staticmethod
-    def _dyn(max_children=None, extra_arguments=(), intensity=3, period=5.0) -> tuple:
-        if max_children is not None and (not isinstance(max_children, int) or max_children < 0):
-            raise SupervisorError(("invalid_max_children", max_children))
-        extra = {"dynamic": True, "max_children": max_children, "extra_arguments": tuple(extra_arguments)}
-        return (None, (SupFlags("one_for_one", intensity, period, extra=extra), []))
+
+def _dynamic(max_children: int | None, extra_arguments: tuple, intensity: int, period: float) -> _Dynamic:
+    options = DynamicOptions(check_max_children(max_children), tuple(extra_arguments))
+    return _Dynamic(SupFlags("one_for_one", intensity, period), options)
 
 
-class _SupervisorServer(GenServer):
-    """The process behind every supervisor."""
+def _started(pid: Pid | None) -> Pid:
+    """A dynamic supervisor runs no user ``init``: it never ignores."""
+    if pid is None:
+        raise AssertionError("a dynamic supervisor returned ignore")
+    return pid
 
-    def init(self, payload: tuple) -> Any:
-        user_cls, data = payload
-        _api.trap_exit(True)  # SUP-TRAP
+
+# ------------------------------------------------------------ the process
+
+
+class _Static(NamedTuple):
+    """``Supervisor.start_link(children, **flags)``: checked by the server."""
+
+    flags: Any
+    specs: Any
+
+
+class _Callback(NamedTuple):
+    """``MySup.start_link(args)``: the server runs ``MySup().init(args)``."""
+
+    cls: type[Supervisor]
+    args: Any
+
+
+class _Dynamic(NamedTuple):
+    """``DynamicSupervisor.start_link(...)``."""
+
+    flags: SupFlags
+    options: DynamicOptions
+
+
+_Config = _Static | _Callback | _Dynamic
+
+
+class _SupervisorServer(Service):
+    """The process behind every supervisor (see the module doc)."""
+
+    errors = (SupervisorError,)
+
+    children: Children
+
+    def init(self, config: _Config) -> Any:
+        # A supervisor hears its children's exits as messages.
+        _api.trap_exit(True)
         name = None
-        if user_cls is None:
-            flags, specs = data
-        else:
-            name = user_cls.__name__
-            result = user_cls().init(data)
+        options = None
+        if isinstance(config, _Callback):
+            name = config.cls.__name__
+            result = config.cls().init(config.args)
             if result is Ignore:
                 return Ignore
             if not (isinstance(result, tuple) and len(result) == 2):
-                return Stop(("bad_return", (user_cls.__name__, "init", result)))
+                return Stop(("bad_return", (name, "init", result)))
             flags, specs = result
+        elif isinstance(config, _Dynamic):
+            flags, specs, options = config.flags, [], config.options
+        else:
+            flags, specs = config.flags, config.specs
         try:
             flags = validate_flags(flags)
             specs = check_childspecs(specs, flags.auto_shutdown)
         except SupervisorError as exc:
             return Stop(("start_spec", exc.reason))
-        dynamic = flags.strategy == "simple_one_for_one" or bool(flags.extra.get("dynamic"))
         template = None
         if flags.strategy == "simple_one_for_one":
             if len(specs) != 1:
                 return Stop(("bad_start_spec", specs))
             template, specs = specs[0], []
-        children = Children(flags, name, dynamic=dynamic, template=template)
-        failure = children.start_initial(specs)
+        self.children = Children(flags, name, template=template, options=options)
+        failure = self.children.start_initial(specs)
         if failure is not None:
             return Stop(("shutdown", failure))
-        return children
+        return None
 
-    def handle_call(self, request: tuple, from_: tuple, children: Children) -> Any:
-        op = request[0]
-        try:
-            if op == "start_child":
-                return Reply(("ok", children.start_child(request[1])), children)
-            if op == "terminate_child":
-                children.terminate_child(request[1])
-                return Reply(("ok", None), children)
-            if op == "restart_child":
-                return Reply(("ok", children.restart_child(request[1])), children)
-            if op == "delete_child":
-                children.delete_child(request[1])
-                return Reply(("ok", None), children)
-            if op == "which_children":
-                return Reply(("ok", children.which_children()), children)
-            if op == "count_children":
-                return Reply(("ok", children.count_children()), children)
-            if op == "get_childspec":
-                return Reply(("ok", children.get_childspec(request[1])), children)
-            if op == "subscribe":
-                ref = _api.monitor(request[1])
-                children.subscribers[ref] = request[1]
-                return Reply(("ok", None), children)
-        except SupervisorError as exc:
-            return Reply(("error", exc.reason), children)
-        return Reply(("error", ("unknown_call", request)), children)
+    # ------------------------------------------------------------ operations
 
-    def handle_cast(self, request: Any, children: Children) -> Any:
-        if isinstance(request, tuple) and request[0] == "$try_again_restart":
-            return self._after(children.try_again(request[1]), children)
-        return NoReply(children)
+    @operation
+    def start_child(self, spec_or_args: Any) -> Pid | None:
+        return self.children.start_child(spec_or_args)
 
-    def handle_info(self, msg: Any, children: Children) -> Any:
+    @operation
+    def terminate_child(self, id_or_pid: Any) -> None:
+        self.children.terminate_child(id_or_pid)
+
+    @operation
+    def restart_child(self, child_id: Any) -> Pid | None:
+        return self.children.restart_child(child_id)
+
+    @operation
+    def delete_child(self, child_id: Any) -> None:
+        self.children.delete_child(child_id)
+
+    @operation
+    def which_children(self) -> list[ChildInfo]:
+        return self.children.which_children()
+
+    @operation
+    def count_children(self) -> dict[str, int]:
+        return self.children.count_children()
+
+    @operation
+    def get_childspec(self, id_or_pid: Any) -> ChildSpec:
+        return self.children.get_childspec(id_or_pid)
+
+    @operation
+    def subscribe(self, pid: Pid) -> None:
+        self.children.subscribe(pid)
+
+    # ------------------------------------------------------------ messages
+
+    def handle_other_call(self, request: Any, from_: tuple) -> Failed:
+        return Failed(SupervisorError(("unknown_call", request)))
+
+    def handle_other_cast(self, request: Any) -> None:
+        return None
+
+    def handle_info(self, msg: Any, state: Any) -> NoReply | Stop:
+        children = self.children
         if isinstance(msg, EXIT):
-            return self._after(children.child_exited(msg.pid, msg.reason), children)
-        if isinstance(msg, DOWN) and msg.ref in children.subscribers:
-            del children.subscribers[msg.ref]
-        return NoReply(children)
+            return _after(children.child_exited(msg.pid, msg.reason), state)
+        if isinstance(msg, RetryRestart):
+            return _after(children.try_again(msg.key), state)
+        if isinstance(msg, DOWN):
+            children.unsubscribe(msg.ref)
+        return NoReply(state)
 
-    @staticmethod
-    def _after(stop_reason: Any, children: Children) -> Any:
-        if stop_reason is None:
-            return NoReply(children)
-        return Stop(stop_reason, children)
+    def terminate(self, reason: Any, state: Any) -> None:
+        self.children.terminate_all()
+        self.children.notify("shutdown", reason)
 
-    def terminate(self, reason: Any, children: Any) -> None:
-        if isinstance(children, Children):
-            children.terminate_all()
-            children.notify("shutdown", reason)
+
+def _after(must_stop: bool, state: Any) -> NoReply | Stop:
+    return Stop("shutdown", state) if must_stop else NoReply(state)
 
 
 # ----------------------------------------------------------------- client
+#
+# timeout=None is OTP's infinity for supervisor calls.  It is bounded all
+# the same: a supervisor that dies fails the call at once (the call monitors
+# it), a child's start has its own timeout (gen_server's 5 s by default) and
+# a child's shutdown its 'shutdown' time before the kill.  Only a start
+# function that never returns (a gen_server started with timeout=None, or a
+# user function that blocks) or a child with shutdown='infinity' that never
+# exits can hold such a call forever, exactly as in OTP.
+#
+# Every call raises what otp.ask raises (NoProc, CalleeExit, CallTimeout),
+# and SupervisorError with the reasons listed.
 
 
-def _ask(sup: Any, request: tuple, timeout: float | None) -> Any:
-    # timeout=None is OTP's infinity for supervisor calls.  It is bounded all
-    # the same: a supervisor that dies fails the call at once (the call
-    # monitors it), a child's start has its own timeout (gen_server's 5 s
-    # by default) and a child's shutdown its 'shutdown' time before the kill.
-    # Only a start function that never returns (a gen_server started with
-    # timeout=None, or a user function that blocks) or a child with
-    # shutdown='infinity' that never exits can hold such a call forever,
-    # exactly as in OTP.
-    status, value = call(sup, request, timeout)
-    if status == "error":
-        raise SupervisorError(value)
-    return value
-
-
-def start_child(sup: Any, spec_or_args: Any, timeout: float | None = None) -> Pid | None:
+def start_child(sup: ServerRef, spec_or_args: Any, timeout: float | None = None) -> Pid | None:
     """Start a child: a child spec, or for simple_one_for_one the extra start
-    arguments.  Returns its pid, or None if it returned ignore."""
-    return _ask(sup, ("start_child", spec_or_args), timeout)
+    arguments.  Returns its pid, or None if it returned ignore.  Raises
+    ``SupervisorError``: ``'max_children'``, a spec error (as
+    :func:`otp.child_spec`), ``('already_started', pid)``,
+    ``'already_present'``, or the start's failure reason."""
+    result: Pid | None = ask(sup, "start_child", spec_or_args, timeout=timeout)
+    return result
 
 
-def terminate_child(sup: Any, id_or_pid: Any, timeout: float | None = None) -> None:
-    """Stop a child (its spec is kept, unless temporary or dynamic)."""
-    _ask(sup, ("terminate_child", id_or_pid), timeout)
+def terminate_child(sup: ServerRef, id_or_pid: Any, timeout: float | None = None) -> None:
+    """Stop a child (its spec is kept, unless temporary or dynamic).  Raises
+    ``SupervisorError``: ``'not_found'``, ``'simple_one_for_one'`` (an id
+    given to a dynamic supervisor)."""
+    ask(sup, "terminate_child", id_or_pid, timeout=timeout)
 
 
-def restart_child(sup: Any, child_id: Any, timeout: float | None = None) -> Pid | None:
-    """Start again a stopped child whose spec is kept."""
-    return _ask(sup, ("restart_child", child_id), timeout)
+def restart_child(sup: ServerRef, child_id: Any, timeout: float | None = None) -> Pid | None:
+    """Start again a stopped child whose spec is kept.  Raises
+    ``SupervisorError``: ``'not_found'``, ``'running'``, ``'restarting'``,
+    ``'simple_one_for_one'``, or the start's failure reason."""
+    result: Pid | None = ask(sup, "restart_child", child_id, timeout=timeout)
+    return result
 
 
-def delete_child(sup: Any, child_id: Any, timeout: float | None = None) -> None:
-    """Remove the spec of a stopped child."""
-    _ask(sup, ("delete_child", child_id), timeout)
+def delete_child(sup: ServerRef, child_id: Any, timeout: float | None = None) -> None:
+    """Remove the spec of a stopped child.  Raises ``SupervisorError``:
+    ``'not_found'``, ``'running'``, ``'restarting'``, ``'simple_one_for_one'``."""
+    ask(sup, "delete_child", child_id, timeout=timeout)
 
 
-def which_children(sup: Any, timeout: float | None = None) -> list:
+def which_children(sup: ServerRef, timeout: float | None = None) -> list[ChildInfo]:
     """``[ChildInfo(id, pid, type)]`` in start order."""
-    return _ask(sup, ("which_children",), timeout)
+    result: list[ChildInfo] = ask(sup, "which_children", timeout=timeout)
+    return result
 
 
-def count_children(sup: Any, timeout: float | None = None) -> dict:
+def count_children(sup: ServerRef, timeout: float | None = None) -> dict[str, int]:
     """``{'specs', 'active', 'supervisors', 'workers'}``."""
-    return _ask(sup, ("count_children",), timeout)
+    result: dict[str, int] = ask(sup, "count_children", timeout=timeout)
+    return result
 
 
-def get_childspec(sup: Any, id_or_pid: Any, timeout: float | None = None) -> ChildSpec:
-    return _ask(sup, ("get_childspec", id_or_pid), timeout)
+def get_childspec(sup: ServerRef, id_or_pid: Any, timeout: float | None = None) -> ChildSpec:
+    """The spec of a child.  Raises ``SupervisorError('not_found')``."""
+    result: ChildSpec = ask(sup, "get_childspec", id_or_pid, timeout=timeout)
+    return result
 
 
-def subscribe(sup: Any, timeout: float | None = None) -> None:
+def subscribe(sup: ServerRef, timeout: float | None = None) -> None:
     """Receive the supervisor's events as messages
     ``('$supervisor', sup_pid, event, *details)`` with event ``'started'``
     (id, pid), ``'exited'`` (id, pid, reason) or ``'shutdown'`` (reason).
     The supervisor monitors subscribers and forgets dead ones."""
-    _ask(sup, ("subscribe", _api.self_()), timeout)
+    ask(sup, "subscribe", _api.self_(), timeout=timeout)

@@ -19,8 +19,9 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 from . import _api, _process
-from ._child_spec import child_spec
+from ._child_spec import Shutdown, child_spec
 from ._errors import CallError, Timeout
+from ._gen_server import ServerRef
 from ._pid import Pid, Ref
 from ._reasons import DOWN
 from ._supervisor import DynamicSupervisor, start_child
@@ -55,34 +56,36 @@ class Task(NamedTuple):
     owner: Pid
 
 
-class TaskSupervisor(DynamicSupervisor):
-    """A dynamic supervisor for tasks.  ``TaskSupervisor.start_link(
-    max_children=None, name=None)``; the task functions are also available
-    as its static methods (``TaskSupervisor.async_(sup, fn, *args)``)."""
+class _Go(NamedTuple):
+    """The owner's go to its task, once it monitors the task with ``ref``."""
+
+    ref: Ref
 
 
-def _task_main(owner: Pid, link: bool, fn: Callable, args: tuple, kwargs: dict) -> None:
+def _task_main(owner: Pid, link: bool, fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> None:
     owner_ref = _api.monitor(owner)
-    msg = _api.receive(
-        None, lambda m: (type(m) is tuple and m[0] == "$task_go") or (isinstance(m, DOWN) and m.ref == owner_ref)
-    )
+    msg = _api.receive(None, lambda m: type(m) is _Go or (isinstance(m, DOWN) and m.ref == owner_ref))
     if isinstance(msg, DOWN):
         return  # the owner went away before it could tell us to start
     _api.demonitor(owner_ref, flush=True)
     if link:
         _api.link(owner)
     result = fn(*args, **kwargs)
-    _api.send(owner, ("$task", msg[1], result))
+    # A plain tuple: owners that wait for several tasks (mabeam's servers)
+    # match it in their handle_info.
+    _api.send(owner, ("$task", msg.ref, result))
 
 
-def _spawn_task(owner: Pid, link: bool, fn: Callable, args: tuple, kwargs: dict) -> Pid:
+def _spawn_task(owner: Pid, link: bool, fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> Pid:
     # The task runs fn: the zygote should preload fn's module, not this one.
     return _process.current().spawn(
         _task_main, (owner, link, fn, args, kwargs), {}, link=True, module=getattr(fn, "__module__", None)
     )
 
 
-def _start(sup: Any, fn: Callable, args: tuple, kwargs: dict, link: bool, shutdown: Any) -> Task:
+def _start(
+    sup: ServerRef, fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any], link: bool, shutdown: Shutdown
+) -> Task:
     owner = _api.self_()
     spec = child_spec(
         "task",
@@ -91,22 +94,23 @@ def _start(sup: Any, fn: Callable, args: tuple, kwargs: dict, link: bool, shutdo
         shutdown=shutdown,
     )
     pid = start_child(sup, spec)
+    assert pid is not None  # _spawn_task returns a pid: a task is never ignored
     ref = _api.monitor(pid)
-    _api.send(pid, ("$task_go", ref))
+    _api.send(pid, _Go(ref))
     return Task(pid, ref, owner)
 
 
-def async_(sup: Any, fn: Callable, *args: Any, shutdown: Any = 5.0, **kwargs: Any) -> Task:
+def async_(sup: ServerRef, fn: Callable[..., Any], *args: Any, shutdown: Shutdown = 5.0, **kwargs: Any) -> Task:
     """Run ``fn(*args, **kwargs)`` in a task linked to the caller."""
     return _start(sup, fn, args, kwargs, True, shutdown)
 
 
-def async_nolink(sup: Any, fn: Callable, *args: Any, shutdown: Any = 5.0, **kwargs: Any) -> Task:
+def async_nolink(sup: ServerRef, fn: Callable[..., Any], *args: Any, shutdown: Shutdown = 5.0, **kwargs: Any) -> Task:
     """Run ``fn`` in a task the caller only monitors."""
     return _start(sup, fn, args, kwargs, False, shutdown)
 
 
-def _answer(task: Task) -> Callable[[Any], bool]:
+def _answer(task: Task) -> Callable[[object], bool]:
     ref = task.ref
     return lambda m: (
         (type(m) is tuple and len(m) == 3 and m[0] == "$task" and m[1] == ref) or (isinstance(m, DOWN) and m.ref == ref)
@@ -127,7 +131,7 @@ def await_(task: Task, timeout: float | None = DEFAULT_TIMEOUT) -> Any:
     return msg[2]
 
 
-def yield_(task: Task, timeout: float | None = DEFAULT_TIMEOUT) -> tuple | None:
+def yield_(task: Task, timeout: float | None = DEFAULT_TIMEOUT) -> tuple[str, Any] | None:
     """``('ok', result)``, ``('exit', reason)``, or None if nothing came
     within ``timeout`` (the task may still answer a later yield)."""
     timeout = check_timeout(timeout)
@@ -141,7 +145,7 @@ def yield_(task: Task, timeout: float | None = DEFAULT_TIMEOUT) -> tuple | None:
     return ("ok", msg[2])
 
 
-def shutdown_task(task: Task, timeout: float | None = 5.0) -> tuple | None:
+def shutdown_task(task: Task, timeout: float | None = 5.0) -> tuple[str, Any] | None:
     """Stop a task; returns its result if it finished meanwhile.  The task
     is killed if it has not exited ``timeout`` seconds after ``'shutdown'``
     (None or ``math.inf``: wait as long as it takes)."""
@@ -160,7 +164,7 @@ def shutdown_task(task: Task, timeout: float | None = 5.0) -> tuple | None:
 
 
 def async_stream(
-    sup: Any,
+    sup: ServerRef,
     items: Iterable[Any],
     fn: Callable[[Any], Any],
     *,
@@ -168,7 +172,7 @@ def async_stream(
     ordered: bool = True,
     timeout: float | None = DEFAULT_TIMEOUT,
     on_timeout: str = "exit",
-) -> Iterator[tuple]:
+) -> Iterator[tuple[str, Any]]:
     """Run ``fn(item)`` for every item in at most ``max_concurrency`` tasks
     (default: the number of CPUs), yielding ``('ok', result)`` or
     ``('exit', reason)`` per item, in input order if ``ordered``.  A task
@@ -181,10 +185,18 @@ def async_stream(
     return _stream(sup, items, fn, max_concurrency or os.cpu_count() or 2, ordered, timeout, on_timeout)
 
 
-def _stream(sup: Any, items: Iterable[Any], fn: Callable, limit: int, ordered: bool, timeout, on_timeout: str):
+def _stream(
+    sup: ServerRef,
+    items: Iterable[Any],
+    fn: Callable[[Any], Any],
+    limit: int,
+    ordered: bool,
+    timeout: float | None,
+    on_timeout: str,
+) -> Iterator[tuple[str, Any]]:
     source = iter(items)
     running: dict[Ref, tuple[int, Task, float]] = {}
-    done: dict[int, tuple] = {}
+    done: dict[int, tuple[str, Any]] = {}
     next_index, next_out, exhausted = 0, 0, False
     try:
         while True:
@@ -219,6 +231,8 @@ def _stream(sup: Any, items: Iterable[Any], fn: Callable, limit: int, ordered: b
                     ),
                 )
             except Timeout:
+                if timeout is None:  # no wait was bounded: cannot time out
+                    raise
                 now = time.monotonic()
                 for ref, (index, task, started) in list(running.items()):
                     if now - started >= timeout:
@@ -243,6 +257,14 @@ def _stream(sup: Any, items: Iterable[Any], fn: Callable, limit: int, ordered: b
             shutdown_task(task, 0)
 
 
-for _fn in (async_, async_nolink, await_, yield_, shutdown_task, async_stream):
-    setattr(TaskSupervisor, _fn.__name__, staticmethod(_fn))
-del _fn
+class TaskSupervisor(DynamicSupervisor):
+    """A dynamic supervisor for tasks.  ``TaskSupervisor.start_link(
+    max_children=None, name=None)``; the task functions are also its static
+    methods (``TaskSupervisor.async_(sup, fn, *args)``)."""
+
+    async_ = staticmethod(async_)
+    async_nolink = staticmethod(async_nolink)
+    await_ = staticmethod(await_)
+    yield_ = staticmethod(yield_)
+    shutdown_task = staticmethod(shutdown_task)
+    async_stream = staticmethod(async_stream)

@@ -30,8 +30,7 @@ def check_timeout(timeout: object, what: str = "timeout") -> float | None:
 
     An int too large for a float (``10**400`` seconds) is finite, but no
     wait can tell it from forever: it becomes None."""
-    kind = type(timeout)
-    if (kind is float or kind is int) and 0 <= timeout < math.inf:  # the common case, cheaply
+    if (type(timeout) is float or type(timeout) is int) and 0 <= timeout < math.inf:  # the common case, cheaply
         try:
             return float(timeout)
         except OverflowError:
@@ -43,7 +42,7 @@ def check_timeout(timeout: object, what: str = "timeout") -> float | None:
     try:
         value = float(timeout)
     except OverflowError:
-        value = math.inf if timeout > 0 else -math.inf
+        value = -math.inf if timeout < 0 else math.inf
     if math.isnan(value) or value < 0:
         raise ValueError(f"{what} must be >= 0 seconds (or None / math.inf for forever), not {reprlib.repr(timeout)}")
     if value == math.inf:

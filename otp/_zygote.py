@@ -29,19 +29,8 @@ It is also the reaper and the last line against orphans:
   SIGKILLs every process left, reaps them, removes the node directory, and
   exits.
 
-Protocol: each OTP process connects a SOCK_SEQPACKET socket to
-``<node dir>/zygote`` when it first spawns.  A request is one datagram, the
-pickle of a plain tuple (``('spawn', learn)``, ``('list',)``, ``('stop',)``),
-read back with an unpickler that refuses every global and checked in one
-place, :func:`parse_request`, into a :class:`SpawnRequest`,
-:class:`ListRequest` or :class:`StopRequest`.  A spawn request carries, as
-SCM_RIGHTS, one end of a socketpair; the zygote passes it to a ready embryo
-(see :mod:`otp._embryo`), which tells the spawner its identity over it and
-receives its function.  The zygote then forks a replacement embryo.  When
-the zygote cannot give the spawner a process it answers on that socketpair
-instead, with an identity whose uid is 0 (never a process's, see
-:func:`otp._pid.new_uid`), whose ospid is an errno, followed by a length and
-a UTF-8 text; the client raises :class:`otp.SpawnError` with that text.
+Protocol: see :mod:`otp._zygote_protocol`; the processes' side is
+:mod:`otp._zygote_client`.
 
 Bad input and exhausted resources (the choices where nothing else said):
 
@@ -72,11 +61,9 @@ import collections
 import errno
 import gc
 import importlib
-import io
 import logging
 import os
 import pickle
-import reprlib
 import resource
 import select
 import shutil
@@ -85,18 +72,42 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from typing import NamedTuple, NoReturn
+from types import FrameType
+from typing import NoReturn
 
 from . import _logging, _oslib
-from ._embryo import IDENTITY, LENGTH, recv_exact
-from ._errors import NodeError, SpawnError
+from ._embryo import embryo_main, rehearsal_sample
 from ._pid import new_uid
 from ._transport import NodeInfo
+
+# The protocol's and the client's names, imported from here by the kernel.
+from ._zygote_client import SPAWN_TIMEOUT, ZygoteClient, unwatch_node, watch_node
+from ._zygote_protocol import (
+    IDENTITY,
+    LENGTH,
+    MAX_FDS,
+    MAX_REQUEST,
+    BadRequest,
+    ListRequest,
+    LiveProcess,
+    SpawnRequest,
+    StopRequest,
+    ZygoteConfig,
+    ZygoteFailed,
+    ZygoteReady,
+    absolute_path,
+    encode_request,
+    error_answer,
+    list_answer,
+    parse_request,
+    recv_exact,
+)
 
 log = logging.getLogger("otp")
 
 __all__ = [
     "zygote_entry",
+    "connection_cap",
     "ZygoteClient",
     "SPAWN_TIMEOUT",
     "SpawnRequest",
@@ -106,18 +117,10 @@ __all__ = [
     "parse_request",
     "encode_request",
     "absolute_path",
-    "connection_cap",
     "watch_node",
     "unwatch_node",
 ]
 
-#: Seconds a spawn may take before the spawner gives up (a healthy fork and
-#: child bootstrap takes a few milliseconds; this covers a loaded machine).
-SPAWN_TIMEOUT = 30.0
-_MAX_REQUEST = 1 << 16
-_MAX_FDS = 4
-_MAX_ERROR_TEXT = 1 << 12
-_LIST_CHUNK = 2000
 #: Seconds the zygote waits for a client to take an answer before it drops
 #: the connection (it serves the whole node: it must not wait on one client).
 _SEND_TIMEOUT = 2.0
@@ -126,128 +129,7 @@ _MIN_CONNS = 8
 _ACCEPT_PAUSE = 0.1
 _FORK_BACKOFF = (0.05, 2.0)
 _MAX_BOOTSTRAP_DEATHS = 3
-#: Seconds a client that lost the zygote waits for the root's watch to say
-#: whether the zygote died (its socket closes a moment before it is a zombie).
-_DEATH_WAIT = 1.0
-
-
-# ------------------------------------------------------------------ protocol
-
-
-class SpawnRequest(NamedTuple):
-    """Give me a process.  ``learn``: ``(module, absolute sys.path)`` the
-    zygote should import so that later processes start with it, or None."""
-
-    learn: tuple[str, tuple[str, ...]] | None = None
-
-
-class ListRequest(NamedTuple):
-    """Which processes are alive: answered with ``(ospid, uid, spare)`` rows."""
-
-
-class StopRequest(NamedTuple):
-    """Kill every process of the node, remove its directory, exit."""
-
-
-Request = SpawnRequest | ListRequest | StopRequest
-_TAGS = {SpawnRequest: "spawn", ListRequest: "list", StopRequest: "stop"}
-_KINDS = {tag: kind for kind, tag in _TAGS.items()}
-
-
-class BadRequest(ValueError):
-    """A datagram on the zygote's channel that is not a well-formed request."""
-
-
-class _PlainUnpickler(pickle.Unpickler):
-    """Builds tuples, lists, strings, numbers and None; refuses every global
-    (no class is instantiated and no module imported in the zygote, which
-    must stay single threaded)."""
-
-    def find_class(self, module: str, name: str) -> NoReturn:
-        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
-
-
-def encode_request(request: Request) -> bytes:
-    return pickle.dumps((_TAGS[type(request)], *request))
-
-
-def _hung_up(sock: socket.socket) -> bool:
-    """After a read of 0 bytes: the peer closed (rather than sent an empty
-    record, which SEQPACKET allows and which reads the same)."""
-    poller = select.poll()
-    poller.register(sock, select.POLLRDHUP)
-    return any(mask & (select.POLLRDHUP | select.POLLHUP | select.POLLERR) for _, mask in poller.poll(0))
-
-
-def parse_request(data: bytes, nfds: int, flags: int = 0) -> Request:
-    """The request in ``data`` (received with ``nfds`` descriptors and recvmsg
-    ``flags``), or :class:`BadRequest` saying what is wrong with it."""
-    if flags & socket.MSG_TRUNC:
-        raise BadRequest(f"longer than {_MAX_REQUEST} bytes")
-    if flags & socket.MSG_CTRUNC:
-        raise BadRequest("its descriptors were cut off (more than allowed, or no descriptor left)")
-    if not data:
-        raise BadRequest("empty")
-    msg = _plain_loads(data)
-    if not isinstance(msg, tuple) or not msg or not isinstance(msg[0], str) or msg[0] not in _KINDS:
-        raise BadRequest(f"not a request: {_summary(msg)}")
-    kind = _KINDS[msg[0]]
-    if len(msg) - 1 != len(kind._fields):
-        raise BadRequest(f"{msg[0]!r} takes {len(kind._fields)} argument(s), got {len(msg) - 1}")
-    wanted = 1 if kind is SpawnRequest else 0
-    if nfds != wanted:
-        raise BadRequest(f"{msg[0]!r} carries {wanted} descriptor(s), got {nfds}")
-    if kind is SpawnRequest:
-        return SpawnRequest(_parse_learn(msg[1]))
-    return kind()
-
-
-def _plain_loads(data: bytes) -> object:
-    buf = io.BytesIO(data)
-    try:
-        msg = _PlainUnpickler(buf).load()
-    except Exception as exc:  # noqa: BLE001 - any way a pickle can be broken
-        raise BadRequest(f"not a plain pickle ({type(exc).__name__}: {exc})") from None
-    if buf.tell() != len(data):
-        raise BadRequest(f"{len(data) - buf.tell()} bytes after the pickle")
-    return msg
-
-
-def _parse_learn(learn: object) -> tuple[str, tuple[str, ...]] | None:
-    if learn is None:
-        return None
-    if not (isinstance(learn, (tuple, list)) and len(learn) == 2):
-        raise BadRequest(f"learn must be None or (module, path), not {_summary(learn)}")
-    module, path = learn
-    if not isinstance(module, str) or not module:
-        raise BadRequest(f"learn's module must be a non-empty str, not {_summary(module)}")
-    # A NUL in a sys.path entry makes every later import that reaches it
-    # raise ValueError, in the zygote and in every process forked from it.
-    if not isinstance(path, (tuple, list)) or not all(_is_clean_path(p) for p in path):
-        raise BadRequest(f"learn's path must be absolute paths, not {_summary(path)}")
-    return module, tuple(path)
-
-
-def _is_clean_path(entry: object) -> bool:
-    return isinstance(entry, str) and os.path.isabs(entry) and "\0" not in entry
-
-
-_repr = reprlib.Repr()
-_repr.maxstring = _repr.maxother = 60
-
-
-def _summary(value: object) -> str:
-    """A short repr, safe for any nesting depth (a deeply nested tuple in a
-    request must not make the zygote recurse)."""
-    return _repr.repr(value)
-
-
-def absolute_path(entries: list) -> list[str]:
-    """``entries`` (a ``sys.path``) as absolute paths: ``''`` is the current
-    directory, relative entries are resolved against it, non-str entries
-    are left out.  What a spawner sends the zygote, which must never resolve
-    a path against its own current directory."""
-    return [os.path.abspath(entry) if entry else os.getcwd() for entry in entries if isinstance(entry, str)]
+_CONFIG_TIMEOUT = 60.0
 
 
 def connection_cap(nofile: int) -> int:
@@ -257,9 +139,12 @@ def connection_cap(nofile: int) -> int:
     return max(_MIN_CONNS, min(_MAX_CONNS, nofile // 4))
 
 
-def _error_answer(code: int, text: str) -> bytes:
-    body = text.encode("utf-8", "replace")[:_MAX_ERROR_TEXT]
-    return IDENTITY.pack(0, code, 0) + LENGTH.pack(len(body)) + body
+def _hung_up(sock: socket.socket) -> bool:
+    """After a read of 0 bytes: the peer closed (rather than sent an empty
+    record, which SEQPACKET allows and which reads the same)."""
+    poller = select.poll()
+    poller.register(sock, select.POLLRDHUP)
+    return any(mask & (select.POLLRDHUP | select.POLLHUP | select.POLLERR) for _, mask in poller.poll(0))
 
 
 def _answer_error(fd: int, code: int, text: str) -> None:
@@ -271,203 +156,12 @@ def _answer_error(fd: int, code: int, text: str) -> None:
         return
     with sock:
         try:
-            sock.send(_error_answer(code, text), socket.MSG_DONTWAIT)
+            sock.send(error_answer(code, text), socket.MSG_DONTWAIT)
         except OSError:
             pass  # the spawner is gone or its buffer is full: it sees EOF
 
 
-# -------------------------------------------------------------------- client
-
-# address -> (ospid that registered it, cause(timeout) -> str | None); the
-# root's node registers its watch of the zygote here (see otp._node), so a
-# client in the root can name the cause of the zygote's death.
-_watches: dict[str, tuple[int, Callable[[float], str | None]]] = {}
-
-
-def watch_node(address: str, cause: Callable[[float], str | None]) -> None:
-    _watches[address] = (os.getpid(), cause)
-
-
-def unwatch_node(address: str) -> None:
-    _watches.pop(address, None)
-
-
-def _death_cause(address: str, timeout: float) -> str | None:
-    entry = _watches.get(address)
-    if entry is None or entry[0] != os.getpid():  # inherited through fork: not ours
-        return None
-    return entry[1](timeout)
-
-
-class _Lost(Exception):
-    """The connection to the zygote is closed: reconnect and retry once."""
-
-
-_LOST_ERRNOS = (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ECONNREFUSED, errno.EBADF)
-
-
-class ZygoteClient:
-    """A process's connection to its node's zygote (main thread only).
-
-    The zygote closes idle connections beyond its cap; a request that finds
-    its connection closed reconnects and is sent again, once.  That is safe
-    for a spawn: a closed connection drops the request unread, and the
-    spawner's socketpair end with it, so no embryo was given it.
-    """
-
-    def __init__(self, address: str) -> None:
-        self.address = address
-        self.told: set[str] = set()
-        self.sock = self._connect()
-
-    def _connect(self) -> socket.socket:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-        sock.settimeout(SPAWN_TIMEOUT)
-        try:
-            sock.connect(self.address)
-        except OSError as exc:
-            sock.close()
-            self._down(exc)
-        return sock
-
-    def _reconnect(self) -> None:
-        self.sock.close()
-        self.sock = self._connect()
-
-    def _down(self, exc: BaseException) -> NoReturn:
-        """The zygote cannot be reached: NodeError naming why it died, if the
-        root's watch knows, else SpawnError."""
-        cause = _death_cause(self.address, _DEATH_WAIT)
-        if cause:
-            raise NodeError(cause) from exc
-        raise SpawnError(f"node runtime is not running ({exc})") from exc
-
-    def _send(self, data: bytes, fds: tuple[int, ...] = ()) -> None:
-        try:
-            socket.send_fds(self.sock, [data], list(fds))
-        except TimeoutError:
-            raise
-        except OSError as exc:
-            if exc.errno in _LOST_ERRNOS:
-                raise _Lost(str(exc)) from exc
-            raise SpawnError(f"could not reach the node's zygote ({exc})") from exc
-
-    def _closed(self) -> bool:
-        """True if the zygote closed our connection (nothing else is ever
-        queued on it between requests)."""
-        try:
-            return self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-        except BlockingIOError:
-            return False
-        except OSError:
-            return True
-
-    def _retrying(self, attempt: Callable[[], object]) -> object:
-        try:
-            return attempt()
-        except _Lost:
-            pass
-        try:
-            self._reconnect()
-            return attempt()
-        except _Lost as lost:
-            self._down(lost)
-
-    def spawn(self, register, module: str | None = None) -> None:
-        """Get an embryo and hand it its function.
-
-        ``register(uid, ospid, start)`` is called with the new process's
-        identity and returns the spec to send it; the caller registers its
-        links and monitors there, before the process can run.  ``module``
-        names the module the function lives in, for the zygote to preload.
-        """
-        request = encode_request(SpawnRequest(self._learn(module)))
-        self._retrying(lambda: self._spawn_once(register, request))
-
-    def _learn(self, module: str | None) -> tuple[str, tuple[str, ...]] | None:
-        if not module or module in self.told:
-            return None
-        self.told.add(module)
-        learn = (module, tuple(absolute_path(sys.path)))
-        if len(encode_request(SpawnRequest(learn))) > _MAX_REQUEST:
-            return None  # a sys.path this long: the process imports the module itself
-        return learn
-
-    def _spawn_once(self, register, request: bytes) -> None:
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        with mine:
-            try:
-                try:
-                    self._send(request, (theirs.fileno(),))
-                finally:
-                    theirs.close()
-                mine.settimeout(SPAWN_TIMEOUT)
-                spec = register(*self._identity(mine))
-                try:
-                    mine.sendall(LENGTH.pack(len(spec)) + spec)
-                except OSError:
-                    pass  # it died already; the caller's watch reports it
-            except TimeoutError as exc:
-                raise SpawnError(f"no process from the node runtime within {SPAWN_TIMEOUT}s") from exc
-
-    def _identity(self, mine: socket.socket) -> tuple[int, int, int]:
-        try:
-            uid, ospid, start = IDENTITY.unpack(recv_exact(mine, IDENTITY.size))
-        except (EOFError, ConnectionResetError) as exc:
-            if self._closed():
-                raise _Lost("the node's zygote closed the connection") from exc
-            cause = _death_cause(self.address, 0)
-            if cause:
-                raise NodeError(cause) from exc
-            raise SpawnError(
-                "the node's zygote gave no process (the new process died before it started, "
-                "or the zygote is out of descriptors)"
-            ) from exc
-        if uid == 0:
-            raise SpawnError(self._error_text(mine, ospid))
-        return uid, ospid, start
-
-    @staticmethod
-    def _error_text(mine: socket.socket, code: int) -> str:
-        try:
-            (size,) = LENGTH.unpack(recv_exact(mine, LENGTH.size))
-            return recv_exact(mine, min(size, _MAX_ERROR_TEXT)).decode("utf-8", "replace")
-        except (EOFError, OSError):
-            return f"the node's zygote could not start a process ({os.strerror(code)})"
-
-    def request(self, request: ListRequest | StopRequest) -> list:
-        """Send ``request``, return the rows of its answer."""
-        data = encode_request(request)
-        try:
-            return self._retrying(lambda: self._ask(data))
-        except TimeoutError as exc:
-            self.sock.close()  # a late answer must not be read as the next one's
-            raise NodeError(f"the node's zygote did not answer within {SPAWN_TIMEOUT}s") from exc
-
-    def _ask(self, data: bytes) -> list:
-        self._send(data)
-        out = []
-        while True:
-            try:
-                answer = self.sock.recv(1 << 22)
-            except ConnectionResetError as exc:
-                raise _Lost(str(exc)) from exc
-            if not answer:
-                raise _Lost("the node's zygote closed the connection")
-            more, part = pickle.loads(answer)
-            out.extend(part)
-            if not more:
-                return out
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 # -------------------------------------------------------------------- zygote
-
-
-def _noop(signum, frame) -> None:
-    pass
 
 
 class _RateLimit:
@@ -531,18 +225,26 @@ class _ForkFaults:
             raise OSError(code, os.strerror(code))
 
 
+#: What a new embryo runs: ``(node, uid, zygote channel, zygote's ospid,
+#: rehearsal sample)`` (see :mod:`otp._embryo`).
+EmbryoMain = Callable[[NodeInfo, int, socket.socket, int, bytes], NoReturn]
+
+
 class _Zygote:
-    def __init__(self, node: NodeInfo, node_ospid: int, node_start: int, embryos: int) -> None:
+    def __init__(self, config: ZygoteConfig, embryo_main: EmbryoMain, rehearsal: bytes) -> None:
+        node = config.node
         self.node = node
+        self.embryo_main = embryo_main
+        self.rehearsal = rehearsal
         self.me = os.getpid()
         self.children: dict[int, int] = {}  # ospid -> uid, in fork order
         self.embryo_ospid: dict[int, int] = {}  # channel fd -> ospid, until it is handed a function
         self.conns: collections.OrderedDict[int, socket.socket] = collections.OrderedDict()  # LRU first
         self.complaints: dict[int, _RateLimit] = {}  # conn fd -> its malformed-request log limit
-        self.pool_size = embryos
+        self.pool_size = config.embryos
         self.unborn: dict[int, socket.socket] = {}  # channel fd -> embryo not yet ready
-        self.ready: collections.deque = collections.deque()  # channels of ready embryos
-        self.waiting: collections.deque = collections.deque()  # spawners' channel fds
+        self.ready: collections.deque[socket.socket] = collections.deque()  # channels of ready embryos
+        self.waiting: collections.deque[int] = collections.deque()  # spawners' channel fds
         self.learning = True
         self.shed_cap = _MAX_CONNS
         self.fork_backoff = _Backoff(*_FORK_BACKOFF)
@@ -556,7 +258,7 @@ class _Zygote:
         self.listener.bind(node.zygote_address)
         self.listener.listen(512)
         self.listener.setblocking(False)
-        self.node_fd = _oslib.open_verified_pidfd(node_ospid, node_start)
+        self.node_fd = _oslib.open_verified_pidfd(config.root_ospid, config.root_start)
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, _noop)
@@ -568,7 +270,7 @@ class _Zygote:
 
     # -------------------------------------------------------------- loop
 
-    def serve(self) -> None:
+    def serve(self) -> NoReturn:
         if self.node_fd is None:
             self.shutdown()
         gc.freeze()
@@ -689,7 +391,7 @@ class _Zygote:
 
     def serve_conn(self, conn: socket.socket) -> None:
         try:
-            data, fds, flags, _ = socket.recv_fds(conn, _MAX_REQUEST, _MAX_FDS, socket.MSG_DONTWAIT)
+            data, fds, flags, _ = socket.recv_fds(conn, MAX_REQUEST, MAX_FDS, socket.MSG_DONTWAIT)
         except BlockingIOError:
             return  # an event for a descriptor closed and reused meanwhile
         except OSError:
@@ -703,7 +405,7 @@ class _Zygote:
         try:
             request = parse_request(data, len(fds), flags)
         except BadRequest as exc:
-            if flags & socket.MSG_CTRUNC and len(fds) < _MAX_FDS:
+            if flags & socket.MSG_CTRUNC and len(fds) < MAX_FDS:
                 self.shed_for_descriptors()  # the kernel could not give us the descriptors
             self.refuse(conn, exc, fds)
             return
@@ -725,22 +427,21 @@ class _Zygote:
         if suffix is not None:
             log.warning("zygote: dropped a malformed request on connection %d: %s%s", conn.fileno(), exc, suffix)
 
-    def answer(self, conn: socket.socket, rows: list) -> None:
+    def answer(self, conn: socket.socket, rows: list[LiveProcess]) -> None:
         conn.settimeout(_SEND_TIMEOUT)
         try:
-            for i in range(0, max(1, len(rows)), _LIST_CHUNK):
-                part = rows[i : i + _LIST_CHUNK]
-                conn.sendall(pickle.dumps((i + _LIST_CHUNK < len(rows), part)))
+            for datagram in list_answer(rows):
+                conn.sendall(datagram)
         except OSError as exc:
             log.warning("zygote: a client did not take its answer (%s); closing its connection", exc)
             self.close_conn(conn)
             return
         conn.setblocking(False)
 
-    def live_rows(self) -> list[tuple[int, int, bool]]:
+    def live_rows(self) -> list[LiveProcess]:
         self.reap()  # what has already exited is not listed
         spare = set(self.embryo_ospid.values())
-        return [(ospid, uid, ospid in spare) for ospid, uid in self.children.items()]
+        return [LiveProcess(ospid, uid, ospid in spare) for ospid, uid in self.children.items()]
 
     def learn(self, module: str, path: tuple[str, ...]) -> None:
         """Import a module the node spawns functions from, so that embryos
@@ -847,9 +548,7 @@ class _Zygote:
             try:
                 ours.close()
                 self._become_child()
-                from ._embryo import embryo_main
-
-                embryo_main(self.node, uid, theirs, self.me)
+                self.embryo_main(self.node, uid, theirs, self.me, self.rehearsal)
             finally:
                 os._exit(70)
         theirs.close()
@@ -905,7 +604,7 @@ class _Zygote:
             if uid is not None:
                 self.node.remove_endpoints(uid)
 
-    def shutdown(self) -> None:
+    def shutdown(self) -> NoReturn:
         """Kill everything left, reap it, remove the node directory, exit."""
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         for _ in range(3):
@@ -928,10 +627,14 @@ class _Zygote:
         os._exit(0)
 
 
-_the_zygote: list = []
+_the_zygote: list[_Zygote] = []
 
 
-def _on_node_death(signum, frame) -> None:
+def _noop(signum: int, frame: FrameType | None) -> None:
+    pass
+
+
+def _on_node_death(signum: int, frame: FrameType | None) -> NoReturn:
     if _the_zygote:
         _the_zygote[0].shutdown()
     os._exit(0)
@@ -946,7 +649,7 @@ def _own_session() -> None:
         log.warning("zygote: setsid failed (%s); subprocesses may outlive a killed zygote", exc)
 
 
-def _without_cwd(entries: list) -> list[str]:
+def _without_cwd(entries: list[str]) -> list[str]:
     """``sys.path`` for the zygote: nothing is ever imported from the current
     directory (``python -c`` put '' first; under fork it is whatever the root
     had), since a module planted there, in /tmp say, would run as the node's
@@ -962,7 +665,15 @@ def _without_cwd(entries: list) -> list[str]:
     return out
 
 
-def zygote_entry(fd: int) -> None:
+def _read_config(chan: socket.socket) -> ZygoteConfig:
+    (size,) = LENGTH.unpack(recv_exact(chan, LENGTH.size))
+    config = pickle.loads(recv_exact(chan, size))
+    if not isinstance(config, ZygoteConfig):
+        raise TypeError(f"the root sent {type(config).__name__}, not a ZygoteConfig")
+    return config
+
+
+def zygote_entry(fd: int) -> NoReturn:
     """Entry point of the zygote: read the config from ``fd``, answer, serve."""
     chan = socket.socket(fileno=fd)
     try:
@@ -974,28 +685,22 @@ def zygote_entry(fd: int) -> None:
         signal.signal(signal.SIGTERM, _on_node_death)
         _oslib.set_parent_death_signal(signal.SIGTERM)
         _oslib.set_child_subreaper()
-        _oslib.raise_fd_limit()
+        _oslib.raise_fd_limit()  # embryos inherit the raised limit
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the node handles Ctrl-C
-        chan.settimeout(60.0)
-        (size,) = LENGTH.unpack(recv_exact(chan, LENGTH.size))
-        node, node_ospid, node_start, preload, embryos = pickle.loads(recv_exact(chan, size))
-        _logging.install_forwarder(node)  # before the preloads log anything; embryos inherit it
-        import cloudpickle  # noqa: F401 - preloaded for the children
-        import zmq  # noqa: F401
-
-        from . import _embryo, _process  # noqa: F401
-
-        for name in preload:
+        chan.settimeout(_CONFIG_TIMEOUT)
+        config = _read_config(chan)
+        _logging.install_forwarder(config.node)  # before the preloads log anything; embryos inherit it
+        for name in config.preload:
             importlib.import_module(name)
-        zygote = _Zygote(node, node_ospid, node_start, embryos)
+        zygote = _Zygote(config, embryo_main, rehearsal_sample(config.node))
         _the_zygote.append(zygote)
-        if os.getppid() != node_ospid:
+        if os.getppid() != config.root_ospid:
             zygote.shutdown()  # the node died before we set the death signal
-        chan.sendall(pickle.dumps(("ready", os.getpid())))
+        chan.sendall(pickle.dumps(ZygoteReady(os.getpid())))
         chan.close()
     except BaseException as exc:
         try:
-            chan.sendall(pickle.dumps(("error", repr(exc))))
+            chan.sendall(pickle.dumps(ZygoteFailed(repr(exc))))
         finally:
             os._exit(70)
     try:

@@ -212,7 +212,7 @@ def raw_auctioneer(ep: str, index: int, parent: otp.Pid) -> None:
     """A plain process holding many sealed-bid auctions in a dict: create,
     bid (duplicate bidders and closed auctions refused, as the rules do) and
     close (cleared with the same rules function ours uses)."""
-    from mabeam.rules import auctions as auction_rules
+    from mabeam.economics import auctions as auction_rules
 
     ctx = zmq.Context()
     sock = ctx.socket(zmq.ROUTER)
@@ -300,7 +300,7 @@ def raw_consensus_round(socks: list[zmq.Socket], poller: zmq.Poller, proposal: A
 def raw_auction_client(parent: otp.Pid, index: int, endpoints: list[str], bids: list) -> None:
     """The floor of ``mabeam_auctions``: per batch, create ``count`` auctions
     (round-robin over the auctioneers), place every bid on each, close each."""
-    from mabeam.rules import auctions as auction_rules
+    from mabeam.economics import auctions as auction_rules
 
     ctx, socks, _ = dealers(endpoints)
     seq = [0]

@@ -292,7 +292,7 @@ def bench_consensus(run: Run) -> dict:
 
 def mabeam_auction_client(parent: otp.Pid, index: int, bids: list) -> None:
     from mabeam import economics
-    from mabeam.rules import auctions as rules
+    from mabeam.economics import auctions as rules
 
     clock = time.perf_counter
     expected = rules.clear_vickrey([rules.Bid(b, a) for b, a in bids], reserve=1.0)

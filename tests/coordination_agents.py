@@ -27,6 +27,8 @@ from collections import Counter
 import mabeam
 import otp
 from mabeam import coordination
+from mabeam._app import COORDINATION
+from mabeam.coordination._session import _session_main
 
 
 class CoordAgent(mabeam.Agent):
@@ -119,3 +121,37 @@ def counter_incrementer(parent, name, n):
     for _ in range(n):
         coordination.counter_increment(name)
     otp.send(parent, ("done", otp.self()))
+
+
+# ------------------------------------------------------------------ session bodies
+
+
+def crashing_body(ctx, message):
+    """A session that crashes at once (a bug, not a typed error)."""
+    raise RuntimeError(message)
+
+
+def refusing_body(ctx, minimum, n):
+    """A session that answers with a typed error whose __init__ has its own
+    arguments."""
+    raise coordination.InsufficientAgents(minimum, n)
+
+
+def quick_body(ctx, value):
+    return value
+
+
+def notify_body(ctx, parent):
+    otp.send(parent, ("ran", otp.self()))
+
+
+def silent_caller(parent):
+    """Start a session under the coordination supervisor as
+    ``start_session`` does, but never send it the go."""
+    spec = otp.child_spec(
+        ("session", "silent"),
+        start=(otp.spawn_link, (_session_main, otp.self(), otp.make_ref(), "silent", notify_body, (parent,))),
+        restart="temporary",
+    )
+    otp.send(parent, ("session", otp.supervisor.start_child(COORDINATION, spec)))
+    otp.receive()

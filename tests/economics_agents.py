@@ -107,12 +107,10 @@ def order_submitter(parent, market, trader, orders):
 
 def call_and_report(parent, fn_name, *args):
     """Call ``economics.<fn_name>(*args)`` in this process; report
-    ``('result', value)`` or ``('raised', packed)``, the exception packed by
-    ``_wire.pack`` (the rules' errors have custom constructors that plain
-    pickle cannot rebuild; ``_wire.unpack`` rebuilds the same type)."""
-    from mabeam.economics import _wire
-
+    ``('result', value)`` or ``('raised', failed)``, the exception wrapped in
+    ``otp.Failed`` (which carries its class, args and fields, so the rules'
+    errors with their own constructors arrive as the same type)."""
     try:
         otp.send(parent, ("result", getattr(economics, fn_name)(*args)))
     except Exception as exc:  # noqa: BLE001 - reported to the test
-        otp.send(parent, ("raised", _wire.pack(exc)))
+        otp.send(parent, ("raised", otp.Failed(exc)))

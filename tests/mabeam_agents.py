@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import mabeam
+import otp
 
 
 class EchoAgent(mabeam.Agent):
@@ -30,11 +31,24 @@ class EchoAgent(mabeam.Agent):
 
     def handle_message(self, message):
         if isinstance(message, tuple) and message[0] == "tell_seen":
-            import otp
-
             otp.send(message[1], ("seen", self.agent_id, list(self.seen)))
 
 
 class CrashingSetup(mabeam.Agent):
     def setup(self, args):
         raise RuntimeError("cannot start")
+
+
+def seen_by(agent, extra):
+    """Run in an agent (``kind='run'``): what it has seen, and ``extra``."""
+    return (agent.agent_id, list(agent.seen), extra)
+
+
+def fail_in(agent, why):
+    """Run in an agent: raises, as a protocol step with a bug would."""
+    raise RuntimeError(why)
+
+
+def exit_with(agent, reason):
+    """Run in an agent: it exits with ``reason`` (``'kill'``: killed)."""
+    otp.exit(otp.self(), reason)

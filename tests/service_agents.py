@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mabeam
 import otp
+from mabeam import variables
 
 
 class Worker(mabeam.Agent):
@@ -85,9 +86,7 @@ def call_and_report(parent, fn, *args):
 def subscribe_and_forward(parent, name):
     """Subscribe to variable ``name``, then forward every notification to
     ``parent`` until killed."""
-    from mabeam import services
-
-    services.subscribe_variable(name)
+    variables.subscribe_variable(name)
     otp.send(parent, ("subscribed", otp.self()))
     while True:
         otp.send(parent, ("forwarded", otp.receive()))

@@ -107,6 +107,7 @@ def _start_demo(base_dir: str) -> subprocess.Popen:
 
 def _running_processes(demo: subprocess.Popen) -> list[psutil.Process]:
     """Once the demo printed progress, its node and agents are up."""
+    assert demo.stdout is not None
     assert "round 1/" in demo.stdout.readline()
     return psutil.Process(demo.pid).children(recursive=True)
 

@@ -1,5 +1,5 @@
-"""Consensus sessions with votes from real agent processes (AC-10, AC-31,
-inventory §2.4.7, §2.4.9, §2.4.10)."""
+"""Consensus sessions with votes from real agent processes: each session is
+its own supervised process, faults are listed, sessions run concurrently."""
 
 from __future__ import annotations
 
@@ -7,14 +7,22 @@ import random
 import time
 
 import pytest
-from coordination_agents import session_client, start_agents
-from helpers import down_of, recv_tagged
+from coordination_agents import (
+    crashing_body,
+    quick_body,
+    refusing_body,
+    session_client,
+    silent_caller,
+    start_agents,
+)
+from helpers import down_of, nothing_matching, recv_tagged
 
 import mabeam
 import otp
-from mabeam import coordination, rules
+from mabeam import coordination
 from mabeam._agent_registry import AGENT_SUPERVISOR
 from mabeam._app import COORDINATION
+from mabeam.coordination._session import start_session
 
 
 def test_majority_counts_the_agents_own_votes(app):
@@ -52,7 +60,7 @@ def test_weighted_voting_uses_expertise_metadata_with_the_cap(app):
             "garbled": {"vote": "maybe"},
         }
     )
-    assert rules.expertise_weight(expert) == pytest.approx(2.0)
+    assert coordination.voting.expertise_weight(expert) == pytest.approx(2.0)
     result = coordination.consensus(["expert", "n1", "n2"], "merge", "weighted")
     # uncapped the expert would hold 2.0 / 3.2 of the weight and the score be 0.375 (neutral)
     assert result.tally.shares == pytest.approx({"expert": 0.5, "n1": 0.25, "n2": 0.25})
@@ -70,7 +78,7 @@ def test_weighted_voting_uses_expertise_metadata_with_the_cap(app):
 
 def test_byzantine_admission_and_tally(app):
     for f, minimum in ((1, 4), (2, 7), (3, 10)):
-        with pytest.raises(rules.InsufficientAgents) as info:
+        with pytest.raises(coordination.InsufficientAgents) as info:
             coordination.byzantine_consensus([f"x{i}" for i in range(minimum - 1)], "v", f=f)
         assert (info.value.minimum, info.value.n) == (minimum, minimum - 1)
     assert otp.supervisor.count_children(COORDINATION)["active"] == 0  # refused before any session
@@ -82,7 +90,7 @@ def test_byzantine_admission_and_tally(app):
 
 
 def test_collusion_resistant_consensus_with_reported_estimates(app):
-    """§2.4.10: true value 76, honest 68/79/73, two colluders at 95."""
+    """True value 76, honest agents report 68/79/73, two colluders 95."""
     estimates = {"h1": 68, "h2": 79, "h3": 73, "c1": 95, "c2": 95}
     start_agents({a: {"estimate": v} for a, v in estimates.items()})
     result, reported, failed = coordination.collusion_resistant_consensus(
@@ -100,7 +108,8 @@ def test_collusion_resistant_consensus_with_reported_estimates(app):
 
 
 def test_agent_crash_mid_coordination(app):
-    """AC-31: SIGKILL two of five agents during a session."""
+    """SIGKILL two of five agents during a session: the session completes
+    with the others, lists both within 5 s, and both are restarted."""
     ids = [f"a{i}" for i in range(5)]
     pids = start_agents({a: {"die_on_vote": a in ("a1", "a3")} for a in ids})
     otp.supervisor.subscribe(AGENT_SUPERVISOR)
@@ -122,7 +131,7 @@ def test_agent_crash_mid_coordination(app):
 
 
 def test_concurrent_sessions(app):
-    """§2.4.7: 20 agents, 10 concurrent sessions of 5 random participants."""
+    """20 agents, 10 concurrent sessions of 5 random participants."""
     rng = random.Random(7)
     ids = [f"v{i}" for i in range(20)]
     start_agents({a: {"vote": "yes" if i % 4 else "no", "sleep": 0.05} for i, a in enumerate(ids)})
@@ -158,3 +167,37 @@ def test_session_stops_when_its_caller_dies(app):
     otp.exit(client, "kill")
     assert down_of(ref, timeout=5).reason == ("shutdown", "caller_down")  # not 20 s later
     otp.send(mabeam.agent_pid("slow"), ("release",))
+
+
+def test_a_session_that_crashes_at_once_reports_its_own_exit_reason(app):
+    """The caller monitors a session before it runs: even a session that
+    crashes at once is seen to crash (never 'noproc', the result of a
+    monitor set up too late)."""
+    for i in range(5):
+        session = start_session("crash", crashing_body, (f"boom {i}",))
+        with pytest.raises(coordination.SessionFailed) as info:
+            session.result(10)
+        assert isinstance(info.value.reason, otp.Crash) and f"boom {i}" in str(info.value.reason)
+
+
+def test_session_results_and_typed_errors_reach_the_caller(app):
+    sessions = [start_session("quick", quick_body, (i,)) for i in range(5)]
+    assert [s.result(10) for s in sessions] == list(range(5))
+    with pytest.raises(coordination.ResultTaken):
+        sessions[0].result(10)
+    refused = start_session("refuse", refusing_body, (7, 2))
+    with pytest.raises(coordination.InsufficientAgents) as info:
+        refused.result(10)
+    assert (info.value.minimum, info.value.n) == (7, 2)  # rebuilt from its fields, not its __init__
+    assert isinstance(info.value, coordination.CoordinationError) and isinstance(info.value, ValueError)
+
+
+def test_a_session_waits_for_its_callers_go_and_never_runs_without_it(app):
+    me = otp.self()
+    caller = otp.spawn(silent_caller, me)
+    _, session = recv_tagged("session")
+    ref = otp.monitor(session)
+    assert session not in coordination.active_sessions()  # started, waiting for the go
+    otp.exit(caller, "kill")
+    assert down_of(ref).reason == ("shutdown", "caller_down")
+    assert nothing_matching(lambda m: m == ("ran", session), timeout=0)  # its body never ran

@@ -1,6 +1,5 @@
 """Multi-round coordination with real agents: iterative refinement and
-hierarchical consensus with representative failover (inventory §1.B.8,
-§2.4.8)."""
+hierarchical consensus with representative failover."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ from coordination_agents import start_agents
 from mabeam import coordination
 
 
-def test_hierarchy_structure_as_in_the_seed():
+def test_hierarchy_structure():
     """Pure: 15 agents in clusters of 3 over 3 levels -> 5, 2, 1 clusters, 7 representatives."""
     levels = coordination.build_hierarchy([f"a{i}" for i in range(15)], cluster_size=3, max_levels=3)
     assert [len(level) for level in levels] == [5, 2, 1]

@@ -21,9 +21,9 @@ import psutil
 import pytest
 
 import otp
-from otp import _process
+from otp import _peers, _process
+from otp._peers import _frame_header
 from otp._pid import Ref
-from otp._process import _frame_header
 from otp.registry._server import watch_cap
 
 
@@ -130,7 +130,7 @@ def test_order_survives_reopening_while_the_receiver_reads_nothing(node):
 
 
 def test_exit_signal_stays_behind_messages_sent_on_reopened_sockets(node):
-    """ORD-1 across sockets: the DOWN of a sender comes after the messages
+    """Order across sockets: the DOWN of a sender comes after the messages
     it sent before exiting, though each went on its own connection and the
     receiver read none of them before the sender was gone."""
     me = otp.self()
@@ -170,7 +170,7 @@ def _wait_until(cond, tries: int = 400) -> bool:
 
 def _idle_then_report(sink: otp.Pid, parent: otp.Pid) -> None:
     proc = _process.current()
-    _process.PEER_IDLE_S = 0.05
+    _peers.PEER_IDLE_S = 0.05
     me = os.getpid()
     before = _fds(me)
     otp.send(sink, 0)

@@ -17,8 +17,8 @@ import otp
 from mabeam import economics as E
 from mabeam._agent_registry import AGENT_SUPERVISOR
 from mabeam._app import ECONOMICS
-from mabeam.economics import _wire
-from mabeam.economics._auction import auction_key
+from mabeam._errors import MabeamError
+from mabeam.economics._auction_server import auction_key
 
 
 def result_of(ref, timeout=15):
@@ -279,10 +279,11 @@ def test_typed_errors_in_the_caller(app):
     # the same typed error reaches a caller in another process
     english = E.create_auction("english", "e", reserve=5)
     otp.spawn(call_and_report, otp.self(), "place_bid", english.auction_id, "p", 2)
-    status, packed = recv_tagged("raised")
-    exc = _wire.unpack(packed)
+    status, failed = recv_tagged("raised")
+    exc = failed.error
     assert type(exc) is E.BidTooLow and (exc.amount, exc.minimum) == (2, 5)
     assert isinstance(exc, E.AuctionError) and isinstance(exc, ValueError)
+    assert isinstance(exc, E.EconomicsError) and isinstance(exc, MabeamError)
 
 
 def test_async_result_and_lifecycle(app):

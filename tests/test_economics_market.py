@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import otp
 from mabeam import economics as E
 from mabeam._app import ECONOMICS
-from mabeam.rules.orderbook import Order, OrderBook
+from mabeam.economics.orderbook import Order, OrderBook
 
 
 def fills(result):

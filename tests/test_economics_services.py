@@ -5,25 +5,55 @@ penalties), with reads from the board."""
 
 from __future__ import annotations
 
+import ast
 import os
 import signal
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from economics_agents import call_and_report, start_bidders
 from helpers import down_of, recv, recv_tagged
 
+import mabeam._errors
 import otp
 from mabeam import economics as E
-from mabeam._app import APP, SERVICES
-from mabeam.economics import _wire
+from mabeam._app import APP
 
 
-def test_services_are_registered_and_started_in_order(app):
-    assert {E.BOARD, E.REPUTATION, E.BUDGETS} <= set(SERVICES)
+def test_services_are_in_the_application_and_started_in_order(app):
+    assert [spec.id for spec in E.child_specs()] == [E.BOARD, E.REPUTATION, E.BUDGETS]
     ids = [c.id for c in otp.supervisor.which_children(APP)]
     assert ids.index(E.BOARD) < ids.index(E.REPUTATION) < ids.index(E.BUDGETS)
     assert all(otp.whereis(name) is not None for name in (E.BOARD, E.REPUTATION, E.BUDGETS))
+
+
+def test_every_economics_error_is_an_economics_error_and_a_mabeam_error():
+    errors = [v for v in vars(E).values() if isinstance(v, type) and issubclass(v, BaseException)]
+    assert len(errors) > 30
+    for cls in errors:
+        assert issubclass(cls, E.EconomicsError) and issubclass(cls, mabeam._errors.MabeamError), cls
+    for base in (E.AuctionError, E.BudgetError, E.OrderBookError, E.ReputationError):
+        assert issubclass(base, ValueError)  # they refuse input
+    assert issubclass(E.UnknownAuction, LookupError) and issubclass(E.UnknownBudget, LookupError)
+    assert issubclass(E.NotStarted, mabeam._errors.NotStarted)
+
+
+def test_the_rules_modules_are_pure():
+    """The rules and the error root import no kernel, no process, no I/O."""
+    package = Path(E.__file__).parent
+    for name in ("auctions", "budgets", "orderbook", "reputation", "_errors"):
+        tree = ast.parse((package / f"{name}.py").read_text())
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                imported.add("." * node.level + (node.module or ""))
+        assert imported <= {
+            "__future__", "math", "bisect", "collections", "collections.abc", "dataclasses", "decimal",
+            "types", "typing", "._errors", ".._errors",
+        }, (name, imported)  # fmt: skip
 
 
 # ------------------------------------------------------------------ budgets
@@ -62,6 +92,20 @@ def test_reserve_commit_release(app):
     assert E.get_budget("bob") is None
 
 
+def test_budget_batch_is_all_or_none(app):
+    E.open_budget("fay", 10)
+    with pytest.raises(E.InsufficientFunds):
+        E.budget_batch("fay", [("reserve", "a", 6), ("reserve", "b", 6)])
+    assert E.get_budget("fay").reservations == {}  # the first step did not stay
+    snap = E.budget_batch("fay", [("reserve", "a", 6), ("commit", "a", 4), ("deposit", 0.5)])
+    assert (snap.spent, snap.reserved, snap.total) == (4, 0, Decimal("10.5"))
+    with pytest.raises(E.InvalidBudgetStep):
+        E.budget_batch("fay", [("steal", 5)])
+    with pytest.raises(E.InvalidBudgetStep):
+        E.budget_batch("fay", [("reserve",)])
+    assert E.get_budget("fay").total == Decimal("10.5")
+
+
 def test_insufficient_funds_is_typed_across_processes(app):
     E.open_budget("carol", 50)
     with pytest.raises(E.InsufficientFunds) as info:  # detected in the budget process, raised here
@@ -69,7 +113,7 @@ def test_insufficient_funds_is_typed_across_processes(app):
     assert (info.value.requested, info.value.available) == (80, 50)
     # from another process as well
     otp.spawn(call_and_report, otp.self(), "reserve_funds", "carol", "r", 51)
-    exc = _wire.unpack(recv_tagged("raised")[1])
+    exc = recv_tagged("raised")[1].error
     assert type(exc) is E.InsufficientFunds and (exc.requested, exc.available) == (51, 50)
     assert isinstance(exc, E.BudgetError)
 
@@ -81,7 +125,7 @@ def test_no_double_spending_under_concurrent_reservations(app):
         otp.spawn(call_and_report, me, "reserve_funds", "dave", f"r{i}", 60)
     answers = [recv(lambda m: isinstance(m, tuple) and m[0] in ("result", "raised")) for _ in range(4)]
     assert sorted(a[0] for a in answers) == ["raised", "raised", "raised", "result"]
-    assert all(type(_wire.unpack(a[1])) is E.InsufficientFunds for a in answers if a[0] == "raised")
+    assert all(type(a[1].error) is E.InsufficientFunds for a in answers if a[0] == "raised")
     # the service's own answer (another process's writes reach this replica a moment later)
     assert E.deposit_funds("dave", 0).available == 40
 
@@ -154,7 +198,7 @@ def test_gaming_attempts_are_refused_and_counted(app):
     assert (info.refused, info.records, info.score) == (2, 1, first.score)
     # a refusal from another process is typed there too, and counted
     otp.spawn(call_and_report, otp.self(), "record_performance", "gamer", "task", 0.7, 0.7, 800)
-    assert type(_wire.unpack(recv_tagged("raised")[1])) is E.DuplicateRecord
+    assert type(recv_tagged("raised")[1].error) is E.DuplicateRecord
     assert E.record_performance("gamer", "later", 0.6, 0.6, 900).refused == 3
     with pytest.raises(E.InvalidRecord):  # refused in the caller, never sent
         E.record_performance("gamer", "t", 1.5, 0.5, 800)

@@ -1,4 +1,5 @@
-"""gen_server (GS-START, GS-CALL-*, GS-CAST, GS-INFO, GS-TIMEOUT, GS-CONT, GS-TERM, GS-STOP)."""
+"""gen_server: start, call, cast, info, timeout and continue actions,
+terminate, stop."""
 
 from __future__ import annotations
 

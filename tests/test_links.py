@@ -1,4 +1,5 @@
-"""Links and exit signals (LK-1, LK-2, EX-1, EX-2)."""
+"""Links and exit signals: a link is two-way and atomic with spawn_link; an
+exit signal kills unless trapped or 'normal', and 'kill' cannot be trapped."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def test_normal_exit_is_delivered_to_trapping_linker(node):
 
 @pytest.mark.parametrize("reason", ["shutdown", ("shutdown", "bye"), "kill", {"custom": 1}])
 def test_abnormal_exit_propagates_with_the_same_reason(node, reason):
-    # A link-borne 'kill' is not converted to 'killed' (EX-1).
+    # A link-borne 'kill' is not converted to 'killed': only exit(pid, 'kill') is.
     linker, ref = otp.spawn_monitor(link_and_report, otp.self(), False, lambda: exit_with(reason))
     assert down_of(ref).reason == reason
 

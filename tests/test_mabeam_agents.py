@@ -1,4 +1,5 @@
-"""MABEAM agents: lifecycle (AC-11), the agent registry, communication."""
+"""MABEAM agents: lifecycle (an agent can be registered without running), the
+agent registry, communication."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import signal
 
 import pytest
 from helpers import down_of
-from mabeam_agents import CrashingSetup, EchoAgent
+from mabeam_agents import CrashingSetup, EchoAgent, exit_with, fail_in, seen_by
 
 import mabeam
 import otp
@@ -38,9 +39,9 @@ def test_registered_agent_has_no_process(app):
     record = mabeam.get_agent("a")
     assert record.status == "registered" and record.pid is None
     assert mabeam.agent_pid("a") is None
-    with pytest.raises(mabeam.CommsError) as info:
+    with pytest.raises(mabeam.AgentNotRunning) as info:
         mabeam.request("a", "hi")
-    assert info.value.reason == "not_running"
+    assert isinstance(info.value, mabeam.CommsError) and info.value.agent_id == "a"
 
 
 def test_start_request_stop(app):
@@ -53,20 +54,20 @@ def test_start_request_stop(app):
     assert not otp.is_alive(pid)  # returns after the OS process is gone
     assert mabeam.agent_status("a") == "stopped"
     assert mabeam.agent_pid("a") is None
-    with pytest.raises(mabeam.AgentError):
+    with pytest.raises(mabeam.AgentNotRunning):
         mabeam.stop_agent("a")
     assert mabeam.start_agent("a") != pid  # can start again
 
 
 def test_duplicate_registration_and_double_start(app):
     mabeam.register_agent(mabeam.AgentConfig("a", EchoAgent))
-    with pytest.raises(mabeam.AgentError) as info:
+    with pytest.raises(mabeam.AgentAlreadyRegistered) as info:
         mabeam.register_agent(mabeam.AgentConfig("a", EchoAgent))
-    assert info.value.reason == "already_registered"
+    assert isinstance(info.value, mabeam.AgentError) and info.value.agent_id == "a"
     mabeam.start_agent("a")
-    with pytest.raises(mabeam.AgentError) as info:
+    with pytest.raises(mabeam.AgentAlreadyRunning) as info:
         mabeam.start_agent("a")
-    assert info.value.reason == "already_running"
+    assert isinstance(info.value, mabeam.AgentError) and info.value.agent_id == "a"
 
 
 def test_crash_is_restarted_and_the_record_follows(app):
@@ -103,18 +104,20 @@ def test_normal_exit_is_completed(app):
 
 def test_setup_failure_is_an_error(app):
     mabeam.register_agent(mabeam.AgentConfig("bad", CrashingSetup))
-    with pytest.raises(mabeam.AgentError) as info:
+    with pytest.raises(mabeam.AgentStartFailed) as info:
         mabeam.start_agent("bad")
-    assert isinstance(info.value.reason, otp.Crash)
+    assert isinstance(info.value, mabeam.AgentError)
+    assert isinstance(info.value.exit_reason, otp.Crash) and "cannot start" in info.value.exit_reason.message
     assert mabeam.agent_status("bad") == "registered"
 
 
 def test_hook_exception_is_returned_not_fatal(app):
     mabeam.register_agent(mabeam.AgentConfig("a", EchoAgent))
     pid = mabeam.start_agent("a")
-    with pytest.raises(mabeam.AgentError) as info:
+    with pytest.raises(mabeam.HookFailed) as info:
         mabeam.request("a", "boom")
-    assert info.value.reason.message == "bad request"
+    assert isinstance(info.value, mabeam.AgentError)
+    assert (info.value.agent_id, info.value.operation, info.value.crash.message) == ("a", "request", "bad request")
     assert otp.is_alive(pid) and mabeam.request("a", 1) == ("a", 1)
 
 
@@ -138,12 +141,12 @@ def test_broadcast_is_concurrent_and_reports_each_agent(app):
         mabeam.start_agent(f"a{i}")
     results = mabeam.broadcast(["a0", "a1", "a2", "a3", "ghost"], ("sleep", 0.3), timeout=5)
     assert [r[0] for r in results] == ["ok"] * 4 + ["error"]
-    assert results[4][1].reason == "not_running"
+    assert type(results[4][1]) is mabeam.AgentNotRunning and results[4][1].agent_id == "ghost"
     answers = mabeam.multicast(["echo"], "all")
     assert sorted(answers) == ["a0", "a1", "a2", "a3"]
     assert all(status == "ok" for status, _ in answers.values())
     slow = mabeam.broadcast(["a0"], ("sleep", 2), timeout=0.2)
-    assert slow[0][1].reason == "timeout"
+    assert slow[0][0] == "error" and type(slow[0][1]) is mabeam.AgentTimeout
 
 
 def test_pub_sub_topics_and_dead_subscribers(app):
@@ -173,3 +176,90 @@ def test_pub_sub_topics_and_dead_subscribers(app):
 def test_agent_supervisor_restart_budget_is_the_app_config(app):
     assert otp.whereis(mabeam._agent_registry.AGENT_SUPERVISOR) is not None
     assert otp.whereis("mabeam.sup") == app
+
+
+def test_get_agent_of_an_unknown_id_raises_unknown_agent(app):
+    with pytest.raises(mabeam.UnknownAgent) as info:
+        mabeam.get_agent("nobody")
+    assert isinstance(info.value, LookupError) and info.value.agent_id == "nobody"
+    with pytest.raises(mabeam.UnknownAgent):
+        mabeam.start_agent("nobody")
+
+
+def test_a_running_agent_cannot_be_unregistered(app):
+    mabeam.register_agent(mabeam.AgentConfig("a", EchoAgent))
+    mabeam.start_agent("a")
+    wait_status("a", "running")  # the record follows the supervisor's event
+    with pytest.raises(mabeam.AgentStillRunning):
+        mabeam.unregister_agent("a")
+    mabeam.stop_agent("a")
+    mabeam.unregister_agent("a")
+    with pytest.raises(mabeam.UnknownAgent):
+        mabeam.get_agent("a")
+
+
+def test_run_operation_runs_a_function_in_the_agent(app):
+    mabeam.register_agent(mabeam.AgentConfig("a", EchoAgent))
+    pid = mabeam.start_agent("a")
+    mabeam.request("a", "first")
+    assert mabeam.request("a", (seen_by, ("x",)), kind="run") == ("a", ["first"], "x")
+    with pytest.raises(mabeam.HookFailed) as info:
+        mabeam.request("a", (fail_in, ("broken step",)), kind="run")
+    assert (info.value.operation, info.value.crash.message) == ("run", "broken step")
+    assert otp.is_alive(pid)
+    outcomes = mabeam.multi_request([("a", "run", (seen_by, (1,))), ("a", "info", None)])
+    assert outcomes[0] == ("ok", ("a", ["first"], 1))
+    assert outcomes[1] == ("ok", {"agent_id": "a", "capabilities": ["echo"], "class": "EchoAgent"})
+
+
+def test_requests_of_a_kind_the_agent_lacks_are_the_callers_mistake(app):
+    mabeam.register_agent(mabeam.AgentConfig("a", EchoAgent))
+    pid = mabeam.start_agent("a")
+    with pytest.raises(otp.UnknownOperation):
+        mabeam.request("a", "x", kind="describe")  # a hook, not an operation
+    reply = otp.call(pid, "not a request")  # not through otp.ask: answered, not fatal
+    assert type(reply) is otp.Failed and type(reply.error) is otp.UnknownOperation
+    assert mabeam.request("a", "still here") == ("a", "still here")
+
+
+def test_an_agent_that_exits_mid_request_is_reported_with_its_exit_reason(app):
+    mabeam.register_agent(mabeam.AgentConfig("t", EchoAgent, restart="temporary"))
+    pid = mabeam.start_agent("t")
+    ref = otp.monitor(pid)
+    with pytest.raises(mabeam.AgentExited) as info:
+        mabeam.request("t", (exit_with, ("kill",)), kind="run")
+    assert info.value.exit_reason == "killed" and isinstance(info.value, mabeam.CommsError)
+    assert down_of(ref).reason == "killed"  # an exit is not a hook's failure: it ends the agent
+
+
+def test_agent_operation_names_are_reserved():
+    with pytest.raises(TypeError, match="run"):
+
+        class Shadowing(mabeam.Agent):
+            def run(self):
+                return None
+
+
+def test_errors_are_mabeam_errors_named_by_cause():
+    for cls in (
+        mabeam.AgentError,
+        mabeam.CommsError,
+        mabeam.HookFailed,
+        mabeam.AgentAlreadyRegistered,
+        mabeam.AgentAlreadyRunning,
+        mabeam.AgentStillRunning,
+        mabeam.AgentStartFailed,
+        mabeam.AgentTimeout,
+        mabeam.AgentExited,
+        mabeam.AgentNotRunning,
+        mabeam.UnknownAgent,
+        mabeam.NotStarted,
+    ):
+        assert issubclass(cls, mabeam.MabeamError) and issubclass(cls, otp.OTPError)
+    for cause in (mabeam.AgentNotRunning, mabeam.AgentTimeout, mabeam.AgentExited):
+        assert issubclass(cause, mabeam.CommsError) and not issubclass(cause, mabeam.AgentError)
+    for cause in (mabeam.HookFailed, mabeam.AgentAlreadyRegistered, mabeam.AgentAlreadyRunning):
+        assert issubclass(cause, mabeam.AgentError) and not issubclass(cause, mabeam.CommsError)
+    for cause in (mabeam.AgentStillRunning, mabeam.AgentStartFailed):
+        assert issubclass(cause, mabeam.AgentError)
+    assert "'gone' is not running" in str(mabeam.AgentNotRunning("gone"))

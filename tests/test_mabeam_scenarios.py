@@ -1,6 +1,7 @@
-"""The seed's load scenarios with real agent processes (inventory §2.4.3,
-§2.4.4).  Behaviour only: success rates and answers are asserted, timings
-are measured in ``stress/`` (``mabeam_requests``), never here."""
+"""Load scenarios with real agent processes: many agents started at once,
+many concurrent requests.  Behaviour only: success rates and answers are
+asserted, timings are measured in ``stress/`` (``mabeam_requests``), never
+here."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def _register_and_start(agent_id):
 
 
 def test_100_agents_registered_and_started_concurrently(app):
-    """§2.4.3: 100 agents, registered and started from 4 concurrent tasks;
+    """100 agents, registered and started from 4 concurrent tasks;
     all running, all discoverable by capability, each its own OS process."""
     ids = [f"agent-{i}" for i in range(100)]
     results = list(otp.TaskSupervisor.async_stream(TASKS, ids, _register_and_start, max_concurrency=4, timeout=60))
@@ -50,7 +51,7 @@ def _client(ids, count, seed, parent):
 
 
 def test_5000_concurrent_requests_to_50_agents(app):
-    """§2.4.4: 50 agents x 100 requests from 10 concurrent client processes;
+    """50 agents x 100 requests from 10 concurrent client processes;
     >= 95% answered correctly, and the first 10 agents still answer after."""
     ids = [f"echo-{i}" for i in range(50)]
     for agent_id in ids:

@@ -3,13 +3,17 @@
 A frame that is not ``(int uid, int seq, msg)`` or ``(int uid, int seq,
 Ref, value)`` is dropped and counted, logged at most once per sender per
 second; a message to oneself is a copy, as if it had crossed a socket.
+A signal datagram that is not a signal of this protocol version is dropped
+and logged, and the process carries on.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import re
+import socket
 import threading
 
 import pytest
@@ -18,7 +22,22 @@ from helpers import down_of, recv, recv_tagged
 
 import otp
 from otp import _codec, _process
-from otp._pid import Ref
+from otp._codec import DecodeError
+from otp._pid import Pid, Ref
+from otp._signal_records import (
+    VERSION,
+    Dead,
+    Demonitor,
+    Exit,
+    Link,
+    Monitor,
+    Named,
+    Signal,
+    SignalVersionError,
+    Unlink,
+    decode_signal,
+    encode_signal,
+)
 
 #: Sender uids no process of the node has: one for the valid frames the
 #: test pushes itself, one for malformed frames whose sender can be read.
@@ -164,13 +183,14 @@ def test_made_up_sender_uids_cannot_grow_the_drop_log(node, caplog, monkeypatch)
     assert proc.frames_dropped - before == full + 45
 
 
-def test_decode_accepts_exactly_the_documented_shapes():
-    assert _codec.decode(pickle.dumps((1, 2, "m"))) == (1, 2, "m")
+def test_is_frame_accepts_exactly_the_documented_shapes():
+    assert _codec.is_frame(pickle.loads(pickle.dumps((1, 2, "m"))))
     ref = otp.make_ref()
-    assert _codec.decode(pickle.dumps((1, 2, ref, "v"))) == (1, 2, ref, "v")
-    for frame in UNREADABLE + WRONG_SHAPE:
-        with pytest.raises(_codec.DecodeError):
-            _codec.decode(frame)
+    assert _codec.is_frame(pickle.loads(pickle.dumps((1, 2, ref, "v"))))
+    decodable = [frame for frame in UNREADABLE + WRONG_SHAPE if frame not in (b"", b"\x00\xffgarbage")]
+    assert len(decodable) == len(UNREADABLE + WRONG_SHAPE) - 2
+    for frame in decodable:
+        assert not _codec.is_frame(pickle.loads(frame)), frame
 
 
 # ------------------------------------------------------- messages to oneself
@@ -227,3 +247,87 @@ def test_poll_sockets_with_a_thirty_day_timeout(node):
     while not proc.mailbox:
         assert proc.poll_sockets([], 30 * 86400.0) == []
     assert recv() == "polled"
+
+
+# ------------------------------------------------------------ signal datagrams
+
+_SOMEONE = Pid("elsewhere", 0x7E57_0000_0000_0003, 1, 2)
+
+
+def _every_kind_of_signal() -> list[Signal]:
+    ref = Ref(12345)
+    return [
+        Link(_SOMEONE, 1),
+        Unlink(_SOMEONE, 2),
+        Monitor(_SOMEONE, 3, ref),
+        Demonitor(_SOMEONE, 0, ref),
+        Exit(_SOMEONE, 4, ("shutdown", {"why": 1})),
+        Dead(_SOMEONE, 5, "normal", True, [ref, Ref(6)], False),
+        Named(_SOMEONE, 0),
+    ]
+
+
+def test_every_signal_survives_its_wire_form_with_its_type():
+    for signal in _every_kind_of_signal():
+        data = encode_signal(signal)
+        assert data[0] == VERSION
+        decoded = decode_signal(data)
+        assert type(decoded) is type(signal) and decoded == signal
+
+
+def test_a_signal_of_another_protocol_version_is_rejected_with_a_typed_error():
+    for signal in _every_kind_of_signal():
+        data = encode_signal(signal)
+        for version in (0, VERSION + 1, 255):
+            with pytest.raises(SignalVersionError) as info:
+                decode_signal(bytes([version]) + data[1:])
+            assert info.value.version == version
+            assert isinstance(info.value, DecodeError)
+
+
+def test_malformed_signal_datagrams_are_rejected():
+    link = encode_signal(Link(_SOMEONE, 1))
+    header = link[:1]
+    bad = [
+        b"",
+        link[:2],
+        header + bytes([200]) + link[2:],  # no such kind
+        link[:2] + b"\x00garbage",
+        link[:2] + pickle.dumps((_SOMEONE,), 5),  # a field short
+        link[:2] + pickle.dumps((_SOMEONE, 1, 2), 5),  # a field too many
+        link[:2] + pickle.dumps(["not", "a tuple"], 5),
+        link[:2] + pickle.dumps(("not a pid", 1), 5),
+        link[:2] + pickle.dumps((_SOMEONE, "not an int"), 5),
+        encode_signal(Monitor(_SOMEONE, 1, Ref(1)))[:2] + pickle.dumps((_SOMEONE, 1, "not a ref"), 5),
+        encode_signal(Dead(_SOMEONE, 1, "normal", True, [], False))[:2]
+        + pickle.dumps((_SOMEONE, 1, "normal", True, ["not a ref"], False), 5),
+        encode_signal(Dead(_SOMEONE, 1, "normal", True, [], False))[:2]
+        + pickle.dumps((_SOMEONE, 1, "normal", 1, [], False), 5),
+    ]
+    for data in bad:
+        with pytest.raises(DecodeError):
+            decode_signal(data)
+
+
+def test_a_process_drops_a_signal_of_another_version_logs_it_and_carries_on(node, caplog):
+    """The test process is the target: an exit signal of another protocol
+    version, then the same signal of this version; only the second has an
+    effect (an EXIT, since the test traps exits)."""
+    caplog.set_level(logging.WARNING, logger="otp")
+    proc = _process.current()
+    sender = Pid(node.info.name, 0x7E57_0000_0000_0004, os.getpid(), 0)
+    stale = encode_signal(Exit(sender, 0, "from another version"))
+    fresh = encode_signal(Exit(sender, 0, "from this version"))
+    previous = otp.trap_exit(True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sock.sendto(bytes([VERSION + 1]) + stale[1:], proc.node.signal_address(proc.uid))
+        sock.sendto(fresh, proc.node.signal_address(proc.uid))
+        assert recv(lambda m: isinstance(m, otp.EXIT) and m.pid == sender).reason == "from this version"
+        with pytest.raises(otp.Timeout):
+            otp.receive(0, lambda m: isinstance(m, otp.EXIT) and m.pid == sender)
+    finally:
+        sock.close()
+        otp.trap_exit(previous)
+    lines = [r.getMessage() for r in caplog.records if "dropped malformed signal" in r.getMessage()]
+    assert len(lines) == 1 and f"protocol version {VERSION + 1}" in lines[0]

@@ -1,4 +1,5 @@
-"""Monitors (MON-1) and per-pair ordering of messages and signals (ORD-1)."""
+"""Monitors (one DOWN per monitor) and per-pair ordering of messages and
+signals (a signal never overtakes a message its sender sent before it)."""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ from helpers import down_of, recv_tagged, wait_dead
 from procs import spawn_subprocess, tree, unlinked_spawner, wait_forever
 
 import otp
+from otp import _oslib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -175,3 +176,28 @@ def test_node_without_embryos_still_spawns():
         me = otp.self()
         otp.spawn(lambda: otp.send(me, "up"))
         assert otp.receive(10) == "up"
+
+
+def test_os_pids_of_a_node_not_running_is_a_node_error():
+    with pytest.raises(otp.NodeError, match="not running"):
+        otp.Node().os_pids()
+
+
+def test_proc_state_and_descendants_read_the_kernels_view():
+    code = "import os, signal; os.kill(os.getpid(), signal.SIGSTOP)"
+    child = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        os.waitpid(child.pid, os.WUNTRACED)  # returns once it is stopped
+        st = _oslib.proc_state(child.pid)
+        assert st is not None and st.stopped and not st.dead
+        assert st.ppid == os.getpid() and st.start == _oslib.proc_start_time(child.pid)
+        assert st[0] == st.state and st[1] == st.start  # read as (state, start) too
+        assert child.pid in _oslib.descendants(os.getpid())
+        child.kill()
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # a zombie now
+        st = _oslib.proc_state(child.pid)
+        assert st is not None and st.dead and not _oslib.os_process_alive(child.pid, st.start)
+    finally:
+        child.kill()
+        child.wait()
+    assert _oslib.proc_state(child.pid) is None or _oslib.proc_state(child.pid).start != st.start

@@ -1,5 +1,6 @@
-"""The registry process: names (REG-LOCAL), keyed registries (REG-EX-1..4),
-process groups (PG-1), replicas, and recovery after the registry is killed."""
+"""The registry process: names, keyed registries (unique and duplicate keys,
+dispatch), process groups, replicas, and recovery after the registry is
+killed."""
 
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ def test_send_to_unregistered_name_raises_noproc(node):
         otp.send("nobody", "x")
     with pytest.raises(otp.NoProc):
         otp.call("nobody", "x")
-    otp.cast("nobody", "x")  # cast never fails (GS-CAST)
+    otp.cast("nobody", "x")  # a cast never fails, even to a name nobody has
     ref = otp.monitor("nobody")
     assert down_of(ref).reason == "noproc"
 

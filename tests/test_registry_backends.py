@@ -1,4 +1,4 @@
-"""Compliance suite of the registry storage backends (AC-3).
+"""The contract every registry storage backend keeps.
 
 Every test that takes ``make``/``backend``/``dup`` runs once per backend, so
 both backends answer to the same specification.  No node or process is
@@ -92,7 +92,7 @@ def backend(make):
     return make()
 
 
-# --- AC-3: the unique-mode contract ----------------------------------------------------------------
+# --- the unique-mode contract ------------------------------------------------------------------------
 
 
 def test_init_and_health_check(backend, world):
@@ -570,7 +570,7 @@ def test_sqlite_rejects_unpicklable_and_rolls_back(tmp_path, world):
         assert [e.key for e in b.list_all()] == ["ok"] and b._audit() == []
 
 
-# --- configuration (AC-5) --------------------------------------------------------------------------
+# --- configuration ----------------------------------------------------------------------------------
 
 
 def test_open_backend(tmp_path, world):

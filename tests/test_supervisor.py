@@ -1,4 +1,4 @@
-"""Supervisor conformance, shaped after OTP's supervisor_SUITE.
+"""Supervisors: what OTP's supervisor does, group by group.
 
 Groups: sup_start, sup_stop, child_adm, child_specs, sup_flags, restart_*
 (with *_escalation), normal/shutdown/abnormal termination for permanent,
@@ -328,7 +328,7 @@ def test_restart_escalation(node, strategy):
     event(sup, "started", "a")
     refs = [otp.monitor(pid) for pid in pids(sup).values()]
     kill(pids(sup)["a"])
-    assert exit_of(sup).reason == "shutdown"  # SUP-INT-3
+    assert exit_of(sup).reason == "shutdown"  # too many restarts: it gives up
     for ref in refs:
         assert down_of(ref).reason in ("shutdown", "killed")
 
@@ -346,7 +346,7 @@ def test_intensity_zero_gives_up_at_the_first_restart(node):
 
 
 def test_group_restart_counts_once(node):
-    # SUP-INT-2: a one_for_all restart of 3 children is one restart.
+    # A one_for_all restart of 3 children counts as one restart.
     sup = start_sup([spec("a"), spec("b"), spec("c")], strategy="one_for_all", intensity=1, period=60)
     kill(pids(sup)["b"])
     for child_id in "abc":
@@ -380,7 +380,7 @@ def test_termination(node, restart, reason, restarted):
     if restarted:
         assert children["c"] not in (None, old) and otp.is_alive(children["c"])
     elif restart == "temporary":
-        assert "c" not in children  # RT-3: the spec is gone
+        assert "c" not in children  # a temporary child is not restarted: its spec is gone
     else:
         assert children["c"] is None
 
@@ -408,7 +408,7 @@ def test_count_children(node):
 
 
 def test_failed_restart_is_retried_and_recovers(node, tmp_path):
-    # SUP-INT-4: a failed restart is retried (each retry counts against the
+    # A failed restart is retried (each retry counts against the
     # intensity) until the child starts again.
     counter = str(tmp_path / "attempts")
     sup = start_sup([otp.child_spec("f", start=(start_after_failures, (counter, 3)))], intensity=10, period=60)
@@ -546,3 +546,31 @@ def test_dynamic_supervisor_restarts_and_stops_children_in_parallel(node):
     for ref in refs:
         assert down_of(ref).reason == "shutdown"
     exit_of(dsup)
+
+
+def test_a_request_that_is_no_management_call_is_refused_and_the_supervisor_lives(node):
+    sup = start_sup([spec("a")])
+    a = pids(sup)["a"]
+    with pytest.raises(otp.UnknownOperation):
+        otp.ask(sup, "no_such_call")
+    with pytest.raises(otp.BadArguments):
+        otp.ask(sup, "which_children", "extra")
+    reply = otp.call(sup, ("which_children",))
+    assert type(reply) is otp.Failed and type(reply.error) is otp.SupervisorError
+    assert reply.error.reason == ("unknown_call", ("which_children",))
+    otp.cast(sup, "noise")
+    otp.send(sup, "noise")
+    assert pids(sup) == {"a": a}
+
+
+def test_dynamic_supervisor_refuses_a_bad_max_children_before_spawning(node):
+    for bad in (-1, 1.5, "3"):
+        with pytest.raises(otp.SupervisorError) as info:
+            otp.DynamicSupervisor.start_link(max_children=bad)
+        assert info.value.reason == ("invalid_max_children", bad)
+
+
+def test_task_supervisor_functions_are_its_methods(node):
+    tasks = otp.TaskSupervisor.start_link()
+    assert otp.TaskSupervisor.await_(otp.TaskSupervisor.async_nolink(tasks, os.getpid)) != os.getpid()
+    assert otp.TaskSupervisor.async_ is otp._task.async_

@@ -165,28 +165,28 @@ def test_invalid_names_are_rejected():
         bus.attach("h", ("a",), "not callable")
 
 
-SEED_EMITS = ("foundation", "mabeam", "agent", "agent_started")  # what the seed's registry emitted
-SEED_LISTENS = ("foundation", "mabeam", "agent", "started")  # what its telemetry listened for
+EMITTED = ("foundation", "mabeam", "agent", "agent_started")  # what an emitter names the event
+MISSPELT = ("foundation", "mabeam", "agent", "started")  # what a handler listens for by mistake
 
 
-def test_strict_mode_catches_the_seeds_event_name_drift_at_attach_time():
-    bus = EventBus(strict=True, declared=[SEED_EMITS])
+def test_strict_mode_catches_event_name_drift_at_attach_time():
+    bus = EventBus(strict=True, declared=[EMITTED])
     with pytest.raises(UnknownEventPrefix):
-        bus.attach("telemetry", SEED_LISTENS, lambda *_: None)
+        bus.attach("telemetry", MISSPELT, lambda *_: None)
     bus.attach("telemetry", ("foundation", "mabeam", "agent"), lambda *_: None)  # a real prefix is fine
     with pytest.raises(UndeclaredEvent):
-        bus.emit(SEED_LISTENS)
-    assert bus.emit(SEED_EMITS) == 1
+        bus.emit(MISSPELT)
+    assert bus.emit(EMITTED) == 1
 
 
 def test_lenient_mode_lists_handlers_no_declared_event_reaches():
-    bus = EventBus(declared=[SEED_EMITS])
-    bus.attach("drifted", SEED_LISTENS, lambda *_: None)
+    bus = EventBus(declared=[EMITTED])
+    bus.attach("drifted", MISSPELT, lambda *_: None)
     bus.attach("fine", ("foundation", "mabeam"), lambda *_: None)
     assert [h.handler_id for h in bus.unmatched_handlers()] == ["drifted"]
-    bus.declare(SEED_LISTENS)
+    bus.declare(MISSPELT)
     assert bus.unmatched_handlers() == []
-    assert SEED_LISTENS in bus.declared
+    assert MISSPELT in bus.declared
 
 
 def test_concurrent_attach_detach_and_emit_do_not_corrupt_the_table():

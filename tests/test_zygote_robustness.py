@@ -29,8 +29,18 @@ from test_node import wait_os_pids_gone
 
 import otp
 from otp import _oslib
-from otp._embryo import IDENTITY, LENGTH
+from otp._embryo import rehearsal_sample
 from otp._zygote import connection_cap
+from otp._zygote_protocol import (
+    IDENTITY,
+    LENGTH,
+    BadRequest,
+    SpawnRequest,
+    SpawnSpec,
+    absolute_path,
+    encode_request,
+    parse_request,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WAIT = 10.0
@@ -42,6 +52,7 @@ WAIT = 10.0
 def raw_conn(node: otp.Node) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     sock.settimeout(WAIT)
+    assert node.info is not None, "the node is not running"
     sock.connect(node.info.zygote_address)
     return sock
 
@@ -106,7 +117,7 @@ def poll_until(condition, timeout: float = WAIT) -> bool:
     return condition()
 
 
-# ------------------------------------------------ 1. malformed requests
+# --------------------------------------------------------- malformed requests
 
 
 BAD_REQUESTS = {
@@ -211,7 +222,27 @@ def test_malformed_requests_are_logged_at_most_once_per_second_per_connection(me
     assert 1 <= len(lines) <= 1 + elapsed, done.stderr[-3000:]
 
 
-# ------------------------------------------------------- 2. fork failures
+def test_the_plain_spawn_request_parses_like_any_other():
+    plain = encode_request(SpawnRequest())
+    assert parse_request(plain, 1) == SpawnRequest(None)
+    assert parse_request(pickle.dumps(("spawn", None), 2), 1) == SpawnRequest(None)
+    for nfds in (0, 2):
+        with pytest.raises(BadRequest, match="carries 1 descriptor"):
+            parse_request(plain, nfds)
+    with pytest.raises(BadRequest, match="cut off"):
+        parse_request(plain, 1, socket.MSG_CTRUNC)
+    with pytest.raises(BadRequest, match="longer than"):
+        parse_request(plain, 1, socket.MSG_TRUNC)
+
+
+def test_the_embryos_rehearsal_sample_is_a_spawn_spec(node):
+    spec = SpawnSpec(*pickle.loads(rehearsal_sample(node.info)))
+    fn, args, kwargs = pickle.loads(spec.blob)
+    assert spec.parent.node == node.info.name and not spec.link and spec.monitor_ref is not None
+    assert fn.__name__ == "<lambda>" and fn(*args, **kwargs) is None
+
+
+# -------------------------------------------------------------- fork failures
 
 
 def _fault_dir(tmp_path, monkeypatch):
@@ -269,7 +300,7 @@ def test_the_embryo_pool_refills_with_backoff_after_fork_failures(tmp_path, monk
         assert poll_until(lambda: len(n.os_pids()) > len(n.os_pids(embryos=False))), "the pool did not refill"
 
 
-# ------------------------------------------ 3. connections and descriptors
+# ------------------------------------------------ connections and descriptors
 
 
 def _zygote_fds(ospid: int) -> set[int]:
@@ -351,7 +382,7 @@ def test_running_out_of_descriptors_in_the_zygote_is_survived():
         assert n.zygote_ospid == zygote and _oslib.proc_state(zygote)[0] not in ("Z", "X")
 
 
-# ------------------------------------------------------ 4. zygote death
+# --------------------------------------------------------------- zygote death
 
 
 def test_the_zygote_leads_its_own_session(node):
@@ -397,7 +428,7 @@ def test_a_first_spawn_after_the_zygote_died_names_the_cause():
             otp.spawn(wait_forever)
 
 
-# --------------------------------------- 5. no import from the current directory
+# --------------------------------------- no import from the current directory
 
 
 PLANTED = ("logging", "zmq", "cloudpickle", "pickle", "socket", "select", "struct", "otp_planted")
@@ -416,18 +447,17 @@ def test_the_forkserver_zygote_never_imports_from_the_current_directory(tmp_path
 
 
 def test_the_spawner_sends_absolute_paths_to_the_zygote(tmp_path, monkeypatch):
-    from otp._zygote import absolute_path
-
     monkeypatch.chdir(tmp_path)
     assert absolute_path(["", "rel", "/abs", "."]) == [str(tmp_path), str(tmp_path / "rel"), "/abs", str(tmp_path)]
 
 
-# ------------------------------------------------ 18. stale node directories
+# ----------------------------------------------------- stale node directories
 
 
 def _dead_process() -> tuple[int, int]:
     child = subprocess.Popen(["sleep", "60"])
     start = _oslib.proc_start_time(child.pid)
+    assert start is not None
     child.kill()
     child.wait()
     return child.pid, start

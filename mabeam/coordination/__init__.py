@@ -4,39 +4,30 @@ Every coordination session (consensus, Byzantine, collusion-resistant,
 iterative refinement, hierarchical) is its own OS process under the
 ``mabeam.coordination`` dynamic supervisor (``restart='temporary'``); it
 asks the agents through the Agent wire protocol (concurrent calls to their
-``handle_vote``, ``handle_proposal``, ``handle_coordination``,
-``represent`` hooks) and computes results with :mod:`mabeam.rules`.  Many
-sessions run at once and none waits on another; a session stops when its
-caller dies; every wait has a timeout.  The seed simulated all of this with
-``Enum.random`` and hard-coded outcomes (inventory §1.B.8); nothing here is
-simulated.
+``handle_vote``, ``handle_proposal`` and ``handle_coordination`` hooks, and
+``run`` for a cluster representative) and computes results with the pure
+tallies of :mod:`.voting`.  Many sessions run at once and none waits on
+another; a session stops when its caller dies; every wait has a timeout.
+Nothing is simulated: every vote is what an agent's process answered.
 
-Primitives (lock, barrier, counter, leader election) are named gen_servers
-under the same supervisor, created on demand without check-then-register
-races; their waiters get deferred replies and are monitored.
+Primitives (lock, barrier, counter, leader election) are named
+:class:`otp.Service` processes under the same supervisor, created on demand
+without check-then-register races; their waiters get deferred answers and
+are monitored.
 
 Every blocking call has an ``_async`` twin or a timeout; the ``*_async``
 functions return a :class:`Session` whose ``result(timeout)`` collects the
 answer, so one process can run several sessions at once.
+
+Pure modules (no processes): :mod:`.voting` (tallies) and
+:mod:`.vector_clock` (causal order).  Every error derives from
+:class:`CoordinationError`, a :class:`mabeam._errors.MabeamError`.
 """
 
 from __future__ import annotations
 
-from mabeam.rules.vector_clock import (
-    InvalidClock,
-    Ordering,
-    VectorClockError,
-    concurrent,
-    happened_before,
-    normalize,
-)
-from mabeam.rules.vector_clock import compare as compare_clocks
-from mabeam.rules.vector_clock import increment as increment_clock
-from mabeam.rules.vector_clock import merge as merge_clocks
-from mabeam.rules.vector_clock import new_clock as new_vector_clock
-from mabeam.rules.voting import InsufficientAgents
-
-from ._barrier import BarrierTimeout, arrive, barrier, barrier_info
+from . import vector_clock, voting
+from ._barrier import arrive, barrier, barrier_info
 from ._consensus import (
     BYZANTINE_TAGS,
     METHODS,
@@ -47,29 +38,38 @@ from ._consensus import (
     consensus,
     consensus_async,
 )
-from ._election import NoLeader, await_new_term, election, election_info, election_topic, leader
+from ._counter import counter, counter_compare_and_set, counter_increment, counter_reset, counter_value
+from ._election import Leadership, await_new_term, election, election_info, election_topic, leader
+from ._errors import (
+    AlreadyHeld,
+    BarrierTimeout,
+    CoordinationError,
+    InsufficientAgentsForHierarchy,
+    InvalidParameter,
+    LockTimeout,
+    NoLeader,
+    NotHolder,
+    PrimitiveError,
+    PrimitiveFailed,
+    ResultTaken,
+    SessionFailed,
+    SessionTimeout,
+    UnknownPrimitive,
+    UnsendableResult,
+)
 from ._hierarchy import (
     MIN_HIERARCHY_AGENTS,
     ClusterResult,
     Failover,
     HierarchicalResult,
-    InsufficientAgentsForHierarchy,
     build_hierarchy,
     count_representatives,
     hierarchical_consensus,
     hierarchical_consensus_async,
+    represent,
 )
-from ._lock import LockTimeout, acquire, lock, lock_held, lock_info, release
-from ._primitives import (
-    PrimitiveError,
-    UnknownPrimitive,
-    counter,
-    counter_compare_and_set,
-    counter_increment,
-    counter_reset,
-    counter_value,
-    stop_primitive,
-)
+from ._lock import acquire, lock, lock_held, lock_info, release
+from ._primitives import stop_primitive
 from ._refinement import (
     RefinementResult,
     RefinementRound,
@@ -78,7 +78,13 @@ from ._refinement import (
     iterative_refinement_async,
     jaccard,
 )
-from ._session import CoordinationError, InvalidParameter, Session, SessionFailed, SessionTimeout, active_sessions
+from ._session import Session, active_sessions
+from .vector_clock import InvalidClock, Ordering, VectorClockError, concurrent, happened_before, normalize
+from .vector_clock import compare as compare_clocks
+from .vector_clock import increment as increment_clock
+from .vector_clock import merge as merge_clocks
+from .vector_clock import new_clock as new_vector_clock
+from .voting import InsufficientAgents, VotingError
 
 __all__ = [
     # sessions
@@ -106,12 +112,14 @@ __all__ = [
     "METHODS",
     "BYZANTINE_TAGS",
     "MIN_HIERARCHY_AGENTS",
+    "represent",
     # primitives
     "election",
     "leader",
     "await_new_term",
     "election_info",
     "election_topic",
+    "Leadership",
     "barrier",
     "arrive",
     "barrier_info",
@@ -126,7 +134,10 @@ __all__ = [
     "counter_compare_and_set",
     "counter_reset",
     "stop_primitive",
-    # vector clocks (pure, from mabeam.rules.vector_clock)
+    # the pure modules
+    "voting",
+    "vector_clock",
+    # vector clocks (from .vector_clock)
     "new_vector_clock",
     "increment_clock",
     "merge_clocks",
@@ -140,13 +151,19 @@ __all__ = [
     "InvalidParameter",
     "SessionFailed",
     "SessionTimeout",
+    "ResultTaken",
+    "UnsendableResult",
     "InsufficientAgents",
     "InsufficientAgentsForHierarchy",
     "PrimitiveError",
     "UnknownPrimitive",
+    "PrimitiveFailed",
+    "AlreadyHeld",
+    "NotHolder",
     "LockTimeout",
     "BarrierTimeout",
     "NoLeader",
+    "VotingError",
     "VectorClockError",
     "InvalidClock",
 ]

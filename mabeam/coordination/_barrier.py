@@ -1,6 +1,6 @@
-"""A cyclic barrier process.
+"""The cyclic barrier primitive.
 
-``arrive(name, timeout)`` blocks the caller (the barrier replies later)
+``arrive(name, timeout)`` blocks the caller (the barrier answers later)
 until ``parties`` processes are waiting at once; they are all released
 together and get the barrier's *generation* number, and the barrier starts
 its next generation empty.
@@ -13,101 +13,120 @@ is still on its way cannot release the others wrongly.  They keep waiting
 for a replacement (or their timeout).  A caller whose ``arrive`` times out
 withdraws; if the barrier released at that very moment, ``arrive`` returns
 the generation instead of raising, so no party is released without
-knowing.  (The seed's barrier was linked to its first caller, created with
-a check-then-register race, and unsupervised.)
+knowing.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import otp
 
-from ._primitives import ask, ensure
-from ._session import CoordinationError, InvalidParameter
+from ._errors import BarrierTimeout, CoordinationError, InvalidParameter
+from ._primitives import Primitive, ensure, reaching
 
-__all__ = ["BarrierTimeout", "BarrierServer", "barrier", "arrive", "barrier_info"]
+__all__ = ["BarrierServer", "Withdrawal", "barrier", "arrive", "barrier_info"]
 
 CANCEL_TIMEOUT = 5.0
 _KEEP_GENERATIONS = 2  # released tokens remembered, for a withdrawal racing the release
 
 
-class BarrierTimeout(CoordinationError, TimeoutError):
-    """The barrier did not release within the timeout; ``waiting`` is how
-    many (including the caller) were waiting when it withdrew."""
-
-    def __init__(self, message: str, waiting: int) -> None:
-        super().__init__(message, waiting)
-        self.waiting = waiting
+class Arrival(NamedTuple):
+    caller: tuple  # the request's from_, answered on the release
+    pid: otp.Pid
+    monitor: otp.Ref
 
 
-class BarrierServer(otp.GenServer):
-    def init(self, parties: int) -> Any:
+class Watcher(NamedTuple):
+    caller: tuple
+    min_waiting: int
+
+
+class Withdrawal(NamedTuple):
+    """What a withdrawing arriver learns: the generation that released it
+    meanwhile (None if it did not), and how many were waiting with it."""
+
+    generation: int | None
+    waiting: int
+
+
+class BarrierServer(otp.Service):
+    errors = (CoordinationError,)
+
+    def init(self, parties: int) -> None:
         self.parties = parties
-        self.waiting: dict = {}  # token -> (from_, pid, monitor ref)
+        self.waiting: dict[otp.Ref, Arrival] = {}  # by the arriver's token
         self.generation = 0
-        self.released: dict = {}  # token -> generation, for the last generations
-        self.watchers: list = []  # (from_, n): info callers waiting for n arrivals
-        return self
+        self.released: dict[otp.Ref, int] = {}  # token -> generation, for the last generations
+        self.watchers: list[Watcher] = []  # barrier_info callers waiting for enough arrivals
 
-    def _info(self) -> tuple:
-        return ("ok", {"parties": self.parties, "waiting": len(self.waiting), "generation": self.generation})
+    def _info(self) -> dict:
+        return {"parties": self.parties, "waiting": len(self.waiting), "generation": self.generation}
 
     def _watch(self) -> None:
-        ready = [w for w in self.watchers if len(self.waiting) >= w[1]]
+        ready = [w for w in self.watchers if len(self.waiting) >= w.min_waiting]
         if ready:
             self.watchers = [w for w in self.watchers if w not in ready]
-            for from_, _ in ready:
-                otp.reply(from_, self._info())
+            for w in ready:
+                self.answer(w.caller, self._info())
 
     def _maybe_release(self) -> None:
         if len(self.waiting) < self.parties:
             return
-        for token, (_, pid, mon) in list(self.waiting.items()):
-            if not otp.is_alive(pid):
-                otp.demonitor(mon, flush=True)
+        for token, arrival in list(self.waiting.items()):
+            if not otp.is_alive(arrival.pid):
+                otp.demonitor(arrival.monitor, flush=True)
                 del self.waiting[token]
         if len(self.waiting) < self.parties:
             return
         gen = self.generation
-        for token, (from_, _, mon) in self.waiting.items():
-            otp.demonitor(mon, flush=True)
-            otp.reply(from_, ("ok", gen))
+        for token, arrival in self.waiting.items():
+            otp.demonitor(arrival.monitor, flush=True)
+            self.answer(arrival.caller, gen)
             self.released[token] = gen
         self.waiting = {}
         self.generation += 1
         self.released = {t: g for t, g in self.released.items() if g > gen - _KEEP_GENERATIONS}
 
-    def handle_call(self, request: tuple, from_: tuple, state: Any) -> Any:
-        op = request[0]
-        if op == "arrive":
-            self.waiting[request[1]] = (from_, from_[0], otp.monitor(from_[0]))
-            self._watch()
-            self._maybe_release()
-            return otp.NoReply(self)
-        if op == "cancel":
-            token = request[1]
-            entry = self.waiting.pop(token, None)
-            if entry is not None:
-                otp.demonitor(entry[2], flush=True)
-                return otp.Reply(("ok", ("cancelled", len(self.waiting) + 1)), self)
-            if token in self.released:
-                return otp.Reply(("ok", ("released", self.released.pop(token))), self)
-            return otp.Reply(("ok", ("unknown", 0)), self)
-        if op == "info":
-            if len(self.waiting) >= request[1]:
-                return otp.Reply(self._info(), self)
-            self.watchers.append((from_, request[1]))
-            return otp.NoReply(self)
-        return otp.Reply(("error", ("unknown_call", request)), self)
+    def _from(self) -> tuple:
+        from_ = self.caller
+        assert from_ is not None  # set while an operation runs
+        return from_
+
+    @otp.operation
+    def arrive(self, token: otp.Ref) -> int:
+        """The generation, once the barrier releases (deferred)."""
+        from_ = self._from()
+        self.waiting[token] = Arrival(from_, from_[0], otp.monitor(from_[0]))
+        self._watch()
+        self._maybe_release()
+        return otp.DEFER
+
+    @otp.operation
+    def withdraw(self, token: otp.Ref) -> Withdrawal:
+        arrival = self.waiting.pop(token, None)
+        if arrival is not None:
+            otp.demonitor(arrival.monitor, flush=True)
+            return Withdrawal(None, len(self.waiting) + 1)
+        if token in self.released:
+            return Withdrawal(self.released.pop(token), 0)
+        return Withdrawal(None, 0)
+
+    @otp.operation
+    def info(self, min_waiting: int) -> dict:
+        """:func:`barrier_info`, once ``min_waiting`` processes wait (deferred)."""
+        if len(self.waiting) >= min_waiting:
+            return self._info()
+        self.watchers.append(Watcher(self._from(), min_waiting))
+        return otp.DEFER
 
     def handle_info(self, msg: Any, state: Any) -> Any:
         if isinstance(msg, otp.DOWN):
-            for token, entry in self.waiting.items():
-                if entry[2] == msg.ref:
+            for token, arrival in self.waiting.items():
+                if arrival.monitor == msg.ref:
                     del self.waiting[token]
                     break
-        return otp.NoReply(self)
+        return otp.NoReply(state)
 
 
 def barrier(name: Any, parties: int) -> otp.Pid:
@@ -115,7 +134,7 @@ def barrier(name: Any, parties: int) -> otp.Pid:
     existing barrier keeps its own count)."""
     if isinstance(parties, bool) or not isinstance(parties, int) or parties < 1:
         raise InvalidParameter(f"parties must be an int >= 1, got {parties!r}")
-    return ensure("barrier", name, BarrierServer, parties)
+    return ensure(Primitive.BARRIER, name, BarrierServer, parties)
 
 
 def arrive(name: Any, timeout: float = 10.0) -> int:
@@ -124,13 +143,15 @@ def arrive(name: Any, timeout: float = 10.0) -> int:
     :class:`UnknownPrimitive` if there is no such barrier."""
     token = otp.make_ref()
     try:
-        return ask("barrier", name, ("arrive", token), timeout)
+        with reaching(Primitive.BARRIER, name) as pid:
+            return otp.ask(pid, "arrive", token, timeout=timeout)
     except otp.CallTimeout:
         pass
-    outcome, value = ask("barrier", name, ("cancel", token), CANCEL_TIMEOUT)
-    if outcome == "released":
-        return value
-    raise BarrierTimeout(f"barrier {name!r} did not release within {timeout} s", value)
+    with reaching(Primitive.BARRIER, name) as pid:
+        withdrawal = otp.ask(pid, "withdraw", token, timeout=CANCEL_TIMEOUT)
+    if withdrawal.generation is not None:
+        return withdrawal.generation
+    raise BarrierTimeout(f"barrier {name!r} did not release within {timeout} s", withdrawal.waiting)
 
 
 def barrier_info(name: Any, min_waiting: int = 0, timeout: float = 5.0) -> dict:
@@ -138,4 +159,5 @@ def barrier_info(name: Any, min_waiting: int = 0, timeout: float = 5.0) -> dict:
     ``min_waiting`` processes wait (``otp.CallTimeout`` if that does not
     happen within ``timeout``): a coordinator can wait for the parties to
     gather without polling."""
-    return ask("barrier", name, ("info", min_waiting), timeout)
+    with reaching(Primitive.BARRIER, name) as pid:
+        return otp.ask(pid, "info", min_waiting, timeout=timeout)

@@ -2,9 +2,8 @@
 
 Each call starts a session process (see :mod:`._session`) that asks every
 agent at once with ``kind='vote'`` (the agent's ``handle_vote``), waits at
-most ``timeout`` for the answers and tallies them with :mod:`mabeam.rules`.
-Nothing is drawn at random: the seed "asked" agents with ``Enum.random``
-(inventory §1.B.8); here a vote is what the agent's process answered.
+most ``timeout`` for the answers and tallies them with :mod:`.voting`.
+Nothing is drawn at random: a vote is what the agent's process answered.
 
 What an agent answers:
 
@@ -15,8 +14,7 @@ What an agent answers:
   ``{'vote': value, 'confidence': c}``.
 
 A vote that cannot be interpreted is not counted: the agent is listed in
-``failed`` with ``('invalid_vote', repr)`` (the seed silently counted it as
-neutral).  Agents that are not running, time out, die or raise are listed
+``failed`` with ``('invalid_vote', repr)``, never counted as neutral.  Agents that are not running, time out, die or raise are listed
 in ``failed`` with the reason (``'not_running'``, ``'timeout'``,
 ``'killed'``..., ``('hook_raised', crash)``) and the session completes
 with the others.
@@ -28,10 +26,13 @@ from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mabeam import rules
-from mabeam._comms import broadcast
+from mabeam._agent_registry import get_agent
+from otp.registry import NotFound
 
-from ._session import GRACE, InvalidParameter, Session, failure_reason, start_session
+from . import voting
+from ._agent_calls import Answer, ask_all
+from ._errors import InvalidParameter
+from ._session import GRACE, Context, Session, start_session
 
 __all__ = [
     "ConsensusResult",
@@ -56,7 +57,7 @@ class ConsensusResult:
     the weighted band (``'strong_approve'``...); None when nothing was
     decided, and then ``reason`` says why.  ``votes`` holds the votes
     actually received, per agent; ``failed`` maps each agent that gave no
-    usable answer to the reason; ``tally`` is the rules' object
+    usable answer to the reason; ``tally`` is the :mod:`.voting` tally
     (``Tally``, ``WeightedTally`` or ``ByzantineTally``)."""
 
     method: str
@@ -66,7 +67,7 @@ class ConsensusResult:
     votes: Mapping[Hashable, Any]
     abstained: tuple
     failed: Mapping[Hashable, Any]
-    tally: Any
+    tally: voting.Tally | voting.WeightedTally | voting.ByzantineTally
     reason: str | None = None
     elapsed: float = 0.0
     tags: tuple = field(default=())
@@ -88,17 +89,17 @@ def _check_timeout(timeout: float) -> None:
         raise InvalidParameter(f"timeout must be a number > 0, got {timeout!r}")
 
 
-def collect_votes(ctx: Any, ids: list, proposal: Any, timeout: float, kind: str = "vote") -> tuple:
+def collect_votes(ctx: Context, ids: list, proposal: Any, timeout: float, kind: str = "vote") -> tuple:
     """Ask every agent (in a task of the session): ``(votes, abstained, failed)``."""
-    answers = ctx.gather(broadcast, ids, proposal, timeout, kind, timeout=timeout)
+    outcomes = ctx.gather(ask_all, ids, proposal, kind, timeout, timeout=timeout)
     votes, abstained, failed = {}, [], {}
-    for agent_id, (status, value) in zip(ids, answers):
-        if status == "error":
-            failed[agent_id] = failure_reason(value)
-        elif value is None:
+    for agent_id, outcome in zip(ids, outcomes):
+        if not isinstance(outcome, Answer):
+            failed[agent_id] = outcome.reason
+        elif outcome.value is None:
             abstained.append(agent_id)
         else:
-            votes[agent_id] = value
+            votes[agent_id] = outcome.value
     return votes, abstained, failed
 
 
@@ -114,7 +115,7 @@ def _hashable(votes: dict, failed: dict) -> dict:
     return good
 
 
-def _weighted_votes(votes: dict, failed: dict) -> tuple[dict, list]:
+def _weighted_votes(votes: dict, failed: dict) -> tuple[dict, list[voting.WeightedVote]]:
     good, wv = {}, []
     for agent_id, v in votes.items():
         value, confidence = v, 1.0
@@ -123,55 +124,56 @@ def _weighted_votes(votes: dict, failed: dict) -> tuple[dict, list]:
         elif isinstance(v, dict):
             value, confidence = v.get("vote"), v.get("confidence", 1.0)
         try:
-            rules.vote_value(value)
+            voting.vote_value(value)
             valid = (
                 isinstance(confidence, (int, float)) and not isinstance(confidence, bool) and 0.0 <= confidence <= 1.0
             )
-        except rules.VotingError:
+        except voting.VotingError:
             valid = False
         if not valid:
             failed[agent_id] = ("invalid_vote", repr(v))
             continue
         good[agent_id] = v
-        wv.append(rules.WeightedVote(agent_id, value, confidence))
+        wv.append(voting.WeightedVote(agent_id, value, confidence))
     return good, wv
 
 
 def _expertise_weights(ids: list) -> dict:
-    """Weights from each agent's registry metadata ``'expertise'`` (the
-    seed's metrics, see :func:`mabeam.rules.expertise_weight`); an agent
-    without it (or not registered) weighs ``expertise_weight({})``."""
-    from mabeam._agent_registry import get_agent
-    from otp.registry import NotFound
-
+    """Weights from each agent's registry metadata ``'expertise'`` (metrics
+    as :func:`.voting.expertise_weight` takes them); an agent without it (or
+    not registered) weighs ``expertise_weight({})``."""
     weights = {}
     for agent_id in ids:
         try:
             metrics = get_agent(agent_id).config.metadata.get("expertise", {})
         except NotFound:
             metrics = {}
-        weights[agent_id] = rules.expertise_weight(metrics)
+        weights[agent_id] = voting.expertise_weight(metrics)
     return weights
 
 
 def _consensus_body(
-    ctx: Any, ids: list, proposal: Any, method: str, timeout: float, quorum: float, weights: Any
+    ctx: Context, ids: list, proposal: Any, method: str, timeout: float, quorum: float, weights: dict | None
 ) -> ConsensusResult:
     votes, abstained, failed = collect_votes(ctx, ids, proposal, timeout)
     n = len(ids)
+    tally: voting.Tally | voting.WeightedTally
+    decision: Hashable | None
     if method == "weighted":
-        weights = dict(weights) if weights is not None else _expertise_weights(ids)
-        votes, wv = _weighted_votes(votes, failed)
-        tally = rules.weighted_tally(wv, weights, quorum=quorum)
-        reached = tally.decision != rules.NO_DECISION
+        votes, weighted = _weighted_votes(votes, failed)
+        tally = voting.weighted_tally(
+            weighted, weights if weights is not None else _expertise_weights(ids), quorum=quorum
+        )
+        reached = tally.decision != voting.NO_DECISION
         decision, reason = (tally.decision if reached else None), tally.reason
     else:
         votes = _hashable(votes, failed)
         if method == "majority":
-            tally = rules.majority_tally(votes, eligible=n, quorum=quorum)
+            counted = voting.majority_tally(votes, eligible=n, quorum=quorum)
         else:
-            tally = rules.unanimous_tally(votes, eligible=n)
-        decision, reached, reason = tally.decision, tally.reached, tally.reason
+            counted = voting.unanimous_tally(votes, eligible=n)
+        tally = counted
+        decision, reached, reason = counted.decision, counted.reached, counted.reason
     return ConsensusResult(
         method,
         proposal,
@@ -208,7 +210,7 @@ def consensus_async(
         missing = [a for a in ids if a not in weights]
         if missing:
             raise InvalidParameter(f"no weight for {missing!r}")
-        rules.cap_weight_shares(weights)  # validates them here, in the caller
+        voting.cap_weight_shares(weights)  # validates them here, in the caller
     return start_session("consensus", _consensus_body, (ids, proposal, method, float(timeout), float(quorum), weights))
 
 
@@ -229,7 +231,7 @@ def consensus(
     (expertise weights from agent metadata, or ``weights``, with no agent
     above 50% of the weight; ``quorum`` is the share of weight that must
     vote).  ``timeout`` bounds the wait for the agents; the call returns at
-    most ``timeout + GRACE`` seconds later."""
+    most ``timeout + 2 * GRACE`` seconds later."""
     return consensus_async(agent_ids, proposal, method, timeout=timeout, quorum=quorum, weights=weights).result(
         timeout + 2 * GRACE
     )
@@ -238,10 +240,10 @@ def consensus(
 # ------------------------------------------------------------------ Byzantine
 
 
-def _byzantine_body(ctx: Any, ids: list, proposal: Any, f: int | None, timeout: float) -> ConsensusResult:
+def _byzantine_body(ctx: Context, ids: list, proposal: Any, f: int | None, timeout: float) -> ConsensusResult:
     votes, abstained, failed = collect_votes(ctx, ids, proposal, timeout)
     votes = _hashable(votes, failed)
-    tally = rules.byzantine_tally(votes, len(ids), f)
+    tally = voting.byzantine_tally(votes, len(ids), f)
     reason = None if tally.decided else f"no value reached the quorum of {tally.quorum} of {tally.n}"
     return ConsensusResult(
         "byzantine",
@@ -267,10 +269,10 @@ def byzantine_consensus_async(
     if f is not None:
         if isinstance(f, bool) or not isinstance(f, int) or f < 0:
             raise InvalidParameter(f"f must be an int >= 0, got {f!r}")
-        if len(ids) < rules.min_agents(f):
-            raise rules.InsufficientAgents(rules.min_agents(f), len(ids))
+        if len(ids) < voting.min_agents(f):
+            raise voting.InsufficientAgents(voting.min_agents(f), len(ids))
     elif not ids:
-        raise rules.InsufficientAgents(1, 0)
+        raise voting.InsufficientAgents(1, 0)
     return start_session("byzantine", _byzantine_body, (ids, proposal, f, float(timeout)))
 
 
@@ -279,7 +281,7 @@ def byzantine_consensus(
 ) -> ConsensusResult:
     """Consensus tolerating ``f`` Byzantine agents (default: the most
     ``len(agent_ids)`` can tolerate).  Raises
-    :class:`mabeam.rules.InsufficientAgents` (``.minimum``, ``.n``) for
+    :class:`.voting.InsufficientAgents` (``.minimum``, ``.n``) for
     fewer than ``3f + 1`` agents, before any session starts.  A value is
     decided once ``byzantine_quorum(n, f)`` agents voted for it; agents that
     fail count as not voting.  The result carries ``tags``
@@ -290,26 +292,26 @@ def byzantine_consensus(
 # ------------------------------------------------------------------ collusion resistance
 
 
-def _report(agent_id: Any, answer: Any) -> rules.ConsensusReport:
+def _report(agent_id: Any, answer: Any) -> voting.ConsensusReport:
     if isinstance(answer, dict):
-        return rules.ConsensusReport(
+        return voting.ConsensusReport(
             str(agent_id),
             float(answer["estimated_value"]),
             float(answer.get("confidence_level", 1.0)),
             float(answer.get("information_quality", 1.0)),
         )
     if isinstance(answer, bool) or not isinstance(answer, (int, float)):
-        raise rules.InvalidVote(f"not an estimate: {answer!r}")
-    return rules.ConsensusReport(str(agent_id), float(answer))
+        raise voting.InvalidVote(f"not an estimate: {answer!r}")
+    return voting.ConsensusReport(str(agent_id), float(answer))
 
 
 def _collusion_body(
-    ctx: Any,
+    ctx: Context,
     ids: list,
     question: Any,
     true_value: float,
-    payment: Any,
-    reputations: Any,
+    payment: voting.PaymentStructure | None,
+    reputations: dict,
     bucket_width: float,
     timeout: float,
 ) -> tuple:
@@ -320,7 +322,7 @@ def _collusion_body(
             reports.append(_report(agent_id, answer))
         except (KeyError, TypeError, ValueError):
             failed[agent_id] = ("invalid_estimate", repr(answer))
-    result = rules.resolve_collusion_resistant_consensus(
+    result = voting.resolve_collusion_resistant_consensus(
         reports, true_value, payment=payment, reputations=reputations, bucket_width=bucket_width
     )
     return result, {r.agent_id: r.estimated_value for r in reports}, dict(failed)
@@ -331,7 +333,7 @@ def collusion_resistant_consensus(
     question: Any,
     true_value: float,
     *,
-    payment: rules.PaymentStructure | None = None,
+    payment: voting.PaymentStructure | None = None,
     reputations: Mapping[str, float] | None = None,
     bucket_width: float = 5.0,
     timeout: float = 5.0,
@@ -340,7 +342,7 @@ def collusion_resistant_consensus(
     ``('estimate', question)``; the agent's ``handle_coordination`` answers
     a number or ``{'estimated_value', 'confidence_level',
     'information_quality'}``) and resolve them with
-    :func:`mabeam.rules.resolve_collusion_resistant_consensus` once
+    :func:`.voting.resolve_collusion_resistant_consensus` once
     ``true_value`` is known.  Returns ``(CollusionResult, {agent: estimate},
     {agent: failure})``; result keys are ``str(agent_id)``."""
     ids = _ids(agent_ids)

@@ -1,6 +1,6 @@
 """Leader election with terms, one election process per group.
 
-``election(group, candidates)`` starts (or finds) a gen_server named
+``election(group, candidates)`` starts (or finds) a service named
 ``('mabeam.election', group)`` under the coordination supervisor.  It
 elects a leader among the candidates that are alive, monitors it, and when
 the leader exits elects again; every elected leader gets the next term
@@ -31,19 +31,28 @@ is no leader; ``await_new_term(group, term)`` blocks until a later term.
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
-from typing import Any
+from enum import Enum
+from typing import Any, NamedTuple
 
 import otp
+from mabeam import agent_pid, publish
 from mabeam._agent_registry import AGENT_SUPERVISOR, get_agent
-from mabeam._app import TASKS
-from mabeam._comms import agent_pid, broadcast, publish
+from mabeam._names import TASKS
 
-from ._primitives import PREFIXES, ask, ensure
-from ._session import CoordinationError, InvalidParameter
+# The task functions as functions: TaskSupervisor's static methods are
+# attached at runtime, where a type checker cannot see them.
+from otp._task import Task
+from otp._task import async_nolink as start_task_nolink
+from otp.registry import NotFound
+
+from ._agent_calls import Answer, ask_all
+from ._errors import CoordinationError, InvalidParameter, NoLeader
+from ._primitives import Primitive, ensure, reaching
 
 __all__ = [
-    "NoLeader",
+    "ElectionRule",
     "ElectionServer",
+    "Leadership",
     "election",
     "leader",
     "await_new_term",
@@ -52,137 +61,178 @@ __all__ = [
     "RULES",
 ]
 
-RULES = ("ask", "priority")
+
+class ElectionRule(str, Enum):
+    """How candidates stand (see the module doc)."""
+
+    ASK = "ask"
+    PRIORITY = "priority"
+
+
+RULES = tuple(rule.value for rule in ElectionRule)
 #: Seconds between attempts while no candidate stands.
 RETRY = 0.5
 
 
-class NoLeader(CoordinationError, TimeoutError):
-    """No leader (or no new term) within the timeout."""
+class Leadership(NamedTuple):
+    """One reign: the term and the leader's agent id."""
+
+    term: int
+    leader: Hashable
+
+
+class ElectionParams(NamedTuple):
+    group: Any
+    candidates: list
+    rule: ElectionRule
+    timeout: float
+
+
+class Elected(NamedTuple):
+    """The outcome of one election task."""
+
+    winner: Hashable
+    pid: otp.Pid
+    standing: dict  # candidate -> priority
+
+
+class Reign(NamedTuple):
+    term: int
+    leader: Hashable
+    pid: otp.Pid
+    monitor: otp.Ref
+
+
+class LeaderWaiter(NamedTuple):
+    caller: tuple
+    after_term: int | None  # None: any leader
 
 
 def election_topic(group: Any) -> tuple:
-    return (PREFIXES["election"], group)
+    """The pub/sub topic the election of ``group`` publishes on."""
+    return (Primitive.ELECTION.value, group)
 
 
-def _priority(value: Any) -> bool:
+def _is_priority(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def run_election(group: Any, candidates: list, term: int, rule: str, timeout: float) -> tuple | None:
-    """One election (runs in a task): ``(winner, pid, {candidate: priority})`` or None."""
-    standing: dict = {}
-    if rule == "ask":
-        answers = broadcast(candidates, ("election", {"group": group, "term": term}), timeout, "coordinate")
-        for candidate, (status, value) in zip(candidates, answers):
-            if status == "ok" and _priority(value):
-                standing[candidate] = value
-    else:
-        from otp.registry import NotFound
+def _asked_priorities(group: Any, candidates: list, term: int, timeout: float) -> dict:
+    payload = ("election", {"group": group, "term": term})
+    outcomes = ask_all(candidates, payload, "coordinate", timeout)
+    return {c: o.value for c, o in zip(candidates, outcomes) if isinstance(o, Answer) and _is_priority(o.value)}
 
-        for candidate in candidates:
-            if agent_pid(candidate) is None:
-                continue
-            try:
-                value = get_agent(candidate).config.metadata.get("priority", 0)
-            except NotFound:
-                continue
-            if _priority(value):
-                standing[candidate] = value
+
+def _registered_priorities(candidates: list) -> dict:
+    standing = {}
+    for candidate in candidates:
+        if agent_pid(candidate) is None:
+            continue
+        try:
+            value = get_agent(candidate).config.metadata.get("priority", 0)
+        except NotFound:
+            continue
+        if _is_priority(value):
+            standing[candidate] = value
+    return standing
+
+
+def run_election(params: ElectionParams, term: int) -> Elected | None:
+    """One election (runs in a task): the winner among the candidates that
+    stand and are alive, or None."""
+    if params.rule is ElectionRule.ASK:
+        standing = _asked_priorities(params.group, params.candidates, term, params.timeout)
+    else:
+        standing = _registered_priorities(params.candidates)
     for candidate in sorted(standing, key=lambda c: (-standing[c], repr(c))):
         pid = agent_pid(candidate)
         if pid is not None and otp.is_alive(pid):
-            return (candidate, pid, standing)
+            return Elected(candidate, pid, standing)
     return None
 
 
-class ElectionServer(otp.GenServer):
-    def init(self, params: tuple) -> Any:
-        self.group, self.candidates, self.rule, self.timeout = params
-        self.term = 0
-        self.leader = self.leader_pid = self.leader_ref = None
-        self.task = None
-        self.waiters: list = []  # (from_, after_term); after_term None: any leader
-        self.history: list = []  # (term, leader, priorities)
-        otp.supervisor.subscribe(AGENT_SUPERVISOR)
-        return otp.NoReply(self, otp.Continue("elect"))
+class ElectionServer(otp.Service):
+    errors = (CoordinationError,)
 
-    def _next(self) -> otp.NoReply:
-        if self.leader is None and self.task is None:
-            return otp.NoReply(self, RETRY)  # 'timeout' comes if nothing else does
-        return otp.NoReply(self)
+    def init(self, params: ElectionParams) -> Any:
+        self.params = params
+        self.term = 0
+        self.reign: Reign | None = None
+        self.task: Task | None = None
+        self.waiters: list[LeaderWaiter] = []
+        self.history: list[tuple[int, Hashable, dict]] = []  # (term, leader, priorities)
+        otp.supervisor.subscribe(AGENT_SUPERVISOR)
+        return otp.NoReply(None, otp.Continue("elect"))
+
+    def next_action(self) -> Any:
+        if self.reign is None and self.task is None:
+            return RETRY  # 'timeout' comes if nothing else does
+        return None
 
     def _elect(self) -> None:
-        if self.task is None and self.leader is None:
-            self.task = otp.TaskSupervisor.async_nolink(
-                TASKS,
-                run_election,
-                self.group,
-                self.candidates,
-                self.term + 1,
-                self.rule,
-                self.timeout,
-                shutdown="brutal_kill",
-            )
+        if self.task is None and self.reign is None:
+            self.task = start_task_nolink(TASKS, run_election, self.params, self.term + 1, shutdown="brutal_kill")
 
-    def _elected(self, winner: Any, pid: otp.Pid, standing: dict) -> None:
+    def _elected(self, elected: Elected) -> None:
         self.term += 1
-        self.leader, self.leader_pid = winner, pid
-        self.leader_ref = otp.monitor(pid)
-        self.history.append((self.term, winner, standing))
+        self.reign = Reign(self.term, elected.winner, elected.pid, otp.monitor(elected.pid))
+        self.history.append((self.term, elected.winner, elected.standing))
+        now = Leadership(self.term, elected.winner)
         keep = []
-        for from_, after in self.waiters:
-            if after is None or self.term > after:
-                otp.reply(from_, ("ok", (self.term, winner)))
+        for waiter in self.waiters:
+            if waiter.after_term is None or self.term > waiter.after_term:
+                self.answer(waiter.caller, now)
             else:
-                keep.append((from_, after))
+                keep.append(waiter)
         self.waiters = keep
-        publish(election_topic(self.group), ("elected", self.term, winner))
+        publish(election_topic(self.params.group), ("elected", self.term, elected.winner))
 
     def handle_continue(self, term: Any, state: Any) -> Any:
         self._elect()
-        return self._next()
+        return otp.NoReply(state, self.next_action())
 
-    def handle_call(self, request: tuple, from_: tuple, state: Any) -> Any:
-        op = request[0]
-        if op == "leader":
-            after = request[1]
-            if self.leader is not None and (after is None or self.term > after):
-                return otp.Reply(("ok", (self.term, self.leader)), self)
-            self.waiters.append((from_, after))
-            return self._next()
-        if op == "info":
-            info = {
-                "group": self.group,
-                "term": self.term,
-                "leader": self.leader,
-                "leader_pid": self.leader_pid,
-                "candidates": list(self.candidates),
-                "rule": self.rule,
-                "electing": self.task is not None,
-                "history": [(t, w) for t, w, _ in self.history],
-            }
-            return otp.Reply(("ok", info), self)
-        return otp.Reply(("error", ("unknown_call", request)), self)
+    @otp.operation
+    def await_leader(self, after_term: int | None) -> Leadership:
+        """The reign, once there is a leader with a term after ``after_term`` (deferred)."""
+        reign = self.reign
+        if reign is not None and (after_term is None or reign.term > after_term):
+            return Leadership(reign.term, reign.leader)
+        assert self.caller is not None  # set while an operation runs
+        self.waiters.append(LeaderWaiter(self.caller, after_term))
+        return otp.DEFER
+
+    @otp.operation
+    def info(self) -> dict:
+        reign = self.reign
+        return {
+            "group": self.params.group,
+            "term": self.term,
+            "leader": reign.leader if reign else None,
+            "leader_pid": reign.pid if reign else None,
+            "candidates": list(self.params.candidates),
+            "rule": self.params.rule.value,
+            "electing": self.task is not None,
+            "history": [(t, w) for t, w, _ in self.history],
+        }
 
     def handle_info(self, msg: Any, state: Any) -> Any:
-        task = self.task
+        task, reign = self.task, self.reign
         if type(msg) is tuple and len(msg) == 3 and msg[0] == "$task" and task is not None and msg[1] == task.ref:
             otp.demonitor(task.ref, flush=True)
             self.task = None
             if msg[2] is not None:
-                self._elected(*msg[2])
+                self._elected(msg[2])
         elif isinstance(msg, otp.DOWN) and task is not None and msg.ref == task.ref:
             self.task = None  # the election task crashed: try again later
-        elif isinstance(msg, otp.DOWN) and msg.ref == self.leader_ref:
-            self.leader = self.leader_pid = self.leader_ref = None
+        elif isinstance(msg, otp.DOWN) and reign is not None and msg.ref == reign.monitor:
+            self.reign = None
             self._elect()
         elif type(msg) is tuple and len(msg) >= 5 and msg[0] == "$supervisor" and msg[2] == "started":
-            if msg[3] in self.candidates:
+            if msg[3] in self.params.candidates:
                 self._elect()
         elif msg == "timeout":
             self._elect()
-        return self._next()
+        return otp.NoReply(state, self.next_action())
 
 
 def election(group: Any, candidates: Iterable[Hashable], *, rule: str = "ask", timeout: float = 2.0) -> otp.Pid:
@@ -196,29 +246,32 @@ def election(group: Any, candidates: Iterable[Hashable], *, rule: str = "ask", t
         raise InvalidParameter(f"rule must be one of {RULES}, not {rule!r}")
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
         raise InvalidParameter(f"timeout must be > 0, got {timeout!r}")
-    return ensure("election", group, ElectionServer, (group, ids, rule, float(timeout)))
+    params = ElectionParams(group, ids, ElectionRule(rule), float(timeout))
+    return ensure(Primitive.ELECTION, group, ElectionServer, params)
 
 
-def _wait(group: Any, after: int | None, timeout: float) -> tuple:
+def _wait(group: Any, after: int | None, timeout: float) -> Leadership:
     try:
-        return ask("election", group, ("leader", after), timeout)
+        with reaching(Primitive.ELECTION, group) as pid:
+            return otp.ask(pid, "await_leader", after, timeout=timeout)
     except otp.CallTimeout:
         what = "no leader" if after is None else f"no term after {after}"
         raise NoLeader(f"election {group!r}: {what} within {timeout} s") from None
 
 
-def leader(group: Any, timeout: float = 5.0) -> tuple:
+def leader(group: Any, timeout: float = 5.0) -> Leadership:
     """``(term, agent_id)`` of the current leader; waits up to ``timeout``
     while there is none (raises :class:`NoLeader`, or
     :class:`UnknownPrimitive` if the group has no election)."""
     return _wait(group, None, timeout)
 
 
-def await_new_term(group: Any, after_term: int, timeout: float = 5.0) -> tuple:
+def await_new_term(group: Any, after_term: int, timeout: float = 5.0) -> Leadership:
     """Wait until a leader with a term greater than ``after_term`` is elected."""
     return _wait(group, after_term, timeout)
 
 
 def election_info(group: Any, timeout: float = 5.0) -> dict:
     """Term, leader, candidates, rule and the history of ``(term, leader)``."""
-    return ask("election", group, ("info",), timeout)
+    with reaching(Primitive.ELECTION, group) as pid:
+        return otp.ask(pid, "info", timeout=timeout)

@@ -6,14 +6,16 @@ differ by at most one); level k + 1 clusters the level-k clusters the same
 way, until one cluster is left or ``max_levels`` levels exist.  The
 *representative* of a cluster is its first live member; every cluster
 below the top level has one (15 agents in clusters of 3 over 3 levels: 5
-clusters, then 2, then 1, and 7 representatives, as in the seed's test).
+clusters, then 2, then 1, and 7 representatives).
 
-Execution: the session asks every level-0 representative at once with
-``kind='represent'`` and payload ``(members, proposal, timeout)``; the
-agent's ``represent`` hook asks its cluster with real calls and returns the
-votes.  If a representative is not running, dies mid-round, times out or
-fails, the next member of its cluster takes over (with the failed
-representatives removed from the members) and the failover is reported;
+Execution: the session asks every level-0 representative at once to run
+:func:`represent` in its own process (the agent's generic ``run``
+operation, ``kind='run'``, payload ``(represent, (members, proposal,
+timeout))``): the representative votes itself and asks the rest of its
+cluster with real calls, and returns the votes.  If a representative is
+not running, dies mid-round, times out or fails, the next member of its
+cluster takes over (with the failed representatives removed from the
+members) and the failover is reported;
 a cluster whose members all failed has no decision.  A cluster's decision
 is the strict majority of its votes; a cluster above level 0 decides by
 strict majority of its child clusters' decisions, and so on up to the top,
@@ -21,9 +23,9 @@ whose decision is the session's.  Upper levels are tallied by the session
 from the level below: no agent holds information a higher representative
 could add.
 
-Limitation of the ``represent`` hook: it reports a member that failed to
-answer the representative as ``None``, like an abstention; those members
-appear in ``ClusterResult.silent``.
+Limitation of :func:`represent`: it reports a member that failed to answer
+the representative as ``None``, like an abstention; those members appear in
+``ClusterResult.silent``.
 """
 
 from __future__ import annotations
@@ -33,9 +35,12 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from mabeam import rules
+from mabeam import Agent
 
-from ._session import GRACE, InvalidParameter, Session, failure_reason, multi_request, start_session
+from . import voting
+from ._agent_calls import AgentRequest, Answer, ask_all, ask_each
+from ._errors import InsufficientAgentsForHierarchy, InvalidParameter
+from ._session import GRACE, Context, Session, start_session
 
 __all__ = [
     "MIN_HIERARCHY_AGENTS",
@@ -47,19 +52,11 @@ __all__ = [
     "count_representatives",
     "hierarchical_consensus",
     "hierarchical_consensus_async",
+    "represent",
 ]
 
-#: The seed's minimum for a hierarchy (``{:insufficient_agents_for_hierarchy, 6, n}``).
+#: The fewest agents a hierarchy is built for.
 MIN_HIERARCHY_AGENTS = 6
-
-
-class InsufficientAgentsForHierarchy(InvalidParameter):
-    def __init__(self, minimum: int, n: int) -> None:
-        super().__init__(minimum, n)
-        self.minimum, self.n = minimum, n
-
-    def __str__(self) -> str:
-        return f"a hierarchy needs at least {self.minimum} agents, got {self.n}"
 
 
 def _chunks(items: list, size: int) -> list:
@@ -134,12 +131,23 @@ class HierarchicalResult:
         return tuple(c.representative for c in self.clusters if c.representative is not None)
 
 
+def represent(agent: Agent, members: list, proposal: Any, timeout: float) -> dict:
+    """Run by a representative, in its own process: its own vote
+    (``handle_vote``) and the votes of the other ``members`` (agent ids),
+    asked with real calls; ``None`` for a member that gave no answer."""
+    votes = {agent.agent_id: agent.handle_vote(proposal)}
+    others = [m for m in members if m != agent.agent_id]
+    for member, outcome in zip(others, ask_all(others, proposal, "vote", timeout)):
+        votes[member] = outcome.value if isinstance(outcome, Answer) else None
+    return votes
+
+
 def _decide(values: dict) -> tuple:
-    tally = rules.majority_tally({k: v for k, v in values.items() if v is not None})
+    tally = voting.majority_tally({k: v for k, v in values.items() if v is not None})
     return tally.decision, tally.reached
 
 
-def _gather_clusters(ctx: Any, clusters: list, proposal: Any, timeout: float) -> tuple:
+def _gather_clusters(ctx: Context, clusters: list, proposal: Any, timeout: float) -> tuple:
     rep_timeout = 2 * timeout + 1.0
     position = dict.fromkeys(range(len(clusters)), 0)
     excluded: dict = {i: [] for i in range(len(clusters))}
@@ -149,16 +157,16 @@ def _gather_clusters(ctx: Any, clusters: list, proposal: Any, timeout: float) ->
         requests, order = [], []
         for i, pos in position.items():
             members = [m for m in clusters[i] if m not in excluded[i]]
-            requests.append((clusters[i][pos], "represent", (members, proposal, timeout)))
+            requests.append(AgentRequest(clusters[i][pos], "run", (represent, (members, proposal, timeout))))
             order.append(i)
-        answers = ctx.gather(multi_request, requests, rep_timeout, timeout=rep_timeout)
-        for i, (status, value) in zip(order, answers):
+        outcomes = ctx.gather(ask_each, requests, rep_timeout, timeout=rep_timeout)
+        for i, outcome in zip(order, outcomes):
             rep = clusters[i][position[i]]
-            if status == "ok" and isinstance(value, dict):
-                results[i] = (rep, value)
+            if isinstance(outcome, Answer) and isinstance(outcome.value, dict):
+                results[i] = (rep, outcome.value)
                 del position[i]
                 continue
-            reason = failure_reason(value) if status == "error" else ("bad_answer", repr(value))
+            reason = ("bad_answer", repr(outcome.value)) if isinstance(outcome, Answer) else outcome.reason
             excluded[i].append(rep)
             failed[rep] = reason
             nxt = position[i] + 1
@@ -183,7 +191,7 @@ def _gather_clusters(ctx: Any, clusters: list, proposal: Any, timeout: float) ->
 
 
 def _hierarchy_body(
-    ctx: Any, ids: list, proposal: Any, cluster_size: int, max_levels: int, timeout: float
+    ctx: Context, ids: list, proposal: Any, cluster_size: int, max_levels: int, timeout: float
 ) -> HierarchicalResult:
     levels = build_hierarchy(ids, cluster_size, max_levels)
     clusters, failovers, failed = _gather_clusters(ctx, levels[0], proposal, timeout)

@@ -1,16 +1,15 @@
-"""A lock process: FIFO waiters, a monitored holder, fencing numbers.
+"""The lock primitive: FIFO waiters, a monitored holder, fencing numbers.
 
-``acquire(name, timeout)`` blocks the caller (the lock replies later) until
+``acquire(name, timeout)`` blocks the caller (the lock answers later) until
 the lock is free and every earlier waiter had its turn; it returns the
 grant number, which increases with every grant (a fencing token: a resource
 can refuse writes that carry an older number).  The holder is monitored:
-when it exits, the lock passes to the next waiter that is still alive (the
-seed's lock was released before ``acquire`` even returned).  A waiter that
-exits leaves the queue.  A caller whose ``acquire`` times out withdraws
-from the queue; if the lock was granted to it at that very moment it keeps
-it and ``acquire`` returns normally, so a lock is never held by someone who
-does not know it.  Locks are not reentrant: acquiring a lock one already
-holds raises ``PrimitiveError(..., 'already_held')``.
+when it exits, the lock passes to the next waiter that is still alive.  A
+waiter that exits leaves the queue.  A caller whose ``acquire`` times out
+withdraws from the queue; if the lock was granted to it at that very moment
+it keeps it and ``acquire`` returns normally, so a lock is never held by
+someone who does not know it.  Locks are not reentrant: acquiring a lock
+one already holds raises :class:`AlreadyHeld`.
 """
 
 from __future__ import annotations
@@ -18,132 +17,163 @@ from __future__ import annotations
 import collections
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import otp
 
-from ._primitives import PrimitiveError, ask, ensure
-from ._session import CoordinationError
+from ._errors import AlreadyHeld, CoordinationError, LockTimeout, NotHolder, PrimitiveFailed, UnknownPrimitive
+from ._primitives import Primitive, ensure, reaching, registered_name
 
-__all__ = ["LockTimeout", "LockServer", "lock", "acquire", "release", "lock_held", "lock_info"]
+__all__ = ["LockServer", "lock", "acquire", "release", "lock_held", "lock_info"]
 
 #: How long a caller whose acquire timed out waits to withdraw.
 CANCEL_TIMEOUT = 5.0
 
 
-class LockTimeout(CoordinationError, TimeoutError):
-    """The lock was not granted within the timeout."""
+class Waiter(NamedTuple):
+    caller: tuple  # the request's from_, answered on the grant
+    pid: otp.Pid
+    token: otp.Ref
+    monitor: otp.Ref
 
 
-class LockServer(otp.GenServer):
-    def init(self, name: Any) -> Any:
-        self.name = name
-        self.holder: tuple | None = None  # (pid, token, monitor ref, grant)
-        self.queue: collections.deque = collections.deque()  # (from_, pid, token, monitor ref)
+class Holder(NamedTuple):
+    pid: otp.Pid
+    token: otp.Ref
+    monitor: otp.Ref
+    grant: int
+
+
+class Watcher(NamedTuple):
+    caller: tuple
+    min_waiting: int
+
+
+class LockServer(otp.Service):
+    errors = (CoordinationError,)
+
+    def init(self, reg: tuple) -> None:
+        self.reg = reg
+        self.holder: Holder | None = None
+        self.queue: collections.deque[Waiter] = collections.deque()
         self.grants = 0
-        self.watchers: list = []  # (from_, n): info callers waiting for n queued
-        return self
+        self.watchers: list[Watcher] = []  # lock_info callers waiting for enough waiters
 
-    def _info(self) -> tuple:
-        holder = self.holder[0] if self.holder else None
-        return ("ok", {"holder": holder, "waiting": len(self.queue), "grants": self.grants})
+    def _info(self) -> dict:
+        holder = self.holder.pid if self.holder else None
+        return {"holder": holder, "waiting": len(self.queue), "grants": self.grants}
 
     def _watch(self) -> None:
-        ready = [w for w in self.watchers if len(self.queue) >= w[1]]
+        ready = [w for w in self.watchers if len(self.queue) >= w.min_waiting]
         if ready:
             self.watchers = [w for w in self.watchers if w not in ready]
-            for from_, _ in ready:
-                otp.reply(from_, self._info())
+            for w in ready:
+                self.answer(w.caller, self._info())
 
     def _grant_next(self) -> None:
         while self.queue and self.holder is None:
-            from_, pid, token, mon = self.queue.popleft()
-            if not otp.is_alive(pid):  # its DOWN may still be on its way
-                otp.demonitor(mon, flush=True)
+            waiter = self.queue.popleft()
+            if not otp.is_alive(waiter.pid):  # its DOWN may still be on its way
+                otp.demonitor(waiter.monitor, flush=True)
                 continue
             self.grants += 1
-            self.holder = (pid, token, mon, self.grants)
-            otp.reply(from_, ("ok", self.grants))
+            self.holder = Holder(waiter.pid, waiter.token, waiter.monitor, self.grants)
+            self.answer(waiter.caller, self.grants)
 
-    def handle_call(self, request: tuple, from_: tuple, state: Any) -> Any:
-        op, caller = request[0], from_[0]
-        if op == "acquire":
-            if self.holder is not None and self.holder[0] == caller:
-                return otp.Reply(("error", "already_held"), self)
-            self.queue.append((from_, caller, request[1], otp.monitor(caller)))
-            self._grant_next()
-            self._watch()
-            return otp.NoReply(self)
-        if op == "release":
-            if self.holder is None or self.holder[0] != caller:
-                return otp.Reply(("error", "not_holder"), self)
-            otp.demonitor(self.holder[2], flush=True)
-            self.holder = None
-            self._grant_next()
-            return otp.Reply(("ok", None), self)
-        if op == "cancel":
-            token = request[1]
-            for entry in self.queue:
-                if entry[2] == token:
-                    self.queue.remove(entry)
-                    otp.demonitor(entry[3], flush=True)
-                    return otp.Reply(("ok", ("cancelled", None)), self)
-            if self.holder is not None and self.holder[1] == token:
-                return otp.Reply(("ok", ("held", self.holder[3])), self)
-            return otp.Reply(("ok", ("unknown", None)), self)
-        if op == "info":
-            if len(self.queue) >= request[1]:
-                return otp.Reply(self._info(), self)
-            self.watchers.append((from_, request[1]))
-            return otp.NoReply(self)
-        return otp.Reply(("error", ("unknown_call", request)), self)
+    def _from(self) -> tuple:
+        from_ = self.caller
+        assert from_ is not None  # set while an operation runs
+        return from_
+
+    @otp.operation
+    def acquire(self, token: otp.Ref) -> int:
+        """The grant number, once the caller holds the lock (deferred)."""
+        from_ = self._from()
+        pid = from_[0]
+        if self.holder is not None and self.holder.pid == pid:
+            raise AlreadyHeld(self.reg)
+        self.queue.append(Waiter(from_, pid, token, otp.monitor(pid)))
+        self._grant_next()
+        self._watch()
+        return otp.DEFER
+
+    @otp.operation
+    def release(self) -> None:
+        if self.holder is None or self.holder.pid != self._from()[0]:
+            raise NotHolder(self.reg)
+        otp.demonitor(self.holder.monitor, flush=True)
+        self.holder = None
+        self._grant_next()
+
+    @otp.operation
+    def withdraw(self, token: otp.Ref) -> int | None:
+        """Leave the queue; the grant number if the lock was granted meanwhile."""
+        for waiter in self.queue:
+            if waiter.token == token:
+                self.queue.remove(waiter)
+                otp.demonitor(waiter.monitor, flush=True)
+                return None
+        if self.holder is not None and self.holder.token == token:
+            return self.holder.grant
+        return None
+
+    @otp.operation
+    def info(self, min_waiting: int) -> dict:
+        """:func:`lock_info`, once ``min_waiting`` callers are queued (deferred)."""
+        if len(self.queue) >= min_waiting:
+            return self._info()
+        self.watchers.append(Watcher(self._from(), min_waiting))
+        return otp.DEFER
 
     def handle_info(self, msg: Any, state: Any) -> Any:
         if isinstance(msg, otp.DOWN):
-            if self.holder is not None and self.holder[2] == msg.ref:
+            if self.holder is not None and self.holder.monitor == msg.ref:
                 self.holder = None
                 self._grant_next()
             else:
-                for entry in self.queue:
-                    if entry[3] == msg.ref:
-                        self.queue.remove(entry)
+                for waiter in self.queue:
+                    if waiter.monitor == msg.ref:
+                        self.queue.remove(waiter)
                         break
-        return otp.NoReply(self)
+        return otp.NoReply(state)
 
 
 def lock(name: Any) -> otp.Pid:
     """Get or create the lock ``name`` under the coordination supervisor."""
-    return ensure("lock", name, LockServer, name)
+    return ensure(Primitive.LOCK, name, LockServer, registered_name(Primitive.LOCK, name))
 
 
 def acquire(name: Any, timeout: float = 5.0) -> int:
     """Wait (at most ``timeout`` seconds) until the caller holds the lock
     (created if needed); returns the grant number.  Raises
-    :class:`LockTimeout`, or :class:`PrimitiveError` (``'already_held'``,
-    or the lock's exit reason)."""
+    :class:`LockTimeout`, :class:`AlreadyHeld`, or :class:`PrimitiveFailed`
+    if the lock exits meanwhile."""
     lock(name)
     token = otp.make_ref()
     try:
-        return ask("lock", name, ("acquire", token), timeout)
+        with reaching(Primitive.LOCK, name) as pid:
+            return otp.ask(pid, "acquire", token, timeout=timeout)
     except otp.CallTimeout:
         pass
-    outcome, grant = ask("lock", name, ("cancel", token), CANCEL_TIMEOUT)
-    if outcome == "held":
+    with reaching(Primitive.LOCK, name) as pid:
+        grant = otp.ask(pid, "withdraw", token, timeout=CANCEL_TIMEOUT)
+    if grant is not None:
         return grant
     raise LockTimeout(f"lock {name!r} not granted within {timeout} s")
 
 
 def release(name: Any, timeout: float = 5.0) -> None:
-    """Release the lock; raises ``PrimitiveError(..., 'not_holder')`` if the
-    caller does not hold it."""
-    ask("lock", name, ("release",), timeout)
+    """Release the lock; raises :class:`NotHolder` if the caller does not hold it."""
+    with reaching(Primitive.LOCK, name) as pid:
+        otp.ask(pid, "release", timeout=timeout)
 
 
 def lock_info(name: Any, min_waiting: int = 0, timeout: float = 5.0) -> dict:
     """``{'holder': pid | None, 'waiting': n, 'grants': n}``, once at least
     ``min_waiting`` callers are queued (raises ``otp.CallTimeout`` if that
     does not happen within ``timeout``)."""
-    return ask("lock", name, ("info", min_waiting), timeout)
+    with reaching(Primitive.LOCK, name) as pid:
+        return otp.ask(pid, "info", min_waiting, timeout=timeout)
 
 
 @contextmanager
@@ -155,6 +185,5 @@ def lock_held(name: Any, timeout: float = 5.0) -> Iterator[int]:
     finally:
         try:
             release(name)
-        except PrimitiveError as exc:  # the lock itself went away: nothing to release
-            if exc.reason == "not_holder":
-                raise
+        except (UnknownPrimitive, PrimitiveFailed):  # the lock itself went away: nothing to release
+            pass

@@ -1,16 +1,15 @@
-"""Named coordination primitives, and the counter.
+"""Named coordination primitives: naming, get-or-create, stopping.
 
-Each primitive (lock, barrier, counter, election) is one gen_server under
-the ``mabeam.coordination`` dynamic supervisor, registered in the node's
-name registry as ``(prefix, name)``.  Creation is get-or-create and has no
-check-then-act race: two processes creating the same primitive at once both
-get the one that registered first (the registry decides; the seed
-registered globally after a separate lookup and ignored the result).
+Each primitive (lock, barrier, counter, election) is one :class:`otp.Service`
+under the ``mabeam.coordination`` dynamic supervisor, registered in the
+node's name registry as ``(prefix, name)``.  Creation is get-or-create and
+has no check-then-act race: two processes creating the same primitive at
+once both get the one that registered first (the registry decides).
 
 Primitives are ``restart='temporary'`` by default: a lock, barrier or
 election that crashed cannot rebuild its waiters, and restarting one empty
 would hand out a lock that someone still believes they hold.  A crash is
-reported to the callers waiting on it (:class:`PrimitiveError`).  Counters
+reported to the callers waiting on it (:class:`PrimitiveFailed`).  Counters
 accept ``restart='transient'``: a crashed counter then restarts at its
 initial value.
 
@@ -19,54 +18,35 @@ A name is a str, int, bytes or tuple of those (the registry's names).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
 from typing import Any
 
 import otp
-from mabeam._app import COORDINATION
+from mabeam._names import COORDINATION
 
-from ._session import CoordinationError, InvalidParameter
+from ._errors import InvalidParameter, PrimitiveFailed, UnknownPrimitive
 
-__all__ = [
-    "PrimitiveError",
-    "UnknownPrimitive",
-    "PREFIXES",
-    "registered_name",
-    "ensure",
-    "ask",
-    "stop_primitive",
-    "counter",
-    "counter_increment",
-    "counter_value",
-    "counter_compare_and_set",
-    "counter_reset",
-]
+__all__ = ["Primitive", "registered_name", "ensure", "reaching", "stop_primitive"]
 
-PREFIXES = {
-    "lock": "mabeam.lock",
-    "barrier": "mabeam.barrier",
-    "counter": "mabeam.counter",
-    "election": "mabeam.election",
+
+class Primitive(str, Enum):
+    """The kinds of primitives; the value is the prefix of their registered names."""
+
+    LOCK = "mabeam.lock"
+    BARRIER = "mabeam.barrier"
+    COUNTER = "mabeam.counter"
+    ELECTION = "mabeam.election"
+
+
+#: ``stop_primitive``'s kind names.
+_KINDS = {
+    "lock": Primitive.LOCK,
+    "barrier": Primitive.BARRIER,
+    "counter": Primitive.COUNTER,
+    "election": Primitive.ELECTION,
 }
-
-
-class PrimitiveError(CoordinationError):
-    """A primitive refused a request or exited while serving it;
-    ``reason`` says why (``'not_holder'``, ``'already_held'``, an exit
-    reason...)."""
-
-    def __init__(self, name: Any, reason: Any) -> None:
-        super().__init__(name, reason)
-        self.name, self.reason = name, reason
-
-    def __str__(self) -> str:
-        return f"{self.name!r}: {self.reason!r}"
-
-
-class UnknownPrimitive(PrimitiveError, LookupError):
-    """No such primitive is running."""
-
-    def __init__(self, name: Any, reason: Any = "not_found") -> None:
-        super().__init__(name, reason)
 
 
 def _check_name(name: Any) -> None:
@@ -77,12 +57,21 @@ def _check_name(name: Any) -> None:
             _check_name(part)
 
 
-def registered_name(kind: str, name: Any) -> tuple:
+def registered_name(kind: Primitive, name: Any) -> tuple:
+    """The name the primitive ``name`` of ``kind`` is registered under."""
     _check_name(name)
-    return (PREFIXES[kind], name)
+    return (kind.value, name)
 
 
-def ensure(kind: str, name: Any, server: type, args: Any, restart: str = "temporary") -> otp.Pid:
+def _already_started(reason: object) -> otp.Pid | None:
+    """The pid in the supervisor's ``('already_started', pid)`` term."""
+    if type(reason) is tuple and len(reason) == 2 and reason[0] == "already_started":
+        pid = reason[1]
+        return pid if isinstance(pid, otp.Pid) else None
+    return None
+
+
+def ensure(kind: Primitive, name: Any, server: type[otp.Service], args: Any, restart: str = "temporary") -> otp.Pid:
     """The pid of the primitive, started under the coordination supervisor
     if it is not running."""
     reg = registered_name(kind, name)
@@ -91,112 +80,54 @@ def ensure(kind: str, name: Any, server: type, args: Any, restart: str = "tempor
         return pid
     spec = server.child_spec(args, id=reg, name=reg, restart=restart)
     try:
-        return otp.supervisor.start_child(COORDINATION, spec)
+        started = otp.supervisor.start_child(COORDINATION, spec)
     except otp.SupervisorError as exc:
-        reason = exc.reason
-        if isinstance(reason, tuple) and len(reason) == 2 and reason[0] == "already_started":
-            return reason[1]
-        raise PrimitiveError(reg, reason) from None
+        winner = _already_started(exc.reason)  # another caller created it first
+        if winner is None:
+            raise PrimitiveFailed(reg, exc.reason) from None
+        return winner
+    if started is None:  # a Service's start_link returns a pid or raises
+        raise PrimitiveFailed(reg, "ignore")
+    return started
 
 
-def ask(kind: str, name: Any, request: Any, timeout: float | None) -> Any:
-    """Call the primitive; its ``('error', reason)`` answers raise
-    :class:`PrimitiveError`.  ``otp.CallTimeout`` propagates."""
+def _locate(reg: tuple) -> otp.Pid:
+    # The caller's replica of the name registry may not have caught up with
+    # a primitive another process just created: ask the registry itself
+    # before concluding that there is none.
+    pid = otp.whereis(reg) or otp.whereis(reg, cached=False)
+    if pid is None:
+        raise UnknownPrimitive(reg)
+    return pid
+
+
+@contextmanager
+def reaching(kind: Primitive, name: Any) -> Iterator[otp.Pid]:
+    """The pid of the primitive ``name`` of ``kind``, for an ``otp.ask``
+    in the block: a primitive that is not running raises
+    :class:`UnknownPrimitive`, one that exits meanwhile
+    :class:`PrimitiveFailed`; ``otp.CallTimeout`` propagates."""
     reg = registered_name(kind, name)
+    pid = _locate(reg)
     try:
-        status, value = otp.call(reg, request, timeout)
+        yield pid
     except otp.NoProc:
         raise UnknownPrimitive(reg) from None
     except otp.CallTimeout:
         raise
     except otp.CallError as exc:
-        raise PrimitiveError(reg, exc.reason) from None
-    if status == "error":
-        raise PrimitiveError(reg, value)
-    return value
+        raise PrimitiveFailed(reg, exc.reason) from None
 
 
 def stop_primitive(kind: str, name: Any) -> None:
-    """Stop a primitive (its waiters get :class:`PrimitiveError`)."""
-    reg = registered_name(kind, name)
-    pid = otp.whereis(reg)
-    if pid is None:
-        raise UnknownPrimitive(reg)
+    """Stop a primitive (``kind``: ``'lock'``, ``'barrier'``, ``'counter'``
+    or ``'election'``); its waiters get :class:`PrimitiveFailed`."""
+    if kind not in _KINDS:
+        raise InvalidParameter(f"kind must be one of {sorted(_KINDS)}, not {kind!r}")
+    pid = _locate(registered_name(_KINDS[kind], name))
     try:
         otp.supervisor.terminate_child(COORDINATION, pid)
-    except otp.SupervisorError as exc:
-        if exc.reason != "not_found":
+    except otp.SupervisorError:
+        if otp.is_alive(pid):
             raise
-
-
-# ------------------------------------------------------------------ counter
-
-
-def _number(x: Any, what: str) -> None:
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        raise InvalidParameter(f"{what} must be a number, got {x!r}")
-
-
-class CounterServer(otp.GenServer):
-    """A counter: one writer, so increment and compare-and-set are atomic."""
-
-    def init(self, initial: Any) -> Any:
-        self.value = initial
-        return self
-
-    def handle_call(self, request: tuple, from_: tuple, state: Any) -> Any:
-        op = request[0]
-        if op == "increment":
-            self.value += request[1]
-            return otp.Reply(("ok", self.value), self)
-        if op == "get":
-            return otp.Reply(("ok", self.value), self)
-        if op == "cas":
-            _, expected, new = request
-            if self.value == expected:
-                self.value = new
-                return otp.Reply(("ok", True), self)
-            return otp.Reply(("ok", False), self)
-        if op == "reset":
-            old, self.value = self.value, request[1]
-            return otp.Reply(("ok", old), self)
-        return otp.Reply(("error", ("unknown_call", request)), self)
-
-
-def counter(name: Any, initial: int | float = 0, *, restart: str = "temporary") -> otp.Pid:
-    """Get or create the counter ``name`` (``initial`` only applies when it
-    is created); ``restart='transient'`` restarts a crashed counter at
-    ``initial``."""
-    _number(initial, "initial")
-    if restart not in ("temporary", "transient", "permanent"):
-        raise InvalidParameter(f"invalid restart {restart!r}")
-    return ensure("counter", name, CounterServer, initial, restart)
-
-
-def counter_increment(name: Any, amount: int | float = 1, timeout: float = 5.0) -> int | float:
-    """Add ``amount`` (creating the counter at 0 if needed); the new value."""
-    _number(amount, "amount")
-    counter(name)
-    return ask("counter", name, ("increment", amount), timeout)
-
-
-def counter_value(name: Any, timeout: float = 5.0) -> int | float:
-    """The counter's value; 0 if it does not exist (as the seed's ``get_counter``)."""
-    try:
-        return ask("counter", name, ("get",), timeout)
-    except UnknownPrimitive:
-        return 0
-
-
-def counter_compare_and_set(name: Any, expected: Any, new: int | float, timeout: float = 5.0) -> bool:
-    """Set the counter to ``new`` if it equals ``expected``; True if it did."""
-    _number(new, "new")
-    counter(name)
-    return ask("counter", name, ("cas", expected, new), timeout)
-
-
-def counter_reset(name: Any, value: int | float = 0, timeout: float = 5.0) -> int | float:
-    """Set the counter to ``value``; returns the old value."""
-    _number(value, "value")
-    counter(name)
-    return ask("counter", name, ("reset", value), timeout)
+        # it exited on its own meanwhile: stopped either way

@@ -18,7 +18,7 @@ received (1.0 for a single proposal).  The session stops when
 * no agent proposed anything (``reason='no_proposals'``).
 
 Each round also reports its *stability*: the mean Jaccard similarity of
-each agent's proposal with its own previous one (the seed's measure).  The
+each agent's proposal with its own previous one.  The
 ``best`` proposal is the medoid of the last round: the one with the highest
 mean similarity to the others (first in agent order on a tie).
 """
@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
 
-from mabeam._comms import broadcast
-
-from ._session import GRACE, InvalidParameter, Session, failure_reason, start_session
+from ._agent_calls import Answer, ask_all
+from ._errors import InvalidParameter
+from ._session import GRACE, Context, Session, start_session
 
 __all__ = [
     "RefinementRound",
@@ -109,20 +109,20 @@ def _medoid(proposals: dict) -> tuple:
 
 
 def _refinement_body(
-    ctx: Any, ids: list, initial: Any, max_rounds: int, threshold: float, timeout: float
+    ctx: Context, ids: list, initial: Any, max_rounds: int, threshold: float, timeout: float
 ) -> RefinementResult:
     rounds: list = []
     previous: dict = {}
     reason = "max_rounds"
     for number in range(1, max_rounds + 1):
         context = {"initial": initial, "round": number, "proposals": dict(previous)}
-        answers = ctx.gather(broadcast, ids, (number, context), timeout, "proposal", timeout=timeout)
+        outcomes = ctx.gather(ask_all, ids, (number, context), "proposal", timeout, timeout=timeout)
         proposals, failed = {}, {}
-        for agent_id, (status, value) in zip(ids, answers):
-            if status == "error":
-                failed[agent_id] = failure_reason(value)
-            elif value is not None:
-                proposals[agent_id] = value
+        for agent_id, outcome in zip(ids, outcomes):
+            if not isinstance(outcome, Answer):
+                failed[agent_id] = outcome.reason
+            elif outcome.value is not None:
+                proposals[agent_id] = outcome.value
         common = [a for a in proposals if a in previous]
         stability = sum(jaccard(proposals[a], previous[a]) for a in common) / len(common) if common else None
         score = agreement(proposals.values())

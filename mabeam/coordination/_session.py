@@ -4,38 +4,57 @@ A session is started under the ``mabeam.coordination`` dynamic supervisor
 (``restart='temporary'``: a session that crashed is reported, never rerun)
 and runs a *body* function.  The caller gets a :class:`Session` handle and
 the result arrives as a message; sessions never wait on each other and no
-coordination process serialises them (AC-10, AC-23).
+coordination process serialises them.
+
+A session is not a server: it answers no named operations, it sends one
+:class:`SessionOutcome` to the one process that started it and exits.
+
+Start handshake.  The session does nothing until its caller has monitored
+it: the supervisor starts it, the caller monitors the pid it got back and
+only then sends :class:`SessionGo`; the session waits for that message (or
+its caller's ``DOWN``) before it runs the body.  So the caller's monitor
+always exists before the session can exit: its outcome is always received
+before its ``DOWN`` (the kernel delivers a process's messages before the
+``DOWN`` of a monitor set up earlier), and a ``'noproc'`` DOWN can only
+mean that the session died before it started.  The kernel's tasks start
+the same way.  (Spawning with ``otp.spawn_monitor`` would give the same
+guarantee, but the session would then not be a child of the coordination
+supervisor.)
 
 Inside the session every step that waits on agents runs in a task under
 ``mabeam.tasks``, linked to the session, while the session waits for either
 the task's answer or the ``DOWN`` of its caller: a session whose caller dies
 stops at once (reason ``('shutdown', 'caller_down')``) and takes its task
-with it, even in the middle of a slow vote.  Every wait has a timeout.
+with it, even in the middle of a slow vote.  Every wait on agents has a
+timeout.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import otp
-from mabeam._agent import AgentError
-from mabeam._app import COORDINATION, TASKS
-from mabeam._comms import CommsError, multi_request
+from mabeam._names import COORDINATION, TASKS
+
+# The task functions as functions: TaskSupervisor's static methods are
+# attached at runtime, where a type checker cannot see them.
+from otp._task import async_ as start_task
+from otp._task import shutdown_task
+
+from ._errors import CoordinationError, ResultTaken, SessionFailed, SessionTimeout, UnsendableResult
 
 __all__ = [
-    "CoordinationError",
-    "InvalidParameter",
-    "SessionFailed",
-    "SessionTimeout",
     "Session",
+    "SessionGo",
+    "SessionOutcome",
+    "Context",
     "start_session",
     "active_sessions",
-    "multi_request",
-    "failure_reason",
     "SESSIONS_GROUP",
     "GRACE",
+    "CALLER_DOWN",
 ]
 
 #: The process group every running session joins (``active_sessions``).
@@ -43,27 +62,22 @@ SESSIONS_GROUP = "mabeam.coordination.sessions"
 #: Seconds a session or its caller waits beyond the agents' own timeout
 #: (starting the task, messages, tallying).
 GRACE = 5.0
+#: The exit reason of a session whose caller died.
+CALLER_DOWN = ("shutdown", "caller_down")
 
 
-class CoordinationError(Exception):
-    """Base class of the coordination errors."""
+class SessionGo(NamedTuple):
+    """Caller -> session: the caller monitors the session; run the body."""
+
+    ref: otp.Ref
 
 
-class InvalidParameter(CoordinationError, ValueError):
-    """A coordination parameter is out of range (raised in the caller)."""
+class SessionOutcome(NamedTuple):
+    """Session -> caller: the body's value (``otp.Ok``) or the typed error
+    it raised (``otp.Failed``, which carries the error by its fields)."""
 
-
-class SessionFailed(CoordinationError):
-    """The session process exited before answering; ``reason`` is its exit reason."""
-
-    def __init__(self, reason: Any, session: Any = None) -> None:
-        super().__init__(reason, session)
-        self.reason = reason
-        self.session = session
-
-
-class SessionTimeout(CoordinationError, TimeoutError):
-    """The session did not answer in time (it is stopped)."""
+    ref: otp.Ref
+    reply: otp.Ok | otp.Failed
 
 
 # ------------------------------------------------------------------ caller side
@@ -82,46 +96,34 @@ class Session:
     def __repr__(self) -> str:
         return f"<Session {self.kind} {self.pid!r}>"
 
+    def _outcome(self, m: object) -> bool:
+        return type(m) is SessionOutcome and m.ref == self.ref
+
     def result(self, timeout: float = 60.0) -> Any:
         """The session's result; raises what the session raised,
         :class:`SessionFailed` if it died, :class:`SessionTimeout` after
-        ``timeout`` seconds (the session is then stopped).  Returns once the
+        ``timeout`` seconds (the session is then stopped),
+        :class:`ResultTaken` if it was already taken.  Returns once the
         session process is gone."""
         if self._done:
-            raise CoordinationError("the result of this session was already taken")
-        ref, mon = self.ref, self.monitor
-
-        def answer(m: Any) -> bool:
-            return (type(m) is tuple and len(m) == 4 and m[0] == "$coord_result" and m[1] == ref) or (
-                isinstance(m, otp.DOWN) and m.ref == mon
-            )
-
+            raise ResultTaken(f"the result of {self!r} was already taken")
+        mon = self.monitor
         try:
-            msg = otp.receive(timeout, answer)
+            msg = otp.receive(timeout, lambda m: self._outcome(m) or (isinstance(m, otp.DOWN) and m.ref == mon))
         except otp.Timeout:
             self.cancel(("shutdown", "caller_timeout"))
             raise SessionTimeout(f"{self.kind} session {self.pid!r} did not answer within {timeout} s") from None
         self._done = True
-        gone = isinstance(msg, otp.DOWN)
-        if gone and msg.reason == "noproc":
-            # The session ended before it was monitored (a quick session on a
-            # loaded machine): its result, sent before it ended, may still be
-            # on its way, since nothing orders a 'noproc' DOWN after it.
-            try:
-                msg = otp.receive(GRACE, lambda m: type(m) is tuple and len(m) == 4 and m[:2] == ("$coord_result", ref))
-            except otp.Timeout:
-                raise SessionFailed("noproc", self.pid) from None
         if isinstance(msg, otp.DOWN):
             raise SessionFailed(msg.reason, self.pid)
         try:  # the session exits right after answering: return once it is gone
-            if not gone:
-                otp.receive(GRACE, lambda m: isinstance(m, otp.DOWN) and m.ref == mon)
+            otp.receive(GRACE, lambda m: isinstance(m, otp.DOWN) and m.ref == mon)
         except otp.Timeout:
             otp.demonitor(mon, flush=True)
-        _, _, status, value = msg
-        if status == "ok":
-            return value
-        raise value
+        reply = msg.reply
+        if type(reply) is otp.Failed:
+            raise reply.error
+        return reply.value
 
     def cancel(self, reason: Any = "shutdown") -> None:
         """Stop the session (its result, if any, is dropped)."""
@@ -129,15 +131,15 @@ class Session:
         otp.exit(self.pid, reason)
         otp.demonitor(self.monitor, flush=True)
         try:  # a result already queued must not linger in the mailbox
-            otp.receive(0, lambda m: type(m) is tuple and len(m) == 4 and m[0] == "$coord_result" and m[1] == self.ref)
+            otp.receive(0, self._outcome)
         except otp.Timeout:
             pass
 
 
-def start_session(kind: str, body: Callable, args: tuple) -> Session:
+def start_session(kind: str, body: Callable[..., Any], args: tuple) -> Session:
     """Start ``body(ctx, *args)`` as a session process under the
-    coordination supervisor; its return value (or raised exception) is the
-    session's result."""
+    coordination supervisor; its return value (or the typed error it
+    raised) is the session's result."""
     caller = otp.self()
     ref = otp.make_ref()
     spec = otp.child_spec(
@@ -147,10 +149,14 @@ def start_session(kind: str, body: Callable, args: tuple) -> Session:
         shutdown=5.0,
     )
     pid = otp.supervisor.start_child(COORDINATION, spec)
-    return Session(pid, ref, kind, otp.monitor(pid))
+    if pid is None:  # spawn_link always returns a pid; the supervisor's type allows 'ignore'
+        raise SessionFailed("ignore")
+    session = Session(pid, ref, kind, otp.monitor(pid))
+    otp.send(pid, SessionGo(ref))
+    return session
 
 
-def active_sessions() -> list:
+def active_sessions() -> list[otp.Pid]:
     """Pids of the sessions running now (from the caller's pg replica)."""
     return list(dict.fromkeys(otp.pg.get_members(SESSIONS_GROUP)))
 
@@ -169,28 +175,40 @@ class Context:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
-    def gather(self, fn: Callable, *args: Any, timeout: float) -> Any:
+    def _caller_down(self, m: object) -> bool:
+        return isinstance(m, otp.DOWN) and m.ref == self.caller_monitor
+
+    def wait_for_go(self) -> None:
+        """Wait until the caller monitors this session (its :class:`SessionGo`);
+        exit if the caller dies first."""
+        ref = self.ref
+        msg = otp.receive(None, lambda m: (type(m) is SessionGo and m.ref == ref) or self._caller_down(m))
+        if isinstance(msg, otp.DOWN):
+            raise otp.ProcessExit(CALLER_DOWN)
+        self.started = time.monotonic()
+
+    def gather(self, fn: Callable[..., Any], *args: Any, timeout: float) -> Any:
         """Run ``fn(*args)`` in a task linked to this session and return its
         result; stops the session if the caller dies meanwhile.  Raises
         :class:`SessionTimeout` if the task is not done ``timeout + GRACE``
         seconds later (it is then stopped)."""
         self.check_caller()
-        task = otp.TaskSupervisor.async_(TASKS, fn, *args, shutdown="brutal_kill")
-        tref, cref = task.ref, self.caller_monitor
+        task = start_task(TASKS, fn, *args, shutdown="brutal_kill")
+        tref = task.ref
 
         def answer(m: Any) -> bool:
             if type(m) is tuple and len(m) == 3 and m[0] == "$task" and m[1] == tref:
                 return True
-            return isinstance(m, otp.DOWN) and m.ref in (tref, cref)
+            return isinstance(m, otp.DOWN) and (m.ref == tref or m.ref == self.caller_monitor)
 
         try:
             msg = otp.receive(timeout + GRACE, answer)
         except otp.Timeout:
-            otp.TaskSupervisor.shutdown_task(task, 0)
+            shutdown_task(task, 0)
             raise SessionTimeout(f"a {self.kind} step did not finish within {timeout + GRACE} s") from None
         if isinstance(msg, otp.DOWN):
-            if msg.ref == cref:
-                raise otp.ProcessExit(("shutdown", "caller_down"))
+            if msg.ref == self.caller_monitor:
+                raise otp.ProcessExit(CALLER_DOWN)
             raise SessionFailed(msg.reason, task.pid)
         otp.demonitor(tref, flush=True)
         return msg[2]
@@ -198,35 +216,22 @@ class Context:
     def check_caller(self) -> None:
         """Exit if the caller is gone (between steps)."""
         try:
-            otp.receive(0, lambda m: isinstance(m, otp.DOWN) and m.ref == self.caller_monitor)
+            otp.receive(0, self._caller_down)
         except otp.Timeout:
             return
-        raise otp.ProcessExit(("shutdown", "caller_down"))
+        raise otp.ProcessExit(CALLER_DOWN)
 
 
-def _session_main(caller: otp.Pid, ref: otp.Ref, kind: str, body: Callable, args: tuple) -> None:
+def _session_main(caller: otp.Pid, ref: otp.Ref, kind: str, body: Callable[..., Any], args: tuple) -> None:
     ctx = Context(caller, ref, kind)
+    ctx.wait_for_go()
     otp.pg.join(SESSIONS_GROUP)
+    reply: otp.Ok | otp.Failed
     try:
-        outcome = ("ok", body(ctx, *args))
-    except otp.ProcessExit:
-        raise
+        reply = otp.Ok(body(ctx, *args))
     except (CoordinationError, ValueError, otp.OTPError) as exc:  # typed errors go back to the caller
-        outcome = ("error", exc)
+        reply = otp.Failed(exc)
     try:
-        otp.send(caller, ("$coord_result", ref, *outcome))
+        otp.send(caller, SessionOutcome(ref, reply))
     except otp.EncodeError as exc:
-        otp.send(caller, ("$coord_result", ref, "error", CoordinationError(f"result cannot be sent: {exc}")))
-
-
-# ------------------------------------------------------------------ talking to agents
-
-
-def failure_reason(exc: BaseException) -> Any:
-    """Why an agent gave no answer: ``'not_running'``, ``'timeout'``, its
-    exit reason (``'killed'``...), or ``('hook_raised', reason)``."""
-    if isinstance(exc, CommsError):
-        return exc.reason
-    if isinstance(exc, AgentError):
-        return ("hook_raised", exc.reason)
-    return ("error", exc)
+        otp.send(caller, SessionOutcome(ref, otp.Failed(UnsendableResult(f"the result cannot be sent: {exc}"))))

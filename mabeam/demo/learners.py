@@ -5,6 +5,10 @@ Everything an agent answers is computed: a training request runs a real
 cross-validation, a bid comes from the agent's own estimate of what another
 training slot is worth to it, a vote from evaluating the candidates on the
 agent's own held-out sample.
+
+scikit-learn's modules are imported where they are used: a learner loads
+only its own family's model class (each costs about a second unless the
+node's zygote preloaded it).
 """
 
 from __future__ import annotations

@@ -22,11 +22,14 @@ import os
 import random
 import signal
 import time
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import mabeam
 import otp
+from mabeam import coordination, economics
+from mabeam.coordination.voting import Tally
 
 from .learners import FAMILIES, Learner, build_model, load_data
 
@@ -46,6 +49,15 @@ class DemoConfig:
     timeout: float = 30.0
 
 
+class Failure(NamedTuple):
+    """A request to a learner that got no answer (the run tolerates it)."""
+
+    round: int
+    agent_id: Hashable
+    what: str
+    error: Exception
+
+
 @dataclass
 class Progress:
     """What the display shows; updated by the run."""
@@ -53,22 +65,36 @@ class Progress:
     config: DemoConfig
     round: int = 0
     phase: str = "starting"
-    results: list = field(default_factory=list)
-    auctions: list = field(default_factory=list)
-    kills: list = field(default_factory=list)
-    failures: list = field(default_factory=list)
-    agents: dict = field(default_factory=dict)  # id -> record fields
-    winner: dict | None = None
-    vote: Any = None
-    vote_counts: dict = field(default_factory=dict)  # candidate index -> votes
+    #: Every training's result: family, params, score, agent, round, seconds.
+    results: list[dict[str, Any]] = field(default_factory=list)
+    auctions: list[economics.AuctionOutcome] = field(default_factory=list)
+    kills: list[Hashable] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    #: Agent id -> its record's status, restarts and family.
+    agents: dict[Hashable, dict[str, Any]] = field(default_factory=dict)
+    winner: dict[str, Any] | None = None
+    vote: coordination.ConsensusResult | None = None
+    vote_counts: dict[int, int] = field(default_factory=dict)  # candidate index -> votes
     test_accuracy: float | None = None
     started: float = field(default_factory=time.monotonic)
 
-    def leaderboard(self, n: int = 5) -> list:
+    def leaderboard(self, n: int = 5) -> list[dict[str, Any]]:
+        """The ``n`` best results, best first."""
         return sorted(self.results, key=lambda r: -r["score"])[:n]
 
 
-def chaos_monkey(parent: otp.Pid, agent_ids: list, seed: int) -> None:
+#: What the run calls with the progress after each step (the display).
+Show = Callable[[Progress], None]
+
+
+class Killed(NamedTuple):
+    """The chaos process SIGKILLed ``agent_id``'s process ``pid``."""
+
+    agent_id: Hashable
+    pid: otp.Pid
+
+
+def chaos_monkey(parent: otp.Pid, agent_ids: list[Hashable], seed: int) -> None:
     """Kill a random running learner every 1-3 s until told to stop."""
     rng = random.Random(seed)
     while True:
@@ -81,7 +107,7 @@ def chaos_monkey(parent: otp.Pid, agent_ids: list, seed: int) -> None:
         pid = mabeam.agent_pid(victim)
         if pid is not None:
             os.kill(pid.ospid, signal.SIGKILL)
-            otp.send(parent, ("$chaos", victim, pid))
+            otp.send(parent, Killed(victim, pid))
 
 
 def _refresh_agents(progress: Progress) -> None:
@@ -93,30 +119,26 @@ def _refresh_agents(progress: Progress) -> None:
         }
 
 
-def _sell_slot(ids: list, round_number: int, slot: int, timeout: float) -> dict:
-    from mabeam import economics
-
+def _sell_slot(ids: list[Hashable], round_number: int, slot: int, timeout: float) -> economics.AuctionOutcome:
     auction = economics.create_auction(
         "vickrey", item=f"slot-{round_number}-{slot}", reserve=1.0, participants=ids, bid_timeout=timeout
     )
     return economics.run(auction, timeout=timeout + 5)
 
 
-def _vote(ids: list, candidates: list, timeout: float) -> Any:
+def _vote(ids: list[Hashable], candidates: list[dict[str, Any]], timeout: float) -> coordination.ConsensusResult:
     """Every learner votes for the index of the candidate that scores best
     on its own held-out sample (its ``handle_vote``)."""
-    from mabeam import coordination
-
     return coordination.consensus(ids, {"candidates": candidates}, method="majority", timeout=timeout)
 
 
-def run(config: DemoConfig, display=None) -> Progress:
+def run(config: DemoConfig, display: Show | None = None) -> Progress:
     """Run the search on the current node; returns the final progress."""
     progress = Progress(config)
     show = display or (lambda p: None)
     otp.trap_exit(True)
     app = mabeam.start(agent_intensity=1000, agent_period=10.0)
-    ids = [f"learner-{i}" for i in range(config.agents)]
+    ids: list[Hashable] = [f"learner-{i}" for i in range(config.agents)]
     for i, agent_id in enumerate(ids):
         family = FAMILIES[i % len(FAMILIES)]
         args = {"family": family, "seed": config.seed * 100 + i, "budget": config.budget}
@@ -132,7 +154,7 @@ def run(config: DemoConfig, display=None) -> Progress:
         for round_number in range(1, config.rounds + 1):
             progress.round, progress.phase = round_number, "auction"
             show(progress)
-            winners = []
+            winners: list[Hashable] = []
             for slot in range(config.slots):
                 bidders = [a for a in ids if a not in winners]  # one slot per learner per round
                 if not bidders:
@@ -144,16 +166,16 @@ def run(config: DemoConfig, display=None) -> Progress:
                     try:
                         mabeam.request(result.winner, ("charge", result.price), timeout=config.timeout)
                     except (mabeam.CommsError, mabeam.AgentError) as exc:
-                        progress.failures.append((round_number, result.winner, "charge", exc))
+                        progress.failures.append(Failure(round_number, result.winner, "charge", exc))
             progress.phase = "training"
             show(progress)
             outcomes = mabeam.broadcast(winners, ("train", round_number), timeout=config.timeout)
-            fresh = []
-            for agent_id, (status, value) in zip(winners, outcomes):
-                if status == "ok":
-                    fresh.append(value)
+            fresh: list[dict[str, Any]] = []
+            for agent_id, (_, value) in zip(winners, outcomes):
+                if isinstance(value, Exception):  # the outcome is an error: a training returns a dict
+                    progress.failures.append(Failure(round_number, agent_id, "train", value))
                 else:
-                    progress.failures.append((round_number, agent_id, "train", value))
+                    fresh.append(value)
             progress.results.extend(fresh)
             mabeam.publish(SCORES_TOPIC, fresh)
             _drain_chaos(progress)
@@ -179,19 +201,21 @@ def run(config: DemoConfig, display=None) -> Progress:
 def _drain_chaos(progress: Progress) -> None:
     while True:
         try:
-            msg = otp.receive(0, lambda m: type(m) is tuple and m and m[0] == "$chaos")
+            killed = otp.receive(0, lambda m: isinstance(m, Killed))
         except otp.Timeout:
             return
-        progress.kills.append(msg[1])
+        progress.kills.append(killed.agent_id)
 
 
-def _final_vote(progress: Progress, ids: list, config: DemoConfig) -> None:
+def _final_vote(progress: Progress, ids: list[Hashable], config: DemoConfig) -> None:
     candidates = progress.leaderboard(3)
     if not candidates:
         raise RuntimeError("no configuration was trained")
     outcome = _vote(ids, [{"family": c["family"], "params": c["params"]} for c in candidates], config.timeout)
     progress.vote = outcome
-    counts = dict(outcome.tally.counts) if outcome.tally is not None else {}
+    # A majority vote's tally (None when no vote came back); a learner votes a candidate's index.
+    tally = outcome.tally.counts if isinstance(outcome.tally, Tally) else {}
+    counts = {index: n for index, n in tally.items() if isinstance(index, int)}
     if outcome.reached:
         choice = outcome.decision
     elif counts:  # no strict majority: the most votes, then the better CV score

@@ -3,33 +3,38 @@
 from __future__ import annotations
 
 import time
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
 
 from .learners import describe
+from .run import Progress
 
 __all__ = ["Display"]
 
 
 class Display:
-    def __init__(self, console=None) -> None:
-        from rich.console import Console
+    """Shows a run's progress: live tables on a terminal, one line per
+    round otherwise; :meth:`summary` prints the final table."""
 
+    def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console()
-        self.live = None
-        self._last_round = None
+        self.live: Live | None = None
+        self._last_round: tuple[int, str] | None = None
 
     def __enter__(self) -> Display:
         if self.console.is_terminal:
-            from rich.live import Live
-
             self.live = Live(console=self.console, refresh_per_second=8, transient=False)
             self.live.__enter__()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: Any) -> None:
         if self.live is not None:
             self.live.__exit__(*exc)
 
-    def __call__(self, progress) -> None:
+    def __call__(self, progress: Progress) -> None:
         if self.live is not None:
             self.live.update(self.render(progress))
         elif progress.phase in ("training", "done") and (progress.round, progress.phase) != self._last_round:
@@ -41,10 +46,7 @@ class Display:
                 f"{progress.phase}: {len(progress.results)} trainings, {len(progress.kills)} kills, {lead}"
             )
 
-    def render(self, progress):
-        from rich.console import Group
-        from rich.table import Table
-
+    def render(self, progress: Progress) -> Group:
         head = (
             f"round {progress.round}/{progress.config.rounds} - {progress.phase} - "
             f"{time.monotonic() - progress.started:.1f}s - kills {len(progress.kills)}"
@@ -61,9 +63,7 @@ class Display:
             board.add_row(f"{r['score']:.4f}", describe(r), str(r["agent"]), str(r["round"]))
         return Group(head, agents, board)
 
-    def summary(self, progress) -> None:
-        from rich.table import Table
-
+    def summary(self, progress: Progress) -> None:
         table = Table(title="mabeam demo: multi-agent hyperparameter search on digits")
         table.add_column("item")
         table.add_column("value")
@@ -72,14 +72,16 @@ class Display:
         table.add_row("rounds x slots", f"{progress.config.rounds} x {progress.config.slots}")
         table.add_row("trainings (real cross-validations)", str(len(progress.results)))
         table.add_row("auctions cleared (Vickrey)", f"{len(auctions)} of {len(progress.auctions)}")
-        table.add_row("mean price paid", f"{sum(a.price for a in auctions) / len(auctions):.2f}" if auctions else "-")
+        table.add_row(
+            "mean price paid", f"{sum(a.price or 0.0 for a in auctions) / len(auctions):.2f}" if auctions else "-"
+        )
         table.add_row("chaos kills (SIGKILL)", str(len(progress.kills)))
         table.add_row("agent restarts (supervisor)", str(sum(a["restarts"] for a in progress.agents.values())))
         table.add_row("failed requests (tolerated)", str(len(progress.failures)))
         if progress.winner is not None:
             votes = ", ".join(f"#{i + 1}: {n}" for i, n in sorted(progress.vote_counts.items()))
             if progress.vote is not None and progress.vote.failed:  # e.g. a voter killed by the chaos
-                votes += f" (no vote from {', '.join(map(str, sorted(progress.vote.failed)))})"
+                votes += f" (no vote from {', '.join(sorted(map(str, progress.vote.failed)))})"
             table.add_row("vote on the top 3 (learners' own held-out samples)", votes or "-")
             table.add_row("voted winner", describe(progress.winner))
             table.add_row("its CV accuracy", f"{progress.winner['score']:.4f}")

@@ -15,7 +15,7 @@ Design
   or times out is recorded in ``not_bidding`` and never blocks the others),
   one round per message the auction sends itself, so explicit bids,
   ``close`` and reads are served between rounds.  Every price and payment is
-  computed by :mod:`mabeam.rules` (``auctions``, ``orderbook``).
+  computed by the pure rule modules of this package (below).
 
 * **CQRS reads.**  Writes (bids, orders, cancels, budget and reputation
   changes) go to the owning process.  Reads never do: every owner publishes
@@ -36,44 +36,32 @@ Design
 * **Errors are typed across processes.**  The rules' own exceptions
   (``BidTooLow`` with ``.minimum``, ``InsufficientFunds`` with
   ``.available``, ``UnknownOrder``...) are raised in the caller, whichever
-  process detected them.
+  process detected them.  Every one derives from :class:`EconomicsError`
+  (a ``mabeam._errors.MabeamError``).
 
-Importing this package registers its services in
-:data:`mabeam._app.SERVICES` (the board first, then reputation and
-budgets), so ``mabeam.start()`` starts them.
+* **Pure rules.**  The public submodules :mod:`~mabeam.economics.auctions`
+  (English, Dutch, first-price, Vickrey, combinatorial VCG, efficiency),
+  :mod:`~mabeam.economics.orderbook` (continuous double auction with
+  price-time priority), :mod:`~mabeam.economics.budgets` (reserve / commit
+  / release without double spending) and
+  :mod:`~mabeam.economics.reputation` (recency-weighted reputation with
+  anti-gaming checks) are functions over frozen data: no processes, no I/O.
+  The last one is imported by its full name (``from
+  mabeam.economics.reputation import ...``): the package's own
+  ``reputation`` is the function that reads an agent's score.
+
+:func:`child_specs` are its long-lived processes, in start order (the
+board first: every other economics process writes to it); the application
+lists them (:mod:`mabeam._app`).
 """
 
 from __future__ import annotations
 
 import otp
 
-from .._app import SERVICES
-from ..rules.auctions import (
-    AuctionClosed,
-    AuctionError,
-    BidTooLow,
-    DuplicateBidder,
-    InvalidAuctionParameter,
-    InvalidBid,
-    TooManyBids,
-)
-from ..rules.budgets import (
-    BudgetError,
-    CommitExceedsReservation,
-    DuplicateReservation,
-    ExceedsTaskLimit,
-    InsufficientFunds,
-    InvalidAmount,
-    ReservationSettled,
-    UnknownReservation,
-)
-from ..rules.orderbook import BUY, SELL, DuplicateOrderId, InvalidOrder, OrderBookError, Trade, UnknownOrder
-from ..rules.reputation import DuplicateRecord, ImplausibleRecord, InvalidRecord, ReputationError
-from . import _budgets, _reputation
-from ._auction import AUCTIONS_TOPIC, AuctionOutcome, IneligibleBidder, auction_topic
+from . import _budget_server, _reputation_server, auctions, budgets, orderbook
 from ._auction_api import (
     AuctionRef,
-    DuplicateAuction,
     UnknownAuction,
     auction_result_async,
     auction_state,
@@ -84,11 +72,10 @@ from ._auction_api import (
     place_bid,
     run,
 )
-from ._budgets import (
-    BUDGETS,
-    BudgetSnapshot,
-    DuplicateBudget,
-    UnknownBudget,
+from ._auction_server import AUCTIONS_TOPIC, AuctionOutcome, DuplicateAuction, IneligibleBidder, auction_topic
+from ._board import BOARD
+from ._budget_api import (
+    InvalidBudgetStep,
     budget_batch,
     commit_funds,
     deposit_funds,
@@ -98,9 +85,9 @@ from ._budgets import (
     reserve_funds,
     to_money,
 )
-from ._market import MARKETS_TOPIC, MarketClosed, MarketOutcome, NotOrderOwner, OrderResult, market_topic
+from ._budget_server import BUDGETS, BudgetSnapshot, DuplicateBudget, UnknownBudget
+from ._errors import EconomicsError, NotStarted
 from ._market_api import (
-    DuplicateMarket,
     MarketRef,
     UnknownMarket,
     cancel_order,
@@ -111,10 +98,17 @@ from ._market_api import (
     market_trades,
     submit_order,
 )
+from ._market_server import (
+    MARKETS_TOPIC,
+    DuplicateMarket,
+    MarketClosed,
+    MarketOutcome,
+    NotOrderOwner,
+    OrderResult,
+    market_topic,
+)
 from ._mechanisms import KINDS
-from ._reputation import (
-    REPUTATION,
-    ReputationSnapshot,
+from ._reputation_api import (
     decay_reputation,
     init_reputation,
     penalize,
@@ -123,9 +117,36 @@ from ._reputation import (
     reputation_info,
     reputation_rankings,
 )
-from ._wire import BOARD, EconomicsError, NotStarted
+from ._reputation_server import REPUTATION, ReputationSnapshot
+from .auctions import (
+    AuctionClosed,
+    AuctionError,
+    BidTooLow,
+    DuplicateBidder,
+    InvalidAuctionParameter,
+    InvalidBid,
+    TooManyBids,
+)
+from .budgets import (
+    BudgetError,
+    CommitExceedsReservation,
+    DuplicateReservation,
+    ExceedsTaskLimit,
+    InsufficientFunds,
+    InvalidAmount,
+    ReservationSettled,
+    UnknownReservation,
+)
+from .orderbook import BUY, SELL, DuplicateOrderId, InvalidOrder, OrderBookError, Trade, UnknownOrder
+from .reputation import DuplicateRecord, ImplausibleRecord, InvalidRecord, ReputationError
 
 __all__ = [
+    "child_specs",
+    # the pure rules (``mabeam.economics.reputation`` too, imported by its
+    # full name: the package's ``reputation`` is the score function)
+    "auctions",
+    "budgets",
+    "orderbook",
     "BOARD",
     "BUDGETS",
     "REPUTATION",
@@ -207,6 +228,7 @@ __all__ = [
     "UnknownReservation",
     "ReservationSettled",
     "CommitExceedsReservation",
+    "InvalidBudgetStep",
     "UnknownBudget",
     "DuplicateBudget",
     "ReputationError",
@@ -216,11 +238,11 @@ __all__ = [
 ]
 
 
-def _board() -> otp.ChildSpec:
-    return otp.Registry.child_spec(keys="unique", name=BOARD, id=BOARD)
-
-
-# Start order: the board first (every other economics process writes to it).
-SERVICES[BOARD] = _board
-SERVICES[REPUTATION] = _reputation.child_spec
-SERVICES[BUDGETS] = _budgets.child_spec
+def child_specs() -> list[otp.ChildSpec]:
+    """The economics services' child specs, in start order: the board (every
+    other economics process writes to it), reputation, budgets."""
+    return [
+        otp.Registry.child_spec(keys="unique", name=BOARD, id=BOARD),
+        _reputation_server.child_spec(),
+        _budget_server.child_spec(),
+    ]

@@ -4,7 +4,7 @@ An auction is addressed by its :class:`AuctionRef`, its pid or its id
 (looked up on the economics board).  Writes (``place_bid``, ``run``,
 ``close``) go to the auction's process, its single owner; reads
 (:func:`auction_state`, :func:`list_auctions`) never do: they come from the
-board (see ``_wire``).
+board (see ``_board``).
 """
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ from typing import Any
 
 import otp
 
-from .._app import ECONOMICS
-from . import _wire
-from ._auction import AuctionOutcome, AuctionServer, auction_key
+from .._names import ECONOMICS
+from . import _board
+from ._auction_server import AuctionOutcome, AuctionServer, AuctionSpec, Cleared, DuplicateAuction, auction_key
+from ._errors import EconomicsError, NotStarted
 from ._mechanisms import make_mechanism
 
 __all__ = [
     "AuctionRef",
     "UnknownAuction",
-    "DuplicateAuction",
     "create_auction",
     "create_auction_async",
     "place_bid",
@@ -40,13 +40,9 @@ _ids = itertools.count(1)
 _prefix = uuid.uuid4().hex[:8]
 
 
-class UnknownAuction(_wire.EconomicsError, LookupError):
+class UnknownAuction(EconomicsError, LookupError):
     """No auction with this id or pid is running (never created, or it
     exited after its linger time)."""
-
-
-class DuplicateAuction(_wire.EconomicsError):
-    """An auction with this id is already running."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +65,7 @@ def _server(auction: Any) -> Any:
         return auction.pid
     if isinstance(auction, otp.Pid):
         return auction
-    return otp.via(_wire.BOARD, auction_key(auction))
+    return otp.via(_board.BOARD, auction_key(auction))
 
 
 def _id_of(auction: Any) -> Any:
@@ -86,24 +82,15 @@ def _start(
     make_mechanism(kind, item, reserve, dict(options))  # parameters checked here: the caller gets the rules' error
     if participants is not None and not isinstance(participants, (list, tuple)):
         participants = list(participants)
-    spec = {
-        "auction_id": auction_id,
-        "kind": kind,
-        "item": item,
-        "reserve": reserve,
-        "participants": participants,
-        "options": options,
-        "notify": notify,
-        "autorun": autorun,
-    }
+    spec = AuctionSpec(auction_id, kind, item, reserve, participants, options, notify, autorun)
     child = otp.child_spec(auction_key(auction_id), start=(AuctionServer.start_link, (spec,)), restart="temporary")
     try:
         pid = otp.supervisor.start_child(ECONOMICS, child)
     except otp.NoProc:
-        raise _wire.NotStarted("mabeam is not started (no mabeam.economics supervisor)") from None
+        raise NotStarted("mabeam is not started (no mabeam.economics supervisor)") from None
     except otp.SupervisorError as exc:
-        if "duplicate_auction" in repr(exc.reason):
-            raise DuplicateAuction(auction_id) from None
+        if isinstance(exc.reason, DuplicateAuction):
+            raise exc.reason from None
         raise
     return AuctionRef(auction_id, pid, kind, item)
 
@@ -125,7 +112,7 @@ def create_auction(kind: str, item: Any, reserve: float = 0.0, participants: Any
     ``linger`` (seconds the closed auction stays readable, default 30).
 
     Raises the rules' ``InvalidAuctionParameter`` for bad parameters,
-    :class:`DuplicateAuction`, or ``NotStarted``."""
+    ``DuplicateAuction``, or ``NotStarted``."""
     return _start(kind, item, reserve, participants, options, [], False)
 
 
@@ -154,28 +141,32 @@ def place_bid(auction: Any, bidder: Any, bid: Any, timeout: float | None = 5.0) 
     Raises the rules' typed errors: ``InvalidBid``, ``BidTooLow`` (English,
     with ``.minimum``), ``DuplicateBidder`` (sealed kinds), ``TooManyBids``,
     ``AuctionClosed``; ``IneligibleBidder``; :class:`UnknownAuction`."""
-    seq = _wire.ask(_server(auction), ("bid", bidder, bid), timeout, missing=UnknownAuction(_id_of(auction)))
+    with _board.absent_as(UnknownAuction(_id_of(auction))):
+        seq = otp.ask(_server(auction), "bid", bidder, bid, timeout=timeout)
     if not isinstance(auction, otp.Pid):
-        _wire.note_seq(auction_key(_id_of(auction)), seq)
+        _board.note_seq(auction_key(_id_of(auction)), seq)
 
 
 def run(auction: Any, timeout: float | None = 60.0) -> AuctionOutcome:
     """Ask the participants for bids (rounds, clock ticks) until the
     auction can be cleared, clear it and return the outcome (the stored
     outcome if it is already closed)."""
-    return _final(auction, _wire.ask(_server(auction), ("run",), timeout, missing=UnknownAuction(_id_of(auction))))
+    with _board.absent_as(UnknownAuction(_id_of(auction))):
+        cleared: Cleared = otp.ask(_server(auction), "run", timeout=timeout)
+    return _seen(cleared)
 
 
 def close(auction: Any, timeout: float | None = 60.0) -> AuctionOutcome:
     """Clear now with the bids received so far (a driven run in progress
     stops after its current round) and return the outcome."""
-    return _final(auction, _wire.ask(_server(auction), ("close",), timeout, missing=UnknownAuction(_id_of(auction))))
+    with _board.absent_as(UnknownAuction(_id_of(auction))):
+        cleared: Cleared = otp.ask(_server(auction), "close", timeout=timeout)
+    return _seen(cleared)
 
 
-def _final(auction: Any, answer: tuple) -> AuctionOutcome:
-    outcome, seq = answer
-    _wire.note_seq(auction_key(outcome.auction_id), seq)
-    return outcome
+def _seen(cleared: Cleared) -> AuctionOutcome:
+    _board.note_seq(auction_key(cleared.outcome.auction_id), cleared.seq)
+    return cleared.outcome
 
 
 def auction_result_async(auction: Any, reply_to: Any = None, tag: Any = None) -> Any:
@@ -184,7 +175,8 @@ def auction_result_async(auction: Any, reply_to: Any = None, tag: Any = None) ->
     is returned."""
     tag = otp.make_ref() if tag is None else tag
     target = otp.self() if reply_to is None else reply_to
-    _wire.ask(_server(auction), ("notify", target, tag), 5.0, missing=UnknownAuction(_id_of(auction)))
+    with _board.absent_as(UnknownAuction(_id_of(auction))):
+        otp.ask(_server(auction), "notify_result", target, tag, timeout=5.0)
     return tag
 
 
@@ -195,12 +187,13 @@ def auction_state(auction: Any) -> dict | None:
     arrived, not the amounts, until they are cleared."""
     if isinstance(auction, otp.Pid):
         raise TypeError("auction_state reads by auction id or AuctionRef (the board is keyed by id)")
-    return _wire.read(auction_key(_id_of(auction)))
+    state: dict | None = _board.read(auction_key(_id_of(auction)))
+    return state
 
 
 def list_auctions(status: str | None = None) -> list[dict]:
     """The states of the running auctions (optionally with this status),
     from the board's metadata index (the auctions are not asked)."""
-    entries = otp.Registry.match_metadata(_wire.BOARD, "type", "auction")
+    entries = otp.Registry.match_metadata(_board.BOARD, "type", "auction")
     states = [e.value for e in entries]
     return [s for s in states if status is None or s.get("status") == status]

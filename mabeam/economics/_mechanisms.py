@@ -1,7 +1,7 @@
 """Auction mechanisms: what an auction process does for each kind.
 
 A mechanism holds the bids of one auction and knows three things: how to
-take an explicit bid (validated by :mod:`mabeam.rules.auctions`, whose typed
+take an explicit bid (validated by :mod:`mabeam.economics.auctions`, whose typed
 errors go back to the bidder), how to run one *driven* step (ask the
 participant agents with real calls, through the function ``ask(ids,
 payload, kind)`` the auction process gives it), and how to clear (a rules
@@ -20,7 +20,7 @@ Driven steps, per kind:
 * ``dutch``: one step per clock tick; explicit acceptance prices are checked
   first, then participants are asked ``handle_offer(view, price)``; the
   first acceptance (explicit bids first, then participant order) wins at the
-  clock price, via :func:`~mabeam.rules.auctions.clear_dutch`.
+  clock price, via :func:`~mabeam.economics.auctions.clear_dutch`.
 
 A participant that cannot answer (dead, timed out, hook raised) is recorded
 in ``not_bidding`` with the reason and never blocks the others (the calls
@@ -30,33 +30,50 @@ are concurrent and each has a timeout).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from functools import partial
+from typing import Any, NamedTuple
 
-from .._agent import AgentError
-from ..rules import auctions as rules
-from ..rules.auctions import AuctionError, Bid, BundleBid, InvalidAuctionParameter, InvalidBid
+import otp
 
-__all__ = ["KINDS", "Mechanism", "make_mechanism", "reason_of"]
+from .._errors import AgentError, AgentExited, CommsError, HookFailed
+from . import auctions as rules
+from .auctions import AuctionError, Bid, BundleBid, InvalidAuctionParameter, InvalidBid
+
+__all__ = ["KINDS", "AgentAnswer", "Ask", "Mechanism", "make_mechanism", "reason_of"]
 
 KINDS = ("english", "dutch", "first_price", "vickrey", "combinatorial")
 MAX_ROUNDS = 1000
 MAX_TICKS = 10_000
 
-Ask = Callable[[list, Any, str], list]
+
+class AgentAnswer(NamedTuple):
+    """One agent's answer to a bid request or an offer: its ``value``, or
+    the ``error`` that stopped it from answering."""
+
+    value: Any
+    error: BaseException | None = None
+
+
+#: ``ask(agent_ids, payload, kind)``: the answers of the agents, in their order.
+Ask = Callable[[list, Any, str], "list[AgentAnswer]"]
 
 
 def reason_of(exc: BaseException) -> Any:
-    """Why an agent did not answer, as a plain term: the comms reason
-    ('not_running', 'timeout', 'killed', ...), ``('hook_raised', message)``
-    or ``('exited', message)``."""
-    reason = getattr(exc, "reason", None)
-    if isinstance(exc, AgentError):
-        return ("hook_raised", getattr(reason, "message", repr(reason)))
-    if isinstance(reason, (str, int, tuple)):
-        return reason
-    if reason is not None:
-        return ("exited", getattr(reason, "message", repr(reason)))
+    """Why an agent did not answer, as a plain term: the cause's own term
+    ('not_running', 'timeout', an exit reason such as 'killed'),
+    ``('hook_raised', message)``, ``('exited', message)`` for an agent that
+    crashed, or the error's repr for anything else."""
+    if isinstance(exc, HookFailed):
+        return ("hook_raised", _message(exc.crash))
+    if isinstance(exc, AgentExited) and not isinstance(exc.exit_reason, (str, int, tuple)):
+        return ("exited", _message(exc.exit_reason))
+    if isinstance(exc, (AgentError, CommsError)):
+        return exc.reason
     return repr(exc)
+
+
+def _message(reason: object) -> str:
+    return reason.message if isinstance(reason, otp.Crash) else repr(reason)
 
 
 class Mechanism:
@@ -96,11 +113,11 @@ class Mechanism:
                 self.take(agent, answer)
         return True
 
-    def take(self, agent: Any, answer: tuple) -> bool:
+    def take(self, agent: Any, answer: AgentAnswer) -> bool:
         """Record one agent's answer to a bid request; True if a bid was placed."""
-        status, value = answer
-        if status != "ok":
-            self.not_bidding[agent] = reason_of(value)
+        value = answer.value
+        if answer.error is not None:
+            self.not_bidding[agent] = reason_of(answer.error)
             return False
         if value is None:
             self.not_bidding[agent] = "declined"
@@ -181,11 +198,11 @@ class English(Mechanism):
             return True
         self.rounds += 1
         offers = []
-        for agent, (status, value) in zip(todo, ask(todo, {**base_view, **self.view()}, "bid")):
-            if status != "ok" or value is None:
+        for agent, (value, error) in zip(todo, ask(todo, {**base_view, **self.view()}, "bid")):
+            if error is not None or value is None:
                 self.dropped.add(agent)
-                if status != "ok":
-                    self.not_bidding[agent] = reason_of(value)
+                if error is not None:
+                    self.not_bidding[agent] = reason_of(error)
                 elif agent not in self.bidders():
                     self.not_bidding[agent] = "declined"
                 continue
@@ -214,11 +231,11 @@ class Dutch(Mechanism):
     def __init__(self, item: Any, reserve: float, options: dict) -> None:
         super().__init__(item, reserve, options)
         _check_reserve(reserve)
-        self.schedule = options.get("schedule")
-        self.start = options.get("start")
-        self.decrement = options.get("decrement")
+        schedule = options.get("schedule")
+        self.schedule: list[float] | None = None if schedule is None else [float(p) for p in schedule]
+        self.start: float | None = options.get("start")
+        self.decrement: float | None = options.get("decrement")
         if self.schedule is not None:
-            self.schedule = [float(p) for p in self.schedule]
             rules.clear_dutch(self.schedule, {}, reserve=reserve)  # the rules validate the schedule
         else:
             if self.start is None or self.decrement is None:
@@ -245,6 +262,7 @@ class Dutch(Mechanism):
     def price(self, tick: int) -> float | None:
         if self.schedule is not None:
             return self.schedule[tick] if tick < len(self.schedule) else None
+        assert self.start is not None and self.decrement is not None  # checked in __init__
         return self.start - tick * self.decrement
 
     def view(self) -> dict:
@@ -261,10 +279,10 @@ class Dutch(Mechanism):
         self.rounds = len(self.ticked)
         if any(b.amount >= price for b in self.explicit):
             return self._stop()
-        for agent, (status, value) in zip(todo, ask(todo, ({**base_view, **self.view()}, price), "offer")):
+        for agent, (value, error) in zip(todo, ask(todo, ({**base_view, **self.view()}, price), "offer")):
             self.asked[agent] = True
-            if status != "ok":
-                self.not_bidding[agent] = reason_of(value)
+            if error is not None:
+                self.not_bidding[agent] = reason_of(error)
             elif value:
                 self.accepted.append(Bid(agent, price))
         return self._stop() if self.accepted else False
@@ -349,14 +367,19 @@ class Combinatorial(Mechanism):
         return rules.clear_combinatorial(self.bids)
 
 
+_MECHANISMS: dict[str, Callable[[Any, float, dict], Mechanism]] = {
+    "english": English,
+    "dutch": Dutch,
+    "first_price": partial(Sealed, "first_price"),
+    "vickrey": partial(Sealed, "vickrey"),
+    "combinatorial": Combinatorial,
+}
+assert tuple(_MECHANISMS) == KINDS
+
+
 def make_mechanism(kind: str, item: Any, reserve: float, options: dict) -> Mechanism:
     """The mechanism for ``kind``; raises the rules' InvalidAuctionParameter."""
-    if kind in ("first_price", "vickrey"):
-        return Sealed(kind, item, reserve, options)
-    if kind == "english":
-        return English(item, reserve, options)
-    if kind == "dutch":
-        return Dutch(item, reserve, options)
-    if kind == "combinatorial":
-        return Combinatorial(item, reserve, options)
-    raise InvalidAuctionParameter(f"unknown auction kind {kind!r}; one of {', '.join(KINDS)}")
+    make = _MECHANISMS.get(kind) if isinstance(kind, str) else None
+    if make is None:
+        raise InvalidAuctionParameter(f"unknown auction kind {kind!r}; one of {', '.join(KINDS)}")
+    return make(item, reserve, options)

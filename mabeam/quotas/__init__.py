@@ -1,12 +1,32 @@
-"""Per-agent resource quotas: limits, tiers, the escalation state machine, and measurement.
+"""Per-agent resource quotas: limits, tiers, the escalation state machine,
+measurement, and the quota manager that enforces them on OS processes.
 
-``_policy`` is pure (explicit timestamps, no OS access) and holds every rule; ``_measure``
-is the small psutil reader.  A quota gen_server combines them: measure, ``observe``, then
-carry out the returned actions.
+Public functions are named verb_noun, the noun being what they act on
+(``set_quota``, ``list_quotas``, ``list_enforcements``,
+``subscribe_enforcements``).
+
+``_policy`` is pure (explicit timestamps, no OS access) and holds every
+rule; ``_measure`` is the small psutil reader; ``_server`` is the quota
+manager (registered as ``mabeam.quotas``): measure, ``observe``, then carry
+out the returned actions; ``_client`` holds the functions other processes
+call.
+
+:func:`child_spec` is the manager's spec; the application lists it
+(:mod:`mabeam._app`), after the tables registry it publishes into.
 """
 
 from __future__ import annotations
 
+from ._client import (
+    configure_enforcement,
+    get_quota,
+    list_enforcements,
+    list_quotas,
+    remove_quota,
+    set_quota,
+    subscribe_enforcements,
+    unsubscribe_enforcements,
+)
 from ._measure import MeasureError, MeasurementDenied, ProcessGone, ProcessReplaced, Usage, measure
 from ._policy import (
     GB,
@@ -39,8 +59,25 @@ from ._policy import (
     throttle_factor,
     tier,
 )
+from ._server import QUOTAS, Enforcement, QuotaManager, QuotaOptions, QuotaStatus, child_spec, set_server_options
 
 __all__ = [
+    # the quota manager
+    "QUOTAS",
+    "QuotaManager",
+    "QuotaOptions",
+    "QuotaStatus",
+    "Enforcement",
+    "child_spec",
+    "set_server_options",
+    "set_quota",
+    "remove_quota",
+    "get_quota",
+    "list_quotas",
+    "configure_enforcement",
+    "list_enforcements",
+    "subscribe_enforcements",
+    "unsubscribe_enforcements",
     # limits and tiers
     "MB",
     "GB",

@@ -4,7 +4,7 @@ CPU percent is a rate, so it needs two samples.  Rather than keep hidden per-pid
 (psutil's ``cpu_percent(interval=None)`` does, and returns a meaningless 0.0 on the
 first call), ``measure`` returns a ``Usage`` that carries the cumulative CPU seconds and
 the sample time; pass it back as ``previous`` and the percent is computed between the
-two samples.  The owner of the loop (a quota gen_server) keeps the last ``Usage``.
+two samples.  The owner of the loop (the quota manager) keeps the last ``Usage``.
 
 A pid can be reused by an unrelated process after the original exits; the process's
 creation time is part of ``Usage`` and a mismatch with ``previous`` raises
@@ -18,10 +18,12 @@ from dataclasses import dataclass
 
 import psutil
 
+from ._policy import QuotaError
+
 __all__ = ["Usage", "MeasureError", "ProcessGone", "ProcessReplaced", "MeasurementDenied", "measure"]
 
 
-class MeasureError(Exception):
+class MeasureError(QuotaError):
     """Base class of the measurement errors."""
 
 

@@ -1,7 +1,6 @@
-"""Resource quotas and the per-agent escalation state machine (AC-35, AC-36, AC-37).
+"""Resource quotas and the per-agent escalation state machine.
 
-The seed only *designed* quotas (RESOURCE_MANAGEMENT_SYSTEM_supp.md); nothing ran.  This
-module is the decision logic a quota gen_server will call once per measurement:
+This module is the decision logic the quota manager calls once per measurement:
 
     escalator = Escalator("agent-7", tier("standard"))
     decision = escalator.observe(now, rss_bytes, cpu_percent)   # -> actions to carry out
@@ -16,8 +15,8 @@ timestamps.  Rules (all numbers are ``EscalationPolicy``/``ResourceLimit`` param
   counted from the episode start: ``Warn`` at once, ``Throttle`` after 30 s, ``Suspend``
   after 5 min, ``Terminate`` after 10 min.  When measurements are sparse, one observation
   emits every stage it passes, in order: a stage is never skipped.
-* Above hard the stage is at least the limit's ``hard_stage`` (the seed's per-resource
-  ``enforcement_action``), reached through the intermediate stages in the same step.
+* Above hard the stage is at least the limit's ``hard_stage`` (the per-resource
+  enforcement action), reached through the intermediate stages in the same step.
 * Above burst the agent is terminated at once with no grace: the one documented skip.
 * De-escalation: once usage is back at or below soft for ``calm_period`` (60 s), ``Resume``
   is emitted and the stage returns to ``NORMAL``.  A dip shorter than that does not reset
@@ -25,7 +24,7 @@ timestamps.  Rules (all numbers are ``EscalationPolicy``/``ResourceLimit`` param
 * Nothing escalates while usage is below soft; in particular ``Terminate`` is only ever
   decided on a measurement above the soft limit.
 * Every action is recorded as an ``EnforcementRecord`` in a bounded history.
-* The degradation level is the usage/soft ratio mapped by 0.9/1.0/1.2/1.5 (AC-37), worst
+* The degradation level is the usage/soft ratio mapped by 0.9/1.0/1.2/1.5, worst
   over the resources; it is advice to the agent, independent of enforcement.
 """
 
@@ -33,10 +32,12 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
 from enum import Enum, IntEnum
 from types import MappingProxyType
+
+from .._errors import MabeamError
 
 __all__ = [
     "MB",
@@ -70,11 +71,11 @@ __all__ = [
     "Escalator",
 ]
 
-MB = 1_000_000  # the seed's tiers are decimal: 50_000_000 bytes is "50 MB"
+MB = 1_000_000  # the tiers are decimal: 50_000_000 bytes is "50 MB"
 GB = 1_000_000_000
 
 
-class QuotaError(Exception):
+class QuotaError(MabeamError):
     """Base class of the quota errors."""
 
 
@@ -99,6 +100,8 @@ class AgentTerminated(QuotaError, RuntimeError):
 
 
 class Stage(IntEnum):
+    """How far enforcement has escalated for an agent, in order."""
+
     NORMAL = 0
     WARNED = 1
     THROTTLED = 2
@@ -107,6 +110,8 @@ class Stage(IntEnum):
 
 
 class Violation(IntEnum):
+    """Which limit a usage is above (the zone), in order of severity."""
+
     NONE = 0
     SOFT = 1
     HARD = 2
@@ -114,6 +119,8 @@ class Violation(IntEnum):
 
 
 class Degradation(IntEnum):
+    """How much an agent is advised to degrade its work, in order."""
+
     NONE = 0
     MINIMAL = 1
     MODERATE = 2
@@ -122,6 +129,8 @@ class Degradation(IntEnum):
 
 
 class Resource(str, Enum):
+    """A measured resource."""
+
     RSS = "rss"  # bytes
     CPU = "cpu"  # percent of one core, as psutil reports it (may exceed 100)
 
@@ -188,9 +197,8 @@ class QuotaSpec:
         return replace(self, name=name or self.name, rss=rss or self.rss, cpu=cpu or self.cpu)
 
 
-# The inventory's quota groups (§4).  Their per-resource enforcement_action becomes
-# hard_stage; the seed's :scale_down (ask the agent to shrink) maps to THROTTLED, the
-# nearest stage on this ladder.  Process-count limits are not measured here.
+# The preset tiers.  Asking an agent to shrink has no stage of its own on this ladder:
+# it maps to THROTTLED, the nearest one.  Process-count limits are not measured here.
 TIERS: MappingProxyType[str, QuotaSpec] = MappingProxyType(
     {
         "lightweight": QuotaSpec(
@@ -213,6 +221,7 @@ TIERS: MappingProxyType[str, QuotaSpec] = MappingProxyType(
 
 
 def tier(name: str) -> QuotaSpec:
+    """The preset quota named ``name``; raises ``UnknownTier``."""
     try:
         return TIERS[name]
     except KeyError:
@@ -221,7 +230,7 @@ def tier(name: str) -> QuotaSpec:
 
 @dataclass(frozen=True)
 class EscalationPolicy:
-    """Timings in seconds from the episode start, and the degradation ratios (AC-36, AC-37)."""
+    """Timings in seconds from the episode start, and the degradation ratios."""
 
     throttle_after: float = 30.0
     suspend_after: float = 300.0
@@ -255,7 +264,7 @@ class EscalationPolicy:
 def degradation_level(
     ratio: float, thresholds: tuple[float, float, float, float] = (0.9, 1.0, 1.2, 1.5)
 ) -> Degradation:
-    """AC-37: > 1.5 emergency, > 1.2 aggressive, > 1.0 moderate, > 0.9 minimal, else none."""
+    """The usage/limit ratio's level: > 1.5 emergency, > 1.2 aggressive, > 1.0 moderate, > 0.9 minimal, else none."""
     level = Degradation.NONE
     for i, threshold in enumerate(thresholds, start=1):
         if ratio > threshold:
@@ -270,12 +279,12 @@ _STRATEGIES = {
 
 
 def degradation_strategies(resource: Resource, level: Degradation) -> tuple[str, ...]:
-    """AC-37's cumulative strategy lists: each level adds one strategy to the previous."""
+    """The strategies advised at ``level``: each level adds one strategy to the previous."""
     return _STRATEGIES[Resource(resource)][: int(level)]
 
 
 def throttle_factor(usage: float, limit: float) -> float:
-    """AC-36: the share of speed to keep, by excess ratio ``(usage - limit) / limit``."""
+    """The share of speed to keep, by excess ratio ``(usage - limit) / limit``: more excess, slower."""
     excess = (usage - limit) / limit
     if excess > 1.0:
         return 0.5
@@ -319,9 +328,9 @@ Action = Warn | Throttle | Suspend | Resume | Terminate
 
 @dataclass(frozen=True)
 class EnforcementRecord:
-    """AC-36's enforcement event.  Whether carrying it out succeeded is the executor's to log."""
+    """One escalation step decided.  Whether carrying it out succeeded is the executor's to log."""
 
-    agent_id: str
+    agent_id: Hashable
     at: float
     action: Action
     stage_before: Stage
@@ -349,7 +358,7 @@ class Decision:
 class Escalator:
     """The escalation state machine of one agent (see the module doc for the rules)."""
 
-    def __init__(self, agent_id: str, spec: QuotaSpec, policy: EscalationPolicy = EscalationPolicy()) -> None:
+    def __init__(self, agent_id: Hashable, spec: QuotaSpec, policy: EscalationPolicy = EscalationPolicy()) -> None:
         self.agent_id = agent_id
         self.spec = spec
         self.policy = policy

@@ -1,12 +1,38 @@
-"""Telemetry for MABEAM: bounded metrics and a prefix-matching event bus.
+"""Telemetry for MABEAM: bounded metrics, a prefix-matching event bus,
+performance alerts, and the telemetry server that shares them.
 
-Both halves are pure objects that take explicit timestamps; a gen_server wraps them to
-make them shared.  See ``_metrics`` for the histogram's error bound and memory cap, and
-``_events`` for the handler-isolation rules.
+Public functions are named verb_noun, the noun being what they act on
+(``record_metric``, ``query_metric``, ``attach_handler``, ``list_alerts``).
+
+``_metrics`` and ``_events`` are pure objects that take explicit
+timestamps (see ``_metrics`` for the histogram's error bound and memory
+cap, ``_events`` for the handler-isolation rules); ``_alerts`` holds the
+alert thresholds; ``_server`` is the process (registered as
+``mabeam.telemetry``) and ``_client`` the functions other processes call.
+Every process reports events with :func:`emit_event`.
+
+:func:`child_spec` is the server's spec; the application lists it
+(:mod:`mabeam._app`).
 """
 
 from __future__ import annotations
 
+from ._alerts import DEFAULT_THRESHOLDS, Alert, AlertChange, AlertDirection, Threshold
+from ._client import (
+    attach_handler,
+    detach_handler,
+    get_alert_thresholds,
+    get_stats,
+    list_alerts,
+    list_handler_failures,
+    list_handlers,
+    list_series,
+    query_metric,
+    record_agent_metrics,
+    record_metric,
+    set_alert_threshold,
+    subscribe_alerts,
+)
 from ._emit import TELEMETRY, emit_event
 from ._events import (
     DuplicateHandler,
@@ -41,10 +67,46 @@ from ._metrics import (
     Tier,
     WindowTooLong,
 )
+from ._server import (
+    AttachedHandler,
+    FailedHandler,
+    TelemetryOptions,
+    TelemetryServer,
+    TelemetryStats,
+    child_spec,
+    set_server_options,
+)
 
 __all__ = [
     "TELEMETRY",
     "emit_event",
+    # the server
+    "TelemetryServer",
+    "TelemetryOptions",
+    "TelemetryStats",
+    "child_spec",
+    "set_server_options",
+    "record_metric",
+    "record_agent_metrics",
+    "attach_handler",
+    "detach_handler",
+    "list_handlers",
+    "list_handler_failures",
+    "AttachedHandler",
+    "FailedHandler",
+    "query_metric",
+    "list_series",
+    "get_stats",
+    # alerts
+    "Alert",
+    "AlertChange",
+    "AlertDirection",
+    "Threshold",
+    "DEFAULT_THRESHOLDS",
+    "set_alert_threshold",
+    "get_alert_thresholds",
+    "list_alerts",
+    "subscribe_alerts",
     # metrics
     "Counter",
     "Gauge",

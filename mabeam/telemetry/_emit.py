@@ -19,4 +19,4 @@ def emit_event(
     'bid')``) to the handlers attached in the telemetry service.  A cast:
     never blocks, never fails, and does nothing when the service is not
     running."""
-    otp.cast(TELEMETRY, ("emit", event, dict(measurements or {}), dict(metadata or {})))
+    otp.tell(TELEMETRY, "emit_event", event, dict(measurements or {}), dict(metadata or {}))

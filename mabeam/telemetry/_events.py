@@ -9,8 +9,7 @@ Why this shape:
   keep failing on every event.
 * Handlers match by *prefix* of the event name (a tuple of strings), so a handler on
   ``("mabeam", "agent")`` sees ``("mabeam", "agent", "started")`` and every sibling.
-* The seed's MABEAM.Telemetry listened for ``[..., :agent, :started]`` while the registry
-  emitted ``[..., :agent, :agent_started]``: the handler never fired and nothing said so.
+* A handler attached to a misspelt event name never fires, and nothing says so.
   ``declare()`` + ``strict=True`` make both sides name events from one catalogue: in strict
   mode emitting an undeclared event, or attaching to a prefix no declared event has, raises
   at once.  In either mode ``unmatched_handlers()`` lists handlers no declared event reaches.
@@ -30,6 +29,8 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
+
+from .._errors import MabeamError
 
 __all__ = [
     "EventBusError",
@@ -51,7 +52,7 @@ _log = logging.getLogger(__name__)
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
-class EventBusError(Exception):
+class EventBusError(MabeamError):
     """Base class of the event bus errors."""
 
 

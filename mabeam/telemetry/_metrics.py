@@ -17,9 +17,8 @@ below ``min_value`` share one "zero" bucket: absolute error below ``min_value``.
 is at most ``max_buckets`` counters: when a new bucket would exceed it, the two lowest
 buckets merge, so accuracy is given up at the low end (p0..), never at p50/p95/p99.
 
-The seed kept unbounded per-event histories and mixed time units; here every series has
-a fixed number of slots per resolution tier, the store has a series cap, and time is one
-unit (seconds) throughout.
+Memory is bounded everywhere: every series has a fixed number of slots per resolution
+tier, the store has a series cap, and time is one unit (seconds) throughout.
 """
 
 from __future__ import annotations
@@ -28,6 +27,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
+
+from .._errors import MabeamError
 
 __all__ = [
     "MetricError",
@@ -62,12 +63,12 @@ Tags = tuple[tuple[str, TagValue], ...]
 TagsIn = Mapping[str, TagValue] | None
 
 
-class MetricError(Exception):
+class MetricError(MabeamError):
     """Base class of the metric errors."""
 
 
 class InvalidMetricName(MetricError, ValueError):
-    """A name is not a non-empty tuple of non-empty strings (the seed raised on empty names too)."""
+    """A name is not a non-empty tuple of non-empty strings."""
 
 
 class InvalidObservation(MetricError, ValueError):
@@ -243,6 +244,8 @@ class Histogram:
 
 
 class MetricKind(str, Enum):
+    """What a series records: a running total, the latest value, or a distribution."""
+
     COUNTER, GAUGE, HISTOGRAM = "counter", "gauge", "histogram"
 
 
@@ -376,8 +379,9 @@ class MetricStore:
         self.max_series = max_series
         self.tiers = tuple(sorted(tiers, key=lambda t: t.span))
         self.retention = self.tiers[-1].span
-        self._hist = {"relative_accuracy": relative_accuracy, "max_buckets": max_buckets}
-        Histogram(**self._hist)  # validate once, here, not on the first observation
+        self._relative_accuracy = relative_accuracy
+        self._max_buckets = max_buckets
+        self._new_histogram()  # validate once, here, not on the first observation
         self._series: dict[tuple[MetricName, Tags], _Series] = {}
         self._rejected = 0
         self._late = 0
@@ -396,7 +400,10 @@ class MetricStore:
         return self._record(MetricKind.HISTOGRAM, name, tags, value, now)
 
     def _new_slot(self, kind: MetricKind) -> Slot:
-        return Histogram(**self._hist) if kind is MetricKind.HISTOGRAM else _Agg()
+        return self._new_histogram() if kind is MetricKind.HISTOGRAM else _Agg()
+
+    def _new_histogram(self) -> Histogram:
+        return Histogram(self._relative_accuracy, max_buckets=self._max_buckets)
 
     def _record(self, kind: MetricKind, name: MetricName, tags: TagsIn, value: float, now: float) -> bool:
         key = (_name(name), _tags(tags))
@@ -453,7 +460,7 @@ class MetricStore:
 
     # -- reads ----------------------------------------------------------------------------
     def series(self, prefix: MetricName = ()) -> list[tuple[MetricName, Tags]]:
-        """The keys whose name starts with ``prefix`` (the seed's ``get_metrics_for(pattern)``)."""
+        """The keys whose name starts with ``prefix``."""
         return [k for k in self._series if k[0][: len(prefix)] == prefix]
 
     def __len__(self) -> int:

@@ -70,6 +70,7 @@ def _parse(spec: Any) -> tuple[str, list[Any], dict[str, Any]]:
     """``(name, positional arguments, options)`` of a spec, or :class:`BackendUnavailable`."""
     if isinstance(spec, str):
         return spec, [], {}
+    opts: dict[str, Any]
     if isinstance(spec, Mapping):
         opts = dict(spec)
         name = opts.pop("backend", None)
@@ -79,7 +80,7 @@ def _parse(spec: Any) -> tuple[str, list[Any], dict[str, Any]]:
         return name, args, opts
     if isinstance(spec, tuple) and spec and isinstance(spec[0], str):
         name, *args = spec
-        opts: dict[str, Any] = {}
+        opts = {}
         if args and isinstance(args[-1], Mapping):
             opts = dict(args.pop())
         if any(not isinstance(a, (str, os.PathLike)) for a in args):

@@ -56,9 +56,23 @@ from .._oslib import fd_readable
 from .._pid import Pid, new_uid
 from .._timeouts import check_timeout
 from ._backend import RegistryDown
-from ._protocol import decode_reply, encode_request, new_request
+from ._protocol import (
+    Change,
+    Joined,
+    Left,
+    LeftAll,
+    MetadataUpdated,
+    Registered,
+    Snapshot,
+    SyncToken,
+    Unregistered,
+    ValueUpdated,
+    decode_reply,
+    encode_request,
+    new_request,
+)
 
-__all__ = ["RegistryClient", "Replica", "DEFAULT_TIMEOUT"]
+__all__ = ["RegistryClient", "Replica", "Holder", "DEFAULT_TIMEOUT"]
 
 #: Seconds a registry request may take (OTP's call default).
 DEFAULT_TIMEOUT = 5.0
@@ -77,9 +91,17 @@ FRESHNESS = 0.001
 class _Sent(NamedTuple):
     """One request of a batch, by request id."""
 
-    index: int  # its position in the batch
+    position: int  # in the batch
     op: str
     frame: bytes
+
+
+class Holder(NamedTuple):
+    """A replica's row: one holder of a key."""
+
+    pid: Pid
+    value: Any
+    metadata: dict[str, Any]
 
 
 class RegistryClient:
@@ -98,7 +120,7 @@ class RegistryClient:
         self._follow(registry_pid)
         # Like Process.send: under forkserver nobody else has this __main__.
         self.main_by_value = self.proc.node.start_method == "forkserver"
-        self.dealer = None
+        self.dealer: zmq.Socket[bytes] | None = None
         self.used = False  # a request went out since the last idle look
         self.in_flight = False  # a request waits for its answer
         self._idle_watched = False
@@ -107,16 +129,17 @@ class RegistryClient:
         self.replica: Replica | None = None
         self.seen_version = 0  # version after this process's last request
 
-    def _connect(self) -> None:
+    def _connect(self) -> zmq.Socket[bytes]:
         if self.dealer is not None:
             self.dealer.close(linger=0)
-        self.dealer = self.proc.ctx.socket(zmq.DEALER)
-        self.dealer.setsockopt(zmq.LINGER, 0)
-        self.dealer.setsockopt(zmq.RECONNECT_IVL, 10)
-        self.dealer.connect(self.request_ep)
+        dealer = self.dealer = self.proc.ctx.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.setsockopt(zmq.RECONNECT_IVL, 10)
+        dealer.connect(self.request_ep)
         if not self._idle_watched:
             self._idle_watched = True
             self.proc.on_idle(self._close_if_idle)
+        return dealer
 
     def _close_if_idle(self, now: float) -> bool:
         """Idle closer (``Process.on_idle``): the DEALER holds a descriptor in
@@ -151,7 +174,7 @@ class RegistryClient:
         is concurrent with whatever the caller does next, and the pidfd
         check (a poll under the signal lock) is skipped: every request pays
         for this check."""
-        peer = self._peer if pid == self.registry_pid else self.proc.call_peer(pid)
+        peer = self._peer if self._peer is not None and pid == self.registry_pid else self.proc.call_peer(pid)
         if peer.dead is not None:
             return True
         sig = self.proc.sig
@@ -176,14 +199,14 @@ class RegistryClient:
         flight: see the module doc) or ``Timeout``."""
         timeout = check_timeout(timeout)
         batch = self._encode(requests)
-        self._ready()
+        dealer = self._ready()
         deadline = None if timeout is None else time.monotonic() + timeout
         for sent in batch.values():
-            self.dealer.send(sent.frame)
+            dealer.send(sent.frame)
         results: list = [None] * len(requests)
         self.used = self.in_flight = True
         try:
-            errors = self._collect(batch, results, deadline, timeout)
+            errors = self._collect(dealer, batch, results, deadline, timeout)
         finally:
             self.in_flight = False
         if errors:
@@ -197,42 +220,55 @@ class RegistryClient:
             batch[request.req_id] = _Sent(i, op, encode_request(request, self.main_by_value))
         return batch
 
-    def _ready(self) -> None:
-        """Connect; if the registry we knew is dead, to its successor (a
-        request sent now cannot be in flight to the dead one)."""
+    def _ready(self) -> zmq.Socket[bytes]:
+        """The connection; if the registry we knew is dead, a new one to its
+        successor (a request sent now cannot be in flight to the dead one)."""
         if self._registry_dead():
             if not self.restarts_in_place:
                 raise NoProc(self.registry_pid)
             self._follow(None)
-            self._connect()
-        elif self.dealer is None:
-            self._connect()
+            return self._connect()
+        return self._connect() if self.dealer is None else self.dealer
 
-    def _collect(self, batch: dict[int, _Sent], results: list, deadline: float | None, timeout: float | None) -> list:
+    def _collect(
+        self,
+        dealer: zmq.Socket[bytes],
+        batch: dict[int, _Sent],
+        results: list,
+        deadline: float | None,
+        timeout: float | None,
+    ) -> list:
         """Fill ``results`` with the batch's answers; return its errors as
-        ``[(index, error)]``."""
-        errors: list = []
+        ``[(position, error)]``."""
+        errors: list[tuple[int, BaseException]] = []
         pending = set(batch)
         while pending:
             peer = self._peer
             if peer is not None and peer.dead is not None:
                 error = RegistryDown(peer.dead, self.registry_pid)
-                self._take_replies(batch, pending, results, errors)  # answered before it died
+                self._take_replies(dealer, batch, pending, results, errors)  # answered before it died
                 if pending:
                     raise self._down(error, batch, pending)
                 break
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise Timeout(f"no answer from the registry within {timeout}s ({_ops(batch, pending)})")
-            if self.proc.poll_sockets([self.dealer], remaining):  # a long wait comes back in slices: loop
-                self._take_replies(batch, pending, results, errors)
+            if self.proc.poll_sockets([dealer], remaining):  # a long wait comes back in slices: loop
+                self._take_replies(dealer, batch, pending, results, errors)
         return errors
 
-    def _take_replies(self, batch: dict[int, _Sent], pending: set, results: list, errors: list) -> None:
+    def _take_replies(
+        self,
+        dealer: zmq.Socket[bytes],
+        batch: dict[int, _Sent],
+        pending: set[int],
+        results: list,
+        errors: list[tuple[int, BaseException]],
+    ) -> None:
         """Take in the replies that have arrived, without waiting."""
         while pending:
             try:
-                reply = decode_reply(self.dealer.recv(zmq.NOBLOCK))
+                reply = decode_reply(dealer.recv(zmq.NOBLOCK))
             except zmq.Again:
                 return
             if reply.registry != self.registry_pid:
@@ -244,9 +280,9 @@ class RegistryClient:
             if reply.version > self.seen_version:
                 self.seen_version = reply.version
             if reply.status == "ok":
-                results[batch[reply.req_id].index] = reply.value
+                results[batch[reply.req_id].position] = reply.value
             else:
-                errors.append((batch[reply.req_id].index, reply.value))
+                errors.append((batch[reply.req_id].position, reply.value))
 
     def _down(self, error: RegistryDown, batch: dict[int, _Sent], pending: set) -> RegistryDown:
         """``error`` for the requests in flight to a registry that died; the
@@ -259,15 +295,21 @@ class RegistryClient:
 
     # ------------------------------------------------------------ reads
 
-    def lookup_cached(self, key: Any) -> list | None:
-        """``[(pid, value)]`` from the replica, setting it up after a few
-        lookups; None when there is no replica (yet)."""
+    def counted_replica(self) -> Replica | None:
+        """Count a read; the replica, set up once this process has read
+        more than ``REPLICA_AFTER`` times, or None before."""
         if self.replica is None:
             self.lookups += 1
             if self.lookups <= REPLICA_AFTER:
                 return None
             self.replica = Replica(self)
-        return self.replica.lookup(key)
+        return self.replica
+
+    def lookup_cached(self, key: Any) -> list[tuple[Pid, Any]] | None:
+        """``[(pid, value)]`` from the replica, setting it up after a few
+        lookups; None when there is no replica (yet)."""
+        replica = self.counted_replica()
+        return None if replica is None else replica.lookup(key)
 
     def close(self) -> None:
         if self.replica is not None:
@@ -282,6 +324,12 @@ def _ops(batch: dict[int, _Sent], pending: set) -> str:
     return ", ".join(sorted({batch[r].op for r in pending}))
 
 
+def _has_message(sock: zmq.Socket[bytes]) -> bool:
+    """A message waits on ``sock`` (a socket option read, no system call)."""
+    events = sock.getsockopt(zmq.EVENTS)
+    return isinstance(events, int) and bool(events & zmq.POLLIN)
+
+
 class Replica:
     """A copy of a registry's keys and groups, kept fresh by its changes."""
 
@@ -293,7 +341,12 @@ class Replica:
         self.sub.setsockopt(zmq.RCVHWM, 100_000)
         self.sub.setsockopt(zmq.SUBSCRIBE, b"")
         self.sub.connect(client.publish_ep)
-        self.registry_pid = None
+        self.registry_pid: Pid | None = None
+        self.duplicate = False
+        self.version = 0
+        self.table: dict[Any, list[Holder]] = {}
+        self.groups: dict[Any, list[Pid]] = {}
+        self.fresh_until = 0.0
         self._resync()
 
     def _resync(self) -> None:
@@ -309,66 +362,66 @@ class Replica:
             wait_until = time.monotonic() + 0.05  # a slow-joining subscription misses the token: ask again
             while not synced and time.monotonic() < wait_until:
                 if self.proc.poll_sockets([self.sub], max(0.0, wait_until - time.monotonic())):
-                    while self.sub.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-                        msg = pickle.loads(self.sub.recv())
-                        if msg[0] is None and msg[2] == token:
+                    while _has_message(self.sub):
+                        version, change = pickle.loads(self.sub.recv())
+                        if version is None and change == SyncToken(token):
                             synced = True
-        version, entries, groups, mode = client.request("snapshot")
-        self.duplicate = mode == "duplicate"
+        snapshot: Snapshot = client.request("snapshot")
+        self.duplicate = snapshot.mode == "duplicate"
         self.registry_pid = client.registry_pid
-        self.version = version
-        self.table: dict[Any, list] = {}
-        for key, pid, value, meta in entries:
-            self.table.setdefault(key, []).append((pid, value, meta))
-        self.groups: dict[Any, list] = {g: list(m) for g, m in groups.items()}
+        self.version = snapshot.version
+        self.table = {}
+        for entry in snapshot.entries:
+            self.table.setdefault(entry.key, []).append(Holder(entry.pid, entry.value, entry.metadata))
+        self.groups = {g: list(m) for g, m in snapshot.groups.items()}
         self.fresh_until = 0.0
         self._drain()
 
     def _drain(self) -> None:
         sub = self.sub
-        while sub.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-            msg = pickle.loads(sub.recv())
-            version = msg[0]
+        while _has_message(sub):
+            version, change = pickle.loads(sub.recv())
             if version is None or version <= self.version:
                 continue  # a sync token, or already in the snapshot
             if version != self.version + 1:
                 self._resync()  # a gap: changes were lost
                 return
             self.version = version
-            self._apply(msg[1:])
+            self._apply(change)
 
-    def _apply(self, change: tuple) -> None:
-        op = change[0]
-        if op == "reg":
-            _, key, pid, value, meta = change
-            rows = self.table.get(key, []) if self.duplicate else [r for r in self.table.get(key, []) if r[0] != pid]
-            rows.append((pid, value, meta))
-            self.table[key] = rows
-        elif op == "unreg":
-            _, key, pid = change
-            rows = [r for r in self.table.get(key, []) if r[0] != pid]
-            if rows:
-                self.table[key] = rows
-            else:
-                self.table.pop(key, None)
-        elif op == "value":
-            _, key, pid, value = change
-            self.table[key] = [(p, value if p == pid else v, m) for p, v, m in self.table.get(key, [])]
-        elif op == "meta":
-            _, key, pid, meta = change
-            self.table[key] = [(p, v, meta if p == pid else m) for p, v, m in self.table.get(key, [])]
-        elif op == "join":
-            self.groups.setdefault(change[1], []).append(change[2])
-        elif op in ("leave", "leave_all"):
-            _, group, pid = change
-            members = self.groups.get(group, [])
-            if op == "leave":
+    def _apply(self, change: Change) -> None:
+        table, groups = self.table, self.groups
+        match change:
+            case Registered(key, pid, value, metadata):
+                rows = table.get(key, [])
+                if not self.duplicate:
+                    rows = [r for r in rows if r.pid != pid]
+                rows.append(Holder(pid, value, metadata))
+                table[key] = rows
+            case Unregistered(key, pid):
+                rows = [r for r in table.get(key, []) if r.pid != pid]
+                if rows:
+                    table[key] = rows
+                else:
+                    table.pop(key, None)
+            case ValueUpdated(key, pid, value):
+                table[key] = [r._replace(value=value) if r.pid == pid else r for r in table.get(key, [])]
+            case MetadataUpdated(key, pid, metadata):
+                table[key] = [r._replace(metadata=metadata) if r.pid == pid else r for r in table.get(key, [])]
+            case Joined(group, pid):
+                groups.setdefault(group, []).append(pid)
+            case Left(group, pid):
+                members = groups.get(group, [])
                 if pid in members:
                     members.remove(pid)
-            else:
-                members[:] = [m for m in members if m != pid]
-            if not members:
-                self.groups.pop(group, None)
+                if not members:
+                    groups.pop(group, None)
+            case LeftAll(group, pid):
+                members = [m for m in groups.get(group, []) if m != pid]
+                if members:
+                    groups[group] = members
+                else:
+                    groups.pop(group, None)
 
     def refresh(self) -> None:
         """Apply the changes that have arrived; wait for the ones this
@@ -397,13 +450,13 @@ class Replica:
             return True
         return self.registry_pid is not None and self.client.is_dead(self.registry_pid)
 
-    def lookup(self, key: Any) -> list:
+    def lookup(self, key: Any) -> list[tuple[Pid, Any]]:
         if self.version < self.client.seen_version or time.monotonic() >= self.fresh_until:
             self.refresh()
         seen_dead = self.proc.seen_dead
-        return [(p, v) for p, v, _ in self.table.get(key, ()) if not seen_dead(p)]
+        return [(r.pid, r.value) for r in self.table.get(key, ()) if not seen_dead(r.pid)]
 
-    def members(self, group: Any) -> list:
+    def members(self, group: Any) -> list[Pid]:
         if self.version < self.client.seen_version or time.monotonic() >= self.fresh_until:
             self.refresh()
         seen_dead = self.proc.seen_dead

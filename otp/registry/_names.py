@@ -22,6 +22,7 @@ from time import monotonic as _monotonic
 from typing import Any
 
 from .. import _api, _process
+from .._child_spec import ChildSpec, child_spec
 from .._errors import NoProc, StartError, Timeout
 from .._pid import Pid
 from .._timeouts import check_timeout
@@ -130,13 +131,13 @@ def whereis(name: Any, cached: bool = True) -> Pid | None:
     if replica is not None and replica.version >= client.seen_version and _monotonic() < replica.fresh_until:
         rows = replica.table.get(name)  # the hot path: no socket touched
         if rows:
-            pid = rows[0][0]
+            pid = rows[0].pid
             return None if pid.uid in client.proc.dead_seen else pid
         return None
-    rows = client.lookup_cached(name)
-    if rows is None:
+    found = client.lookup_cached(name)
+    if found is None:
         return _unless_seen_dead(client.request("whereis", name))
-    return rows[0][0] if rows else None
+    return found[0][0] if found else None  # (pid, value)
 
 
 def _unless_seen_dead(pid: Pid | None) -> Pid | None:
@@ -216,7 +217,7 @@ class RegistryNames:
 
 def pg_join(group: Any, pid: Pid | None = None) -> None:
     """Add ``pid`` (default: the caller) to ``group``; a process may join a
-    group several times and leaves as many times (PG-1).  Members leave
+    group several times and leaves as many times (one leave per join).  Members leave
     automatically when they exit.  A group is a str, int, bytes or tuple of
     those, like a name (``InvalidKey`` otherwise)."""
     proc = _process.current()
@@ -232,12 +233,10 @@ def pg_members(group: Any) -> list:
     """The members of ``group`` (with repeats), from the replica when this
     process reads often."""
     client = _node_client()
-    if client.replica is None:
-        client.lookups += 1
-        if client.lookups <= 8:
-            return client.request("pg_members", group)
-        client.lookup_cached(None)
-    return client.replica.members(group)
+    replica = client.counted_replica()
+    if replica is None:
+        return client.request("pg_members", group)
+    return replica.members(group)
 
 
 def pg_groups() -> list:
@@ -273,9 +272,12 @@ class Registry:
         return pid
 
     @staticmethod
-    def child_spec(keys: str = "unique", name: Any = None, backend: Any = "memory", id: Any = None):  # noqa: A002
-        from .._child_spec import child_spec
-
+    def child_spec(
+        keys: str = "unique",
+        name: Any = None,
+        backend: Any = "memory",
+        id: Any = None,  # noqa: A002
+    ) -> ChildSpec:
         return child_spec(id if id is not None else ("Registry", name), (Registry.start_link, (keys, name, backend)))
 
     @staticmethod
@@ -316,7 +318,7 @@ class Registry:
             rows = Registry.lookup(registry, key)
         except (NoProc, Timeout, RegistryDown):
             return None
-        return rows[0][0] if rows else None
+        return rows[0][0] if rows else None  # (pid, value)
 
     @staticmethod
     def set_value(registry: Any, key: Any, value: Any) -> None:
@@ -362,7 +364,8 @@ class Registry:
 
     @staticmethod
     def dispatch(registry: Any, key: Any, fn: Callable[[list], Any]) -> Any:
-        """Call ``fn([(pid, value)])`` in the caller (REG-EX-3)."""
+        """Call ``fn([(pid, value)])`` in the caller, not in the registry
+        process: a slow or failing ``fn`` cannot stall or crash the registry."""
         return fn(Registry.lookup(registry, key))
 
     @staticmethod

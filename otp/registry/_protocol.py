@@ -6,7 +6,14 @@ On the wire a request is one ZeroMQ frame holding the pickle of the tuple
 registry pid, version)``, encoded like mailbox frames
 (:func:`otp._codec.encode_frame`: under the forkserver start method what
 names a class of the script's ``__main__`` travels by value).  Plain tuples,
-not the records: pickling a named tuple costs about 7 times more.
+not the records: pickling a named tuple costs about 7 times more, and every
+request pays it.
+
+The change feed.  Every change to the registry's table is published as
+``(version, change)``, ``change`` one of the :data:`Change` records
+(:class:`Registered`, :class:`Unregistered`...); a :class:`SyncToken` goes
+out with version None.  Records here: a change costs one write, and
+replicas tell the kinds apart by type.
 
 Who may send what.  Our clients connect a DEALER (the ROUTER sees
 ``[identity, body]``); a plain REQ socket adds an empty delimiter
@@ -55,6 +62,16 @@ from ._backend import (
 __all__ = [
     "Request",
     "Reply",
+    "Registered",
+    "Unregistered",
+    "ValueUpdated",
+    "MetadataUpdated",
+    "Joined",
+    "Left",
+    "LeftAll",
+    "Change",
+    "SyncToken",
+    "Snapshot",
     "OpSpec",
     "OPS",
     "READ_OPS",
@@ -87,6 +104,81 @@ class Reply(NamedTuple):
     value: Any  # the operation's result, or its RegistryError
     registry: Pid  # who answered: clients watch it
     version: int  # the registry's change count after this request
+
+
+# -------------------------------------------------------------- the change feed
+
+
+class Registered(NamedTuple):
+    """``pid`` registered ``key`` with ``value`` and ``metadata``."""
+
+    key: Any
+    pid: Pid
+    value: Any
+    metadata: dict[str, Any]
+
+
+class Unregistered(NamedTuple):
+    """``pid`` no longer holds ``key``."""
+
+    key: Any
+    pid: Pid
+
+
+class ValueUpdated(NamedTuple):
+    """The value of ``pid``'s entry under ``key`` is now ``value``."""
+
+    key: Any
+    pid: Pid
+    value: Any
+
+
+class MetadataUpdated(NamedTuple):
+    """The metadata of ``pid``'s entry under ``key`` is now ``metadata``."""
+
+    key: Any
+    pid: Pid
+    metadata: dict[str, Any]
+
+
+class Joined(NamedTuple):
+    """``pid`` joined ``group`` (once more)."""
+
+    group: Any
+    pid: Pid
+
+
+class Left(NamedTuple):
+    """``pid`` left ``group`` once."""
+
+    group: Any
+    pid: Pid
+
+
+class LeftAll(NamedTuple):
+    """``pid`` left ``group`` altogether (it died)."""
+
+    group: Any
+    pid: Pid
+
+
+Change = Registered | Unregistered | ValueUpdated | MetadataUpdated | Joined | Left | LeftAll
+
+
+class SyncToken(NamedTuple):
+    """Published on request (``sync``): a subscriber that sees its token
+    knows its subscription is live."""
+
+    token: Any
+
+
+class Snapshot(NamedTuple):
+    """The answer to ``snapshot``: the table after change ``version``."""
+
+    version: int
+    entries: list[Registered]
+    groups: dict[Any, list[Pid]]
+    mode: str
 
 
 class Unanswerable(Exception):

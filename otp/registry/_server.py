@@ -57,10 +57,31 @@ from .. import _api, _process
 from .._codec import encode_frame
 from .._errors import ProcessExit, StartError, Timeout
 from .._oslib import fd_readable, raise_fd_limit
-from .._pid import Pid
+from .._pid import Pid, Ref
 from .._reasons import DOWN, EXIT
-from ._backend import RegistryError, RegistryFull
-from ._protocol import OPS, READ_OPS, Refused, Unanswerable, decode_request, encode_reply, new_reply
+from .._signal_records import Named
+from .._start_result import StartAck, Started, StartFailed
+from ._backend import AlreadyRegistered, PidNotAlive, RegistryError, RegistryFull
+from ._backends import open_backend
+from ._protocol import (
+    OPS,
+    READ_OPS,
+    Change,
+    Joined,
+    Left,
+    LeftAll,
+    MetadataUpdated,
+    Refused,
+    Registered,
+    Snapshot,
+    SyncToken,
+    Unanswerable,
+    Unregistered,
+    ValueUpdated,
+    decode_request,
+    encode_reply,
+    new_reply,
+)
 
 log = logging.getLogger("otp.registry")
 
@@ -80,31 +101,25 @@ def start_link(config: dict) -> Pid:
     proc = _process.current()
     ack = _api.make_ref()
     pid, ref = proc.spawn(_main, (config, proc.pid, ack), {}, link=True, monitor=True)
-    msg = proc.receive(
-        30.0,
-        lambda m: (
-            (type(m) is tuple and len(m) == 3 and m[0] == "$ack" and m[1] == ack)
-            or (isinstance(m, DOWN) and m.ref == ref)
-        ),
-    )
+    msg = proc.receive(30.0, lambda m: (type(m) is StartAck and m.ref == ack) or (isinstance(m, DOWN) and m.ref == ref))
     proc.demonitor(ref, flush=True)
     if isinstance(msg, DOWN):
         raise StartError(msg.reason)
-    if msg[2][0] != "ok":
-        raise StartError(msg[2][1])
+    if isinstance(msg.result, StartFailed):
+        raise StartError(msg.result.reason)
     return pid
 
 
-def _main(config: dict, parent: Pid, ack) -> None:
+def _main(config: dict[str, Any], parent: Pid, ack: Ref) -> None:
     proc = _process.current()
     proc.trap_exit(True)
     try:
         server = _Server(proc, config)
     except Exception as exc:
         proc.unlink(parent)
-        proc.send(parent, ("$ack", ack, ("error", ("registry_init", repr(exc)))))
+        proc.send(parent, StartAck(ack, StartFailed(("registry_init", repr(exc)))))
         raise
-    proc.send(parent, ("$ack", ack, ("ok", proc.pid)))
+    proc.send(parent, StartAck(ack, Started(proc.pid)))
     server.serve(parent)
 
 
@@ -158,9 +173,7 @@ class DropLog:
 
 
 class _Server:
-    def __init__(self, proc, config: dict) -> None:
-        from ._backends import open_backend
-
+    def __init__(self, proc: _process.Process, config: dict[str, Any]) -> None:
         self.proc = proc
         # Like Process.send: under forkserver nobody else has this __main__.
         self.main_by_value = proc.node.start_method == "forkserver"
@@ -277,17 +290,17 @@ class _Server:
         self._cache.clear()
         self.monitors.pop(pid.uid, None)
         for key in self.backend.unregister_pid(pid):
-            self._publish(("unreg", key, pid))
+            self._publish(Unregistered(key, pid))
         for group, members in list(self.groups.items()):
             if pid in members:
                 self.groups[group] = [m for m in members if m != pid]
                 if not self.groups[group]:
                     del self.groups[group]
-                self._publish(("leave_all", group, pid))
+                self._publish(LeftAll(group, pid))
 
-    def _publish(self, change: tuple) -> None:
+    def _publish(self, change: Change) -> None:
         self.version += 1
-        self.pub.send(encode_frame((self.version, *change), self.main_by_value))
+        self.pub.send(encode_frame((self.version, change), self.main_by_value))
 
     def _request(self, parts: list) -> None:
         try:
@@ -319,8 +332,6 @@ class _Server:
     # ------------------------------------------------------------ operations
 
     def op_register(self, key: Any, pid: Pid, value: Any = None, metadata: dict | None = None) -> None:
-        from ._backend import AlreadyRegistered, PidNotAlive
-
         if not self._alive(pid):
             raise PidNotAlive(pid)
         if self.one_name_per_pid:
@@ -335,26 +346,26 @@ class _Server:
             raise
         if self.one_name_per_pid:
             self._tell_named(pid)
-        self._publish(("reg", key, pid, value, metadata or {}))
+        self._publish(Registered(key, pid, value, metadata or {}))
 
     def _tell_named(self, pid: Pid) -> None:
         """Let the process know it holds a name: its exit drops the name
         before anyone hears of its death."""
         proc = self.proc
-        proc.sig.send(pid, ("named", proc.pid, 0), proc.node.signal_address(pid.uid))
+        proc.sig.send(pid, Named(proc.pid, 0), proc.node.signal_address(pid.uid))
 
     def op_unregister(self, key: Any, pid: Pid | None = None) -> None:
         entries = self.backend.lookup(key)
         self.backend.unregister(key, pid)
         for entry in entries:
             if pid is None or entry.pid == pid:
-                self._publish(("unreg", key, entry.pid))
+                self._publish(Unregistered(key, entry.pid))
                 self._unwatch_if_unused(entry.pid)
 
     def op_unregister_pid(self, pid: Pid) -> list:
         keys = self.backend.unregister_pid(pid)
         for key in keys:
-            self._publish(("unreg", key, pid))
+            self._publish(Unregistered(key, pid))
         self._unwatch_if_unused(pid)
         return keys
 
@@ -400,12 +411,12 @@ class _Server:
 
     def op_update_value(self, key: Any, pid: Pid, value: Any) -> None:
         self.backend.update_value(key, pid, value)
-        self._publish(("value", key, pid, value))
+        self._publish(ValueUpdated(key, pid, value))
 
     def op_update_metadata(self, key: Any, metadata: dict) -> None:
         self.backend.update_metadata(key, metadata)
         for entry in self.backend.lookup(key):
-            self._publish(("meta", key, entry.pid, entry.metadata))
+            self._publish(MetadataUpdated(key, entry.pid, entry.metadata))
 
     def op_health(self) -> dict:
         health = dict(self.backend.health_check())
@@ -413,20 +424,18 @@ class _Server:
         return health
 
     def op_sync(self, token: Any) -> None:
-        self.pub.send(encode_frame((None, "sync", token), self.main_by_value))
+        self.pub.send(encode_frame((None, SyncToken(token)), self.main_by_value))
 
-    def op_snapshot(self) -> tuple:
-        entries = [(e.key, e.pid, e.value, e.metadata) for e in self.backend.list_all()]
-        return (self.version, entries, {g: list(m) for g, m in self.groups.items()}, self.mode)
+    def op_snapshot(self) -> Snapshot:
+        entries = [Registered(e.key, e.pid, e.value, e.metadata) for e in self.backend.list_all()]
+        return Snapshot(self.version, entries, {g: list(m) for g, m in self.groups.items()}, self.mode)
 
     def op_pg_join(self, group: Any, pid: Pid) -> None:
         if not self._alive(pid):
-            from ._backend import PidNotAlive
-
             raise PidNotAlive(pid)
         self._watch(pid)
         self.groups.setdefault(group, []).append(pid)
-        self._publish(("join", group, pid))
+        self._publish(Joined(group, pid))
 
     def op_pg_leave(self, group: Any, pid: Pid) -> bool:
         members = self.groups.get(group, [])
@@ -435,7 +444,7 @@ class _Server:
         members.remove(pid)
         if not members:
             del self.groups[group]
-        self._publish(("leave", group, pid))
+        self._publish(Left(group, pid))
         self._unwatch_if_unused(pid)
         return True
 

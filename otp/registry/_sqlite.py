@@ -343,6 +343,7 @@ class SQLiteBackend(BaseBackend):
     def _raw_match(self, metadata_key: str, value: Any) -> Pairs:
         form = index_form(value)
         name = _field(metadata_key)
+        params: tuple[bytes, ...]
         if form is UNINDEXABLE:  # no index form: compare every value of the field
             ids, params = "SELECT entry_id FROM metadata_index WHERE field = ?", (name,)
         else:  # the value's postings, plus the field's values that have no index form

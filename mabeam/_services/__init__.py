@@ -1,2 +1,0 @@
-"""Implementations of the long-lived MABEAM services; the public entry point
-is :mod:`mabeam.services`."""

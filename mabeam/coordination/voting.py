@@ -1,0 +1,559 @@
+"""Tallies for consensus over votes that are *given*, never generated.
+
+Every function is a tally over real inputs: a caller collects the votes
+(from agents, over messages, with timeouts) and passes them in.  Nothing is
+drawn at random.  Ties and orders are deterministic: "first" always means
+the first in the input's iteration order.
+
+Contents: simple majority and unanimity with quorum checks; weighted voting
+with expertise weights and a 50% cap on one agent's share; a Byzantine
+tally with the 3f+1 admission rule; and collusion-resistant consensus with
+its payments.
+
+Pure: no processes, no I/O.  Every error derives from :class:`VotingError`
+(a :class:`~mabeam.coordination.CoordinationError` and a ``ValueError``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Hashable, Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from ._errors import CoordinationError
+
+__all__ = [
+    "VotingError",
+    "InvalidVotingParameter",
+    "InvalidVote",
+    "DuplicateVote",
+    "UnknownVoter",
+    "QuorumNotMet",
+    "InsufficientAgents",
+    "TooManyVotes",
+    "quorum_met",
+    "require_quorum",
+    "Tally",
+    "majority_tally",
+    "unanimous_tally",
+    "EXPERTISE_FACTORS",
+    "WEIGHT_CAP",
+    "STRONG_APPROVE",
+    "APPROVE",
+    "NEUTRAL",
+    "REJECT",
+    "NO_DECISION",
+    "vote_value",
+    "expertise_weight",
+    "cap_weight_shares",
+    "gini",
+    "entropy",
+    "WeightedVote",
+    "WeightedTally",
+    "weighted_tally",
+    "min_agents",
+    "max_faults",
+    "byzantine_quorum",
+    "ByzantineTally",
+    "byzantine_tally",
+    "ConsensusReport",
+    "PaymentStructure",
+    "CollusionResult",
+    "suspected_colluders",
+    "resolve_collusion_resistant_consensus",
+]
+
+
+class VotingError(CoordinationError, ValueError):
+    """Base class of every error raised by the voting rules."""
+
+
+class InvalidVotingParameter(VotingError):
+    """A threshold, fraction, weight or size is out of range."""
+
+
+class InvalidVote(VotingError):
+    """A vote value or confidence cannot be interpreted."""
+
+
+class DuplicateVote(VotingError):
+    """One voter appears twice in a weighted tally."""
+
+
+class UnknownVoter(VotingError):
+    """A vote came from someone outside the electorate (no weight)."""
+
+
+class QuorumNotMet(VotingError):
+    """Fewer voters took part than the quorum requires."""
+
+
+class InsufficientAgents(VotingError):
+    """Byzantine agreement needs n >= 3f + 1 participants."""
+
+    def __init__(self, minimum: int, n: int) -> None:
+        super().__init__(f"tolerating the given faults needs at least {minimum} agents, got {n}")
+        self.minimum = minimum
+        self.n = n
+
+
+class TooManyVotes(VotingError):
+    """More votes than participants: the tally's inputs are inconsistent."""
+
+
+def _fraction(x: float, what: str) -> None:
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0.0 <= x <= 1.0:
+        raise InvalidVotingParameter(f"{what} must be in [0, 1], got {x!r}")
+
+
+# --------------------------------------------------------------------------- quorum, majority, unanimity
+
+
+def quorum_met(cast: int, eligible: int, fraction: float) -> bool:
+    """True when ``cast`` voters out of ``eligible`` reach ``fraction`` of the electorate."""
+    _fraction(fraction, "quorum fraction")
+    if eligible < 0 or not 0 <= cast <= eligible:
+        raise InvalidVotingParameter(f"need 0 <= cast <= eligible, got cast={cast}, eligible={eligible}")
+    return cast >= fraction * eligible - 1e-9
+
+
+def require_quorum(cast: int, eligible: int, fraction: float) -> None:
+    """Raise :class:`QuorumNotMet` unless :func:`quorum_met`."""
+    if not quorum_met(cast, eligible, fraction):
+        raise QuorumNotMet(f"{cast} of {eligible} voted, quorum is {fraction:.0%}")
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Outcome of a count. ``leader`` is the most voted option even when nothing was decided."""
+
+    decision: Hashable | None
+    reached: bool
+    counts: Mapping[Hashable, int]
+    votes_cast: int
+    leader: Hashable | None
+    confidence: float
+    reason: str | None = None
+
+
+def _count(votes: Mapping[Hashable, Hashable]) -> tuple[Mapping[Hashable, int], Hashable | None, int]:
+    counts = Counter(votes.values())  # insertion order = first-seen order
+    leader, top = None, 0
+    for option, c in counts.items():
+        if c > top:
+            leader, top = option, c
+    return MappingProxyType(dict(counts)), leader, top
+
+
+def _quorum_failure(cast: int, eligible: int | None, quorum: float) -> str | None:
+    if eligible is None:
+        return None
+    return None if quorum_met(cast, eligible, quorum) else f"quorum not met: {cast} of {eligible} voted"
+
+
+def majority_tally(votes: Mapping[Hashable, Hashable], *, eligible: int | None = None, quorum: float = 0.0) -> Tally:
+    """Strict majority of the votes cast (more than half), subject to a quorum of ``eligible``.
+
+    ``votes`` maps voter -> option. Confidence is the leader's share of votes
+    cast; "consensus when confidence > 0.5" is the same strict-majority
+    rule.
+    """
+    counts, leader, top = _count(votes)
+    cast = len(votes)
+    confidence = top / cast if cast else 0.0
+    failure = _quorum_failure(cast, eligible, quorum)
+    if failure is None and not cast:
+        failure = "no votes"
+    if failure is None and 2 * top <= cast:
+        failure = f"no strict majority: {top} of {cast} for the leader"
+    reached = failure is None
+    return Tally(leader if reached else None, reached, counts, cast, leader, confidence, failure)
+
+
+def unanimous_tally(votes: Mapping[Hashable, Hashable], *, eligible: int | None = None) -> Tally:
+    """Everyone agrees. With ``eligible`` given, an abstention breaks unanimity."""
+    counts, leader, top = _count(votes)
+    cast = len(votes)
+    if eligible is not None and not 0 <= cast <= eligible:
+        raise InvalidVotingParameter(f"need 0 <= cast <= eligible, got cast={cast}, eligible={eligible}")
+    if not cast:
+        failure: str | None = "no votes"
+    elif len(counts) > 1:
+        failure = f"{len(counts)} different options were voted"
+    elif eligible is not None and cast < eligible:
+        failure = f"only {cast} of {eligible} voted"
+    else:
+        failure = None
+    reached = failure is None
+    return Tally(leader if reached else None, reached, counts, cast, leader, top / cast if cast else 0.0, failure)
+
+
+# --------------------------------------------------------------------------- weighted voting
+
+EXPERTISE_FACTORS: Mapping[str, float] = MappingProxyType(
+    {"accuracy": 0.3, "consistency": 0.2, "domain_knowledge": 0.3, "past_performance": 0.2}
+)
+"""The factor weights of :func:`expertise_weight`; a missing metric counts as 0.5."""
+WEIGHT_CAP = 0.5
+"""No agent may hold more than this share of the total weight."""
+
+STRONG_APPROVE, APPROVE, NEUTRAL, REJECT, NO_DECISION = "strong_approve", "approve", "neutral", "reject", "no_decision"
+
+
+def vote_value(value: object) -> float:
+    """The vote scale: approve/True 1.0, reject/False 0.0, neutral 0.5, numbers in [0, 1].
+
+    Anything else is an :class:`InvalidVote`, never neutral, because a garbled vote silently counted as neutral
+    changes the outcome without anyone noticing.
+    """
+    if value is True or value == "approve":
+        return 1.0
+    if value is False or value == "reject":
+        return 0.0
+    if value == "neutral":
+        return 0.5
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0:
+        return float(value)
+    raise InvalidVote(f"cannot interpret vote {value!r}")
+
+
+def expertise_weight(metrics: Mapping[str, float]) -> float:
+    """Expertise weight: factor-weighted raw score, scaled by band, clamped to [0.1, 3.0].
+
+    raw >= 0.8 -> ``raw**0.7 * 2``; >= 0.6 -> ``raw * 1.5``; >= 0.4 -> ``raw * 1.2``;
+    else ``raw``; the weight jumps at the band edges.
+    """
+    unknown = set(metrics) - set(EXPERTISE_FACTORS)
+    if unknown:
+        raise InvalidVotingParameter(f"unknown expertise metrics: {sorted(unknown)}")
+    for name, v in metrics.items():
+        _fraction(v, name)
+    raw = sum(w * metrics.get(name, 0.5) for name, w in EXPERTISE_FACTORS.items())
+    if raw >= 0.8:
+        scaled = raw**0.7 * 2
+    elif raw >= 0.6:
+        scaled = raw * 1.5
+    elif raw >= 0.4:
+        scaled = raw * 1.2
+    else:
+        scaled = raw
+    return min(3.0, max(0.1, scaled))
+
+
+def cap_weight_shares(weights: Mapping[Hashable, float], cap: float = WEIGHT_CAP) -> Mapping[Hashable, float]:
+    """Normalise ``weights`` to shares summing to 1 with no share above ``cap``.
+
+    Iterative capping ("water filling"): compute proportional shares of the
+    mass not yet assigned; every agent whose share would exceed ``cap`` gets
+    exactly ``cap`` and leaves the pool; repeat until nobody exceeds it. The
+    others keep their relative proportions. If the uncapped agents all have
+    weight 0 the rest is split equally among them. When the cap is infeasible
+    (``cap * n < 1``, e.g. a single voter always holds 100%) every agent gets
+    ``1/n``, the most even split possible.
+    """
+    if not 0.0 < cap <= 1.0:
+        raise InvalidVotingParameter(f"cap must be in (0, 1], got {cap!r}")
+    for who, w in weights.items():
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+            raise InvalidVotingParameter(f"weight of {who!r} must be a finite number >= 0, got {w!r}")
+    n = len(weights)
+    if n == 0:
+        return MappingProxyType({})
+    if cap * n < 1:
+        return MappingProxyType(dict.fromkeys(weights, 1.0 / n))
+    shares: dict[Hashable, float] = {}
+    free = dict(weights)
+    mass = 1.0
+    while True:
+        total = sum(free.values())
+        if total == 0:
+            shares.update(dict.fromkeys(free, mass / len(free)))
+            break
+        over = [who for who, w in free.items() if mass * (w / total) > cap]
+        if not over:
+            shares.update({who: mass * (w / total) for who, w in free.items()})
+            break
+        for who in over:
+            shares[who] = cap
+            mass -= cap
+            del free[who]
+        if not free:
+            break
+    return MappingProxyType({who: shares[who] for who in weights})
+
+
+def gini(shares: Iterable[float]) -> float:
+    """Gini coefficient (0 = equal, towards 1 = concentrated); 0 for no or zero weight."""
+    xs = list(shares)
+    total = sum(xs)
+    if not xs or total == 0:
+        return 0.0
+    diff = sum(abs(a - b) for a in xs for b in xs)
+    return diff / (2 * len(xs) * total)
+
+
+def entropy(shares: Iterable[float]) -> float:
+    """Shannon entropy in bits of the normalised shares."""
+    xs = [x for x in shares if x > 0]
+    total = sum(xs)
+    return -sum((x / total) * math.log2(x / total) for x in xs) if xs else 0.0
+
+
+@dataclass(frozen=True)
+class WeightedVote:
+    voter: Hashable
+    value: object
+    confidence: float = 1.0
+
+
+@dataclass(frozen=True)
+class WeightedTally:
+    """``score`` is the weighted mean vote in [0, 1] (None without usable votes)."""
+
+    decision: str
+    score: float | None
+    shares: Mapping[Hashable, float]
+    participation: float
+    gini: float
+    entropy: float
+    reason: str | None = None
+
+
+def _band(score: float) -> str:
+    if score >= 0.7:
+        return STRONG_APPROVE
+    if score >= 0.5:
+        return APPROVE
+    if score >= 0.3:
+        return NEUTRAL
+    return REJECT
+
+
+def weighted_tally(
+    votes: Iterable[WeightedVote],
+    weights: Mapping[Hashable, float],
+    *,
+    cap: float = WEIGHT_CAP,
+    quorum: float = 0.0,
+) -> WeightedTally:
+    """Weighted vote over the electorate ``weights`` (e.g. from :func:`expertise_weight`).
+
+    Shares are capped over the whole electorate (:func:`cap_weight_shares`),
+    so an abstaining heavyweight does not inflate the others. Each vote
+    contributes ``share * confidence * value``; the score is that sum over
+    ``sum(share * confidence)``. ``participation`` is the share that voted
+    and must reach ``quorum``. Bands: >= 0.7 strong_approve,
+    >= 0.5 approve, >= 0.3 neutral, else reject.
+    """
+    _fraction(quorum, "quorum")
+    shares = cap_weight_shares(weights, cap)
+    seen: set[Hashable] = set()
+    num = den = participation = 0.0
+    for v in votes:
+        if v.voter not in shares:
+            raise UnknownVoter(f"{v.voter!r} is not in the electorate")
+        if v.voter in seen:
+            raise DuplicateVote(f"{v.voter!r} voted twice")
+        seen.add(v.voter)
+        if isinstance(v.confidence, bool) or not isinstance(v.confidence, (int, float)):
+            raise InvalidVote(f"confidence must be a number, got {v.confidence!r}")
+        if not 0.0 <= v.confidence <= 1.0:
+            raise InvalidVote(f"confidence must be in [0, 1], got {v.confidence!r}")
+        value = vote_value(v.value)
+        share = shares[v.voter]
+        num += share * v.confidence * value
+        den += share * v.confidence
+        participation += share
+    g, h = gini(shares.values()), entropy(shares.values())
+    if participation < quorum - 1e-9:
+        return WeightedTally(NO_DECISION, None, shares, participation, g, h, "quorum not met")
+    if den == 0:
+        return WeightedTally(NO_DECISION, None, shares, participation, g, h, "no votes with weight")
+    score = num / den
+    return WeightedTally(_band(score), score, shares, participation, g, h)
+
+
+# --------------------------------------------------------------------------- Byzantine
+
+
+def min_agents(f: int) -> int:
+    """Participants needed to tolerate ``f`` Byzantine ones: 3f + 1."""
+    if f < 0:
+        raise InvalidVotingParameter(f"f must be >= 0, got {f}")
+    return 3 * f + 1
+
+
+def max_faults(n: int) -> int:
+    """Most Byzantine participants ``n`` can tolerate: floor((n - 1) / 3)."""
+    return max(0, (n - 1) // 3)
+
+
+def byzantine_quorum(n: int, f: int) -> int:
+    """Votes needed to decide: ``ceil((n + f + 1) / 2)``, which is 2f + 1 when n = 3f + 1.
+
+    With n > 3f + 1 a bare 2f + 1 is unsafe (for n = 5, f = 1 two quorums of 3
+    can share only one voter, possibly the faulty one, and decide different
+    values). This size makes any two quorums share at least f + 1 voters, so
+    at least one honest voter is in both, and an honest voter votes once.
+    """
+    if n < min_agents(f):
+        raise InsufficientAgents(min_agents(f), n)
+    return (n + f) // 2 + 1
+
+
+@dataclass(frozen=True)
+class ByzantineTally:
+    decided: bool
+    value: Hashable | None
+    quorum: int
+    counts: Mapping[Hashable, int]
+    n: int
+    f: int
+
+
+def byzantine_tally(votes: Mapping[Hashable, Hashable], n: int, f: int | None = None) -> ByzantineTally:
+    """Decide a value once it has :func:`byzantine_quorum` votes out of ``n`` participants.
+
+    ``votes`` maps voter -> value as received by this observer (a faulty voter
+    may tell different observers different things, but each observer records
+    one vote per voter). ``f`` defaults to :func:`max_faults`. Raises
+    :class:`InsufficientAgents` (with ``minimum`` and ``n``) if ``n < 3f + 1``.
+    """
+    if f is None:
+        f = max_faults(n)
+    quorum = byzantine_quorum(n, f)
+    if len(votes) > n:
+        raise TooManyVotes(f"{len(votes)} votes from {n} participants")
+    counts, leader, top = _count(votes)
+    decided = top >= quorum
+    return ByzantineTally(decided, leader if decided else None, quorum, counts, n, f)
+
+
+# --------------------------------------------------------------------------- collusion-resistant consensus
+
+
+@dataclass(frozen=True)
+class ConsensusReport:
+    """An agent's estimate. ``confidence_level`` is carried for callers; the consensus mean ignores it."""
+
+    agent_id: str
+    estimated_value: float
+    confidence_level: float = 1.0
+    information_quality: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.estimated_value):
+            raise InvalidVote(f"estimate must be finite, got {self.estimated_value!r}")
+        _fraction(self.confidence_level, "confidence_level")
+        _fraction(self.information_quality, "information_quality")
+
+
+@dataclass(frozen=True)
+class PaymentStructure:
+    """Payments of collusion-resistant consensus: a base, a bonus per unit of
+    accuracy, and a penalty for a suspected colluder."""
+
+    base_payment: float = 50.0
+    accuracy_bonus_rate: float = 2.0
+    collusion_penalty: float = 100.0
+
+
+@dataclass(frozen=True)
+class CollusionResult:
+    consensus_value: float
+    naive_consensus: float
+    suspected_colluders: frozenset[str]
+    collusion_detected: bool
+    accuracy: Mapping[str, float]
+    payments: Mapping[str, float]
+    reputations: Mapping[str, float]
+
+
+def _bucket(value: float, width: float) -> float:
+    return math.floor(value / width) * width
+
+
+def suspected_colluders(reports: Iterable[ConsensusReport], bucket_width: float = 5.0) -> frozenset[str]:
+    """A heuristic: agents whose estimates share a ``bucket_width`` bucket with another agent.
+
+    Buckets are ``floor(v / w) * w`` (truncating instead would merge the
+    two buckets either side of 0). It is a coarse signal: honest agents with
+    close estimates are flagged too, and colluders who spread out by more
+    than a bucket are not; callers should treat it as suspicion, not proof.
+    """
+    if not bucket_width > 0:
+        raise InvalidVotingParameter(f"bucket_width must be > 0, got {bucket_width!r}")
+    members: dict[float, set[str]] = {}
+    for r in reports:
+        members.setdefault(_bucket(r.estimated_value, bucket_width), set()).add(r.agent_id)
+    return frozenset(a for group in members.values() if len(group) > 1 for a in group)
+
+
+def _weighted_mean(reports: list[ConsensusReport]) -> float:
+    total = sum(r.information_quality for r in reports)
+    if total == 0:
+        return sum(r.estimated_value for r in reports) / len(reports)
+    return sum(r.information_quality * r.estimated_value for r in reports) / total
+
+
+def resolve_collusion_resistant_consensus(
+    reports: Iterable[ConsensusReport],
+    true_value: float,
+    *,
+    payment: PaymentStructure | None = None,
+    bucket_width: float = 5.0,
+    reputations: Mapping[str, float] | None = None,
+    default_reputation: float = 0.5,
+    reputation_penalty: float = 0.2,
+) -> CollusionResult:
+    """Consensus, collusion suspicion, payments and reputations once the true value is known.
+
+    * ``naive_consensus``: information-quality-weighted mean of all estimates
+      (the naive consensus); ``consensus_value``: the same over agents not
+      suspected (all of them if everyone is suspected), which is what makes
+      it collusion-*resistant*.
+    * accuracy ``= 1 - |estimate - true| / |true|``;
+      payment ``= max(0, base + accuracy * bonus_rate - penalty if suspected)``.
+    * suspected agents lose ``reputation_penalty`` (default 0.2), floored
+      at 0; unlisted agents start at ``default_reputation``.
+
+    ``payment`` defaults to :class:`PaymentStructure`'s defaults.
+    """
+    payment = payment or PaymentStructure()
+    reports = list(reports)
+    if not reports:
+        raise InvalidVotingParameter("no reports")
+    if len({r.agent_id for r in reports}) != len(reports):
+        raise DuplicateVote("an agent reported twice")
+    if not math.isfinite(true_value) or true_value == 0:
+        raise InvalidVotingParameter("true_value must be finite and non-zero (accuracy is relative to it)")
+    suspects = suspected_colluders(reports, bucket_width)
+    trusted = [r for r in reports if r.agent_id not in suspects] or reports
+    accuracy = {r.agent_id: 1 - abs(r.estimated_value - true_value) / abs(true_value) for r in reports}
+    payments = {
+        a: max(
+            0.0,
+            payment.base_payment
+            + acc * payment.accuracy_bonus_rate
+            - (payment.collusion_penalty if a in suspects else 0.0),
+        )
+        for a, acc in accuracy.items()
+    }
+    given = reputations or {}
+    reps = {
+        r.agent_id: max(
+            0.0, given.get(r.agent_id, default_reputation) - (reputation_penalty if r.agent_id in suspects else 0.0)
+        )
+        for r in reports
+    }
+    return CollusionResult(
+        consensus_value=_weighted_mean(trusted),
+        naive_consensus=_weighted_mean(reports),
+        suspected_colluders=suspects,
+        collusion_detected=bool(suspects),
+        accuracy=MappingProxyType(accuracy),
+        payments=MappingProxyType(payments),
+        reputations=MappingProxyType(reps),
+    )

@@ -1,0 +1,359 @@
+"""The market: a continuous double auction, one server per market
+(``restart='temporary'``) under the ``mabeam.economics`` dynamic supervisor.
+
+The process owns its :class:`~mabeam.economics.orderbook.OrderBook`: orders
+match on arrival with price-time priority, a trade happens at the resting
+(maker) order's price, partial fills leave the remainder resting, and the
+book is never crossed between two requests.  Every trade is kept in the
+process (``market_trades``, and the :class:`MarketOutcome` of
+``close_market``); after each change the public state (depth per price
+level, best bid and ask, last price, volume, the newest trades) is written
+to the economics board, where ``market_state`` reads it from the caller's
+replica, and published on :func:`market_topic`.
+
+Budget settlement (``settle=True``).  A buy order holds ``limit price x
+quantity`` in the buyer's budget (``mabeam.budgets``) before it reaches the
+book, so an order the buyer cannot pay for raises ``InsufficientFunds`` in
+the caller and never trades.  Each fill spends the trade's cost from the
+hold and keeps the rest held for the resting remainder, in one atomic
+budget operation; the seller's budget receives the proceeds; a cancel or the
+close releases what is still held.  Sellers need a budget, buy orders a
+limit price.  Amounts are exact decimals (``to_money``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
+
+import otp
+
+from ..telemetry import emit_event
+from . import _board
+from ._budget_api import budget_batch, deposit_funds, release_funds, require_budget, reserve_funds, to_money
+from ._budget_server import BudgetStep, Commit, Reserve
+from ._errors import EconomicsError
+from .budgets import Amount
+from .orderbook import BUY, SELL, DuplicateOrderId, InvalidOrder, Order, OrderBook, OrderBookError, Side, Trade
+
+__all__ = [
+    "MARKETS_TOPIC",
+    "MarketServer",
+    "MarketSpec",
+    "OrderResult",
+    "MarketOutcome",
+    "Cancelled",
+    "MarketClosed",
+    "NotOrderOwner",
+    "DuplicateMarket",
+    "market_key",
+    "market_topic",
+    "DEFAULT_LINGER",
+]
+
+#: Lifecycle events of every market: ``('market_created', view)``, ``('market_closed', outcome)``.
+MARKETS_TOPIC = "mabeam.markets"
+DEFAULT_LINGER = 30.0
+#: How many of the newest trades the board snapshot shows.
+RECENT_TRADES = 50
+
+
+class MarketClosed(OrderBookError):
+    """The market is closed: it takes no more orders or cancels."""
+
+
+class NotOrderOwner(OrderBookError):
+    """A trader tried to cancel another trader's order."""
+
+
+class DuplicateMarket(EconomicsError):
+    """A market with this id is already running."""
+
+
+def market_key(market_id: Any) -> tuple:
+    return ("market", market_id)
+
+
+def market_topic(market_id: Any) -> tuple:
+    """The pub/sub topic of one market: ``('order', order_id, side, price,
+    quantity)``, ``('trade', trade)``, ``('cancel', order_id)``,
+    ``('market_closed', outcome)``."""
+    return ("mabeam.market", market_id)
+
+
+@dataclass(frozen=True)
+class MarketSpec:
+    """What a market process starts from."""
+
+    market_id: Any
+    item: Any
+    settle: bool = False
+    linger: float = DEFAULT_LINGER
+
+
+@dataclass(frozen=True)
+class OrderResult:
+    """What happened to a submitted order: its ``trades`` (each at the
+    maker's price), the quantity ``filled``, still ``resting`` in the book,
+    and ``dropped`` (the unfilled rest of a market order, which never
+    rests).  ``settlement_errors`` says why a budget transfer failed."""
+
+    market_id: Any
+    order_id: Any
+    trader: Any
+    side: str
+    price: float | None
+    quantity: int
+    trades: tuple
+    filled: int
+    resting: int
+    dropped: int
+    settlement_errors: dict
+    seq: int
+
+
+@dataclass(frozen=True)
+class MarketOutcome:
+    """A closed market: every trade, the volume, the last price, the orders
+    that were still resting (cancelled by the close, with the quantity left)."""
+
+    market_id: Any
+    item: Any
+    trades: tuple
+    volume: int
+    last_price: float | None
+    cancelled: tuple
+    settlement_errors: dict
+    duration: float
+    seq: int = 0
+
+
+class Cancelled(NamedTuple):
+    """The answer to ``cancel``: the order with its unfilled quantity, and
+    the board ``seq`` that shows it gone (read-your-writes)."""
+
+    order: Order
+    seq: int
+
+
+class _Hold(NamedTuple):
+    """The funds a resting buy order holds in its buyer's budget."""
+
+    buyer: Any
+    reservation_id: str
+    limit: Amount
+
+
+class MarketServer(otp.Service):
+    # The rules' errors, and a budget service that did not answer: both are
+    # the caller's answer, the market carries on.
+    errors: ClassVar[tuple[type[BaseException], ...]] = (ValueError, otp.OTPError)
+
+    def init(self, spec: MarketSpec) -> Any:
+        self.market_id = spec.market_id
+        self.item = spec.item
+        self.settle = spec.settle
+        self.linger = spec.linger
+        self.book = OrderBook()
+        self.traded: list[Trade] = []  # every trade, oldest first
+        self.owners: dict[Any, Any] = {}  # every order id ever used -> trader
+        self.holds: dict[Any, _Hold] = {}  # buy order id -> its hold, while it rests
+        self.holds_made = itertools.count(1)
+        self.orders = itertools.count(1)
+        self.settlement_errors: dict = {}
+        self.status = "open"
+        self.seq = 0
+        self.outcome: MarketOutcome | None = None
+        self.created = time.monotonic()
+        self.deadline: float | None = None
+        try:
+            otp.Registry.register(_board.BOARD, market_key(self.market_id), self._public(), {"type": "market"})
+        except otp.AlreadyRegistered:
+            return otp.Stop(DuplicateMarket(self.market_id))
+        _board.announce(MARKETS_TOPIC, ("market_created", self._public()))
+        emit_event(("mabeam", "economics", "market", "created"), {"count": 1}, {"market_id": self.market_id})
+        return None
+
+    def next_action(self) -> float | None:
+        """While the closed market lingers: the time left before it leaves."""
+        return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+
+    def handle_info(self, msg: Any, state: Any) -> Any:
+        if msg == "timeout" and self.outcome is not None and self.next_action() == 0.0:
+            return otp.Stop("normal", state)
+        return otp.NoReply(state, self.next_action())
+
+    # ------------------------------------------------------------ operations
+
+    @otp.operation
+    def view(self, key: tuple) -> dict:
+        """The current public state (read-your-writes)."""
+        return self._public()
+
+    @otp.operation
+    def trades(self) -> list[Trade]:
+        return list(self.traded)
+
+    @otp.operation
+    def order(self, trader: Any, side: Side, price: float | None, quantity: int, order_id: Any) -> OrderResult:
+        if self.outcome is not None:
+            raise MarketClosed(f"market {self.market_id!r} is closed")
+        if order_id is None:
+            order_id = f"o{next(self.orders)}"
+            while order_id in self.owners:
+                order_id = f"o{next(self.orders)}"
+        elif order_id in self.owners:
+            raise DuplicateOrderId(f"order id {order_id!r} was already used")
+        order = Order(order_id, trader, side, quantity, price)  # the rules validate it: InvalidOrder
+        if self.settle:
+            self._fund(order)
+        trades = self.book.submit(order)
+        self.owners[order_id] = trader
+        self.traded.extend(trades)
+        errors = self._settle(order, trades) if self.settle else {}
+        filled = sum(t.quantity for t in trades)
+        resting = self.book.remaining(order_id)
+        self.seq += 1
+        _board.post(market_key(self.market_id), self._public())
+        topic = market_topic(self.market_id)
+        _board.announce(topic, ("order", order_id, side, price, quantity))
+        for trade in trades:
+            _board.announce(topic, ("trade", trade))
+            emit_event(
+                ("mabeam", "economics", "market", "trade"),
+                {"price": trade.price, "quantity": trade.quantity},
+                {"market_id": self.market_id},
+            )
+        return OrderResult(
+            self.market_id, order_id, trader, side, price, quantity, tuple(trades), filled, resting,
+            quantity - filled - resting, errors, self.seq,
+        )  # fmt: skip
+
+    @otp.operation
+    def cancel(self, order_id: Any, trader: Any) -> Cancelled:
+        if self.outcome is not None:
+            raise MarketClosed(f"market {self.market_id!r} is closed")
+        owner = self.owners.get(order_id)
+        if trader is not None and order_id in self.book and owner != trader:
+            raise NotOrderOwner(f"order {order_id!r} belongs to {owner!r}, not {trader!r}")
+        cancelled = self.book.cancel(order_id)  # UnknownOrder if it is not resting
+        self._release(order_id, {})
+        self.seq += 1
+        _board.post(market_key(self.market_id), self._public())
+        _board.announce(market_topic(self.market_id), ("cancel", order_id))
+        return Cancelled(cancelled, self.seq)
+
+    @otp.operation
+    def close(self) -> MarketOutcome:
+        """Close the market (once; closing again answers the same outcome)."""
+        if self.outcome is None:
+            self._close()
+        assert self.outcome is not None
+        return self.outcome
+
+    # ------------------------------------------------------------ state
+
+    def _public(self) -> dict:
+        book = self.book
+        return {
+            "market_id": self.market_id,
+            "item": self.item,
+            "status": self.status,
+            "settle": self.settle,
+            "best_bid": book.best_bid(),
+            "best_ask": book.best_ask(),
+            "spread": book.spread(),
+            "bids": book.depth(BUY),
+            "asks": book.depth(SELL),
+            "resting": len(book),
+            "last_price": self.traded[-1].price if self.traded else None,
+            "volume": sum(t.quantity for t in self.traded),
+            "trade_count": len(self.traded),
+            "recent_trades": self.traded[-RECENT_TRADES:],
+            "seq": self.seq,
+        }
+
+    def _close(self) -> None:
+        cancelled = []
+        for side in (BUY, SELL):
+            for order in self.book.resting_orders(side):
+                cancelled.append(self.book.cancel(order.order_id))
+                self._release(order.order_id, {})
+        self.status = "closed"
+        self.seq += 1
+        outcome = MarketOutcome(
+            self.market_id,
+            self.item,
+            tuple(self.traded),
+            sum(t.quantity for t in self.traded),
+            self.traded[-1].price if self.traded else None,
+            tuple(cancelled),
+            dict(self.settlement_errors),
+            time.monotonic() - self.created,
+            self.seq,
+        )
+        self.outcome = outcome
+        self.deadline = time.monotonic() + self.linger
+        _board.post(market_key(self.market_id), self._public())
+        _board.announce(market_topic(self.market_id), ("market_closed", outcome))
+        _board.announce(MARKETS_TOPIC, ("market_closed", outcome))
+        emit_event(
+            ("mabeam", "economics", "market", "closed"), {"trades": len(self.traded)}, {"market_id": self.market_id}
+        )
+
+    # ------------------------------------------------------------ settlement
+
+    def _fund(self, order: Order) -> None:
+        """Hold a buy order's cost; check that a seller has a budget."""
+        if order.side == SELL:
+            require_budget(order.trader)  # UnknownBudget in the caller
+            return
+        if order.price is None:
+            raise InvalidOrder("with budget settlement a buy order needs a limit price")
+        limit = to_money(order.price)
+        rid = f"market:{self.market_id}:{order.order_id}:{next(self.holds_made)}"
+        reserve_funds(order.trader, rid, limit * order.quantity)  # InsufficientFunds in the caller
+        self.holds[order.order_id] = _Hold(order.trader, rid, limit)
+
+    def _settle(self, order: Order, trades: list[Trade]) -> dict:
+        """Move the money of ``trades``: each buy order involved spends its
+        fills and keeps its resting rest held (atomically); sellers are paid."""
+        cost: dict[Any, Amount] = {}
+        proceeds: dict[Any, Amount] = {}
+        for t in trades:
+            money = to_money(t.price) * t.quantity
+            cost[t.buy_order_id] = cost.get(t.buy_order_id, 0) + money
+            proceeds[t.seller] = proceeds.get(t.seller, 0) + money
+        if order.side == BUY and order.order_id not in cost:
+            cost[order.order_id] = 0  # nothing filled: the hold stays as it is
+        errors: dict = {}
+        for oid, spent in cost.items():
+            hold = self.holds.pop(oid)
+            left = self.book.remaining(oid)
+            if spent == 0 and left:
+                self.holds[oid] = hold
+                continue
+            steps: list[BudgetStep] = [Commit(hold.reservation_id, spent)]
+            if left:
+                new_rid = f"market:{self.market_id}:{oid}:{next(self.holds_made)}"
+                steps.append(Reserve(new_rid, hold.limit * left))
+                self.holds[oid] = hold._replace(reservation_id=new_rid)
+            self._budget(errors, ("buy", oid), budget_batch, hold.buyer, steps)
+        for seller, money in proceeds.items():
+            self._budget(errors, ("sell", order.order_id, seller), deposit_funds, seller, money)
+        return errors
+
+    def _budget(self, errors: dict, what: tuple, fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            fn(*args)
+        except (ValueError, otp.OTPError) as exc:  # the trade stands; the failure is reported
+            errors[what] = f"{type(exc).__name__}: {exc}"
+            self.settlement_errors[what] = errors[what]
+
+    def _release(self, order_id: Any, errors: dict) -> None:
+        hold = self.holds.pop(order_id, None)
+        if hold is not None:
+            self._budget(errors, ("release", order_id), release_funds, hold.buyer, hold.reservation_id)

@@ -1,0 +1,284 @@
+"""The load balancer: agents join it, tasks are assigned among them with the
+strategies of ``_strategies``; an :class:`otp.Service` registered as
+``mabeam.load_balancer``.
+
+* Joining monitors the agent's process.  A dead agent leaves at its DOWN;
+  before then, an assignment never goes to an agent this process can see is
+  dead (the chosen pid is checked), and the stats count only live ones.
+* A restarted agent joins again: by hand, or by itself when it joined with
+  ``rejoin=True`` (the default): the balancer follows the agent
+  supervisor's ``started`` events and monitors the new pid.
+* An agent that is not running cannot join (``AgentNotRunning``).
+
+Load figures come from ``update_load`` (a cast, forwarded to telemetry for
+alerts), from ``complete_task`` (active tasks and an exponential moving
+average of durations), and optionally from psutil: with
+``set_measure_period(s)`` the balancer samples every joined agent's RSS and
+CPU with :func:`mabeam.quotas.measure` on that period (deadline timers,
+see ``mabeam._common.Timers``).  CPU is a fraction of one core (psutil's
+percent / 100), as the strategies expect.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Hashable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import otp
+
+from .._agent_registry import AGENT_SUPERVISOR
+from .._common import Timers
+from ..telemetry import TELEMETRY, emit_event
+from ._strategies import AgentLoad, OverloadThresholds, Strategy, load_stats, select
+
+if TYPE_CHECKING:
+    from ..quotas import Usage
+
+log = logging.getLogger("mabeam.load_balancer")
+
+__all__ = ["LOAD_BALANCER", "LoadBalancer", "LoadBalancerOptions", "BalancerStats", "child_spec", "set_server_options"]
+
+#: The load balancer's registered name.
+LOAD_BALANCER = "mabeam.load_balancer"
+
+DURATION_ALPHA = 0.3  # weight of the newest task duration in the moving average
+
+_MEASURE = "measure"  # the timer key of the periodic measurement
+
+
+@dataclass(frozen=True)
+class LoadBalancerOptions:
+    """The load balancer's settings at start."""
+
+    strategy: Strategy = Strategy.RESOURCE_AWARE
+    thresholds: OverloadThresholds = OverloadThresholds()
+    measure_period: float | None = None  # seconds between psutil samples (None: off)
+
+
+@dataclass(frozen=True)
+class BalancerStats:
+    """Load figures over the joined live agents, the tasks assigned so far
+    and the current default strategy."""
+
+    total_agents: int
+    alive_agents: int
+    available_agents: int
+    overloaded_agents: int
+    average_cpu: float
+    average_memory_bytes: float
+    total_tasks_assigned: int
+    strategy: Strategy
+
+
+def _key(agent_id: Hashable) -> str:
+    """The strategies sort and compare ids as strings; other ids get a prefix
+    that cannot clash with a string id."""
+    return agent_id if isinstance(agent_id, str) else "\x00" + repr(agent_id)
+
+
+@dataclass
+class _Member:
+    agent_id: Hashable
+    pid: otp.Pid
+    ref: otp.Ref
+    load: AgentLoad
+    rejoin: bool
+    usage: Usage | None = None  # the last psutil sample
+
+
+class LoadBalancer(otp.Service):
+    """The load balancer process (see the module documentation)."""
+
+    def init(self, options: LoadBalancerOptions) -> None:
+        self.members: dict[str, _Member] = {}
+        self.by_ref: dict[otp.Ref, str] = {}
+        self.sticky: dict[Hashable, frozenset[str]] = {}  # agent_id -> capabilities, for rejoin
+        self.strategy = options.strategy
+        self.thresholds = options.thresholds
+        self.cursor: str | None = None
+        self.assigned = 0
+        self.measure_period = options.measure_period
+        self.timers = Timers()
+        try:
+            otp.supervisor.subscribe(AGENT_SUPERVISOR)
+        except otp.OTPError as exc:  # started outside the app: no automatic rejoin
+            log.info("load balancer: no agent supervisor events (%r)", exc)
+
+    def next_action(self) -> float | None:
+        now = time.monotonic()
+        if _MEASURE in self.timers.pop_due(now):
+            self._measure_all()
+            if self.measure_period and self.members:
+                self.timers.schedule(_MEASURE, now + self.measure_period)
+        return self.timers.timeout()
+
+    # ------------------------------------------------------------ joining
+
+    @otp.operation
+    def register_agent(self, agent_id: Hashable, pid: otp.Pid, capabilities: frozenset[str], rejoin: bool) -> None:
+        self._join(agent_id, pid, frozenset(capabilities), rejoin)
+
+    @otp.operation
+    def unregister_agent(self, agent_id: Hashable) -> None:
+        self.sticky.pop(agent_id, None)
+        self._leave(_key(agent_id), "unregistered")
+
+    def _join(self, agent_id: Hashable, pid: otp.Pid, capabilities: frozenset[str], rejoin: bool) -> None:
+        key = _key(agent_id)
+        old = self.members.get(key)
+        if old is not None:
+            if old.pid == pid:
+                old.load = replace(old.load, capabilities=capabilities)
+                old.rejoin = rejoin
+                return
+            self._leave(key, "replaced")
+        ref = otp.monitor(pid)
+        self.members[key] = _Member(agent_id, pid, ref, AgentLoad(key, capabilities), rejoin)
+        self.by_ref[ref] = key
+        if rejoin:
+            self.sticky[agent_id] = capabilities
+        if self.measure_period and not self.timers.scheduled(_MEASURE):
+            self.timers.schedule(_MEASURE, time.monotonic())
+        emit_event(("mabeam", "load_balancer", "joined"), {"agents": len(self.members)}, {"agent_id": agent_id})
+
+    def _leave(self, key: str, why: Any) -> None:
+        member = self.members.pop(key, None)
+        if member is None:
+            return
+        self.by_ref.pop(member.ref, None)
+        otp.demonitor(member.ref, flush=True)
+        emit_event(
+            ("mabeam", "load_balancer", "left"),
+            {"agents": len(self.members)},
+            {"agent_id": member.agent_id, "reason": why},
+        )
+
+    def _prune(self) -> None:
+        """Leave at once for agents known dead whose DOWN is still queued."""
+        for key in [k for k, m in self.members.items() if not otp.is_alive(m.pid)]:
+            self._leave(key, "dead")
+
+    # ------------------------------------------------------------ tasks
+
+    @otp.operation
+    def assign_task(
+        self, required: tuple[str, ...], strategy: Strategy | None, preferred: tuple[str, ...]
+    ) -> tuple[Hashable, otp.Pid]:
+        """Raises ``NoSuitableAgent`` (answered to the caller) when no agent fits."""
+        chosen = self.strategy if strategy is None else strategy
+        while True:
+            loads = [m.load for m in self.members.values()]
+            choice = select(
+                chosen, loads, required, cursor=self.cursor, preferred=preferred, thresholds=self.thresholds
+            )
+            member = self.members[choice.agent.agent_id]
+            if otp.is_alive(member.pid):
+                break
+            self._leave(choice.agent.agent_id, "dead")  # its DOWN has not arrived yet
+        self.cursor = choice.cursor
+        member.load = replace(member.load, active_tasks=member.load.active_tasks + 1)
+        self.assigned += 1
+        return member.agent_id, member.pid
+
+    @otp.operation
+    def complete_task(self, agent_id: Hashable, duration: float) -> None:
+        member = self.members.get(_key(agent_id))
+        if member is None:
+            return
+        duration = float(duration)
+        old = member.load
+        avg = (
+            duration
+            if old.avg_task_duration == 0
+            else (DURATION_ALPHA * duration + (1 - DURATION_ALPHA) * old.avg_task_duration)
+        )
+        member.load = replace(old, active_tasks=max(0, old.active_tasks - 1), avg_task_duration=avg)
+
+    @otp.operation
+    def update_load(
+        self,
+        agent_id: Hashable,
+        cpu: float | None,
+        memory_bytes: int | None,
+        active_tasks: int | None,
+        avg_task_duration: float | None,
+    ) -> None:
+        member = self.members.get(_key(agent_id))
+        if member is None:
+            return
+        old = member.load
+        member.load = replace(
+            old,
+            cpu=old.cpu if cpu is None else cpu,
+            memory_bytes=old.memory_bytes if memory_bytes is None else memory_bytes,
+            active_tasks=old.active_tasks if active_tasks is None else active_tasks,
+            avg_task_duration=old.avg_task_duration if avg_task_duration is None else avg_task_duration,
+        )
+        otp.tell(TELEMETRY, "record_agent_metrics", member.agent_id, {"cpu": cpu, "memory": memory_bytes})
+
+    # ------------------------------------------------------------ reads and settings
+
+    @otp.operation
+    def get_stats(self) -> BalancerStats:
+        self._prune()
+        stats = load_stats([m.load for m in self.members.values()], self.thresholds)
+        return BalancerStats(**vars(stats), total_tasks_assigned=self.assigned, strategy=self.strategy)
+
+    @otp.operation
+    def list_agents(self) -> dict[Hashable, AgentLoad]:
+        self._prune()
+        return {m.agent_id: replace(m.load, agent_id=m.agent_id) for m in self.members.values()}  # type: ignore[arg-type]  # AgentLoad's id is the caller's own id here, not the strategies' string key
+
+    @otp.operation
+    def set_strategy(self, strategy: Strategy) -> None:
+        self.strategy = strategy
+
+    @otp.operation
+    def set_measure_period(self, period: float | None) -> None:
+        self.measure_period = period
+        if period:
+            self.timers.schedule(_MEASURE, time.monotonic())
+        else:
+            self.timers.cancel(_MEASURE)
+
+    # ------------------------------------------------------------ messages
+
+    def handle_info(self, msg: Any, state: Any) -> Any:
+        if isinstance(msg, otp.DOWN):
+            key = self.by_ref.get(msg.ref)
+            if key is not None:
+                self._leave(key, msg.reason)
+        elif type(msg) is tuple and len(msg) >= 5 and msg[0] == "$supervisor" and msg[2] == "started":
+            agent_id, pid = msg[3], msg[4]
+            if agent_id in self.sticky:
+                self._join(agent_id, pid, self.sticky[agent_id], True)
+        return otp.NoReply(state, self.next_action())
+
+    def _measure_all(self) -> None:
+        from ..quotas import MeasureError, measure  # psutil: loaded only when measuring is on
+
+        for member in list(self.members.values()):
+            try:
+                usage = measure(member.pid.ospid, member.usage)
+            except MeasureError:
+                continue  # gone: its DOWN is on the way
+            cpu = usage.cpu_percent / 100.0 if member.usage is not None else member.load.cpu
+            member.usage = usage
+            member.load = replace(member.load, cpu=cpu, memory_bytes=usage.rss)
+
+
+_options = LoadBalancerOptions()
+
+
+def set_server_options(options: LoadBalancerOptions) -> None:
+    """The options the next ``mabeam.start()`` starts the load balancer with."""
+    global _options
+    _options = options
+
+
+def child_spec() -> otp.ChildSpec:
+    """The load balancer's child spec (registered as ``mabeam.load_balancer``)."""
+    return LoadBalancer.child_spec(_options, id=LOAD_BALANCER, name=LOAD_BALANCER)

@@ -1,0 +1,483 @@
+"""The quota manager: per-agent resource quotas enforced on real OS
+processes, as an :class:`otp.Service` registered as ``mabeam.quotas``.
+
+A quota is by agent id (running or not): when the agent supervisor starts
+or restarts the agent, the new process is watched with a fresh escalation
+state.  Every ``period`` seconds (1.0 by default) the manager measures each
+watched process with :func:`mabeam.quotas.measure` (RSS, CPU percent
+between samples), feeds the agent's :class:`~mabeam.quotas.Escalator`, and
+carries out its decision.  The period is a deadline timer returned as the
+server's next action (see ``mabeam._common.Timers``), never a sleeping
+loop.
+
+How each action is carried out:
+
+* ``warn``: a log record and the telemetry event ``('mabeam','quota','warn')``.
+* ``throttle``: a SIGSTOP/SIGCONT duty cycle: in every ``throttle_slice``
+  (0.1 s) the process runs for ``factor`` of the slice and is stopped for the
+  rest (factor is the share of speed to keep, 0.5..0.9).  Lowering the CPU
+  priority as well is optional (``configure_enforcement(throttle_nice=10)``),
+  off by default because an unprivileged process cannot raise it back.
+* ``suspend``: SIGSTOP; the manager waits (briefly, bounded) until the kernel
+  reports the process stopped ('T'), so the record says whether it worked.
+* ``resume``: SIGCONT; the throttle duty cycle ends.
+* ``terminate``: SIGCONT (a stopped process cannot act on an exit signal),
+  then, in a task under ``mabeam.tasks`` so the manager never blocks, the
+  agent is stopped through the agent supervisor (it is not restarted; its
+  record says ``stopped``); if it is not that supervisor's child it is
+  killed.  The record and notification follow once the process is gone.
+
+Every action is recorded as an :class:`Enforcement` in a bounded per-agent
+history, emitted as telemetry, and sent to subscribers as ``('$quota',
+agent_id, action)``.  Reads of an agent's quota state do not go through the
+manager: its :class:`QuotaStatus` is published in the ``mabeam.tables``
+registry.  When the manager stops it resumes every process it stopped (if
+it is killed, they stay stopped).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections import OrderedDict, deque
+from collections.abc import Hashable
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
+
+import otp
+from otp._oslib import proc_state
+
+from .._agent import agent_name
+from .._agent_registry import AGENT_SUPERVISOR, record_stop
+from .._common import TABLES, Subscribers, Timers
+from .._names import TASKS
+from ..telemetry import emit_event
+from ._measure import MeasureError, Usage, measure
+from ._policy import (
+    Action,
+    EnforcementRecord,
+    EscalationPolicy,
+    Escalator,
+    QuotaSpec,
+    Resume,
+    Suspend,
+    Terminate,
+    Throttle,
+    Warn,
+)
+
+log = logging.getLogger("mabeam.quotas")
+
+__all__ = ["QUOTAS", "QuotaManager", "QuotaOptions", "Enforcement", "QuotaStatus", "child_spec", "set_server_options"]
+
+#: The quota manager's registered name.
+QUOTAS = "mabeam.quotas"
+
+#: How long the manager waits for the kernel to show a signalled process stopped.
+STOP_WAIT = 0.5
+
+
+@dataclass(frozen=True)
+class QuotaOptions:
+    """The quota manager's settings (``configure_enforcement`` changes them
+    at run time)."""
+
+    period: float = 1.0  # seconds between measurements
+    throttle_slice: float = 0.1  # seconds of one throttle duty cycle
+    throttle_nice: int | None = None  # nice value applied when throttling (None: off)
+    policy: EscalationPolicy = EscalationPolicy()  # for quotas set without one
+    history_limit: int = 200  # enforcements kept per agent
+    history_agents: int = 1_000  # agents whose enforcements are kept
+
+
+@dataclass(frozen=True)
+class Enforcement:
+    """One action carried out on an agent's process."""
+
+    agent_id: Hashable
+    at: float  # time.time()
+    action: str  # warn, throttle, suspend, resume, terminate
+    resource: str
+    violation: str
+    usage: float
+    limit: float
+    stage_before: str
+    stage_after: str
+    success: bool
+    details: str
+
+
+@dataclass(frozen=True)
+class QuotaStatus:
+    """An agent's quota state, as published in the tables registry."""
+
+    agent_id: Hashable
+    tier: str
+    running: bool
+    stage: str  # normal, warned, throttled, suspended, terminated
+    throttle: float | None
+    degradation: str
+
+
+@dataclass
+class _Watch:
+    agent_id: Hashable
+    pid: otp.Pid
+    ref: otp.Ref
+    escalator: Escalator
+    usage: Usage | None = None
+    throttle: float | None = None
+    stopped: bool = False  # SIGSTOPped by us right now
+    suspended: bool = False
+    terminating: bool = False
+    degradation: str = "none"
+
+
+class _Quota(NamedTuple):
+    spec: QuotaSpec
+    policy: EscalationPolicy
+
+
+class _Termination(NamedTuple):
+    """A terminate decision being carried out by a task."""
+
+    agent_id: Hashable
+    pid: otp.Pid
+    record: EnforcementRecord
+
+
+class _Terminated(NamedTuple):
+    """What the termination task reports: how the agent went, and its exit reason."""
+
+    how: str
+    reason: Any
+
+
+@dataclass(frozen=True)
+class _DutyCycle:
+    """The timer key of an agent's throttle duty cycle."""
+
+    agent_id: Hashable
+
+
+_MEASURE = "measure"  # the timer key of the periodic measurement
+
+
+def _wait_state(ospid: int, stopped: bool, timeout: float = STOP_WAIT) -> bool:
+    """Wait until the kernel shows the process stopped (or not); bounded."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = proc_state(ospid)
+        if state is None or (state[0] in ("T", "t")) == stopped:
+            return state is not None
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.0005)  # sleep-ok: the signal is delivered asynchronously
+
+
+def _terminate_agent(agent_id: Hashable, pid: otp.Pid) -> _Terminated:
+    """Runs in a task: stop the agent through its supervisor (or kill it)."""
+    ref = otp.monitor(pid)
+    try:
+        otp.supervisor.terminate_child(AGENT_SUPERVISOR, pid)
+        how = "stopped through the agent supervisor"
+    except otp.OTPError as exc:  # not its child, or no supervisor
+        otp.exit(pid, "kill")
+        how = f"killed ({exc!r})"
+    try:
+        down = otp.receive(30, lambda m: isinstance(m, otp.DOWN) and m.ref == ref)
+    except otp.Timeout:
+        otp.exit(pid, "kill")
+        down = otp.receive(10, lambda m: isinstance(m, otp.DOWN) and m.ref == ref)
+        how += "; killed after 30 s"
+    try:
+        record_stop(agent_id, pid, "shutdown")  # the record says 'stopped' before anyone is told
+    except otp.OTPError:  # no registry record: nothing to update
+        pass
+    return _Terminated(how, down.reason)
+
+
+class QuotaManager(otp.Service):
+    """The quota manager process (see the module documentation)."""
+
+    def init(self, options: QuotaOptions) -> None:
+        otp.trap_exit(True)  # so that terminate() resumes stopped processes
+        self.options = options
+        self.quotas: dict[Hashable, _Quota] = {}
+        self.watched: dict[Hashable, _Watch] = {}
+        self.by_ref: dict[otp.Ref, Hashable] = {}
+        self.history: OrderedDict[Hashable, deque[Enforcement]] = OrderedDict()
+        self.subscribers = Subscribers()
+        self.timers = Timers()
+        self.terminations: dict[otp.Ref, _Termination] = {}
+        self.published: dict[Hashable, QuotaStatus] = {}
+        try:
+            otp.supervisor.subscribe(AGENT_SUPERVISOR)
+        except otp.OTPError as exc:
+            log.info("quota manager: no agent supervisor events (%r)", exc)
+
+    def next_action(self) -> float | None:
+        now = time.monotonic()
+        for key in self.timers.pop_due(now):
+            if key == _MEASURE:
+                self._measure_all(now)
+                if self.watched:
+                    self.timers.schedule(_MEASURE, now + self.options.period)
+            elif isinstance(key, _DutyCycle):
+                self._duty(key.agent_id, now)
+        return self.timers.timeout()
+
+    # ------------------------------------------------------------ operations
+
+    @otp.operation
+    def set_quota(
+        self, agent_id: Hashable, spec: QuotaSpec, policy: EscalationPolicy | None, pid: otp.Pid | None
+    ) -> None:
+        self.quotas[agent_id] = _Quota(spec, policy or self.options.policy)
+        pid = pid or otp.whereis(agent_name(agent_id))
+        if pid is not None:
+            self._watch(agent_id, pid)
+        self._publish(agent_id)
+
+    @otp.operation
+    def remove_quota(self, agent_id: Hashable) -> None:
+        self._unwatch(agent_id)
+        self.quotas.pop(agent_id, None)
+        self._publish(agent_id)
+
+    @otp.operation
+    def configure_enforcement(self, changes: dict[str, Any]) -> None:
+        self.options = replace(self.options, **changes)
+        if self.watched:
+            self.timers.schedule(_MEASURE, time.monotonic() + self.options.period)
+
+    @otp.operation
+    def list_enforcements(self, agent_id: Hashable) -> list[Enforcement]:
+        return list(self.history.get(agent_id, ()))
+
+    @otp.operation
+    def list_all_enforcements(self) -> list[Enforcement]:
+        return [e for history in self.history.values() for e in history]
+
+    @otp.operation
+    def subscribe_enforcements(self, pid: otp.Pid) -> None:
+        self.subscribers.add(pid)
+
+    @otp.operation
+    def unsubscribe_enforcements(self, pid: otp.Pid) -> None:
+        self.subscribers.remove(pid)
+
+    @otp.operation
+    def list_quotas(self) -> dict[Hashable, QuotaStatus]:
+        for w in [w for w in self.watched.values() if not otp.is_alive(w.pid)]:
+            self._unwatch(w.agent_id)  # dead, its DOWN still on the way
+            self._publish(w.agent_id)
+        return dict(self.published)
+
+    # ------------------------------------------------------------ watching
+
+    def _watch(self, agent_id: Hashable, pid: otp.Pid) -> None:
+        self._unwatch(agent_id)
+        quota = self.quotas[agent_id]
+        ref = otp.monitor(pid)
+        self.watched[agent_id] = _Watch(agent_id, pid, ref, Escalator(agent_id, quota.spec, quota.policy))
+        self.by_ref[ref] = agent_id
+        if not self.timers.scheduled(_MEASURE):
+            self.timers.schedule(_MEASURE, time.monotonic())
+        self._publish(agent_id)
+
+    def _unwatch(self, agent_id: Hashable) -> None:
+        w = self.watched.pop(agent_id, None)
+        if w is None:
+            return
+        self.by_ref.pop(w.ref, None)
+        otp.demonitor(w.ref, flush=True)
+        self.timers.cancel(_DutyCycle(agent_id))
+        if w.stopped:
+            self._signal(w, signal.SIGCONT)
+
+    def _signal(self, w: _Watch, sig: int) -> bool:
+        if not otp.is_alive(w.pid):  # never signal a reused OS pid
+            return False
+        try:
+            os.kill(w.pid.ospid, sig)
+        except ProcessLookupError:
+            return False
+        w.stopped = sig == signal.SIGSTOP
+        return True
+
+    def _publish(self, agent_id: Hashable) -> None:
+        quota = self.quotas.get(agent_id)
+        if quota is None:
+            if self.published.pop(agent_id, None) is not None:
+                otp.Registry.unregister(TABLES, ("quota", agent_id))
+            return
+        w = self.watched.get(agent_id)
+        status = QuotaStatus(
+            agent_id,
+            quota.spec.name,
+            w is not None,
+            w.escalator.stage.name.lower() if w else "normal",
+            w.throttle if w else None,
+            w.degradation if w else "none",
+        )
+        old = self.published.get(agent_id)
+        if old == status:
+            return
+        self.published[agent_id] = status
+        if old is None:
+            otp.Registry.register(TABLES, ("quota", agent_id), status)
+        else:
+            otp.Registry.update_value(TABLES, ("quota", agent_id), lambda _: status)
+
+    # ------------------------------------------------------------ timers
+
+    def _measure_all(self, now: float) -> None:
+        for w in list(self.watched.values()):
+            if w.terminating:
+                continue
+            try:
+                usage = measure(w.pid.ospid, w.usage)
+            except MeasureError:
+                continue  # gone (its DOWN is on the way) or not ours to read
+            first = w.usage is None
+            w.usage = usage
+            decision = w.escalator.observe(now, usage.rss, 0.0 if first else usage.cpu_percent)
+            w.degradation = decision.degradation.name.lower()
+            if decision.actions:
+                records = w.escalator.history[-len(decision.actions) :]
+                for action, record in zip(decision.actions, records):
+                    self._enforce(w, action, record, now)
+            self._publish(w.agent_id)
+
+    def _duty(self, agent_id: Hashable, now: float) -> None:
+        w = self.watched.get(agent_id)
+        if w is None or w.throttle is None or w.suspended or w.terminating:
+            return
+        slice_ = self.options.throttle_slice
+        if w.stopped:
+            self._signal(w, signal.SIGCONT)
+            self.timers.schedule(_DutyCycle(agent_id), now + w.throttle * slice_)
+        else:
+            self._signal(w, signal.SIGSTOP)
+            self.timers.schedule(_DutyCycle(agent_id), now + (1 - w.throttle) * slice_)
+
+    # ------------------------------------------------------------ enforcing
+
+    def _enforce(self, w: _Watch, action: Action, record: EnforcementRecord, now: float) -> None:
+        ospid = w.pid.ospid
+        if isinstance(action, Warn):
+            log.warning(
+                "agent %r over its %s quota: %.0f > %.0f", w.agent_id, action.resource.value, action.usage, action.limit
+            )
+            self._record(record, "warn", True, f"{action.resource.value} {action.usage:.0f} over {action.limit:.0f}")
+        elif isinstance(action, Throttle):
+            w.throttle = action.factor
+            slice_, nice = self.options.throttle_slice, self.options.throttle_nice
+            details = f"duty cycle: runs {action.factor:.0%} of every {slice_}s"
+            if nice is not None:
+                try:
+                    os.setpriority(os.PRIO_PROCESS, ospid, nice)
+                    details += f"; nice {nice}"
+                except OSError as exc:
+                    details += f"; setpriority failed: {exc}"
+            if not w.suspended:
+                self.timers.schedule(_DutyCycle(w.agent_id), now + action.factor * slice_)
+            self._record(record, "throttle", otp.is_alive(w.pid), details)
+        elif isinstance(action, Suspend):
+            self.timers.cancel(_DutyCycle(w.agent_id))
+            ok = self._signal(w, signal.SIGSTOP) and _wait_state(ospid, True)
+            w.suspended = True
+            self._record(record, "suspend", ok, "SIGSTOP")
+        elif isinstance(action, Resume):
+            self.timers.cancel(_DutyCycle(w.agent_id))
+            ok = self._signal(w, signal.SIGCONT)
+            w.throttle, w.suspended = None, False
+            self._record(record, "resume", ok, f"SIGCONT; lifted {action.lifted.name.lower()}")
+        elif isinstance(action, Terminate):
+            self.timers.cancel(_DutyCycle(w.agent_id))
+            if w.stopped:
+                self._signal(w, signal.SIGCONT)
+            w.terminating = True
+            task = otp.TaskSupervisor.async_nolink(TASKS, _terminate_agent, w.agent_id, w.pid)
+            self.terminations[task.ref] = _Termination(w.agent_id, w.pid, record)
+
+    def _record(self, record: EnforcementRecord, action: str, success: bool, details: str) -> None:
+        agent_id = record.agent_id
+        entry = Enforcement(
+            agent_id,
+            time.time(),
+            action,
+            record.resource.value,
+            record.violation.name.lower(),
+            record.usage,
+            record.limit,
+            record.stage_before.name.lower(),
+            record.stage_after.name.lower(),
+            success,
+            details,
+        )
+        history = self.history.get(agent_id)
+        if history is None:
+            history = self.history[agent_id] = deque(maxlen=self.options.history_limit)
+            while len(self.history) > self.options.history_agents:
+                self.history.popitem(last=False)
+        self.history.move_to_end(agent_id)
+        history.append(entry)
+        emit_event(
+            ("mabeam", "quota", action),
+            {"usage": entry.usage, "limit": entry.limit},
+            {"agent_id": agent_id, "resource": entry.resource, "success": success},
+        )
+        self.subscribers.send(("$quota", agent_id, action))
+
+    # ------------------------------------------------------------ messages
+
+    def handle_info(self, msg: Any, state: Any) -> Any:
+        if isinstance(msg, otp.DOWN):
+            self._down(msg)
+        elif type(msg) is tuple and len(msg) == 3 and msg[0] == "$task" and msg[1] in self.terminations:
+            otp.demonitor(msg[1], flush=True)
+            termination = self.terminations.pop(msg[1])
+            how, reason = msg[2]
+            self._record(termination.record, "terminate", True, f"{how}; exit reason {reason!r}")
+        elif type(msg) is tuple and len(msg) >= 5 and msg[0] == "$supervisor" and msg[2] == "started":
+            agent_id, pid = msg[3], msg[4]
+            w = self.watched.get(agent_id)
+            if agent_id in self.quotas and (w is None or w.pid != pid):
+                self._watch(agent_id, pid)
+        return otp.NoReply(state, self.next_action())
+
+    def _down(self, msg: otp.DOWN) -> None:
+        termination = self.terminations.pop(msg.ref, None)
+        if termination is not None:
+            otp.exit(termination.pid, "kill")
+            details = f"termination task failed: {msg.reason!r}; killed"
+            self._record(termination.record, "terminate", False, details)
+        elif msg.ref in self.by_ref:
+            agent_id = self.by_ref[msg.ref]
+            self._unwatch(agent_id)
+            self._publish(agent_id)
+        else:
+            self.subscribers.down(msg)
+
+    def terminate(self, reason: Any, state: Any) -> None:
+        for w in self.watched.values():
+            if w.stopped:
+                self._signal(w, signal.SIGCONT)
+
+
+_options = QuotaOptions()
+
+
+def set_server_options(options: QuotaOptions) -> None:
+    """The options the next ``mabeam.start()`` starts the quota manager with."""
+    global _options
+    _options = options
+
+
+def child_spec() -> otp.ChildSpec:
+    """The quota manager's child spec (registered as ``mabeam.quotas``)."""
+    return QuotaManager.child_spec(_options, id=QUOTAS, name=QUOTAS)
