@@ -4,16 +4,22 @@ Agents are :class:`otp.Service` s, each in its own OS process, supervised;
 everything MABEAM runs is in the application's supervision tree
 (``mabeam.start()``).  Every exception MABEAM raises is a
 :class:`MabeamError`, named by its cause.
+
+Naming.  A function that talks to a MABEAM process is named verb_noun,
+or a bare verb when its object is its first argument (``create_auction``,
+``get_budget``, ``list_agents``, ``acquire(lock)``, ``publish(topic,
+...)``); a pure function is named for what it computes (``jaccard``,
+``tier``, ``agent_name``); a predicate is ``is_x`` or ``has_x``.
 """
 
 from ._agent import Agent, AgentConfig, RestartPolicy, agent_name
 from ._agent_registry import (
     AgentRecord,
     AgentStatus,
-    agent_status,
     await_status,
     find_agents,
     get_agent,
+    get_agent_status,
     list_agents,
     register_agent,
     start_agent,
@@ -21,7 +27,17 @@ from ._agent_registry import (
     unregister_agent,
 )
 from ._app import start, stop
-from ._comms import Outcome, agent_pid, broadcast, multi_request, multicast, publish, request, subscribe, unsubscribe
+from ._comms import (
+    Outcome,
+    broadcast,
+    multi_request,
+    multicast,
+    publish,
+    request,
+    subscribe,
+    unsubscribe,
+    whereis_agent,
+)
 from ._errors import (
     AgentAlreadyRegistered,
     AgentAlreadyRunning,
@@ -52,7 +68,7 @@ __all__ = [
     "start_agent",
     "stop_agent",
     "get_agent",
-    "agent_status",
+    "get_agent_status",
     "await_status",
     "find_agents",
     "list_agents",
@@ -63,7 +79,7 @@ __all__ = [
     "publish",
     "subscribe",
     "unsubscribe",
-    "agent_pid",
+    "whereis_agent",
     "Outcome",
     "MabeamError",
     "NotStarted",

@@ -46,7 +46,7 @@ __all__ = [
     "start_agent",
     "stop_agent",
     "get_agent",
-    "agent_status",
+    "get_agent_status",
     "await_status",
     "find_agents",
     "list_agents",
@@ -246,7 +246,7 @@ def get_agent(agent_id: Hashable) -> AgentRecord:
     return record
 
 
-def agent_status(agent_id: Hashable) -> AgentStatus:
+def get_agent_status(agent_id: Hashable) -> AgentStatus:
     """The agent's status (:class:`UnknownAgent` if it is not registered)."""
     return get_agent(agent_id).status
 

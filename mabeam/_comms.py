@@ -28,7 +28,7 @@ __all__ = [
     "subscribe",
     "unsubscribe",
     "publish",
-    "agent_pid",
+    "whereis_agent",
     "Outcome",
     "TOPICS",
     "CommsError",
@@ -44,7 +44,7 @@ DEFAULT_TIMEOUT = 5.0
 Outcome = tuple[Literal["ok"], Any] | tuple[Literal["error"], Exception]
 
 
-def agent_pid(agent_id: Hashable) -> otp.Pid | None:
+def whereis_agent(agent_id: Hashable) -> otp.Pid | None:
     """The pid of a running agent, or None."""
     return otp.whereis(agent_name(agent_id))
 
@@ -65,7 +65,7 @@ def request(agent_id: Hashable, message: Any, timeout: float | None = DEFAULT_TI
     (:class:`AgentNotRunning`), does not answer in time
     (:class:`AgentTimeout`) or exits meanwhile (:class:`AgentExited`), and
     :class:`HookFailed` if its hook raised."""
-    pid = agent_pid(agent_id)
+    pid = whereis_agent(agent_id)
     if pid is None:
         raise AgentNotRunning(agent_id)
     try:
@@ -87,7 +87,7 @@ def multi_request(requests: list[tuple[Hashable, str, Any]], timeout: float | No
     """Concurrent calls with a payload per agent: ``requests`` is a list of
     ``(agent_id, kind, payload)``; returns ``[('ok', answer) | ('error',
     exc)]`` in order (:func:`broadcast` sends one payload to all)."""
-    pids = {i: pid for i, (agent_id, _, _) in enumerate(requests) if (pid := agent_pid(agent_id)) is not None}
+    pids = {i: pid for i, (agent_id, _, _) in enumerate(requests) if (pid := whereis_agent(agent_id)) is not None}
     calls = otp.multi_call(
         [(pid, otp.Request(requests[i][1], (requests[i][2],), {})) for i, pid in pids.items()], timeout
     )

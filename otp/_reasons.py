@@ -92,10 +92,14 @@ def format_reason(reason: object) -> str:
 
 
 def is_normal(reason: object) -> bool:
+    """True for the exit reason ``'normal'`` (a linked process that does not
+    trap exits survives it)."""
     return isinstance(reason, str) and reason == "normal"
 
 
 def is_shutdown(reason: object) -> bool:
+    """True for ``'shutdown'`` and ``('shutdown', term)``: a supervisor's
+    orderly stop, which no restart policy treats as a failure."""
     if isinstance(reason, str):
         return reason == "shutdown"
     return isinstance(reason, tuple) and len(reason) == 2 and reason[0] == "shutdown"

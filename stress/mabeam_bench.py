@@ -11,7 +11,7 @@ started with ``otp.spawn`` (see :mod:`stress._mabeam_floor`).
   plain processes, each a ROUTER answering ``(agent_id, message)``, and the
   same clients using one DEALER per server, pickled frames.  The success
   rate (correct answers / requests) must be at least 95%.
-* ``mabeam_consensus_rounds``: one ``coordination.consensus`` (majority,
+* ``mabeam_consensus_rounds``: one ``coordination.run_consensus`` (majority,
   timeout 5 s) after another among :data:`VOTERS` agents, each voting from
   its own process; rounds decided correctly per second.  Floor: the harness
   sends the proposal to as many plain ROUTER processes at once, waits for
@@ -211,12 +211,12 @@ def _describe_consensus(e: dict) -> str:
     warmup=10,
     quick=(3, 30, 5),
     higher_is_better=True,
-    requires=("mabeam.coordination:consensus", "mabeam.coordination:consensus_async"),
-    what=f"coordination.consensus (majority) among {VOTERS} agent processes, one round after another",
+    requires=("mabeam.coordination:run_consensus", "mabeam.coordination:run_consensus_async"),
+    what=f"coordination.run_consensus (majority) among {VOTERS} agent processes, one round after another",
     describe=_describe_consensus,
 )
 def bench_consensus(run: Run) -> dict:
-    """coordination.consensus rounds per second among 5 agent processes."""
+    """coordination.run_consensus rounds per second among 5 agent processes."""
     from mabeam import coordination  # here: every agent process imports this module
 
     sup = _start_app(VOTERS)
@@ -241,7 +241,7 @@ def bench_consensus(run: Run) -> dict:
         for i in range(count):
             t1 = clock()
             try:
-                r = coordination.consensus(ids, ("proposal", i), timeout=REPLY_TIMEOUT_S)
+                r = coordination.run_consensus(ids, ("proposal", i), timeout=REPLY_TIMEOUT_S)
                 ok += _decided(r.decision, r.reached, r.votes)
             except coordination.CoordinationError as exc:
                 count_error(tally["errors"], exc)
@@ -267,7 +267,7 @@ def bench_consensus(run: Run) -> dict:
     decided = 0
     for start in range(0, run.n, IN_FLIGHT):
         sessions = [
-            coordination.consensus_async(ids, ("proposal", i), timeout=REPLY_TIMEOUT_S)
+            coordination.run_consensus_async(ids, ("proposal", i), timeout=REPLY_TIMEOUT_S)
             for i in range(start, min(run.n, start + IN_FLIGHT))
         ]
         decided += sum(_decided(r.decision, r.reached, r.votes) for r in (s.result(30) for s in sessions))

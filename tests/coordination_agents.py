@@ -83,7 +83,7 @@ def start_agents(specs, restart="permanent"):
 
 def session_client(parent, agent_ids):
     """Start a consensus session, tell ``parent`` its pid, wait forever."""
-    session = coordination.consensus_async(agent_ids, "p", timeout=20)
+    session = coordination.run_consensus_async(agent_ids, "p", timeout=20)
     otp.send(parent, ("session", session.pid))
     otp.receive()
 
@@ -111,15 +111,15 @@ def lock_waiter(parent, name, tag):
 def locked_increments(parent, lock_name, counter_name, n):
     """Read-modify-write of a counter ``n`` times, each under the lock."""
     for _ in range(n):
-        with coordination.lock_held(lock_name):
-            value = coordination.counter_value(counter_name)
-            coordination.counter_reset(counter_name, value + 1)
+        with coordination.hold_lock(lock_name):
+            value = coordination.get_counter_value(counter_name)
+            coordination.reset_counter(counter_name, value + 1)
     otp.send(parent, ("done", otp.self()))
 
 
 def counter_incrementer(parent, name, n):
     for _ in range(n):
-        coordination.counter_increment(name)
+        coordination.increment_counter(name)
     otp.send(parent, ("done", otp.self()))
 
 

@@ -28,18 +28,18 @@ from mabeam.coordination._session import start_session
 def test_majority_counts_the_agents_own_votes(app):
     otp.supervisor.subscribe(COORDINATION)
     start_agents({"a": {"vote": "yes"}, "b": {"vote": "yes"}, "c": {"vote": "no"}, "d": {"vote": None}})
-    result = coordination.consensus(["a", "b", "c", "d", "ghost"], {"deploy": "v2"}, timeout=5)
+    result = coordination.run_consensus(["a", "b", "c", "d", "ghost"], {"deploy": "v2"}, timeout=5)
     assert result.reached and result.decision == "yes"
     assert result.votes == {"a": "yes", "b": "yes", "c": "no"}
     assert result.abstained == ("d",)
     assert result.failed == {"ghost": "not_running"}
     assert result.tally.counts == {"yes": 2, "no": 1} and result.tally.confidence == pytest.approx(2 / 3)
     # the same agents with a quorum of 80% of the five: three votes are not enough
-    short = coordination.consensus(["a", "b", "c", "d", "ghost"], "x", quorum=0.8)
+    short = coordination.run_consensus(["a", "b", "c", "d", "ghost"], "x", quorum=0.8)
     assert not short.reached and short.decision is None and "quorum" in short.reason
     # unanimity: an abstention breaks it, agreement of all makes it
-    assert not coordination.consensus(["a", "b", "d"], "x", "unanimous").reached
-    assert coordination.consensus(["a", "b"], "x", "unanimous").decision == "yes"
+    assert not coordination.run_consensus(["a", "b", "d"], "x", "unanimous").reached
+    assert coordination.run_consensus(["a", "b"], "x", "unanimous").decision == "yes"
     # each session was its own temporary child of the coordination supervisor, now gone
     events = [recv_tagged("$supervisor") for _ in range(8)]
     assert (
@@ -61,29 +61,31 @@ def test_weighted_voting_uses_expertise_metadata_with_the_cap(app):
         }
     )
     assert coordination.voting.expertise_weight(expert) == pytest.approx(2.0)
-    result = coordination.consensus(["expert", "n1", "n2"], "merge", "weighted")
+    result = coordination.run_consensus(["expert", "n1", "n2"], "merge", "weighted")
     # uncapped the expert would hold 2.0 / 3.2 of the weight and the score be 0.375 (neutral)
     assert result.tally.shares == pytest.approx({"expert": 0.5, "n1": 0.25, "n2": 0.25})
     assert result.tally.score == pytest.approx(0.5) and result.decision == "approve"
     assert result.votes == {"expert": "reject", "n1": ("approve", 1.0), "n2": {"vote": "approve", "confidence": 1.0}}
-    garbled = coordination.consensus(["expert", "n1", "n2", "garbled"], "merge", "weighted")
+    garbled = coordination.run_consensus(["expert", "n1", "n2", "garbled"], "merge", "weighted")
     assert garbled.failed == {"garbled": ("invalid_vote", "'maybe'")}  # never silently neutral
     assert set(garbled.votes) == {"expert", "n1", "n2"}
     # explicit weights instead of metadata
-    even = coordination.consensus(["expert", "n1", "n2"], "merge", "weighted", weights={"expert": 1, "n1": 1, "n2": 1})
+    even = coordination.run_consensus(
+        ["expert", "n1", "n2"], "merge", "weighted", weights={"expert": 1, "n1": 1, "n2": 1}
+    )
     assert even.tally.score == pytest.approx(2 / 3) and even.decision == "approve"
     with pytest.raises(coordination.InvalidParameter):
-        coordination.consensus(["n1"], "x", "plurality")
+        coordination.run_consensus(["n1"], "x", "plurality")
 
 
 def test_byzantine_admission_and_tally(app):
     for f, minimum in ((1, 4), (2, 7), (3, 10)):
         with pytest.raises(coordination.InsufficientAgents) as info:
-            coordination.byzantine_consensus([f"x{i}" for i in range(minimum - 1)], "v", f=f)
+            coordination.run_byzantine_consensus([f"x{i}" for i in range(minimum - 1)], "v", f=f)
         assert (info.value.minimum, info.value.n) == (minimum, minimum - 1)
     assert otp.supervisor.count_children(COORDINATION)["active"] == 0  # refused before any session
     start_agents({"b0": {"vote": "A"}, "b1": {"vote": "A"}, "b2": {"vote": "A"}, "liar": {"vote": "B"}})
-    result = coordination.byzantine_consensus(["b0", "b1", "b2", "liar"], "value", f=1)
+    result = coordination.run_byzantine_consensus(["b0", "b1", "b2", "liar"], "value", f=1)
     assert result.reached and result.decision == "A"
     assert result.tally.quorum == 3 and result.votes["liar"] == "B"
     assert result.tags == ("byzantine", "consensus", "fault_tolerant")
@@ -93,7 +95,7 @@ def test_collusion_resistant_consensus_with_reported_estimates(app):
     """True value 76, honest agents report 68/79/73, two colluders 95."""
     estimates = {"h1": 68, "h2": 79, "h3": 73, "c1": 95, "c2": 95}
     start_agents({a: {"estimate": v} for a, v in estimates.items()})
-    result, reported, failed = coordination.collusion_resistant_consensus(
+    result, reported, failed = coordination.run_collusion_resistant_consensus(
         list(estimates), "price", 76, reputations=dict.fromkeys(estimates, 0.8)
     )
     assert reported == estimates and failed == {}
@@ -114,7 +116,7 @@ def test_agent_crash_mid_coordination(app):
     pids = start_agents({a: {"die_on_vote": a in ("a1", "a3")} for a in ids})
     otp.supervisor.subscribe(AGENT_SUPERVISOR)
     started = time.monotonic()
-    result = coordination.consensus(ids, "continue?", timeout=5)
+    result = coordination.run_consensus(ids, "continue?", timeout=5)
     assert time.monotonic() - started < 5  # faults detected and listed within 5 s
     assert result.failed == {"a1": "killed", "a3": "killed"}
     assert set(result.votes) == {"a0", "a2", "a4"} and result.decision == "approve"
@@ -136,7 +138,7 @@ def test_concurrent_sessions(app):
     ids = [f"v{i}" for i in range(20)]
     start_agents({a: {"vote": "yes" if i % 4 else "no", "sleep": 0.05} for i, a in enumerate(ids)})
     groups = [rng.sample(ids, 5) for _ in range(10)]
-    sessions = [coordination.consensus_async(g, ("proposal", i), timeout=5) for i, g in enumerate(groups)]
+    sessions = [coordination.run_consensus_async(g, ("proposal", i), timeout=5) for i, g in enumerate(groups)]
     assert len({s.pid for s in sessions}) == 10
     results = [s.result(20) for s in sessions]
     for group, result in zip(groups, results):
@@ -148,12 +150,12 @@ def test_concurrent_sessions(app):
 def test_a_slow_session_blocks_no_other(app):
     me = otp.self()
     start_agents({"slow": {"hold": True, "notify": me}, "p": {}, "q": {}, "r": {}})
-    held = coordination.consensus_async(["slow", "p"], "wait", timeout=20)
+    held = coordination.run_consensus_async(["slow", "p"], "wait", timeout=20)
     assert recv_tagged("holding") == ("holding", "slow")
-    quick = coordination.consensus(["p", "q", "r"], "go", timeout=5)
+    quick = coordination.run_consensus(["p", "q", "r"], "go", timeout=5)
     assert quick.decision == "approve"
-    assert otp.is_alive(held.pid) and held.pid in coordination.active_sessions()
-    otp.send(mabeam.agent_pid("slow"), ("release",))
+    assert otp.is_alive(held.pid) and held.pid in coordination.list_sessions()
+    otp.send(mabeam.whereis_agent("slow"), ("release",))
     assert held.result(10).votes == {"slow": "approve", "p": "approve"}
 
 
@@ -166,7 +168,7 @@ def test_session_stops_when_its_caller_dies(app):
     assert recv_tagged("holding") == ("holding", "slow")
     otp.exit(client, "kill")
     assert down_of(ref, timeout=5).reason == ("shutdown", "caller_down")  # not 20 s later
-    otp.send(mabeam.agent_pid("slow"), ("release",))
+    otp.send(mabeam.whereis_agent("slow"), ("release",))
 
 
 def test_a_session_that_crashes_at_once_reports_its_own_exit_reason(app):
@@ -197,7 +199,7 @@ def test_a_session_waits_for_its_callers_go_and_never_runs_without_it(app):
     caller = otp.spawn(silent_caller, me)
     _, session = recv_tagged("session")
     ref = otp.monitor(session)
-    assert session not in coordination.active_sessions()  # started, waiting for the go
+    assert session not in coordination.list_sessions()  # started, waiting for the go
     otp.exit(caller, "kill")
     assert down_of(ref).reason == ("shutdown", "caller_down")
     assert nothing_matching(lambda m: m == ("ran", session), timeout=0)  # its body never ran

@@ -26,28 +26,28 @@ from mabeam._app import COORDINATION
 
 def test_lock_fifo_and_release_on_holder_death(app):
     me = otp.self()
-    pid = coordination.lock("res")
-    assert coordination.lock("res") == pid  # get-or-create, one process
+    pid = coordination.create_lock("res")
+    assert coordination.create_lock("res") == pid  # get-or-create, one process
     assert pid in [c.pid for c in otp.supervisor.which_children(COORDINATION)]
     holder = otp.spawn(lock_holder, me, "res")
     assert recv_tagged("acquired") == ("acquired", holder, 1)
     for n, tag in enumerate(("w1", "w2", "w3"), start=1):
         otp.spawn(lock_waiter, me, "res", tag)
-        coordination.lock_info("res", min_waiting=n)  # queued in this order
+        coordination.get_lock_info("res", min_waiting=n)  # queued in this order
     # held until released: a third party times out
     with pytest.raises(coordination.LockTimeout):
         coordination.acquire("res", timeout=0.2)
-    info = coordination.lock_info("res")
+    info = coordination.get_lock_info("res")
     assert info["holder"] == holder and info["waiting"] == 3  # the timed-out caller withdrew
     otp.exit(holder, "kill")  # dies holding the lock: the lock passes on
     got = sorted(recv_tagged("got")[1:] for _ in range(3))
     assert got == [("w1", 2), ("w2", 3), ("w3", 4)]  # FIFO, one grant each
-    with coordination.lock_held("res", timeout=5) as grant:
-        assert grant == 5 and coordination.lock_info("res")["holder"] == me
+    with coordination.hold_lock("res", timeout=5) as grant:
+        assert grant == 5 and coordination.get_lock_info("res")["holder"] == me
         with pytest.raises(coordination.AlreadyHeld) as held:
             coordination.acquire("res")
         assert held.value.name == ("mabeam.lock", "res")
-    assert coordination.lock_info("res")["holder"] is None
+    assert coordination.get_lock_info("res")["holder"] is None
     with pytest.raises(coordination.NotHolder) as not_holder:
         coordination.release("res")
     assert isinstance(not_holder.value, coordination.PrimitiveError)
@@ -58,11 +58,11 @@ def test_lock_waiter_that_dies_leaves_the_queue(app):
     holder = otp.spawn(lock_holder, me, "q")
     recv_tagged("acquired")
     doomed = otp.spawn(lock_waiter, me, "q", "doomed")
-    coordination.lock_info("q", min_waiting=1)
+    coordination.get_lock_info("q", min_waiting=1)
     otp.exit(doomed, "kill")
     down_of(otp.monitor(doomed))
     otp.spawn(lock_waiter, me, "q", "next")
-    coordination.lock_info("q", min_waiting=1)
+    coordination.get_lock_info("q", min_waiting=1)
     otp.send(holder, "release")
     assert recv_tagged("released") == ("released", holder)
     assert recv_tagged("got") == ("got", "next", 2)  # the dead waiter got nothing
@@ -73,37 +73,37 @@ def test_counter_increments_and_compare_and_set(app):
     workers = [otp.spawn(counter_incrementer, me, "hits", 25) for _ in range(4)]
     for _ in workers:
         recv_tagged("done")
-    assert coordination.counter_value("hits") == 100
-    assert coordination.counter_compare_and_set("hits", 99, 0) is False
-    assert coordination.counter_compare_and_set("hits", 100, 7) is True
-    assert coordination.counter_increment("hits", 3) == 10
-    assert coordination.counter_reset("hits") == 10 and coordination.counter_value("hits") == 0
-    assert coordination.counter_value("never-created") == 0
+    assert coordination.get_counter_value("hits") == 100
+    assert coordination.compare_and_set_counter("hits", 99, 0) is False
+    assert coordination.compare_and_set_counter("hits", 100, 7) is True
+    assert coordination.increment_counter("hits", 3) == 10
+    assert coordination.reset_counter("hits") == 10 and coordination.get_counter_value("hits") == 0
+    assert coordination.get_counter_value("never-created") == 0
     # read-modify-write made safe by the lock
     for _ in range(3):
         otp.spawn(locked_increments, me, "rmw-lock", "rmw", 10)
     for _ in range(3):
         recv_tagged("done")
-    assert coordination.counter_value("rmw") == 30
+    assert coordination.get_counter_value("rmw") == 30
     coordination.stop_primitive("counter", "rmw")
-    assert coordination.counter_value("rmw") == 0
+    assert coordination.get_counter_value("rmw") == 0
     with pytest.raises(coordination.UnknownPrimitive):
         coordination.stop_primitive("counter", "rmw")
     with pytest.raises(coordination.InvalidParameter):
-        coordination.counter_increment("hits", "one")
+        coordination.increment_counter("hits", "one")
 
 
 def test_barrier_releases_live_parties_only(app):
     me = otp.self()
-    coordination.barrier("b", 3)
+    coordination.create_barrier("b", 3)
     parties = [otp.spawn(barrier_party, me, "b") for _ in range(2)]
-    coordination.barrier_info("b", min_waiting=2)
+    coordination.get_barrier_info("b", min_waiting=2)
     assert coordination.arrive("b", timeout=5) == 0
     assert sorted(recv_tagged("released")[1:] for _ in parties) == sorted((p, 0) for p in parties)
-    assert coordination.barrier_info("b") == {"parties": 3, "waiting": 0, "generation": 1}
+    assert coordination.get_barrier_info("b") == {"parties": 3, "waiting": 0, "generation": 1}
     # the rule: a party that dies while waiting is removed and does not count
     doomed = otp.spawn(barrier_party, me, "b")
-    coordination.barrier_info("b", min_waiting=1)
+    coordination.get_barrier_info("b", min_waiting=1)
     otp.exit(doomed, "kill")
     down_of(otp.monitor(doomed))
     survivor = otp.spawn(barrier_party, me, "b")
@@ -111,7 +111,7 @@ def test_barrier_releases_live_parties_only(app):
         coordination.arrive("b", timeout=0.3)  # only the survivor and us: not 3 live parties
     assert info.value.waiting == 2
     late = otp.spawn(barrier_party, me, "b")
-    coordination.barrier_info("b", min_waiting=2)
+    coordination.get_barrier_info("b", min_waiting=2)
     assert coordination.arrive("b", timeout=5) == 1
     assert sorted(recv_tagged("released")[1:] for _ in range(2)) == sorted([(survivor, 1), (late, 1)])
     with pytest.raises(coordination.UnknownPrimitive):
@@ -124,30 +124,30 @@ def test_leader_election_with_terms(app):
         restart="temporary",
     )
     mabeam.subscribe(coordination.election_topic("g"))
-    pid = coordination.election("g", ["e3", "e2", "e1", "shy", "absent"])
+    pid = coordination.start_election("g", ["e3", "e2", "e1", "shy", "absent"])
     assert pid in [c.pid for c in otp.supervisor.which_children(COORDINATION)]
-    assert coordination.leader("g") == (1, "e1")
+    assert coordination.get_leader("g") == (1, "e1")
     assert recv_tagged("$mabeam_event") == ("$mabeam_event", ("mabeam.election", "g"), ("elected", 1, "e1"))
-    os.kill(mabeam.agent_pid("e1").ospid, signal.SIGKILL)  # the leader dies
+    os.kill(mabeam.whereis_agent("e1").ospid, signal.SIGKILL)  # the leader dies
     assert coordination.await_new_term("g", 1, timeout=10) == (2, "e2")  # tie 2-2: smaller id
     mabeam.stop_agent("e2")
     assert coordination.await_new_term("g", 2, timeout=10) == (3, "e3")
-    info = coordination.election_info("g")
+    info = coordination.get_election_info("g")
     assert info["history"] == [(1, "e1"), (2, "e2"), (3, "e3")] and info["leader"] == "e3"
     with pytest.raises(coordination.UnknownPrimitive):
-        coordination.leader("no-such-group")
+        coordination.get_leader("no-such-group")
 
 
 def test_election_waits_for_a_candidate_and_priority_rule(app):
     for agent_id, priority in (("p1", 1), ("p2", 5)):
         mabeam.register_agent(mabeam.AgentConfig(agent_id, CoordAgent, metadata={"priority": priority}))
-    coordination.election("meta", ["p1", "p2"], rule="priority")
+    coordination.start_election("meta", ["p1", "p2"], rule="priority")
     with pytest.raises(coordination.NoLeader):
-        coordination.leader("meta", timeout=0.3)  # nobody runs: no leader, the caller is not stuck
+        coordination.get_leader("meta", timeout=0.3)  # nobody runs: no leader, the caller is not stuck
     mabeam.start_agent("p1")  # the election hears of it from the agent supervisor
-    assert coordination.leader("meta", timeout=10) == (1, "p1")
+    assert coordination.get_leader("meta", timeout=10) == (1, "p1")
     mabeam.start_agent("p2")  # a better candidate does not depose a living leader
-    assert coordination.leader("meta") == (1, "p1")
+    assert coordination.get_leader("meta") == (1, "p1")
     mabeam.stop_agent("p1")
     assert coordination.await_new_term("meta", 1, timeout=10) == (2, "p2")
 
@@ -164,9 +164,9 @@ def test_vector_clocks_are_reexported():
 
 
 def test_nothing_lingers_after_primitives_stop(app):
-    coordination.lock("x")
-    coordination.barrier("y", 2)
-    coordination.counter("z")
+    coordination.create_lock("x")
+    coordination.create_barrier("y", 2)
+    coordination.create_counter("z")
     ref = otp.monitor(otp.whereis(("mabeam.lock", "x")))
     coordination.stop_primitive("lock", "x")
     assert down_of(ref).reason == "shutdown"

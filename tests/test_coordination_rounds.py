@@ -34,7 +34,7 @@ def test_iterative_refinement_converges_on_the_agents_proposals(app):
             "r3": {"words": "fast reliable simple"},
         }
     )
-    result = coordination.iterative_refinement(["r1", "r2", "r3", "gone"], "design", max_rounds=5, threshold=0.95)
+    result = coordination.run_iterative_refinement(["r1", "r2", "r3", "gone"], "design", max_rounds=5, threshold=0.95)
     assert result.converged and result.reason == "converged" and result.round_count == 2
     first, second = result.rounds
     assert first.proposals == {"r1": "fast cheap reliable", "r2": "fast reliable secure", "r3": "fast reliable simple"}
@@ -47,9 +47,9 @@ def test_iterative_refinement_converges_on_the_agents_proposals(app):
 
 def test_iterative_refinement_stops_when_nobody_moves(app):
     start_agents({"s1": {"words": "red", "stubborn": True}, "s2": {"words": "blue", "stubborn": True}})
-    result = coordination.iterative_refinement(["s1", "s2"], "colour", max_rounds=5)
+    result = coordination.run_iterative_refinement(["s1", "s2"], "colour", max_rounds=5)
     assert not result.converged and result.reason == "stalled" and result.round_count == 2
-    capped = coordination.iterative_refinement(["s1", "s2"], "colour", max_rounds=1)
+    capped = coordination.run_iterative_refinement(["s1", "s2"], "colour", max_rounds=1)
     assert capped.reason == "max_rounds" and capped.round_count == 1 and capped.rounds[0].agreement == 0.0
 
 
@@ -70,7 +70,7 @@ def test_hierarchical_consensus_with_representative_failover(app):
     }
     specs = {a: {"vote": votes[a], "die_on_vote": a in ("h0", "h6")} for a in ids}
     start_agents(specs, restart="temporary")
-    result = coordination.hierarchical_consensus(ids, "merge?", cluster_size=3, max_levels=3, timeout=5)
+    result = coordination.run_hierarchical_consensus(ids, "merge?", cluster_size=3, max_levels=3, timeout=5)
     assert [(f.cluster, f.failed, f.reason, f.replacement) for f in result.failovers] == [
         (0, "h0", "killed", "h1"),
         (2, "h6", "killed", "h7"),
@@ -88,7 +88,7 @@ def test_hierarchical_consensus_with_representative_failover(app):
 def test_hierarchical_consensus_all_representatives_answer(app):
     ids = [f"k{i}" for i in range(6)]
     start_agents({a: {"vote": "go" if a != "k5" else "stop"} for a in ids})
-    result = coordination.hierarchical_consensus(ids, "launch", cluster_size=3, max_levels=2, timeout=5)
+    result = coordination.run_hierarchical_consensus(ids, "launch", cluster_size=3, max_levels=2, timeout=5)
     assert result.failovers == () and result.failed == {}
     assert [c.votes for c in result.clusters] == [
         {"k0": "go", "k1": "go", "k2": "go"},
@@ -99,4 +99,4 @@ def test_hierarchical_consensus_all_representatives_answer(app):
     assert top.votes == {"k0": "go", "k3": "go"} and top.representative is None  # the session tallies the top
     assert result.decision == "go" and result.reached
     with pytest.raises(coordination.InsufficientAgentsForHierarchy):
-        coordination.hierarchical_consensus(ids[:5], "x")
+        coordination.run_hierarchical_consensus(ids[:5], "x")

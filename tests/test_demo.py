@@ -37,7 +37,7 @@ def test_a_learner_killed_mid_run_is_restarted_and_the_run_completes(demo_node):
 
     def kill_once(progress):
         if progress.phase == "training" and progress.round == 1 and not killed:
-            pid = mabeam.agent_pid("learner-0")
+            pid = mabeam.whereis_agent("learner-0")
             os.kill(pid.ospid, signal.SIGKILL)
             killed.append(pid)
 

@@ -49,7 +49,7 @@ def test_vickrey_winner_pays_the_second_price(app):
     started = recv_tagged("$supervisor")
     assert started[2:5] == ("started", auction_key(auction.auction_id), auction.pid)
     assert otp.supervisor.get_childspec(ECONOMICS, auction.pid).restart == "temporary"
-    assert auction.pid not in {mabeam.agent_pid(a) for a in ("ten", "seven", "three")}
+    assert auction.pid not in {mabeam.whereis_agent(a) for a in ("ten", "seven", "three")}
     # running again returns the stored outcome
     assert E.run(auction.auction_id, timeout=5) == outcome
 
@@ -83,7 +83,7 @@ def test_english_ascending_rounds(app):
     3 drops out at 4, the 7 at 9: the 10 wins at 8 after 8 accepted rounds."""
     start_bidders({"ten": {"value": 10}, "seven": {"value": 7}, "three": {"value": 3}})
     auction = E.create_auction("english", "e", reserve=2, participants=["ten", "seven", "three"], increment=1)
-    state = E.auction_state(auction)
+    state = E.get_auction_state(auction)
     assert state["minimum_bid"] == 2 and state["high_bid"] is None and state["status"] == "open"
     with pytest.raises(E.BidTooLow) as info:  # raised in the caller, with the rules' fields
         E.place_bid(auction, "outsider", 1.5)
@@ -93,7 +93,7 @@ def test_english_ascending_rounds(app):
     assert [b.amount for b in outcome.bids] == [2, 3, 4, 5, 6, 7, 8]
     assert [b.bidder for b in outcome.bids] == ["ten", "seven", "ten", "seven", "ten", "seven", "ten"]
     assert outcome.rounds == 8
-    assert E.auction_state(auction)["high_bidder"] == "ten"
+    assert E.get_auction_state(auction)["high_bidder"] == "ten"
 
 
 def test_english_explicit_bids(app):
@@ -104,7 +104,7 @@ def test_english_explicit_bids(app):
     assert info.value.minimum == 7
     E.place_bid(auction, "b", 7)
     # read your own write: the board shows the bid at once
-    state = E.auction_state(auction)
+    state = E.get_auction_state(auction)
     assert (state["high_bid"], state["high_bidder"], state["bids"]) == (7, "b", 2)
     outcome = E.close(auction)
     assert (outcome.winner, outcome.price) == ("b", 7)
@@ -202,7 +202,7 @@ def test_unanswerable_bidders_are_listed_with_their_reason(app):
     }
     assert list(outcome.rejected) == ["liar"] and outcome.rejected["liar"].startswith("InvalidBid")
     assert recv_tagged("holding") == ("holding", "slow")
-    otp.send(mabeam.agent_pid("slow"), ("release",))
+    otp.send(mabeam.whereis_agent("slow"), ("release",))
 
 
 def test_board_reads_while_an_auction_waits_on_a_slow_bidder(app):
@@ -212,14 +212,14 @@ def test_board_reads_while_an_auction_waits_on_a_slow_bidder(app):
     assert recv_tagged("holding") == ("holding", "slow")
     # the auction process is blocked in its round; reads come from the board
     started = time.monotonic()
-    state = E.auction_state(auction)
+    state = E.get_auction_state(auction)
     assert state["status"] == "running" and state["bids"] == 0 and "bidders" not in state  # sealed
     assert [s["auction_id"] for s in E.list_auctions(status="running")] == [auction.auction_id]
     assert time.monotonic() - started < 5  # not after the 20 s the auction may wait
-    otp.send(mabeam.agent_pid("slow"), ("release",))
+    otp.send(mabeam.whereis_agent("slow"), ("release",))
     outcome = result_of(auction)
     assert (outcome.winner, outcome.price) == ("ten", 7)
-    state = E.auction_state(auction)
+    state = E.get_auction_state(auction)
     assert state["status"] == "closed" and state["winner"] == "ten" and state["price"] == 7
 
 
@@ -240,8 +240,8 @@ def test_concurrent_auctions_each_in_its_own_process(app):
     for ref, kind in zip(refs, kinds):
         outcome = outcomes[ref.auction_id]
         assert outcome.winner == "b3" and outcome.price == pytest.approx(expected[kind])
-    assert E.auction_state(held)["status"] == "running"
-    otp.send(mabeam.agent_pid("slow"), ("release",))
+    assert E.get_auction_state(held)["status"] == "running"
+    otp.send(mabeam.whereis_agent("slow"), ("release",))
     assert result_of(held).price == 12
 
 
@@ -275,7 +275,7 @@ def test_typed_errors_in_the_caller(app):
         E.place_bid(auction, "b", float("nan"))
     with pytest.raises(E.UnknownAuction):
         E.place_bid("nope", "a", 1)
-    assert E.auction_state("nope") is None
+    assert E.get_auction_state("nope") is None
     # the same typed error reaches a caller in another process
     english = E.create_auction("english", "e", reserve=5)
     otp.spawn(call_and_report, otp.self(), "place_bid", english.auction_id, "p", 2)
@@ -289,14 +289,14 @@ def test_typed_errors_in_the_caller(app):
 def test_async_result_and_lifecycle(app):
     start_bidders({"ten": {"value": 10}, "seven": {"value": 7}})
     auction = E.create_auction("vickrey", "x", participants=["ten", "seven"], linger=0.2)
-    tag = E.auction_result_async(auction)
+    tag = E.get_auction_result_async(auction)
     ref = otp.monitor(auction.pid)
     outcome = E.run(auction, 10)
     assert result_of(tag) == outcome
-    late = E.auction_result_async(auction)  # already closed: answered at once
+    late = E.get_auction_result_async(auction)  # already closed: answered at once
     assert result_of(late) == outcome
     assert down_of(ref).reason == "normal"  # it lingered, then left
-    assert E.auction_state(auction) is None
+    assert E.get_auction_state(auction) is None
     with pytest.raises(E.UnknownAuction):
         E.run(auction, 5)
 

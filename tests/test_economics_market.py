@@ -35,9 +35,9 @@ def test_crossing_orders_fill_at_the_resting_price(app):
     assert (taker.filled, taker.resting, taker.dropped) == (3, 0, 0)
     # the other way round: a resting bid at 9 is hit by a sell at 8, at 9
     assert E.submit_order(market, "bidder", "buy", 9, 2).trades == ()
-    assert E.market_state(market)["spread"] == 1
+    assert E.get_market_state(market)["spread"] == 1
     assert fills(E.submit_order(market, "dumper", "sell", 8, 2)) == [(9, 2, "bidder", "dumper")]
-    state = E.market_state(market)  # from the board, including our own writes
+    state = E.get_market_state(market)  # from the board, including our own writes
     assert state["asks"] == [(10, 2)] and state["bids"] == [] and state["last_price"] == 9
     assert (state["volume"], state["trade_count"], state["status"]) == (5, 2, "open")
 
@@ -49,12 +49,12 @@ def test_partial_fills(app):
     assert (first.filled, first.resting) == (3, 0)
     second = E.submit_order(market, "b2", "buy", 10, 4)  # only 2 left: the rest rests as a bid
     assert fills(second) == [(10, 2, "b2", "s")] and (second.filled, second.resting) == (2, 2)
-    state = E.market_state(market.market_id)
+    state = E.get_market_state(market.market_id)
     assert state["asks"] == [] and state["bids"] == [(10, 2)] and state["best_ask"] is None
     # a market order takes what is there and drops the rest (it never rests)
     sweep = E.submit_order(market, "s2", "sell", None, 5)
     assert fills(sweep) == [(10, 2, "b2", "s2")] and (sweep.filled, sweep.resting, sweep.dropped) == (2, 0, 3)
-    assert E.market_state(market)["bids"] == []
+    assert E.get_market_state(market)["bids"] == []
 
 
 def test_price_time_priority(app):
@@ -66,8 +66,8 @@ def test_price_time_priority(app):
     result = E.submit_order(market, "b", "buy", 10, 4)
     # best price first (9), then at 10 the earlier order (s1) before s2; 11 is too dear
     assert fills(result) == [(9, 1, "b", "s3"), (10, 2, "b", "s1"), (10, 1, "b", "s2")]
-    assert E.market_state(market)["asks"] == [(10, 1), (11, 1)]
-    assert [(t.seller, t.quantity) for t in E.market_trades(market)] == [("s3", 1), ("s1", 2), ("s2", 1)]
+    assert E.get_market_state(market)["asks"] == [(10, 1), (11, 1)]
+    assert [(t.seller, t.quantity) for t in E.list_market_trades(market)] == [("s3", 1), ("s1", 2), ("s2", 1)]
 
 
 def test_cancel(app):
@@ -79,7 +79,7 @@ def test_cancel(app):
         E.cancel_order(market, "mine", agent_id="b")
     cancelled = E.cancel_order(market, "mine", agent_id="s")
     assert (cancelled.order_id, cancelled.quantity, cancelled.price) == ("mine", 3, 10)  # what was left
-    assert E.market_state(market)["asks"] == []
+    assert E.get_market_state(market)["asks"] == []
     with pytest.raises(E.UnknownOrder):
         E.cancel_order(market, "mine")
     with pytest.raises(E.DuplicateOrderId):
@@ -111,10 +111,10 @@ def test_typed_errors_and_close(app):
     assert E.close_market(market) == outcome
     with pytest.raises(E.MarketClosed):
         E.submit_order(market, "s", "sell", 10, 1)
-    state = E.market_state(market)
+    state = E.get_market_state(market)
     assert state["status"] == "closed" and state["bids"] == state["asks"] == []
     assert down_of(ref).reason == "normal"  # lingered, then left
-    assert E.market_state(market) is None
+    assert E.get_market_state(market) is None
 
 
 def test_concurrent_traders_never_cross_the_book(app):
@@ -137,12 +137,12 @@ def test_concurrent_traders_never_cross_the_book(app):
 def check_conservation(market, results, cancelled):
     """Every lot submitted is filled (counted on both sides), resting,
     cancelled or dropped; and the book is not crossed."""
-    state = E.market_state(market)
+    state = E.get_market_state(market)
     bid, ask = state["best_bid"], state["best_ask"]
     assert bid is None or ask is None or bid < ask
     asks, bids = [p for p, _ in state["asks"]], [p for p, _ in state["bids"]]
     assert asks == sorted(set(asks)) and bids == sorted(set(bids), reverse=True)  # best level first
-    trades = E.market_trades(market)
+    trades = E.list_market_trades(market)
     traded = sum(t.quantity for t in trades)
     resting = sum(q for _, q in state["bids"]) + sum(q for _, q in state["asks"])
     submitted = sum(r.quantity for r in results)
@@ -192,7 +192,7 @@ def test_property_never_crossed_and_quantities_conserved(app, ops):
                 assert target not in model
             else:
                 model.cancel(target)
-        state = E.market_state(market)
+        state = E.get_market_state(market)
         assert state["best_bid"] is None or state["best_ask"] is None or state["best_bid"] < state["best_ask"]
     check_conservation(market, results, cancelled)
     ref = otp.monitor(market.pid)
@@ -228,7 +228,7 @@ def test_settlement_moves_money_through_the_budget_service(app):
     with pytest.raises(E.InsufficientFunds) as info:
         E.submit_order(market, "buyer", "buy", 10, 3)
     assert (info.value.requested, info.value.available) == (30, 26)
-    assert E.market_state(market)["bids"] == [(12, 1)]
+    assert E.get_market_state(market)["bids"] == [(12, 1)]
     # cancel releases the hold; so does the close for what still rests
     E.cancel_order(market, partial.order_id)
     assert E.get_budget("buyer").reserved == 0

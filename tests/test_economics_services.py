@@ -6,6 +6,7 @@ penalties), with reads from the board."""
 from __future__ import annotations
 
 import ast
+import importlib
 import os
 import signal
 from decimal import Decimal
@@ -19,6 +20,7 @@ import mabeam._errors
 import otp
 from mabeam import economics as E
 from mabeam._app import APP
+from mabeam.economics import reputation as reputation_rules
 
 
 def test_services_are_in_the_application_and_started_in_order(app):
@@ -54,6 +56,12 @@ def test_the_rules_modules_are_pure():
             "__future__", "math", "bisect", "collections", "collections.abc", "dataclasses", "decimal",
             "types", "typing", "._errors", ".._errors",
         }, (name, imported)  # fmt: skip
+
+
+def test_the_package_reputation_is_the_rules_module():
+    """``mabeam.economics.reputation`` is the pure rules; an agent's score is ``get_reputation``."""
+    assert reputation_rules is importlib.import_module("mabeam.economics.reputation")
+    assert E.reputation is reputation_rules and "reputation" in E.__all__
 
 
 # ------------------------------------------------------------------ budgets
@@ -95,14 +103,14 @@ def test_reserve_commit_release(app):
 def test_budget_batch_is_all_or_none(app):
     E.open_budget("fay", 10)
     with pytest.raises(E.InsufficientFunds):
-        E.budget_batch("fay", [("reserve", "a", 6), ("reserve", "b", 6)])
+        E.apply_budget_batch("fay", [("reserve", "a", 6), ("reserve", "b", 6)])
     assert E.get_budget("fay").reservations == {}  # the first step did not stay
-    snap = E.budget_batch("fay", [("reserve", "a", 6), ("commit", "a", 4), ("deposit", 0.5)])
+    snap = E.apply_budget_batch("fay", [("reserve", "a", 6), ("commit", "a", 4), ("deposit", 0.5)])
     assert (snap.spent, snap.reserved, snap.total) == (4, 0, Decimal("10.5"))
     with pytest.raises(E.InvalidBudgetStep):
-        E.budget_batch("fay", [("steal", 5)])
+        E.apply_budget_batch("fay", [("steal", 5)])
     with pytest.raises(E.InvalidBudgetStep):
-        E.budget_batch("fay", [("reserve",)])
+        E.apply_budget_batch("fay", [("reserve",)])
     assert E.get_budget("fay").total == Decimal("10.5")
 
 
@@ -170,7 +178,7 @@ def test_auction_payment_reserved_in_the_budget(app):
 
 
 def test_reputation_weights_recent_records_more(app):
-    assert E.reputation("nobody") == 0.5  # nobody rated it
+    assert E.get_reputation("nobody") == 0.5  # nobody rated it
     # the same two records, in opposite orders (outcomes 0.2 and 0.9)
     E.record_performance("up", "t1", 0.2, 0.2, 500)
     snap = E.record_performance("up", "t2", 1.0, 0.8, 500, task_type="ml")
@@ -178,10 +186,13 @@ def test_reputation_weights_recent_records_more(app):
     E.record_performance("down", "t1", 0.2, 0.2, 500)
     # newest first, weights 1 and 0.95
     assert snap.score == pytest.approx((0.9 + 0.95 * 0.2) / 1.95)
-    assert E.reputation("down") == pytest.approx((0.2 + 0.95 * 0.9) / 1.95)
-    assert E.reputation("up") > E.reputation("down")
-    assert E.reputation("up", task_type="ml") == pytest.approx(0.9)
-    assert E.reputation_rankings() == [("up", pytest.approx(snap.score)), ("down", pytest.approx(E.reputation("down")))]
+    assert E.get_reputation("down") == pytest.approx((0.2 + 0.95 * 0.9) / 1.95)
+    assert E.get_reputation("up") > E.get_reputation("down")
+    assert E.get_reputation("up", task_type="ml") == pytest.approx(0.9)
+    assert E.list_reputation_rankings() == [
+        ("up", pytest.approx(snap.score)),
+        ("down", pytest.approx(E.get_reputation("down"))),
+    ]
     # decay moves the score toward the prior, a penalty lowers it for good
     decayed = E.decay_reputation("up", 0.5, 1)[0]
     assert decayed.score == pytest.approx(0.5 + 0.5 * (snap.score - 0.5))
@@ -194,7 +205,7 @@ def test_gaming_attempts_are_refused_and_counted(app):
         E.record_performance("gamer", "task", 0.7, 0.7, 800)
     with pytest.raises(E.ImplausibleRecord):  # all perfect in 50 ms
         E.record_performance("gamer", "fake", 1.0, 1.0, 50)
-    info = E.reputation_info("gamer")
+    info = E.get_reputation_info("gamer")
     assert (info.refused, info.records, info.score) == (2, 1, first.score)
     # a refusal from another process is typed there too, and counted
     otp.spawn(call_and_report, otp.self(), "record_performance", "gamer", "task", 0.7, 0.7, 800)

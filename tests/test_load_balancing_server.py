@@ -98,7 +98,7 @@ def test_restarted_agent_rejoins(app):
     assert left[3] == {"agent_id": "phoenix", "reason": "killed"}
     recv(lambda m: m[0] == "event" and m[1][-1] == "joined" and m[3]["agent_id"] == "phoenix")
     agent_id, pid = lb.assign_task(["work"])
-    assert agent_id == "phoenix" and pid != old and pid == mabeam.agent_pid("phoenix")
+    assert agent_id == "phoenix" and pid != old and pid == mabeam.whereis_agent("phoenix")
     # joining by hand works as well, and is idempotent
     lb.register_agent("phoenix", rejoin=False)
     assert lb.get_stats().total_agents == 1

@@ -38,7 +38,7 @@ def test_registered_agent_has_no_process(app):
     mabeam.register_agent(mabeam.AgentConfig("a", EchoAgent))
     record = mabeam.get_agent("a")
     assert record.status == "registered" and record.pid is None
-    assert mabeam.agent_pid("a") is None
+    assert mabeam.whereis_agent("a") is None
     with pytest.raises(mabeam.AgentNotRunning) as info:
         mabeam.request("a", "hi")
     assert isinstance(info.value, mabeam.CommsError) and info.value.agent_id == "a"
@@ -52,8 +52,8 @@ def test_start_request_stop(app):
     assert mabeam.get_agent("a").pid == pid
     mabeam.stop_agent("a")
     assert not otp.is_alive(pid)  # returns after the OS process is gone
-    assert mabeam.agent_status("a") == "stopped"
-    assert mabeam.agent_pid("a") is None
+    assert mabeam.get_agent_status("a") == "stopped"
+    assert mabeam.whereis_agent("a") is None
     with pytest.raises(mabeam.AgentNotRunning):
         mabeam.stop_agent("a")
     assert mabeam.start_agent("a") != pid  # can start again
@@ -108,7 +108,7 @@ def test_setup_failure_is_an_error(app):
         mabeam.start_agent("bad")
     assert isinstance(info.value, mabeam.AgentError)
     assert isinstance(info.value.exit_reason, otp.Crash) and "cannot start" in info.value.exit_reason.message
-    assert mabeam.agent_status("bad") == "registered"
+    assert mabeam.get_agent_status("bad") == "registered"
 
 
 def test_hook_exception_is_returned_not_fatal(app):

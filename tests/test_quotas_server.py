@@ -53,7 +53,7 @@ def quota_event(agent_id, action=None):
 def alloc(agent_id, nbytes):
     """Ask the agent to allocate without waiting for it: measurements taken
     while the pages are being touched may see any zone on the way up."""
-    otp.send(mabeam.agent_pid(agent_id), ("alloc", nbytes))
+    otp.send(mabeam.whereis_agent(agent_id), ("alloc", nbytes))
 
 
 def run_state(ospid):
@@ -89,7 +89,7 @@ def test_escalation_warn_throttle_suspend_terminate(app):
     assert quotas.list_quotas()["hog"].stage == "suspended"
     quota_event("hog", "terminate")
     assert not otp.is_alive(pid)
-    assert mabeam.agent_status("hog") == "stopped"  # stopped through its supervisor: not restarted
+    assert mabeam.get_agent_status("hog") == "stopped"  # stopped through its supervisor: not restarted
     records = quotas.list_enforcements("hog")
     assert quotas.list_enforcements() == records  # every agent's: only this one has any
     assert [r.action for r in records] == ["warn", "throttle", "suspend", "terminate"]

@@ -151,7 +151,7 @@ def test_a_vote_in_progress_does_not_block_the_server(app):
     # a second update of the voting variable waits its turn and is then checked
     otp.spawn(call_and_report, me, V.update_variable, "slow", 9, "late", 1)
     for agent_id in ids:
-        otp.send(mabeam.agent_pid(agent_id), ("release",))
+        otp.send(mabeam.whereis_agent(agent_id), ("release",))
     assert recv(lambda m: m[0] in ("result", "raised") and m[1] == 2) == ("result", 2)
     late = recv(lambda m: m[0] in ("result", "raised"))
     assert late[0] == "raised" and isinstance(late[1], V.VersionConflict) and late[1].current == 2

@@ -22,24 +22,30 @@ answer, so one process can run several sessions at once.
 Pure modules (no processes): :mod:`.voting` (tallies) and
 :mod:`.vector_clock` (causal order).  Every error derives from
 :class:`CoordinationError`, a :class:`mabeam._errors.MabeamError`.
+
+Naming.  A function that talks to a MABEAM process is named verb_noun,
+or a bare verb when its object is its first argument (``create_auction``,
+``get_budget``, ``list_agents``, ``acquire(lock)``, ``publish(topic,
+...)``); a pure function is named for what it computes (``jaccard``,
+``tier``, ``agent_name``); a predicate is ``is_x`` or ``has_x``.
 """
 
 from __future__ import annotations
 
 from . import vector_clock, voting
-from ._barrier import arrive, barrier, barrier_info
+from ._barrier import arrive, create_barrier, get_barrier_info
 from ._consensus import (
     BYZANTINE_TAGS,
     METHODS,
     ConsensusResult,
-    byzantine_consensus,
-    byzantine_consensus_async,
-    collusion_resistant_consensus,
-    consensus,
-    consensus_async,
+    run_byzantine_consensus,
+    run_byzantine_consensus_async,
+    run_collusion_resistant_consensus,
+    run_consensus,
+    run_consensus_async,
 )
-from ._counter import counter, counter_compare_and_set, counter_increment, counter_reset, counter_value
-from ._election import Leadership, await_new_term, election, election_info, election_topic, leader
+from ._counter import compare_and_set_counter, create_counter, get_counter_value, increment_counter, reset_counter
+from ._election import Leadership, await_new_term, election_topic, get_election_info, get_leader, start_election
 from ._errors import (
     AlreadyHeld,
     BarrierTimeout,
@@ -64,21 +70,21 @@ from ._hierarchy import (
     HierarchicalResult,
     build_hierarchy,
     count_representatives,
-    hierarchical_consensus,
-    hierarchical_consensus_async,
     represent,
+    run_hierarchical_consensus,
+    run_hierarchical_consensus_async,
 )
-from ._lock import acquire, lock, lock_held, lock_info, release
+from ._lock import acquire, create_lock, get_lock_info, hold_lock, release
 from ._primitives import stop_primitive
 from ._refinement import (
     RefinementResult,
     RefinementRound,
     agreement,
-    iterative_refinement,
-    iterative_refinement_async,
     jaccard,
+    run_iterative_refinement,
+    run_iterative_refinement_async,
 )
-from ._session import Session, active_sessions
+from ._session import Session, list_sessions
 from .vector_clock import InvalidClock, Ordering, VectorClockError, concurrent, happened_before, normalize
 from .vector_clock import compare as compare_clocks
 from .vector_clock import increment as increment_clock
@@ -89,16 +95,16 @@ from .voting import InsufficientAgents, VotingError
 __all__ = [
     # sessions
     "Session",
-    "active_sessions",
-    "consensus",
-    "consensus_async",
-    "byzantine_consensus",
-    "byzantine_consensus_async",
-    "collusion_resistant_consensus",
-    "iterative_refinement",
-    "iterative_refinement_async",
-    "hierarchical_consensus",
-    "hierarchical_consensus_async",
+    "list_sessions",
+    "run_consensus",
+    "run_consensus_async",
+    "run_byzantine_consensus",
+    "run_byzantine_consensus_async",
+    "run_collusion_resistant_consensus",
+    "run_iterative_refinement",
+    "run_iterative_refinement_async",
+    "run_hierarchical_consensus",
+    "run_hierarchical_consensus_async",
     "build_hierarchy",
     "count_representatives",
     "agreement",
@@ -114,25 +120,25 @@ __all__ = [
     "MIN_HIERARCHY_AGENTS",
     "represent",
     # primitives
-    "election",
-    "leader",
+    "start_election",
+    "get_leader",
     "await_new_term",
-    "election_info",
+    "get_election_info",
     "election_topic",
     "Leadership",
-    "barrier",
+    "create_barrier",
     "arrive",
-    "barrier_info",
-    "lock",
+    "get_barrier_info",
+    "create_lock",
     "acquire",
     "release",
-    "lock_held",
-    "lock_info",
-    "counter",
-    "counter_increment",
-    "counter_value",
-    "counter_compare_and_set",
-    "counter_reset",
+    "hold_lock",
+    "get_lock_info",
+    "create_counter",
+    "increment_counter",
+    "get_counter_value",
+    "compare_and_set_counter",
+    "reset_counter",
     "stop_primitive",
     # the pure modules
     "voting",

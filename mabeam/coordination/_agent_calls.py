@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from typing import Any, NamedTuple
 
-from mabeam import AgentError, CommsError, broadcast, multi_request
+from mabeam._comms import broadcast, multi_request
+from mabeam._errors import AgentError, CommsError
 
 __all__ = ["Answer", "NoAnswer", "Outcome", "AgentRequest", "ask_all", "ask_each", "failure_reason"]
 

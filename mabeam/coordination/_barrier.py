@@ -25,7 +25,7 @@ import otp
 from ._errors import BarrierTimeout, CoordinationError, InvalidParameter
 from ._primitives import Primitive, ensure, reaching
 
-__all__ = ["BarrierServer", "Withdrawal", "barrier", "arrive", "barrier_info"]
+__all__ = ["BarrierServer", "Withdrawal", "create_barrier", "arrive", "get_barrier_info"]
 
 CANCEL_TIMEOUT = 5.0
 _KEEP_GENERATIONS = 2  # released tokens remembered, for a withdrawal racing the release
@@ -58,7 +58,7 @@ class BarrierServer(otp.Service):
         self.waiting: dict[otp.Ref, Arrival] = {}  # by the arriver's token
         self.generation = 0
         self.released: dict[otp.Ref, int] = {}  # token -> generation, for the last generations
-        self.watchers: list[Watcher] = []  # barrier_info callers waiting for enough arrivals
+        self.watchers: list[Watcher] = []  # get_barrier_info callers waiting for enough arrivals
 
     def _info(self) -> dict:
         return {"parties": self.parties, "waiting": len(self.waiting), "generation": self.generation}
@@ -114,7 +114,7 @@ class BarrierServer(otp.Service):
 
     @otp.operation
     def info(self, min_waiting: int) -> dict:
-        """:func:`barrier_info`, once ``min_waiting`` processes wait (deferred)."""
+        """:func:`get_barrier_info`, once ``min_waiting`` processes wait (deferred)."""
         if len(self.waiting) >= min_waiting:
             return self._info()
         self.watchers.append(Watcher(self._from(), min_waiting))
@@ -129,7 +129,7 @@ class BarrierServer(otp.Service):
         return otp.NoReply(state)
 
 
-def barrier(name: Any, parties: int) -> otp.Pid:
+def create_barrier(name: Any, parties: int) -> otp.Pid:
     """Get or create the barrier ``name`` for ``parties`` processes (an
     existing barrier keeps its own count)."""
     if isinstance(parties, bool) or not isinstance(parties, int) or parties < 1:
@@ -154,7 +154,7 @@ def arrive(name: Any, timeout: float = 10.0) -> int:
     raise BarrierTimeout(f"barrier {name!r} did not release within {timeout} s", withdrawal.waiting)
 
 
-def barrier_info(name: Any, min_waiting: int = 0, timeout: float = 5.0) -> dict:
+def get_barrier_info(name: Any, min_waiting: int = 0, timeout: float = 5.0) -> dict:
     """``{'parties', 'waiting', 'generation'}``, once at least
     ``min_waiting`` processes wait (``otp.CallTimeout`` if that does not
     happen within ``timeout``): a coordinator can wait for the parties to

@@ -36,11 +36,11 @@ from ._session import GRACE, Context, Session, start_session
 
 __all__ = [
     "ConsensusResult",
-    "consensus",
-    "consensus_async",
-    "byzantine_consensus",
-    "byzantine_consensus_async",
-    "collusion_resistant_consensus",
+    "run_consensus",
+    "run_consensus_async",
+    "run_byzantine_consensus",
+    "run_byzantine_consensus_async",
+    "run_collusion_resistant_consensus",
     "METHODS",
     "BYZANTINE_TAGS",
 ]
@@ -188,7 +188,7 @@ def _consensus_body(
     )
 
 
-def consensus_async(
+def run_consensus_async(
     agent_ids: Iterable[Hashable],
     proposal: Any,
     method: str = "majority",
@@ -198,7 +198,7 @@ def consensus_async(
     weights: Mapping[Hashable, float] | None = None,
 ) -> Session:
     """Start a consensus session; ``handle.result(timeout)`` gives the
-    :class:`ConsensusResult`.  See :func:`consensus`."""
+    :class:`ConsensusResult`.  See :func:`run_consensus`."""
     ids = _ids(agent_ids)
     if method not in METHODS:
         raise InvalidParameter(f"method must be one of {METHODS}, not {method!r}")
@@ -214,7 +214,7 @@ def consensus_async(
     return start_session("consensus", _consensus_body, (ids, proposal, method, float(timeout), float(quorum), weights))
 
 
-def consensus(
+def run_consensus(
     agent_ids: Iterable[Hashable],
     proposal: Any,
     method: str = "majority",
@@ -232,7 +232,7 @@ def consensus(
     above 50% of the weight; ``quorum`` is the share of weight that must
     vote).  ``timeout`` bounds the wait for the agents; the call returns at
     most ``timeout + 2 * GRACE`` seconds later."""
-    return consensus_async(agent_ids, proposal, method, timeout=timeout, quorum=quorum, weights=weights).result(
+    return run_consensus_async(agent_ids, proposal, method, timeout=timeout, quorum=quorum, weights=weights).result(
         timeout + 2 * GRACE
     )
 
@@ -260,10 +260,10 @@ def _byzantine_body(ctx: Context, ids: list, proposal: Any, f: int | None, timeo
     )
 
 
-def byzantine_consensus_async(
+def run_byzantine_consensus_async(
     agent_ids: Iterable[Hashable], proposal: Any, f: int | None = None, *, timeout: float = 5.0
 ) -> Session:
-    """Start a Byzantine consensus session (see :func:`byzantine_consensus`)."""
+    """Start a Byzantine consensus session (see :func:`run_byzantine_consensus`)."""
     ids = _ids(agent_ids)
     _check_timeout(timeout)
     if f is not None:
@@ -276,7 +276,7 @@ def byzantine_consensus_async(
     return start_session("byzantine", _byzantine_body, (ids, proposal, f, float(timeout)))
 
 
-def byzantine_consensus(
+def run_byzantine_consensus(
     agent_ids: Iterable[Hashable], proposal: Any, f: int | None = None, *, timeout: float = 5.0
 ) -> ConsensusResult:
     """Consensus tolerating ``f`` Byzantine agents (default: the most
@@ -286,7 +286,7 @@ def byzantine_consensus(
     decided once ``byzantine_quorum(n, f)`` agents voted for it; agents that
     fail count as not voting.  The result carries ``tags``
     ``('byzantine', 'consensus', 'fault_tolerant')``."""
-    return byzantine_consensus_async(agent_ids, proposal, f, timeout=timeout).result(timeout + 2 * GRACE)
+    return run_byzantine_consensus_async(agent_ids, proposal, f, timeout=timeout).result(timeout + 2 * GRACE)
 
 
 # ------------------------------------------------------------------ collusion resistance
@@ -328,7 +328,7 @@ def _collusion_body(
     return result, {r.agent_id: r.estimated_value for r in reports}, dict(failed)
 
 
-def collusion_resistant_consensus(
+def run_collusion_resistant_consensus(
     agent_ids: Iterable[Hashable],
     question: Any,
     true_value: float,

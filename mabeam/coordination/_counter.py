@@ -11,11 +11,11 @@ from ._primitives import Primitive, ensure, reaching
 
 __all__ = [
     "CounterServer",
-    "counter",
-    "counter_increment",
-    "counter_value",
-    "counter_compare_and_set",
-    "counter_reset",
+    "create_counter",
+    "increment_counter",
+    "get_counter_value",
+    "compare_and_set_counter",
+    "reset_counter",
 ]
 
 Number = int | float
@@ -55,7 +55,7 @@ class CounterServer(otp.Service):
         return old
 
 
-def counter(name: Any, initial: Number = 0, *, restart: str = "temporary") -> otp.Pid:
+def create_counter(name: Any, initial: Number = 0, *, restart: str = "temporary") -> otp.Pid:
     """Get or create the counter ``name`` (``initial`` only applies when it
     is created); ``restart='transient'`` restarts a crashed counter at
     ``initial``."""
@@ -65,15 +65,15 @@ def counter(name: Any, initial: Number = 0, *, restart: str = "temporary") -> ot
     return ensure(Primitive.COUNTER, name, CounterServer, initial, restart)
 
 
-def counter_increment(name: Any, amount: Number = 1, timeout: float = 5.0) -> Number:
+def increment_counter(name: Any, amount: Number = 1, timeout: float = 5.0) -> Number:
     """Add ``amount`` (creating the counter at 0 if needed); the new value."""
     _number(amount, "amount")
-    counter(name)
+    create_counter(name)
     with reaching(Primitive.COUNTER, name) as pid:
         return otp.ask(pid, "increment", amount, timeout=timeout)
 
 
-def counter_value(name: Any, timeout: float = 5.0) -> Number:
+def get_counter_value(name: Any, timeout: float = 5.0) -> Number:
     """The counter's value; 0 if it does not exist."""
     try:
         with reaching(Primitive.COUNTER, name) as pid:
@@ -82,17 +82,17 @@ def counter_value(name: Any, timeout: float = 5.0) -> Number:
         return 0
 
 
-def counter_compare_and_set(name: Any, expected: Any, new: Number, timeout: float = 5.0) -> bool:
+def compare_and_set_counter(name: Any, expected: Any, new: Number, timeout: float = 5.0) -> bool:
     """Set the counter to ``new`` if it equals ``expected``; True if it did."""
     _number(new, "new")
-    counter(name)
+    create_counter(name)
     with reaching(Primitive.COUNTER, name) as pid:
         return otp.ask(pid, "compare_and_set", expected, new, timeout=timeout)
 
 
-def counter_reset(name: Any, value: Number = 0, timeout: float = 5.0) -> Number:
+def reset_counter(name: Any, value: Number = 0, timeout: float = 5.0) -> Number:
     """Set the counter to ``value``; returns the old value."""
     _number(value, "value")
-    counter(name)
+    create_counter(name)
     with reaching(Primitive.COUNTER, name) as pid:
         return otp.ask(pid, "reset", value, timeout=timeout)

@@ -1,6 +1,6 @@
 """Leader election with terms, one election process per group.
 
-``election(group, candidates)`` starts (or finds) a service named
+``start_election(group, candidates)`` starts (or finds) a service named
 ``('mabeam.election', group)`` under the coordination supervisor.  It
 elects a leader among the candidates that are alive, monitors it, and when
 the leader exits elects again; every elected leader gets the next term
@@ -24,7 +24,7 @@ process keeps answering while candidates are asked.  With no candidate
 standing it waits for a candidate to be (re)started by the agent
 supervisor, and also retries every ``RETRY`` seconds.  Each election is
 published on the topic ``('mabeam.election', group)`` as ``('elected',
-term, leader)``.  ``leader(group)`` blocks (up to its timeout) while there
+term, leader)``.  ``get_leader(group)`` blocks (up to its timeout) while there
 is no leader; ``await_new_term(group, term)`` blocks until a later term.
 """
 
@@ -35,8 +35,8 @@ from enum import Enum
 from typing import Any, NamedTuple
 
 import otp
-from mabeam import agent_pid, publish
 from mabeam._agent_registry import AGENT_SUPERVISOR, get_agent
+from mabeam._comms import publish, whereis_agent
 from mabeam._names import TASKS
 
 # The task functions as functions: TaskSupervisor's static methods are
@@ -53,10 +53,10 @@ __all__ = [
     "ElectionRule",
     "ElectionServer",
     "Leadership",
-    "election",
-    "leader",
+    "start_election",
+    "get_leader",
     "await_new_term",
-    "election_info",
+    "get_election_info",
     "election_topic",
     "RULES",
 ]
@@ -126,7 +126,7 @@ def _asked_priorities(group: Any, candidates: list, term: int, timeout: float) -
 def _registered_priorities(candidates: list) -> dict:
     standing = {}
     for candidate in candidates:
-        if agent_pid(candidate) is None:
+        if whereis_agent(candidate) is None:
             continue
         try:
             value = get_agent(candidate).config.metadata.get("priority", 0)
@@ -145,7 +145,7 @@ def run_election(params: ElectionParams, term: int) -> Elected | None:
     else:
         standing = _registered_priorities(params.candidates)
     for candidate in sorted(standing, key=lambda c: (-standing[c], repr(c))):
-        pid = agent_pid(candidate)
+        pid = whereis_agent(candidate)
         if pid is not None and otp.is_alive(pid):
             return Elected(candidate, pid, standing)
     return None
@@ -235,7 +235,7 @@ class ElectionServer(otp.Service):
         return otp.NoReply(state, self.next_action())
 
 
-def election(group: Any, candidates: Iterable[Hashable], *, rule: str = "ask", timeout: float = 2.0) -> otp.Pid:
+def start_election(group: Any, candidates: Iterable[Hashable], *, rule: str = "ask", timeout: float = 2.0) -> otp.Pid:
     """Get or create the election of ``group`` among ``candidates`` (agent
     ids); ``timeout`` bounds how long candidates are asked.  An existing
     election keeps its own candidates and rule."""
@@ -259,7 +259,7 @@ def _wait(group: Any, after: int | None, timeout: float) -> Leadership:
         raise NoLeader(f"election {group!r}: {what} within {timeout} s") from None
 
 
-def leader(group: Any, timeout: float = 5.0) -> Leadership:
+def get_leader(group: Any, timeout: float = 5.0) -> Leadership:
     """``(term, agent_id)`` of the current leader; waits up to ``timeout``
     while there is none (raises :class:`NoLeader`, or
     :class:`UnknownPrimitive` if the group has no election)."""
@@ -271,7 +271,7 @@ def await_new_term(group: Any, after_term: int, timeout: float = 5.0) -> Leaders
     return _wait(group, after_term, timeout)
 
 
-def election_info(group: Any, timeout: float = 5.0) -> dict:
+def get_election_info(group: Any, timeout: float = 5.0) -> dict:
     """Term, leader, candidates, rule and the history of ``(term, leader)``."""
     with reaching(Primitive.ELECTION, group) as pid:
         return otp.ask(pid, "info", timeout=timeout)

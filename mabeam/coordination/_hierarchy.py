@@ -35,7 +35,7 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from mabeam import Agent
+from mabeam._agent import Agent
 
 from . import voting
 from ._agent_calls import AgentRequest, Answer, ask_all, ask_each
@@ -50,8 +50,8 @@ __all__ = [
     "HierarchicalResult",
     "build_hierarchy",
     "count_representatives",
-    "hierarchical_consensus",
-    "hierarchical_consensus_async",
+    "run_hierarchical_consensus",
+    "run_hierarchical_consensus_async",
     "represent",
 ]
 
@@ -223,10 +223,10 @@ def _hierarchy_body(
     )
 
 
-def hierarchical_consensus_async(
+def run_hierarchical_consensus_async(
     agent_ids: Iterable[Hashable], proposal: Any, *, cluster_size: int = 5, max_levels: int = 4, timeout: float = 5.0
 ) -> Session:
-    """Start a hierarchical consensus session (see :func:`hierarchical_consensus`)."""
+    """Start a hierarchical consensus session (see :func:`run_hierarchical_consensus`)."""
     ids = list(agent_ids)
     build_hierarchy(ids, cluster_size, max_levels)  # raise on bad parameters here, in the caller
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
@@ -234,14 +234,14 @@ def hierarchical_consensus_async(
     return start_session("hierarchical", _hierarchy_body, (ids, proposal, cluster_size, max_levels, float(timeout)))
 
 
-def hierarchical_consensus(
+def run_hierarchical_consensus(
     agent_ids: Iterable[Hashable], proposal: Any, *, cluster_size: int = 5, max_levels: int = 4, timeout: float = 5.0
 ) -> HierarchicalResult:
     """Consensus through cluster representatives (see the module doc).
     ``timeout`` bounds each member's vote; a representative gets ``2 *
     timeout + 1`` seconds, and each failover a new round of that length."""
     ids = list(agent_ids)
-    session = hierarchical_consensus_async(
+    session = run_hierarchical_consensus_async(
         ids, proposal, cluster_size=cluster_size, max_levels=max_levels, timeout=timeout
     )
     longest = max(len(c) for c in build_hierarchy(ids, cluster_size, max_levels)[0])

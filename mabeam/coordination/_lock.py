@@ -24,7 +24,7 @@ import otp
 from ._errors import AlreadyHeld, CoordinationError, LockTimeout, NotHolder, PrimitiveFailed, UnknownPrimitive
 from ._primitives import Primitive, ensure, reaching, registered_name
 
-__all__ = ["LockServer", "lock", "acquire", "release", "lock_held", "lock_info"]
+__all__ = ["LockServer", "create_lock", "acquire", "release", "hold_lock", "get_lock_info"]
 
 #: How long a caller whose acquire timed out waits to withdraw.
 CANCEL_TIMEOUT = 5.0
@@ -57,7 +57,7 @@ class LockServer(otp.Service):
         self.holder: Holder | None = None
         self.queue: collections.deque[Waiter] = collections.deque()
         self.grants = 0
-        self.watchers: list[Watcher] = []  # lock_info callers waiting for enough waiters
+        self.watchers: list[Watcher] = []  # get_lock_info callers waiting for enough waiters
 
     def _info(self) -> dict:
         holder = self.holder.pid if self.holder else None
@@ -119,7 +119,7 @@ class LockServer(otp.Service):
 
     @otp.operation
     def info(self, min_waiting: int) -> dict:
-        """:func:`lock_info`, once ``min_waiting`` callers are queued (deferred)."""
+        """:func:`get_lock_info`, once ``min_waiting`` callers are queued (deferred)."""
         if len(self.queue) >= min_waiting:
             return self._info()
         self.watchers.append(Watcher(self._from(), min_waiting))
@@ -138,7 +138,7 @@ class LockServer(otp.Service):
         return otp.NoReply(state)
 
 
-def lock(name: Any) -> otp.Pid:
+def create_lock(name: Any) -> otp.Pid:
     """Get or create the lock ``name`` under the coordination supervisor."""
     return ensure(Primitive.LOCK, name, LockServer, registered_name(Primitive.LOCK, name))
 
@@ -148,7 +148,7 @@ def acquire(name: Any, timeout: float = 5.0) -> int:
     (created if needed); returns the grant number.  Raises
     :class:`LockTimeout`, :class:`AlreadyHeld`, or :class:`PrimitiveFailed`
     if the lock exits meanwhile."""
-    lock(name)
+    create_lock(name)
     token = otp.make_ref()
     try:
         with reaching(Primitive.LOCK, name) as pid:
@@ -168,7 +168,7 @@ def release(name: Any, timeout: float = 5.0) -> None:
         otp.ask(pid, "release", timeout=timeout)
 
 
-def lock_info(name: Any, min_waiting: int = 0, timeout: float = 5.0) -> dict:
+def get_lock_info(name: Any, min_waiting: int = 0, timeout: float = 5.0) -> dict:
     """``{'holder': pid | None, 'waiting': n, 'grants': n}``, once at least
     ``min_waiting`` callers are queued (raises ``otp.CallTimeout`` if that
     does not happen within ``timeout``)."""
@@ -177,8 +177,8 @@ def lock_info(name: Any, min_waiting: int = 0, timeout: float = 5.0) -> dict:
 
 
 @contextmanager
-def lock_held(name: Any, timeout: float = 5.0) -> Iterator[int]:
-    """``with lock_held(name) as grant:`` holds the lock inside the block."""
+def hold_lock(name: Any, timeout: float = 5.0) -> Iterator[int]:
+    """``with hold_lock(name) as grant:`` holds the lock inside the block."""
     grant = acquire(name, timeout)
     try:
         yield grant

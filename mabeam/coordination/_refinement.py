@@ -37,8 +37,8 @@ from ._session import GRACE, Context, Session, start_session
 __all__ = [
     "RefinementRound",
     "RefinementResult",
-    "iterative_refinement",
-    "iterative_refinement_async",
+    "run_iterative_refinement",
+    "run_iterative_refinement_async",
     "as_item_set",
     "jaccard",
     "agreement",
@@ -142,10 +142,10 @@ def _refinement_body(
     return RefinementResult(reason == "converged", reason, tuple(rounds), final, best, best_agent, ctx.elapsed())
 
 
-def iterative_refinement_async(
+def run_iterative_refinement_async(
     agent_ids: Iterable[Hashable], initial: Any, *, max_rounds: int = 5, threshold: float = 0.95, timeout: float = 5.0
 ) -> Session:
-    """Start an iterative refinement session (see :func:`iterative_refinement`)."""
+    """Start an iterative refinement session (see :func:`run_iterative_refinement`)."""
     ids = list(agent_ids)
     if not ids or len(set(ids)) != len(ids):
         raise InvalidParameter("agent ids must be distinct and not empty")
@@ -160,12 +160,12 @@ def iterative_refinement_async(
     )
 
 
-def iterative_refinement(
+def run_iterative_refinement(
     agent_ids: Iterable[Hashable], initial: Any, *, max_rounds: int = 5, threshold: float = 0.95, timeout: float = 5.0
 ) -> RefinementResult:
     """Run rounds of proposals until they converge (see the module doc for
     the measure) or ``max_rounds``; ``timeout`` bounds each round."""
-    session = iterative_refinement_async(
+    session = run_iterative_refinement_async(
         agent_ids, initial, max_rounds=max_rounds, threshold=threshold, timeout=timeout
     )
     return session.result(max_rounds * (timeout + GRACE) + GRACE)

@@ -51,13 +51,13 @@ __all__ = [
     "SessionOutcome",
     "Context",
     "start_session",
-    "active_sessions",
+    "list_sessions",
     "SESSIONS_GROUP",
     "GRACE",
     "CALLER_DOWN",
 ]
 
-#: The process group every running session joins (``active_sessions``).
+#: The process group every running session joins (``list_sessions``).
 SESSIONS_GROUP = "mabeam.coordination.sessions"
 #: Seconds a session or its caller waits beyond the agents' own timeout
 #: (starting the task, messages, tallying).
@@ -156,7 +156,7 @@ def start_session(kind: str, body: Callable[..., Any], args: tuple) -> Session:
     return session
 
 
-def active_sessions() -> list[otp.Pid]:
+def list_sessions() -> list[otp.Pid]:
     """Pids of the sessions running now (from the caller's pg replica)."""
     return list(dict.fromkeys(otp.pg.get_members(SESSIONS_GROUP)))
 

@@ -106,8 +106,10 @@ def compare(a: Mapping[str, int], b: Mapping[str, int]) -> Ordering:
 
 
 def happened_before(a: Mapping[str, int], b: Mapping[str, int]) -> bool:
+    """True if the event stamped ``a`` causally precedes the one stamped ``b``."""
     return compare(a, b) is Ordering.BEFORE
 
 
 def concurrent(a: Mapping[str, int], b: Mapping[str, int]) -> bool:
+    """True if neither event happened before the other."""
     return compare(a, b) is Ordering.CONCURRENT

@@ -104,7 +104,7 @@ def chaos_monkey(parent: otp.Pid, agent_ids: list[Hashable], seed: int) -> None:
         except otp.Timeout:
             pass
         victim = rng.choice(agent_ids)
-        pid = mabeam.agent_pid(victim)
+        pid = mabeam.whereis_agent(victim)
         if pid is not None:
             os.kill(pid.ospid, signal.SIGKILL)
             otp.send(parent, Killed(victim, pid))
@@ -129,7 +129,7 @@ def _sell_slot(ids: list[Hashable], round_number: int, slot: int, timeout: float
 def _vote(ids: list[Hashable], candidates: list[dict[str, Any]], timeout: float) -> coordination.ConsensusResult:
     """Every learner votes for the index of the candidate that scores best
     on its own held-out sample (its ``handle_vote``)."""
-    return coordination.consensus(ids, {"candidates": candidates}, method="majority", timeout=timeout)
+    return coordination.run_consensus(ids, {"candidates": candidates}, method="majority", timeout=timeout)
 
 
 def run(config: DemoConfig, display: Show | None = None) -> Progress:

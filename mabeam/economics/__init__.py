@@ -21,8 +21,8 @@ Design
   changes) go to the owning process.  Reads never do: every owner publishes
   a plain snapshot of its public state, with a sequence number, into the
   economics board ``mabeam.economics.board`` (a keyed registry, unique
-  keys), and :func:`auction_state`, :func:`market_state`,
-  :func:`get_budget`, :func:`reputation` read it from the caller's own
+  keys), and :func:`get_auction_state`, :func:`get_market_state`,
+  :func:`get_budget`, :func:`get_reputation` read it from the caller's own
   replica of the board, so a read answers at once even while an auction
   waits on slow bidders.  A read after one's own write sees that write.
 
@@ -46,9 +46,12 @@ Design
   / release without double spending) and
   :mod:`~mabeam.economics.reputation` (recency-weighted reputation with
   anti-gaming checks) are functions over frozen data: no processes, no I/O.
-  The last one is imported by its full name (``from
-  mabeam.economics.reputation import ...``): the package's own
-  ``reputation`` is the function that reads an agent's score.
+
+Naming.  A function that talks to a MABEAM process is named verb_noun,
+or a bare verb when its object is its first argument (``create_auction``,
+``get_budget``, ``list_agents``, ``acquire(lock)``, ``publish(topic,
+...)``); a pure function is named for what it computes (``jaccard``,
+``tier``, ``agent_name``); a predicate is ``is_x`` or ``has_x``.
 
 :func:`child_specs` are its long-lived processes, in start order (the
 board first: every other economics process writes to it); the application
@@ -59,15 +62,15 @@ from __future__ import annotations
 
 import otp
 
-from . import _budget_server, _reputation_server, auctions, budgets, orderbook
+from . import _budget_server, _reputation_server, auctions, budgets, orderbook, reputation
 from ._auction_api import (
     AuctionRef,
     UnknownAuction,
-    auction_result_async,
-    auction_state,
     close,
     create_auction,
     create_auction_async,
+    get_auction_result_async,
+    get_auction_state,
     list_auctions,
     place_bid,
     run,
@@ -76,7 +79,7 @@ from ._auction_server import AUCTIONS_TOPIC, AuctionOutcome, DuplicateAuction, I
 from ._board import BOARD
 from ._budget_api import (
     InvalidBudgetStep,
-    budget_batch,
+    apply_budget_batch,
     commit_funds,
     deposit_funds,
     get_budget,
@@ -93,9 +96,9 @@ from ._market_api import (
     cancel_order,
     close_market,
     create_market,
+    get_market_state,
+    list_market_trades,
     list_markets,
-    market_state,
-    market_trades,
     submit_order,
 )
 from ._market_server import (
@@ -110,12 +113,12 @@ from ._market_server import (
 from ._mechanisms import KINDS
 from ._reputation_api import (
     decay_reputation,
+    get_reputation,
+    get_reputation_info,
     init_reputation,
+    list_reputation_rankings,
     penalize,
     record_performance,
-    reputation,
-    reputation_info,
-    reputation_rankings,
 )
 from ._reputation_server import REPUTATION, ReputationSnapshot
 from .auctions import (
@@ -142,11 +145,11 @@ from .reputation import DuplicateRecord, ImplausibleRecord, InvalidRecord, Reput
 
 __all__ = [
     "child_specs",
-    # the pure rules (``mabeam.economics.reputation`` too, imported by its
-    # full name: the package's ``reputation`` is the score function)
+    # the pure rules
     "auctions",
     "budgets",
     "orderbook",
+    "reputation",
     "BOARD",
     "BUDGETS",
     "REPUTATION",
@@ -160,8 +163,8 @@ __all__ = [
     "place_bid",
     "run",
     "close",
-    "auction_result_async",
-    "auction_state",
+    "get_auction_result_async",
+    "get_auction_state",
     "list_auctions",
     "auction_topic",
     # market
@@ -176,8 +179,8 @@ __all__ = [
     "submit_order",
     "cancel_order",
     "close_market",
-    "market_state",
-    "market_trades",
+    "get_market_state",
+    "list_market_trades",
     "list_markets",
     "market_topic",
     # budgets
@@ -188,17 +191,17 @@ __all__ = [
     "reserve_funds",
     "commit_funds",
     "release_funds",
-    "budget_batch",
+    "apply_budget_batch",
     "get_budget",
     # reputation
     "ReputationSnapshot",
     "init_reputation",
     "record_performance",
-    "reputation",
-    "reputation_info",
+    "get_reputation",
+    "get_reputation_info",
     "decay_reputation",
     "penalize",
-    "reputation_rankings",
+    "list_reputation_rankings",
     # errors
     "EconomicsError",
     "NotStarted",

@@ -3,7 +3,7 @@
 An auction is addressed by its :class:`AuctionRef`, its pid or its id
 (looked up on the economics board).  Writes (``place_bid``, ``run``,
 ``close``) go to the auction's process, its single owner; reads
-(:func:`auction_state`, :func:`list_auctions`) never do: they come from the
+(:func:`get_auction_state`, :func:`list_auctions`) never do: they come from the
 board (see ``_board``).
 """
 
@@ -31,8 +31,8 @@ __all__ = [
     "place_bid",
     "run",
     "close",
-    "auction_result_async",
-    "auction_state",
+    "get_auction_result_async",
+    "get_auction_state",
     "list_auctions",
 ]
 
@@ -169,7 +169,7 @@ def _seen(cleared: Cleared) -> AuctionOutcome:
     return cleared.outcome
 
 
-def auction_result_async(auction: Any, reply_to: Any = None, tag: Any = None) -> Any:
+def get_auction_result_async(auction: Any, reply_to: Any = None, tag: Any = None) -> Any:
     """Ask for ``('$auction_result', tag, outcome)`` when the auction is
     cleared (at once if it already is); ``tag`` defaults to a new ref, which
     is returned."""
@@ -180,13 +180,13 @@ def auction_result_async(auction: Any, reply_to: Any = None, tag: Any = None) ->
     return tag
 
 
-def auction_state(auction: Any) -> dict | None:
+def get_auction_state(auction: Any) -> dict | None:
     """The auction's public state from the economics board (the CQRS read
     path: served by the caller's replica, never by the auction process),
     or None if no such auction is running.  Sealed kinds show how many bids
     arrived, not the amounts, until they are cleared."""
     if isinstance(auction, otp.Pid):
-        raise TypeError("auction_state reads by auction id or AuctionRef (the board is keyed by id)")
+        raise TypeError("get_auction_state reads by auction id or AuctionRef (the board is keyed by id)")
     state: dict | None = _board.read(auction_key(_id_of(auction)))
     return state
 

@@ -31,7 +31,7 @@ from . import _board
 from ._budget_api import reserve_funds, to_money
 from ._errors import EconomicsError
 from ._mechanisms import AgentAnswer, Ask, Mechanism, make_mechanism
-from ._reputation_api import reputation
+from ._reputation_api import get_reputation
 from .auctions import AuctionClosed, AuctionError, AuctionResult, CombinatorialResult
 
 __all__ = [
@@ -257,7 +257,7 @@ class AuctionServer(otp.Service):
         return Cleared(self.outcome, self.seq)
 
     def _eligible(self, bidder: Any) -> bool:
-        return self.min_reputation is None or reputation(bidder) >= self.min_reputation
+        return self.min_reputation is None or get_reputation(bidder) >= self.min_reputation
 
     # -------------------------------------------------------- driving
 

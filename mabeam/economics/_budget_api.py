@@ -31,14 +31,14 @@ __all__ = [
     "reserve_funds",
     "commit_funds",
     "release_funds",
-    "budget_batch",
+    "apply_budget_batch",
     "get_budget",
     "require_budget",
 ]
 
 
 class InvalidBudgetStep(BudgetError):
-    """A step of :func:`budget_batch` is not one of ``('deposit', amount)``,
+    """A step of :func:`apply_budget_batch` is not one of ``('deposit', amount)``,
     ``('reserve', rid, amount)``, ``('commit', rid[, amount])``,
     ``('release', rid)``."""
 
@@ -72,6 +72,7 @@ def open_budget(agent_id: Any, total: Any, max_per_task: Any = None) -> BudgetSn
 
 
 def deposit_funds(agent_id: Any, amount: Any) -> BudgetSnapshot:
+    """Add ``amount`` to the agent's balance; raises ``UnknownBudget``."""
     return _write("deposit", agent_id, to_money(amount))
 
 
@@ -89,10 +90,12 @@ def commit_funds(agent_id: Any, reservation_id: Any, amount: Any = None) -> Budg
 
 
 def release_funds(agent_id: Any, reservation_id: Any) -> BudgetSnapshot:
+    """Give a whole reservation back to the balance; raises
+    ``ReservationSettled``, ``UnknownReservation``."""
     return _write("release", agent_id, reservation_id)
 
 
-def budget_batch(agent_id: Any, steps: Iterable[Any]) -> BudgetSnapshot:
+def apply_budget_batch(agent_id: Any, steps: Iterable[Any]) -> BudgetSnapshot:
     """Apply several operations to one budget atomically (all or none):
     ``steps`` are ``('deposit', amount)``, ``('reserve', rid, amount)``,
     ``('commit', rid[, amount])``, ``('release', rid)`` (or the step records

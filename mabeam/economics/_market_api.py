@@ -2,7 +2,7 @@
 
 A market is addressed by its :class:`MarketRef`, its pid or its id (looked
 up on the economics board).  Writes go to the market's process, its single
-owner; :func:`market_state` and :func:`list_markets` read the board (the
+owner; :func:`get_market_state` and :func:`list_markets` read the board (the
 caller's replica), never the market process.
 """
 
@@ -38,8 +38,8 @@ __all__ = [
     "submit_order",
     "cancel_order",
     "close_market",
-    "market_state",
-    "market_trades",
+    "get_market_state",
+    "list_market_trades",
     "list_markets",
 ]
 
@@ -136,7 +136,7 @@ def close_market(market: Any, timeout: float | None = 5.0) -> MarketOutcome:
     return outcome
 
 
-def market_trades(market: Any, timeout: float | None = 5.0) -> list[Trade]:
+def list_market_trades(market: Any, timeout: float | None = 5.0) -> list[Trade]:
     """Every trade of the market, oldest first (asked from the market
     process, which keeps them all; the board shows the newest ones)."""
     with _board.absent_as(UnknownMarket(_id_of(market))):
@@ -144,11 +144,11 @@ def market_trades(market: Any, timeout: float | None = 5.0) -> list[Trade]:
     return trades
 
 
-def market_state(market: Any) -> dict | None:
+def get_market_state(market: Any) -> dict | None:
     """The market's public state from the economics board (the caller's
     replica; the market process is not asked), or None."""
     if isinstance(market, otp.Pid):
-        raise TypeError("market_state reads by market id or MarketRef (the board is keyed by id)")
+        raise TypeError("get_market_state reads by market id or MarketRef (the board is keyed by id)")
     state: dict | None = _board.read(market_key(_id_of(market)))
     return state
 

@@ -5,10 +5,10 @@ The process owns its :class:`~mabeam.economics.orderbook.OrderBook`: orders
 match on arrival with price-time priority, a trade happens at the resting
 (maker) order's price, partial fills leave the remainder resting, and the
 book is never crossed between two requests.  Every trade is kept in the
-process (``market_trades``, and the :class:`MarketOutcome` of
+process (``list_market_trades``, and the :class:`MarketOutcome` of
 ``close_market``); after each change the public state (depth per price
 level, best bid and ask, last price, volume, the newest trades) is written
-to the economics board, where ``market_state`` reads it from the caller's
+to the economics board, where ``get_market_state`` reads it from the caller's
 replica, and published on :func:`market_topic`.
 
 Budget settlement (``settle=True``).  A buy order holds ``limit price x
@@ -33,7 +33,7 @@ import otp
 
 from ..telemetry import emit_event
 from . import _board
-from ._budget_api import budget_batch, deposit_funds, release_funds, require_budget, reserve_funds, to_money
+from ._budget_api import apply_budget_batch, deposit_funds, release_funds, require_budget, reserve_funds, to_money
 from ._budget_server import BudgetStep, Commit, Reserve
 from ._errors import EconomicsError
 from .budgets import Amount
@@ -341,7 +341,7 @@ class MarketServer(otp.Service):
                 new_rid = f"market:{self.market_id}:{oid}:{next(self.holds_made)}"
                 steps.append(Reserve(new_rid, hold.limit * left))
                 self.holds[oid] = hold._replace(reservation_id=new_rid)
-            self._budget(errors, ("buy", oid), budget_batch, hold.buyer, steps)
+            self._budget(errors, ("buy", oid), apply_budget_batch, hold.buyer, steps)
         for seller, money in proceeds.items():
             self._budget(errors, ("sell", order.order_id, seller), deposit_funds, seller, money)
         return errors

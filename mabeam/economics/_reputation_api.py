@@ -1,7 +1,7 @@
 """The reputation API: agents' reputations from performance records.
 
 Writes go to the reputation service (``mabeam.reputation``, see
-``_reputation_server``); :func:`reputation` and :func:`reputation_info`
+``_reputation_server``); :func:`get_reputation` and :func:`get_reputation_info`
 read the economics board from the caller's replica (auctions use it for
 ``min_reputation``) and never queue behind the service.
 """
@@ -20,11 +20,11 @@ from .reputation import DEFAULT_SCORE, RECENCY_WEIGHT, PerformanceRecord, new_re
 __all__ = [
     "init_reputation",
     "record_performance",
-    "reputation",
-    "reputation_info",
+    "get_reputation",
+    "get_reputation_info",
     "decay_reputation",
     "penalize",
-    "reputation_rankings",
+    "list_reputation_rankings",
 ]
 
 
@@ -66,11 +66,11 @@ def record_performance(
     return _write("record", agent_id, record)
 
 
-def reputation(agent_id: Any, task_type: str | None = None) -> float:
+def get_reputation(agent_id: Any, task_type: str | None = None) -> float:
     """The agent's score from the board (the caller's replica): 0.5 for an
     agent nobody has rated; with ``task_type``, the score over that type's
     records (the overall score if it has none)."""
-    snap = reputation_info(agent_id)
+    snap = get_reputation_info(agent_id)
     if snap is None:
         return DEFAULT_SCORE
     if task_type is not None:
@@ -78,7 +78,7 @@ def reputation(agent_id: Any, task_type: str | None = None) -> float:
     return snap.score
 
 
-def reputation_info(agent_id: Any) -> ReputationSnapshot | None:
+def get_reputation_info(agent_id: Any) -> ReputationSnapshot | None:
     """The agent's reputation snapshot from the board, or None if nobody rated it."""
     snapshot: ReputationSnapshot | None = _board.read(reputation_key(agent_id))
     return snapshot
@@ -101,7 +101,7 @@ def penalize(agent_id: Any, violation: str | float) -> ReputationSnapshot:
     return _write("penalize", agent_id, violation)
 
 
-def reputation_rankings(task_type: str | None = None, limit: int | None = 10) -> list[tuple[Any, float]]:
+def list_reputation_rankings(task_type: str | None = None, limit: int | None = 10) -> list[tuple[Any, float]]:
     """``(agent_id, score)`` best first (computed by the service)."""
     with _board.absent_as(_service_missing()):
         rows: list[tuple[Any, float]] = otp.ask(REPUTATION, "rankings", task_type, limit)

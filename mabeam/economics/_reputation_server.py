@@ -19,8 +19,6 @@ from typing import Any, ClassVar
 import otp
 
 from . import _board
-
-# Names, not the module: the package's ``reputation`` is the score function.
 from .reputation import (
     DuplicateRecord,
     ImplausibleRecord,

@@ -1,8 +1,11 @@
 """Load balancing: strategies over agent load records, and the load
 balancer that assigns tasks among the agents that joined it.
 
-Public functions are named verb_noun, the noun being what they act on
-(``register_agent``, ``assign_task``, ``complete_task``, ``update_load``).
+Naming.  A function that talks to a MABEAM process is named verb_noun,
+or a bare verb when its object is its first argument (``create_auction``,
+``get_budget``, ``list_agents``, ``acquire(lock)``, ``publish(topic,
+...)``); a pure function is named for what it computes (``jaccard``,
+``tier``, ``agent_name``); a predicate is ``is_x`` or ``has_x``.
 
 ``_strategies`` is pure (the strategies and their filters, as functions of
 load records); ``_server`` is the process (registered as

@@ -7,7 +7,7 @@ from collections.abc import Hashable, Iterable
 import otp
 
 from .._agent_registry import get_agent
-from .._comms import agent_pid
+from .._comms import whereis_agent
 from .._errors import AgentNotRunning
 from ._server import LOAD_BALANCER, BalancerStats
 from ._strategies import AgentLoad, Strategy
@@ -29,7 +29,7 @@ def register_agent(agent_id: Hashable, capabilities: Iterable[str] | None = None
     """Join a running agent (capabilities default to its registry record's).
     With ``rejoin`` it joins again by itself whenever its supervisor
     restarts it.  Raises ``AgentNotRunning`` if it has no process."""
-    pid = agent_pid(agent_id)
+    pid = whereis_agent(agent_id)
     if pid is None:
         raise AgentNotRunning(agent_id)
     if capabilities is None:

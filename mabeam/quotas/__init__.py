@@ -1,9 +1,11 @@
 """Per-agent resource quotas: limits, tiers, the escalation state machine,
 measurement, and the quota manager that enforces them on OS processes.
 
-Public functions are named verb_noun, the noun being what they act on
-(``set_quota``, ``list_quotas``, ``list_enforcements``,
-``subscribe_enforcements``).
+Naming.  A function that talks to a MABEAM process is named verb_noun,
+or a bare verb when its object is its first argument (``create_auction``,
+``get_budget``, ``list_agents``, ``acquire(lock)``, ``publish(topic,
+...)``); a pure function is named for what it computes (``jaccard``,
+``tier``, ``agent_name``); a predicate is ``is_x`` or ``has_x``.
 
 ``_policy`` is pure (explicit timestamps, no OS access) and holds every
 rule; ``_measure`` is the small psutil reader; ``_server`` is the quota

@@ -8,7 +8,7 @@ from typing import Any
 import otp
 
 from .._common import TABLES
-from .._comms import agent_pid
+from .._comms import whereis_agent
 from ._policy import EscalationPolicy, QuotaSpec, tier
 from ._server import QUOTAS, Enforcement, QuotaStatus
 
@@ -35,7 +35,7 @@ def set_quota(agent_id: Hashable, quota: str | QuotaSpec, policy: EscalationPoli
     spec = tier(quota) if isinstance(quota, str) else quota
     if not isinstance(spec, QuotaSpec):
         raise TypeError(f"a quota is a tier name or a QuotaSpec, not {quota!r}")
-    otp.ask(QUOTAS, "set_quota", agent_id, spec, policy, agent_pid(agent_id))
+    otp.ask(QUOTAS, "set_quota", agent_id, spec, policy, whereis_agent(agent_id))
 
 
 def remove_quota(agent_id: Hashable) -> None:

@@ -1,8 +1,11 @@
 """Telemetry for MABEAM: bounded metrics, a prefix-matching event bus,
 performance alerts, and the telemetry server that shares them.
 
-Public functions are named verb_noun, the noun being what they act on
-(``record_metric``, ``query_metric``, ``attach_handler``, ``list_alerts``).
+Naming.  A function that talks to a MABEAM process is named verb_noun,
+or a bare verb when its object is its first argument (``create_auction``,
+``get_budget``, ``list_agents``, ``acquire(lock)``, ``publish(topic,
+...)``); a pure function is named for what it computes (``jaccard``,
+``tier``, ``agent_name``); a predicate is ``is_x`` or ``has_x``.
 
 ``_metrics`` and ``_events`` are pure objects that take explicit
 timestamps (see ``_metrics`` for the histogram's error bound and memory

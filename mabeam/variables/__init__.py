@@ -2,8 +2,11 @@
 versions, optimistic concurrency, history, subscribers and consensus
 updates voted by agents.
 
-Public functions are named verb_noun, the noun being what they act on
-(``register_variable``, ``get_variable_info``, ``subscribe_variable``).
+Naming.  A function that talks to a MABEAM process is named verb_noun,
+or a bare verb when its object is its first argument (``create_auction``,
+``get_budget``, ``list_agents``, ``acquire(lock)``, ``publish(topic,
+...)``); a pure function is named for what it computes (``jaccard``,
+``tier``, ``agent_name``); a predicate is ``is_x`` or ``has_x``.
 
 Writes go through one owner, the ``mabeam.variables`` server; reads do not:
 :func:`get_variable` is served from the caller's own replica of the tables

@@ -225,6 +225,8 @@ def pg_join(group: Any, pid: Pid | None = None) -> None:
 
 
 def pg_leave(group: Any, pid: Pid | None = None) -> bool:
+    """Remove one membership of ``pid`` (default: the caller) in ``group``;
+    False if it had none."""
     proc = _process.current()
     return _node_client().request("pg_leave", group, proc.pid if pid is None else pid)
 
@@ -240,6 +242,7 @@ def pg_members(group: Any) -> list:
 
 
 def pg_groups() -> list:
+    """Every group that has at least one member."""
     return _node_client().request("pg_groups")
 
 
