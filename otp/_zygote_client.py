@@ -214,12 +214,12 @@ class ZygoteClient:
         """Send ``request``, return the rows of its answer (none for a stop)."""
         data = encode_request(request)
         try:
-            return self._retrying(lambda: self._ask(data))
+            return self._retrying(lambda: self._list_processes(data))
         except TimeoutError as exc:
             self.sock.close()  # a late answer must not be read as the next one's
             raise NodeError(f"the node's zygote did not answer within {SPAWN_TIMEOUT}s") from exc
 
-    def _ask(self, data: bytes) -> list[LiveProcess]:
+    def _list_processes(self, data: bytes) -> list[LiveProcess]:
         self._send(data)
         out: list[LiveProcess] = []
         while True:

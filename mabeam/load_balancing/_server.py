@@ -32,7 +32,7 @@ import otp
 from .._agent_registry import AGENT_SUPERVISOR
 from .._common import Timers
 from ..telemetry import TELEMETRY, emit_event
-from ._strategies import AgentLoad, OverloadThresholds, Strategy, load_stats, select
+from ._strategies import AgentLoad, LoadStats, OverloadThresholds, Strategy, load_stats, select
 
 if TYPE_CHECKING:
     from ..quotas import Usage
@@ -59,16 +59,10 @@ class LoadBalancerOptions:
 
 
 @dataclass(frozen=True)
-class BalancerStats:
-    """Load figures over the joined live agents, the tasks assigned so far
-    and the current default strategy."""
+class BalancerStats(LoadStats):
+    """Load figures over the joined live agents (:class:`LoadStats`), the
+    tasks assigned so far and the current default strategy."""
 
-    total_agents: int
-    alive_agents: int
-    available_agents: int
-    overloaded_agents: int
-    average_cpu: float
-    average_memory_bytes: float
     total_tasks_assigned: int
     strategy: Strategy
 
