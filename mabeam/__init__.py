@@ -1,8 +1,8 @@
 """MABEAM: multi-agent coordination on the ``otp`` kernel.
 
 Agents are :class:`otp.Service` s, each in its own OS process, supervised;
-everything MABEAM runs is in the application's supervision tree
-(``mabeam.start()``).  Every exception MABEAM raises is a
+everything MABEAM runs is in the supervision tree of the OTP application
+``mabeam`` (``mabeam.start()``, ``mabeam.stop()``).  Every exception MABEAM raises is a
 :class:`MabeamError`, named by its cause.
 
 Naming.  A function that talks to a MABEAM process is named verb_noun,

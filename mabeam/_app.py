@@ -1,8 +1,12 @@
 """The MABEAM application: its supervision tree.
 
-``mabeam.start()`` starts, under the caller, a one_for_one supervisor
-named ``mabeam.sup`` with these children, in start order (the list in
-:func:`children` is the whole tree: nothing joins it by being imported):
+MABEAM is an OTP application, :data:`APPLICATION` (``'mabeam'``, callback
+:class:`MabeamApp`).  ``mabeam.start()`` starts it (temporary, as
+``application:start/1``: if its supervisor gives up, the exit is logged and
+the node carries on); ``mabeam.stop()`` stops it.  Its ``start`` starts a
+one_for_one supervisor named ``mabeam.sup`` with these children, in start
+order (the list in :func:`children` is the whole tree: nothing joins it by
+being imported):
 
 * ``mabeam.topics``: a keyed registry (duplicate keys) for pub/sub topics;
 * ``mabeam.agents``: the dynamic supervisor every agent runs under;
@@ -18,6 +22,13 @@ named ``mabeam.sup`` with these children, in start order (the list in
   state into, then telemetry, the load balancer, variables and quotas.
 
 Every long-lived process of MABEAM is in this tree.
+
+``mabeam.start()`` builds the child specs in the calling process, so the
+options set there (``telemetry.set_server_options``...) apply, and hands
+them to the application in its environment (key ``child_specs``); started
+otherwise (``otp.application.start(mabeam.APPLICATION)``), the application
+builds them from its environment's ``agent_backend``, ``agent_intensity``
+and ``agent_period``.
 """
 
 from __future__ import annotations
@@ -25,13 +36,20 @@ from __future__ import annotations
 from typing import Any
 
 import otp
+from otp import application
+from otp.application import Application, AppSpec
 
 from . import economics, load_balancing, quotas, telemetry, variables
 from ._agent_registry import AGENT_SUPERVISOR, REGISTRY, AgentRegistry
 from ._common import tables_child_spec
 from ._names import APP, COORDINATION, ECONOMICS, TASKS, TOPICS
 
-__all__ = ["start", "stop", "children", "APP", "COORDINATION", "ECONOMICS", "TASKS"]
+__all__ = ["start", "stop", "children", "MabeamApp", "APPLICATION", "APP", "COORDINATION", "ECONOMICS", "TASKS"]
+
+#: The application's name, and the environment key of the child specs
+#: ``start`` hands over.
+NAME = "mabeam"
+_CHILD_SPECS = "child_specs"
 
 
 def _dynamic(name: str, intensity: int, period: float) -> otp.ChildSpec:
@@ -65,30 +83,53 @@ def children(
     ]
 
 
+class MabeamApp(Application):
+    """The application callback: starts the supervision tree."""
+
+    def start(self, start_type: str, args: Any) -> otp.Pid:
+        specs = application.get_env(NAME, _CHILD_SPECS)
+        if specs is None:
+            env = application.get_all_env(NAME)
+            specs = children(env["agent_backend"], env["agent_intensity"], env["agent_period"])
+        pid = otp.Supervisor.start_link(specs, strategy="one_for_one", intensity=10, period=60, name=APP)
+        if pid is None:  # a supervisor with children never ignores its start
+            raise otp.StartError("ignore")
+        return pid
+
+
+APPLICATION = AppSpec(
+    NAME,
+    "MABEAM: multi-agent coordination",
+    "1.0",
+    env={"agent_backend": "memory", "agent_intensity": 50, "agent_period": 10.0},
+    mod=(MabeamApp, None),
+)
+
+
 def start(agent_backend: Any = "memory", agent_intensity: int = 50, agent_period: float = 10.0) -> otp.Pid:
-    """Start MABEAM under the calling process; returns the app supervisor.
+    """Start the MABEAM application (temporary); returns its supervisor.
 
     ``agent_intensity`` restarts within ``agent_period`` seconds are allowed
     across all agents before the agent supervisor gives up (agents under
-    chaos need more than the application's own 10 in 60 s)."""
-    pid = otp.Supervisor.start_link(
-        children(agent_backend, agent_intensity, agent_period),
-        strategy="one_for_one",
-        intensity=10,
-        period=60,
-        name=APP,
-    )
-    if pid is None:  # a supervisor with children never ignores its start
-        raise otp.StartError("ignore")
+    chaos need more than the application's own 10 in 60 s).  Raises
+    ``otp.application.AlreadyStarted`` if MABEAM runs, ``StartFailed`` if
+    its tree does not start."""
+    application.set_env(NAME, _CHILD_SPECS, children(agent_backend, agent_intensity, agent_period))
+    try:
+        application.start(APPLICATION)
+    finally:
+        application.unset_env(NAME, _CHILD_SPECS)  # the specs were for this start only
+    pid = application.get_supervisor(NAME)
+    if pid is None:  # it stopped already: its supervisor gave up at once
+        raise application.NotStarted(NAME)
     return pid
 
 
 def stop(sup: otp.Pid | str = APP) -> None:
-    """Stop the application and everything under it."""
-    pid = sup if isinstance(sup, otp.Pid) else otp.whereis(sup)
-    if pid is None:
-        return
-    ref = otp.monitor(pid)
-    otp.unlink(pid)  # its 'shutdown' must not take the caller down
-    otp.exit(pid, "shutdown")
-    otp.receive(60, lambda m: isinstance(m, otp.DOWN) and m.ref == ref)
+    """Stop the application and everything under it (``sup``, its
+    supervisor's pid or name as :func:`start` returned it, names the
+    application to stop); nothing if it does not run."""
+    try:
+        application.stop(NAME)
+    except application.NotStarted:
+        pass

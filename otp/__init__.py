@@ -6,14 +6,17 @@ Layers, bottom up (each imports only the ones below it):
   wire format, addresses;
 * ``_signals``, ``_process``, ``_zygote``, ``_node``, ``_api``: processes,
   links, monitors, exit signals, the node runtime;
-* behaviours: ``_gen_server``;
-* supervision, registry and applications on top.
+* behaviours: ``_gen_server``, ``_gen_statem``, ``_gen_event``, tasks and
+  agents, ``sys`` and request ids;
+* supervision, timers, registry, pg and applications on top.
 """
 
 from . import (
     _naming,  # noqa: E402
+    application,  # noqa: E402 - the application controller's calls, as otp.application.*
     pg,  # noqa: E402
     supervisor,  # noqa: E402 - the management calls, as otp.supervisor.*
+    sys,  # noqa: E402 - OTP's sys module, as otp.sys.*
 )
 from ._api import (
     demonitor,
@@ -49,6 +52,20 @@ from ._errors import (
     Timeout,
     UnknownOperation,
 )
+from ._gen_event import (
+    EventHandler,
+    GenEvent,
+    HandlerError,
+    HandlerExit,
+    HandlerFailed,
+    HandlerNotFound,
+    HandlerRemoved,
+    OwnerExited,
+    RemoveHandler,
+    SwapArgs,
+    SwapHandler,
+    Swapped,
+)
 from ._gen_server import (
     HIBERNATE,
     Continue,
@@ -63,13 +80,59 @@ from ._gen_server import (
     reply,
     stop,
 )
+from ._gen_statem import (
+    Call,
+    CallbackMode,
+    CancelTimeout,
+    EventTimeout,
+    EventType,
+    GenericTimeout,
+    GenStatem,
+    KeepState,
+    KeepStateAndData,
+    NamedTimeout,
+    NextEvent,
+    NextState,
+    Postpone,
+    RepeatState,
+    RepeatStateAndData,
+    ReplyTo,
+    StateTimeout,
+    StopAndReply,
+    UpdateTimeout,
+)
 from ._node import Node
 from ._pid import Pid, Ref
-from ._reasons import DOWN, EXIT, Crash, is_clean, is_normal, is_shutdown
+from ._process_info import ProcessInfo, process_info, processes
+from ._reasons import DOWN, EXIT, Crash, Response, is_clean, is_normal, is_shutdown
+from ._requests import (
+    NO_REPLY,
+    NoRequests,
+    RequestId,
+    RequestIdCollection,
+    check_any_response,
+    check_response,
+    receive_any_response,
+    receive_response,
+    send_request,
+    wait_any_response,
+    wait_response,
+)
 from ._service import DEFER, Failed, Ok, Request, Service, ask, operation, tell
+from ._state_agent import Agent
 from ._supervisor import DynamicSupervisor, Supervisor
 from ._task import Task, TaskExit, TaskSupervisor
-from .registry import AlreadyRegistered, RegistryDown, RegistryFull  # noqa: E402
+from ._timers import TimeoutMsg, TimerRef, cancel_timer, read_timer, send_after, send_interval, start_timer
+from .registry import (  # noqa: E402
+    AlreadyRegistered,
+    PgJoin,
+    PgLeave,
+    Registered,
+    RegistryDown,
+    RegistryEvent,
+    RegistryFull,
+    Unregistered,
+)
 from .registry._names import (  # noqa: E402 - on top of every other layer
     Registry,
     RegistryNames,  # noqa: E402
@@ -111,6 +174,16 @@ __all__ = [
     "exit",
     "trap_exit",
     "make_ref",
+    "process_info",
+    "processes",
+    "ProcessInfo",
+    "send_after",
+    "start_timer",
+    "send_interval",
+    "cancel_timer",
+    "read_timer",
+    "TimerRef",
+    "TimeoutMsg",
     "GenServer",
     "Reply",
     "NoReply",
@@ -123,6 +196,52 @@ __all__ = [
     "cast",
     "reply",
     "stop",
+    "send_request",
+    "receive_response",
+    "wait_response",
+    "check_response",
+    "receive_any_response",
+    "wait_any_response",
+    "check_any_response",
+    "RequestId",
+    "RequestIdCollection",
+    "Response",
+    "NO_REPLY",
+    "NoRequests",
+    "GenStatem",
+    "CallbackMode",
+    "EventType",
+    "Call",
+    "NextState",
+    "KeepState",
+    "KeepStateAndData",
+    "RepeatState",
+    "RepeatStateAndData",
+    "StopAndReply",
+    "ReplyTo",
+    "Postpone",
+    "NextEvent",
+    "EventTimeout",
+    "StateTimeout",
+    "GenericTimeout",
+    "NamedTimeout",
+    "CancelTimeout",
+    "UpdateTimeout",
+    "GenEvent",
+    "EventHandler",
+    "RemoveHandler",
+    "SwapHandler",
+    "SwapArgs",
+    "Swapped",
+    "HandlerRemoved",
+    "HandlerExit",
+    "HandlerFailed",
+    "OwnerExited",
+    "HandlerNotFound",
+    "HandlerError",
+    "Agent",
+    "sys",
+    "application",
     "Service",
     "operation",
     "ask",
@@ -153,6 +272,11 @@ __all__ = [
     "Registry",
     "via",
     "pg",
+    "RegistryEvent",
+    "Registered",
+    "Unregistered",
+    "PgJoin",
+    "PgLeave",
     "AlreadyRegistered",
     "OTPError",
     "Timeout",

@@ -204,12 +204,16 @@ def monitor(pid: Pid | object) -> Ref:
         return p.monitor(target)
 
 
-def demonitor(ref: Ref, flush: bool = False) -> bool:
+def demonitor(ref: Ref, flush: bool = False, info: bool = False) -> bool:
     """Remove the monitor ``ref``: no ``DOWN`` of it arrives afterwards; with
-    ``flush``, one already queued is dropped too.  Returns True."""
+    ``flush``, one already queued is dropped too.  Returns True, unless
+    ``info`` (erlang:demonitor/2's option): then True if the monitor was
+    found and removed (no ``DOWN`` of it was or will be delivered), False if
+    not (its ``DOWN`` is already queued, or it never existed); with ``flush``
+    too, False if a ``DOWN`` had to be dropped, True otherwise."""
     p = _process.current()
     with p.kernel_code:
-        return p.demonitor(ref, flush)
+        return p.demonitor(ref, flush, info)
 
 
 def exit(pid: Pid | object, reason: object) -> None:  # noqa: A001 - Erlang's name

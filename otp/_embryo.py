@@ -16,8 +16,9 @@ zygote until it writes one, and then waits for the kernel to copy it; a
 Python process writes a page whenever it touches an object there (the
 reference count).  An idle embryo therefore unpickles a sample spawn spec
 (:func:`rehearsal_sample`, made once in the zygote) so that the pages the
-real one touches are its own before a spawner waits on it; it skips the
-rehearsal when a spawner is already waiting.
+real one touches are its own before a spawner waits on it, and sends a
+frame to itself (:meth:`~otp._peers.PeersMixin.warm_peer_sockets`) for the
+same reason; it skips the rehearsal when a spawner is already waiting.
 
 Logging is set up first of all (:func:`otp._logging.install_forwarder`):
 every record the process logs, from its bootstrap on, goes to the node's
@@ -80,6 +81,7 @@ def embryo_main(node: NodeInfo, uid: int, zygote_channel: socket.socket, zygote_
         identity = Identity(uid, proc.pid.ospid, proc.pid.start).pack()
         zygote_channel.sendall(identity)
         if not _oslib.fd_readable(zygote_channel.fileno()):
+            proc.warm_peer_sockets()
             _rehearse(rehearsal)
         _, fds, _, _ = socket.recv_fds(zygote_channel, 16, 1)
         zygote_channel.close()

@@ -17,8 +17,10 @@ Return values
     ``Stop(reason, state[, reply])``.  ``action`` is a timeout in seconds
     (``handle_info('timeout', state)`` runs if no message comes first),
     ``Continue(term)`` (``handle_continue`` runs before any message) or
-    ``HIBERNATE`` (a garbage collection before the wait).  ``init`` returns the state, ``NoReply(state, action)``,
-    ``Ignore`` or ``Stop(reason)``, or raises.
+    ``HIBERNATE`` (a garbage collection before the wait); a timeout of
+    None, ``math.inf`` or ``"infinity"`` (OTP's atom) is no timeout.
+    ``init`` returns the state, ``NoReply(state, action)``, ``Ignore`` or
+    ``Stop(reason)``, or raises.
 
 Semantics follow OTP: start is synchronous (returns after ``init``); an
 ``init`` failure, or a ``name=`` that cannot be registered, raises
@@ -29,6 +31,13 @@ wrong shape is refused before anything is spawned (OTP's badarg);
 value, and when a server that traps exits gets an exit signal from its
 parent; it does not run when the process is killed by an exit signal it
 does not trap (an untrapped exit signal ends the process at once).
+
+System messages (:mod:`otp.sys`: get_state, replace_state, get_status,
+suspend/resume, statistics, trace) are served by the loop itself, never by
+a callback; a suspended server answers them and leaves every other message
+queued, in order, until it is resumed.  What they show of the state is
+:meth:`GenServer.system_get_state` (an :class:`otp.Service` shows its
+instance).
 """
 
 from __future__ import annotations
@@ -39,7 +48,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, NamedTuple, NoReturn
 
-from . import _api, _logging, _naming, _process
+from . import _api, _logging, _naming, _process, _sys
 from ._child_spec import ChildSpec, child_spec
 from ._errors import CalleeExit, CallError, CallTimeout, NoProc, ProcessExit, StartError, Timeout
 from ._pid import Pid, Ref
@@ -113,6 +122,8 @@ class Stop(NamedTuple):
 
 
 Ignore = _Sentinel("Ignore")
+#: A timeout action meaning none, as OTP's atom (same as None or math.inf).
+INFINITY = "infinity"
 HIBERNATE = _Sentinel("HIBERNATE")
 
 
@@ -143,6 +154,16 @@ class GenServer:
     def terminate(self, reason: Any, state: Any) -> None:
         """Clean up before the process exits.  Not guaranteed: an exit signal
         the server does not trap ends it without ``terminate``."""
+
+    def system_get_state(self, state: Any) -> Any:
+        """What :func:`otp.sys.get_state` shows of ``state`` (default: the
+        state itself)."""
+        return state
+
+    def system_replace_state(self, fn: Callable[[Any], Any], state: Any) -> Any:
+        """The state after :func:`otp.sys.replace_state` with ``fn``
+        (default: ``fn(state)``); an exception leaves the state unchanged."""
+        return fn(state)
 
     # ------------------------------------------------------------- starting
 
@@ -378,12 +399,12 @@ def _term_problem(term: Any, depth: int = 0) -> str | None:
 
 
 def _server_main(cls: type, args: Any, name: ServerName | None, parent: Pid, ack: Ref, linked: bool) -> None:
-    started = _Starter(cls, name, parent, ack, linked).start(args)
+    started = Starter(cls, name, parent, ack, linked).start(args)
     if started is not None:
-        _Loop(started[0], _process.current(), parent).run(started[1], started[2])
+        _Loop(started[0], _process.current(), parent, name).run(started[1], started[2])
 
 
-class _Starter:
+class Starter:
     """The start of one server, up to its answer to the starter (synchronous:
     the starter waits for it).
 
@@ -471,54 +492,84 @@ def _no_names(name: Any, pid: Pid) -> NoReturn:
 
 
 def _valid_action(action: Any) -> Any:
-    """A callback's action, its timeout checked (``math.inf``: none, i.e.
-    None); raises ValueError or TypeError for a bad one."""
+    """A callback's action, its timeout checked (``math.inf`` or
+    ``"infinity"``, OTP's atom: none, i.e. None); raises ValueError or
+    TypeError for a bad one."""
     if action is None or action is HIBERNATE or isinstance(action, Continue):
         return action
+    if type(action) is str and action == INFINITY:
+        return None
     return check_timeout(action, "a callback's timeout action")
 
 
 class _Loop:
-    """The receive-dispatch loop of one server."""
+    """The receive-dispatch loop of one server; the host of its system
+    messages (see :mod:`otp._sys`)."""
 
-    def __init__(self, server: GenServer, proc: _process.Process, parent: Pid) -> None:
+    def __init__(self, server: GenServer, proc: _process.Process, parent: Pid, name: ServerName | None) -> None:
         self.server = server
         self.proc = proc
         self.parent = parent
+        self.name = name
         self.last: Any = None
+        self.state: Any = None
+        self.sys_debug = _sys.SysDebug()
+        self.sys_debug.name = name
 
     def run(self, state: Any, action: Any) -> None:
-        server, proc = self.server, self.proc
+        server, proc, dbg = self.server, self.proc, self.sys_debug
+        self.state = state
         while True:
             while isinstance(action, Continue):
-                state, action = self.handle(partial(server.handle_continue, action.term), state, None)
+                if dbg.active:
+                    _sys.trace_event(self, "continue", action.term, self.sys_get_state())
+                action = self.handle(partial(server.handle_continue, action.term), None)
             timeout = None
             if action is HIBERNATE:
                 gc.collect()
             elif action is not None:
                 timeout = action
-            try:
-                msg = proc.receive(timeout)
-            except Timeout:
-                msg = "timeout"
-            self.last = msg
+            if dbg.suspended:
+                msg = proc.receive(None, _sys.suspended_match(self.parent, proc.sig.trap_exit))
+            else:
+                try:
+                    msg = proc.receive(timeout)
+                except Timeout:
+                    msg = "timeout"
             if type(msg) is tuple and msg:
                 tag = msg[0]
+                if tag == _sys.SYSTEM and len(msg) == 3:
+                    # Served here, never by a callback; the action stands
+                    # (a timeout starts over, as after any message).
+                    _sys.handle_system_message(self, msg[1], msg[2])
+                    continue
+                self.last = msg
+                if dbg.active:
+                    dbg.count_in()
+                    _sys.trace_event(self, "in", msg, self.sys_get_state())
                 if tag == "$gen_call" and len(msg) == 3:
                     from_, request = msg[1], msg[2]
-                    state, action = self.handle(partial(server.handle_call, request, from_), state, from_)
+                    action = self.handle(partial(server.handle_call, request, from_), from_)
                     continue
                 if tag == "$gen_cast" and len(msg) == 2:
                     request = msg[1]
-                    state, action = self.handle(partial(server.handle_cast, request), state, None)
+                    action = self.handle(partial(server.handle_cast, request), None)
                     continue
                 if tag == "$gen_stop" and len(msg) == 2:
-                    self.exit(msg[1], state)
+                    self.exit(msg[1], self.state)
+            else:
+                self.last = msg
+                if dbg.active:
+                    dbg.count_in()
+                    _sys.trace_event(self, "in", msg, self.sys_get_state())
             if isinstance(msg, EXIT) and msg.pid == self.parent and proc.sig.trap_exit:
-                self.exit(msg.reason, state)
-            state, action = self.handle(partial(server.handle_info, msg), state, None)
+                self.exit(msg.reason, self.state)
+            action = self.handle(partial(server.handle_info, msg), None)
 
-    def handle(self, callback: Callable[[Any], Any], state: Any, from_: tuple | None) -> tuple[Any, Any]:
+    def handle(self, callback: Callable[[Any], Any], from_: tuple | None) -> Any:
+        """Run ``callback(state)``; keep the state it returns; return the
+        next action."""
+        state = self.state
         try:
             result = callback(state)
         except ProcessExit as exc:
@@ -531,9 +582,18 @@ class _Loop:
         if kind is Reply and from_ is not None:
             action = result.action if result.action is None else self.action(result, state)
             reply(from_, result.reply)
-            return result.state, action
+            self.state = result.state
+            dbg = self.sys_debug
+            if dbg.active:
+                dbg.count_out()
+                _sys.trace_event(self, "out", (result.reply, from_[0]), self.sys_get_state())
+            return action
         if kind is NoReply:
-            return result.state, result.action if result.action is None else self.action(result, state)
+            action = result.action if result.action is None else self.action(result, state)
+            self.state = result.state
+            if self.sys_debug.active:
+                _sys.trace_event(self, "noreply", None, self.sys_get_state())
+            return action
         if kind is Stop:
             if result.reply is not _NO_REPLY and from_ is not None:
                 reply(from_, result.reply)
@@ -546,6 +606,24 @@ class _Loop:
             return _valid_action(result.action)
         except (TypeError, ValueError):
             self.exit(("bad_return_value", result), state)
+
+    # ------------------------------------------------ system messages (sys)
+
+    def sys_get_state(self) -> Any:
+        return self.server.system_get_state(self.state)
+
+    def sys_replace_state(self, fn: Callable[[Any], Any]) -> Any:
+        self.state = self.server.system_replace_state(fn, self.state)
+        return self.server.system_get_state(self.state)
+
+    def sys_status(self) -> dict[str, Any]:
+        return {
+            "behaviour": "gen_server",
+            "parent": self.parent,
+            "module": f"{type(self.server).__module__}.{type(self.server).__qualname__}",
+            "name": self.name,
+            "state": self.server.system_get_state(self.state),
+        }
 
     def exit(self, reason: Any, state: Any) -> NoReturn:
         try:

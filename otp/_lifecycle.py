@@ -176,6 +176,8 @@ class LifecycleMixin(ProcessBase):
         complete = flush_ms is None or elapsed_ms < flush_ms - 50
         self._send_dead_notices(reason, complete)
         sig.close()
+        if self.info_socket is not None:
+            self.info_socket.close()
         if self._zygote is not None:
             self._zygote.close()
 

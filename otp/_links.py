@@ -100,8 +100,10 @@ class LinksMixin(ProcessBase):
             self.mailbox.append(DOWN(ref, pid, "noproc"))
         return ref
 
-    def demonitor(self, ref: Ref, flush: bool = False) -> bool:
-        """See :func:`otp.demonitor`."""
+    def demonitor(self, ref: Ref, flush: bool = False, info: bool = False) -> bool:
+        """See :func:`otp.demonitor`.  The monitor counts as found if it was
+        active or its DOWN had not reached the mailbox yet (held behind the
+        dead process's messages): either way no DOWN of it is delivered."""
         sig = self.sig
         with sig.lock:
             pid = sig.monitors.pop(ref, None)
@@ -110,13 +112,19 @@ class LinksMixin(ProcessBase):
         if pid is not None:
             sig.send(pid, Demonitor(self.pid, 0, ref), self.node.signal_address(pid.uid))
         self.integrate()
+        found = pid is not None
         for h in self.held.values():
             for item in [i for i in h if isinstance(i.payload, DOWN) and i.payload.ref == ref]:
                 h.remove(item)
+                found = True
+        flushed = False
         if flush:
             for m in [m for m in self.mailbox if isinstance(m, DOWN) and m.ref == ref]:
                 self.mailbox.remove(m)
-        return True
+                flushed = True
+        if not info:
+            return True
+        return not flushed if flush else found
 
     def trap_exit(self, flag: bool) -> bool:
         """See :func:`otp.trap_exit`."""

@@ -36,6 +36,10 @@ class NameService(Protocol):
     def unregister_server(self, name: Any, pid: Pid) -> None:
         """Give back a name :meth:`register_server` took (a failed start)."""
 
+    def names_of(self, pid: Pid) -> list[Any]:
+        """The names ``pid`` holds (empty if none, or if the service cannot
+        tell right now); ``otp.process_info``'s ``registered_name``."""
+
     def on_exit(self, proc: ProcessBase, reason: Any) -> None:
         """Called in every exiting process before its death is announced:
         drop its names, so that no one who saw it die finds it by name."""

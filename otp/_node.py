@@ -7,7 +7,9 @@ calling thread into an OTP process (the node's *root* process).  Leaving it:
 1. stops the processes the root spawned, in reverse start order: exit signal
    ``'shutdown'``, then ``'kill'`` after :data:`SHUTDOWN_TIMEOUT` (the
    protocol a supervisor uses for a worker; supervisors stop their own
-   subtrees);
+   subtrees).  The first the root spawned, so the last stopped, is the
+   kernel supervisor: its application controller stops the running
+   applications, most recently started first, then the registry stops;
 2. kills whatever else still runs on the node;
 3. ends the root process (its links and monitors get ``'normal'``, or the
    reason of the exception that left the block);
@@ -79,12 +81,14 @@ from typing import Any, NoReturn
 import multiprocess.util
 
 from . import _logging, _oslib, _process
-from ._child_spec import child_spec
+from ._application import CONTROLLER, ApplicationController
+from ._child_spec import ChildSpec, child_spec
 from ._errors import NodeError, ProcessExit, Timeout
 from ._pid import Pid, new_uid
 from ._reasons import DOWN, Crash
 from ._signals import INTERRUPT_SIGNAL
 from ._supervisor import Supervisor
+from ._timers import TIMER_SERVER, TimerServer
 from ._transport import IPC_PATH_MAX, NodeInfo
 from ._zygote import zygote_entry
 from ._zygote_client import ZygoteClient, unwatch_node, watch_node
@@ -335,18 +339,35 @@ class Node:
             self._prev_handler = signal.getsignal(INTERRUPT_SIGNAL)
         proc.activate()
         try:
-            self._start_kernel(info)
+            self._start_kernel(info, proc.pid)
         except BaseException:
             self.stop("shutdown")
             raise
 
-    def _start_kernel(self, info: NodeInfo) -> None:
-        """The node's kernel supervisor and, under it, the name registry."""
+    def _start_kernel(self, info: NodeInfo, root: Pid) -> None:
+        """The node's kernel supervisor and its children."""
+        self.kernel = Supervisor.start_link(
+            self._kernel_children(info, root), strategy="one_for_one", intensity=10, period=60
+        )
+
+    def _kernel_children(self, info: NodeInfo, root: Pid) -> list[ChildSpec]:
+        """The kernel's services, in start order (each may use those before
+        it; the node stops them in reverse order):
+
+        * the name registry;
+        * the timer server (registered as ``TIMER_SERVER``; it resolves
+          timers to names through the registry);
+        * the application controller (registered as ``application_controller``;
+          its shutdown waits for every application to stop).
+        """
         backend = self.registry_backend
         if backend == "sqlite":
             backend = ("sqlite", os.path.join(info.dir, "registry.db"))
-        registry = child_spec("registry", start=(start_registry, ({"names": True, "backend": backend},)), shutdown=5.0)
-        self.kernel = Supervisor.start_link([registry], strategy="one_for_one", intensity=10, period=60)
+        return [
+            child_spec("registry", start=(start_registry, ({"names": True, "backend": backend},)), shutdown=5.0),
+            TimerServer.child_spec(None, id="timer_server", name=TIMER_SERVER, shutdown=5.0),
+            ApplicationController.child_spec(root, id=CONTROLLER, name=CONTROLLER, shutdown="infinity"),
+        ]
 
     def _start_zygote(self, info: NodeInfo) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -23,6 +23,8 @@ from typing import NamedTuple
 
 __all__ = [
     "ProcStat",
+    "ProcMemory",
+    "proc_memory",
     "proc_start_time",
     "proc_state",
     "proc_states",
@@ -108,6 +110,36 @@ def descendants(ospid: int) -> set[int]:
                 out.add(child)
                 stack.append(child)
     return out
+
+
+class ProcMemory(NamedTuple):
+    """What ``/proc/<pid>/smaps_rollup`` says of a process's memory, in bytes."""
+
+    rss: int  #: resident pages, those shared with other processes included
+    pss: int  #: resident pages, each shared one divided among its sharers
+    uss: int  #: resident pages no other process shares (what its exit frees)
+
+
+_ROLLUP_FIELDS = {b"Rss:": 0, b"Pss:": 1, b"Private_Clean:": 2, b"Private_Dirty:": 3}
+
+
+def proc_memory(ospid: int) -> ProcMemory | None:
+    """The memory of ``ospid`` (one read of its ``smaps_rollup``, which the
+    kernel computes by walking its page tables: tens of microseconds), or
+    None if there is no such process."""
+    try:
+        with open(f"/proc/{ospid}/smaps_rollup", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    kib = [0, 0, 0, 0]
+    for line in data.splitlines():
+        fields = line.split()
+        if len(fields) >= 2:
+            i = _ROLLUP_FIELDS.get(fields[0])
+            if i is not None:
+                kib[i] = int(fields[1])
+    return ProcMemory(kib[0] * 1024, kib[1] * 1024, (kib[2] + kib[3]) * 1024)
 
 
 def proc_start_time(ospid: int) -> int | None:

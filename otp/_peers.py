@@ -30,6 +30,7 @@ from typing import Any
 import zmq
 
 from . import _oslib
+from ._codec import WAKE_FRAME
 from ._errors import NoProc
 from ._pid import Pid, Ref
 from ._process_base import ProcessBase
@@ -138,10 +139,13 @@ class PeersMixin(ProcessBase):
         self._early: dict[int, dict[int, tuple[object, ...]]] = {}
         self._early_gone: dict[int, float] = {}  # senders of _early seen gone: since when
         self._idle_closers: list[Callable[[float], bool]] = []  # see on_idle
+        self.peers_forgotten_seq = 0  # frames sent to the peers _sweep_peers forgot
         self.peer_reopens = 0  # sockets opened again for a peer whose socket was closed (a statistic)
         self._flushing: collections.deque[float] = (
             collections.deque()
         )  # when the lingers of closed sockets end, in order
+        # A PUSH socket made ahead of need (see warm_peer_sockets).
+        self._spare_socket: zmq.Socket | None = None
 
     def peer(self, pid: Pid) -> Peer:
         p = self.peers.get(pid.uid)
@@ -169,6 +173,7 @@ class PeersMixin(ProcessBase):
             if p.dead is not None or not os.path.exists(self.node.mailbox_path(uid)):
                 self._close_peer(p)
                 del self.peers[uid]
+                self.peers_forgotten_seq += p.seq
         self._sweep_at = max(_SWEEP_MIN, 2 * len(self.peers))
 
     def _close_peer(self, p: Peer) -> None:
@@ -230,6 +235,10 @@ class PeersMixin(ProcessBase):
         sockets faster than they flush (a loop sending to thousands of
         peers) waits here for them, which bounds what it holds.  Then it
         closes sockets itself: half, then all it may close."""
+        spare = self._spare_socket
+        if spare is not None:
+            self._spare_socket = None
+            return spare
         for attempt in range(7):
             try:
                 sock = self.ctx.socket(zmq.PUSH)
@@ -247,6 +256,40 @@ class PeersMixin(ProcessBase):
             sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
             return sock
         return None
+
+    def warm_peer_sockets(self, timeout_ms: int = 50) -> None:
+        """Make the first send of a new process cheap, while it waits for its
+        function: send one wake frame to its own mailbox over a peer socket
+        (and read it), then keep a fresh PUSH socket for the first peer.
+
+        A process forked from the zygote shares the zygote's pages until it
+        writes them, and libzmq's first socket, connection and handshake in
+        it touch fresh memory: measured, the first ``otp.send`` of a new
+        process took twice as long as the second, most of it page faults in
+        ``connect``.  The memory this rehearsal touches is freed and reused
+        by the real connection.  The spare costs a descriptor (its eventfd)
+        until it is used or the process first looks at its idle sockets."""
+        sock = self._push_socket()
+        if sock is None:
+            return
+        try:
+            sock.connect(self.node.mailbox_endpoint(self.uid))
+            _base_send(sock, WAKE_FRAME)
+            inbox = self.inbox
+            with self._socket_lock:
+                if inbox.poll(timeout_ms, zmq.POLLIN):
+                    # A wake from the signal thread looks the same: whichever
+                    # comes first is taken in as one.
+                    self._accept(inbox.recv(zmq.NOBLOCK))
+        finally:
+            sock.close(linger=0)
+        self._spare_socket = self._push_socket()
+        # Given back at the first look at idle sockets if still unused: a
+        # process that never sends over a peer socket (a registry answering
+        # through its ROUTER) must not hold its descriptor.
+        at = _monotonic() + PEER_IDLE_S
+        if self._idle_scan_at is None or self._idle_scan_at > at:
+            self._idle_scan_at = at
 
     def _evict_peers(self, want: int, urgent: bool = False) -> int:
         """Close up to ``want`` open peer sockets, least recently used first,
@@ -408,6 +451,9 @@ class PeersMixin(ProcessBase):
         """Close sockets unused since the last look, retry backlogs, settle
         frames set aside for senders that are gone; plan the next look."""
         nxt = None
+        if self._spare_socket is not None:
+            self._spare_socket.close(linger=0)
+            self._spare_socket = None
         open_ = self._open
         if open_:
             busy = {p.pid.uid for p in self.active_calls.values()} if self.active_calls else ()

@@ -15,8 +15,11 @@ from one PUSH socket per sender (so frames of one sender stay in order).
 ``match`` rejects stay queued in order (Erlang's selective receive).
 
 Replies to calls carry their call's reference and go to ``replies`` rather
-than the mailbox; a reply whose call is no longer waiting (it timed out) is
-dropped where it arrives, so it never reaches the mailbox (OTP 24 aliases).
+than the mailbox; replies to an alias (``aliases``: the refs of
+``otp.send_request``) reach the mailbox as :class:`~otp._reasons.Response`
+messages; a reply whose call is no longer waiting (it timed out) or whose
+alias is gone is dropped where it arrives, so it never reaches the mailbox
+(OTP 24 aliases).
 
 A frame of any other shape than :mod:`otp._codec` documents is dropped,
 counted in ``frames_dropped`` and logged, at most one line per sender per
@@ -34,6 +37,8 @@ import logging
 import os
 import pickle
 import signal
+import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -50,7 +55,8 @@ from ._links import LinksMixin
 from ._peers import PeersMixin
 from ._pid import Pid, Ref
 from ._process_base import KernelCode
-from ._signal_records import Action, Complete
+from ._reasons import Response
+from ._signal_records import Action, Complete, ProcessState
 from ._signals import INTERRUPT_SIGNAL, SignalPort
 from ._timeouts import wait_ms
 from ._transport import BACKLOG, NodeInfo, context_socket_limit
@@ -149,6 +155,8 @@ class Process(PeersMixin, LinksMixin, LifecycleMixin):
             ctx=self.ctx,
             on_forced_exit=self._forced_exit,
             address_of=node.signal_address,
+            state=self.state,
+            info_address_of=node.info_address,
         )
         self.mailbox = collections.deque()
         self._init_peers()
@@ -156,6 +164,10 @@ class Process(PeersMixin, LinksMixin, LifecycleMixin):
         self.held = {}
         self.replies = {}
         self.active_calls = {}
+        # Refs whose replies are delivered to the mailbox as Response
+        # messages (OTP's process aliases, used by otp.send_request); a
+        # reply to a ref in neither table is dropped where it arrives.
+        self.aliases: set[Ref] = set()
         self.dead_seen = {}  # uids whose death we saw (insertion-ordered, bounded)
         self.exit_hooks = []  # called with the reason when exit begins
         self.spawned = []  # root only: top-level processes, in order
@@ -173,6 +185,17 @@ class Process(PeersMixin, LinksMixin, LifecycleMixin):
         self._exited = False
         self.max_mailbox: int | None = None  # set by spawn(max_mailbox=...) in the new process
         self.frames_dropped = 0  # malformed frames dropped so far
+        # The mailbox socket is read by the main thread, and by the signal
+        # thread when it answers an InfoRequest while the main thread does
+        # something else (see state): whoever holds this lock.  The main
+        # thread holds it through its waits, so it is free exactly while the
+        # main thread runs outside the kernel's receive.
+        self._socket_lock = threading.Lock()
+        self._intercepted: list[bytes] = []  # frames the signal thread read, not yet taken in
+        self.waiting = False  # the main thread waits in the mailbox socket
+        self._received_forgotten = 0  # frames counted in recv_seq entries swept since
+        self._self_sent = 0  # messages sent to oneself
+        self.info_socket: socket.socket | None = None  # bound on the first process_info (see otp._process_info)
         self._drop_log = {}  # sender uid or None -> [dropped since its last line, time of that line, why]
 
     # ------------------------------------------------------------ activation
@@ -201,7 +224,7 @@ class Process(PeersMixin, LinksMixin, LifecycleMixin):
                 if uid in sig.refs or uid in pending:
                     continue
                 if not os.path.exists(self.node.mailbox_path(uid)):
-                    del self.recv_seq[uid]
+                    self._received_forgotten += self.recv_seq.pop(uid)
         self._recv_sweep_at = max(_SWEEP_MIN, 2 * len(self.recv_seq))
 
     # ------------------------------------------------------------------ send
@@ -223,8 +246,14 @@ class Process(PeersMixin, LinksMixin, LifecycleMixin):
     def send_reply(self, dest: Pid, ref: Ref, value: object) -> None:
         if dest.uid == self.uid:
             value = self._copy_to_self(value)
-            if value is not _DROPPED and ref in self.active_calls:
+            if value is _DROPPED:
+                return
+            if ref in self.active_calls:
                 self.replies[ref] = value
+            elif ref in self.aliases:
+                self.mailbox.append(Response(ref, value))
+                if self.max_mailbox is not None:
+                    self.check_mailbox_bound()
             return
         p = self.peers.get(dest.uid) or self.peer(dest)
         if p.send is None:
@@ -235,6 +264,7 @@ class Process(PeersMixin, LinksMixin, LifecycleMixin):
 
     def _send_self(self, msg: object) -> None:
         msg = self._copy_to_self(msg)
+        self._self_sent += 1
         if msg is not _DROPPED:
             self.mailbox.append(msg)
             if self.max_mailbox is not None:
@@ -295,6 +325,8 @@ class Process(PeersMixin, LinksMixin, LifecycleMixin):
             self.mailbox.append(msg)
         elif ref in self.active_calls:
             self.replies[ref] = value
+        elif ref in self.aliases:
+            self.mailbox.append(Response(ref, value))
         recv_seq[uid] = seq
         if uid in self.held:
             self._release_held(uid, seq)
@@ -352,8 +384,18 @@ class Process(PeersMixin, LinksMixin, LifecycleMixin):
     def _drain_inbox(self) -> None:
         """Take in every frame already queued, without waiting."""
         sock = self.inbox
-        while _has_frames(sock):
-            self._accept(sock.recv(zmq.NOBLOCK))
+        with self._socket_lock:
+            if self._intercepted:
+                self._take_intercepted()
+            while _has_frames(sock):
+                self._accept(sock.recv(zmq.NOBLOCK))
+
+    def _take_intercepted(self) -> None:
+        """Take in the frames the signal thread read off the mailbox socket
+        (socket lock held): they came before anything still in it."""
+        frames, self._intercepted = self._intercepted, []
+        for frame in frames:
+            self._accept(frame)
 
     def pump(self, timeout: float | None) -> None:
         """Wait up to ``timeout`` seconds (None: forever) for one frame or a
@@ -366,15 +408,22 @@ class Process(PeersMixin, LinksMixin, LifecycleMixin):
             # One slice of a long wait (callers loop on their deadline); a
             # server's wait forever skips the call.
             ms = self.peer_wait_ms(-1 if timeout is None else wait_ms(timeout))
-            if ms != self._rcvtimeo:
-                self.inbox.setsockopt(zmq.RCVTIMEO, ms)
-                self._rcvtimeo = ms
-            try:
-                frame = self.inbox.recv()
-            except zmq.Again:
-                frame = None
-            if frame is not None:
-                self._accept(frame)
+            with self._socket_lock:
+                if self._intercepted:
+                    self._take_intercepted()
+                else:
+                    if ms != self._rcvtimeo:
+                        self.inbox.setsockopt(zmq.RCVTIMEO, ms)
+                        self._rcvtimeo = ms
+                    self.waiting = True
+                    try:
+                        frame = self.inbox.recv()
+                    except zmq.Again:
+                        frame = None
+                    finally:
+                        self.waiting = False
+                    if frame is not None:
+                        self._accept(frame)
             if sig.inbox:
                 self.integrate()
         if self.max_mailbox is not None:
@@ -389,8 +438,11 @@ class Process(PeersMixin, LinksMixin, LifecycleMixin):
         ZeroMQ's queue, which nothing counts; then check the bound."""
         mb = self.mailbox
         sock = self.inbox
-        while len(mb) <= limit and _has_frames(sock):
-            self._accept(sock.recv(zmq.NOBLOCK))
+        with self._socket_lock:
+            if self._intercepted:
+                self._take_intercepted()
+            while len(mb) <= limit and _has_frames(sock):
+                self._accept(sock.recv(zmq.NOBLOCK))
         self.check_mailbox_bound()
 
     def check_mailbox_bound(self) -> None:
@@ -434,7 +486,16 @@ class Process(PeersMixin, LinksMixin, LifecycleMixin):
                 for sock in sockets:
                     poller.register(sock, zmq.POLLIN)
                 self._poller = (key, poller)
-            ready = dict(poller.poll(self.peer_wait_ms(wait_ms(timeout))))  # one slice of a long wait: callers loop
+            ms = self.peer_wait_ms(wait_ms(timeout))  # one slice of a long wait: callers loop
+            with self._socket_lock:
+                if self._intercepted:
+                    self._take_intercepted()
+                    ms = 0
+                self.waiting = True
+                try:
+                    ready = dict(poller.poll(ms))
+                finally:
+                    self.waiting = False
             if self.inbox in ready:
                 self._drain_inbox()
             if self.max_mailbox is not None:
@@ -483,6 +544,69 @@ class Process(PeersMixin, LinksMixin, LifecycleMixin):
                     looked = True
                     self._drain_inbox()
                     self.pump(0)
+
+    # ------------------------------------------------------------ its state
+
+    def state(self) -> ProcessState:
+        """What this process says of itself to ``otp.process_info``; called
+        by the signal thread (for an InfoRequest) or the main thread (about
+        itself).
+
+        Messages still in the mailbox socket are counted too: if the main
+        thread is not reading the socket (it runs a callback), the caller
+        reads them off into ``_intercepted``, which the main thread takes in
+        before anything else; if it is, it waits there, so nothing is left
+        in the socket but what arrives this instant."""
+        if self._socket_lock.acquire(blocking=False):
+            try:
+                intercepted = self._intercepted  # the main thread swaps it under the lock
+                sock = self.inbox
+                if not sock.closed:
+                    while _has_frames(sock):
+                        intercepted.append(sock.recv(zmq.NOBLOCK))
+                queued = sum(1 for frame in intercepted if frame != WAKE_FRAME)
+            finally:
+                self._socket_lock.release()
+        else:
+            queued = 0
+        held = list(self.held.values())
+        queued += len(self.mailbox) + sum(len(h) for h in held)
+        sig = self.sig
+        with sig.lock:
+            links = tuple(sig.links.values())
+            monitors = tuple(sig.monitors.values())
+            monitored_by = tuple(sig.monitored_by.values())
+            trap_exit, exiting, named = sig.trap_exit, sig.exiting, sig.named
+        # list() of a dict's values is atomic under the GIL: the main thread
+        # may add peers meanwhile.
+        sent = self._self_sent + sum(p.seq for p in list(self.peers.values())) + self.peers_forgotten_seq
+        received = self._self_sent + self._received_forgotten + sum(list(self.recv_seq.values()))
+        return ProcessState(
+            message_queue_len=queued,
+            links=links,
+            monitors=monitors,
+            monitored_by=monitored_by,
+            trap_exit=trap_exit,
+            waiting=self.waiting,
+            exiting=exiting,
+            named=named,
+            messages_received=received,
+            messages_sent=sent,
+            current_function=self._current_function(),
+        )
+
+    def _current_function(self) -> str | None:
+        """``module.function`` the main thread runs: its innermost frame
+        outside the kernel's own modules (None for the root's thread when it
+        cannot be seen)."""
+        frame = sys._current_frames().get(self.thread_id)
+        while frame is not None:
+            module = frame.f_globals.get("__name__", "")
+            if not (isinstance(module, str) and module.startswith("otp._")):
+                code = frame.f_code
+                return f"{module}.{getattr(code, 'co_qualname', code.co_name)}"
+            frame = frame.f_back
+        return None
 
     # ------------------------------------------------- signals from the port
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import abc
 import collections
+import socket
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -55,6 +57,7 @@ class ProcessBase(abc.ABC):
     thread_id: int
     ctx: zmq.Context
     inbox: zmq.Socket  # the mailbox's PULL socket
+    _socket_lock: threading.Lock  # held by whoever reads ``inbox`` (see Process.state)
     sig: SignalPort
     kernel_code: KernelCode
     mailbox: collections.deque[object]
@@ -68,6 +71,7 @@ class ProcessBase(abc.ABC):
     spawned: list[Pid]
     max_mailbox: int | None
     _zygote: ZygoteClient | None
+    info_socket: socket.socket | None  # where answers to process_info questions arrive
     _exited: bool
     _drop_log: dict[int | None, list]
 
@@ -85,6 +89,9 @@ class ProcessBase(abc.ABC):
 
     @abc.abstractmethod
     def _release_held(self, uid: int, upto: int | None) -> None: ...
+
+    @abc.abstractmethod
+    def _accept(self, frame: bytes) -> None: ...
 
     @abc.abstractmethod
     def _drain_inbox(self) -> None: ...

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from ._pid import Pid, Ref
 
-__all__ = ["EXIT", "DOWN", "Crash", "format_reason", "is_normal", "is_shutdown", "is_clean"]
+__all__ = ["EXIT", "DOWN", "Response", "Crash", "format_reason", "is_normal", "is_shutdown", "is_clean"]
 
 
 class EXIT(NamedTuple):
@@ -29,6 +29,15 @@ class DOWN(NamedTuple):
     ref: Ref
     pid: Pid
     reason: object
+
+
+class Response(NamedTuple):
+    """The answer ``value`` to the request ``ref`` (``otp.send_request``),
+    delivered as a message while ``ref`` is an alias of the receiver
+    (OTP's ``{[alias|Ref], Reply}``)."""
+
+    ref: Ref
+    value: object
 
 
 @dataclass(frozen=True)

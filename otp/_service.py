@@ -53,6 +53,10 @@ answers later with :meth:`Service.answer` or :meth:`Service.answer_error`.
 
 After each request the server's next gen_server action (a timeout, for
 periodic work) is :meth:`Service.next_action`; the default is none.
+
+:mod:`otp.sys` sees a Service's instance as its state:
+``otp.sys.get_state(pid)`` returns a copy of it, and
+``otp.sys.replace_state(pid, fn)`` runs ``fn(instance)`` in the server.
 """
 
 from __future__ import annotations
@@ -186,6 +190,36 @@ class Service(GenServer):
     def handle_other_cast(self, request: Any) -> None:
         """A cast that is not a :class:`Request`.  Default: the server crashes."""
         raise NotImplementedError(f"{type(self).__name__} does not handle the cast {request!r}")
+
+    # ------------------------------------------------------ otp.sys views
+
+    def system_get_state(self, state: Any) -> Any:
+        """A Service's state is its instance: :func:`otp.sys.get_state`
+        returns it (a copy, with its attributes)."""
+        return self
+
+    def system_replace_state(self, fn: Callable[[Any], Any], state: Any) -> Any:
+        """``fn`` gets the instance and returns it, changed, or another
+        instance of the same class whose attributes are taken over.  If
+        ``fn`` raises or returns anything else, the attributes are put back
+        as they were (a shallow restore: an object ``fn`` changed in place
+        stays changed)."""
+        before = dict(vars(self))
+        try:
+            new = fn(self)
+            if new is not self:
+                if type(new) is not type(self):
+                    raise TypeError(
+                        f"replace_state on a {type(self).__name__} must return the instance, not {type(new).__name__}"
+                    )
+                attrs = dict(vars(new))
+                vars(self).clear()
+                vars(self).update(attrs)
+        except BaseException:
+            vars(self).clear()
+            vars(self).update(before)
+            raise
+        return state
 
     # --------------------------------------------------- the gen_server side
 

@@ -3,7 +3,8 @@ and their wire form.
 
 One record per kind of signal (:class:`Link`, :class:`Unlink`,
 :class:`Monitor`, :class:`Demonitor`, :class:`Exit`, :class:`Dead`,
-:class:`Named`); every one starts with the sender's pid and its count of
+:class:`Named`, and the question :class:`InfoRequest` with its answer
+:class:`InfoReply`); every one starts with the sender's pid and its count of
 mailbox frames sent to the receiver so far (``seq``), which lets the
 receiver keep the order between a process's messages and its signals.
 
@@ -38,6 +39,9 @@ __all__ = [
     "Exit",
     "Dead",
     "Named",
+    "InfoRequest",
+    "InfoReply",
+    "ProcessState",
     "Signal",
     "SignalVersionError",
     "encode_signal",
@@ -117,9 +121,53 @@ class Named(NamedTuple):
     seq: int
 
 
-Signal = Link | Unlink | Monitor | Demonitor | Exit | Dead | Named
+class InfoRequest(NamedTuple):
+    """The sender asks for the receiver's state (``otp.process_info``); the
+    receiver's signal thread answers with an :class:`InfoReply` on the
+    sender's info socket (``NodeInfo.info_address``), whatever its main
+    thread is doing."""
 
-_KINDS: tuple[type[Signal], ...] = (Link, Unlink, Monitor, Demonitor, Exit, Dead, Named)
+    sender: Pid
+    seq: int
+    ref: Ref
+
+
+class ProcessState(NamedTuple):
+    """What a process says of itself in an :class:`InfoReply`."""
+
+    #: Messages received and not yet taken by ``receive``, those still in
+    #: the mailbox socket included.
+    message_queue_len: int
+    links: tuple[Pid, ...]
+    #: Processes this process monitors, one entry per monitor.
+    monitors: tuple[Pid, ...]
+    #: Processes monitoring this one, one entry per monitor.
+    monitored_by: tuple[Pid, ...]
+    trap_exit: bool
+    #: The main thread waits for a message (in ``receive`` or a call).
+    waiting: bool
+    exiting: bool
+    #: A registry holds a name for it.
+    named: bool
+    #: Mailbox frames (messages and replies) taken in and sent, over its life.
+    messages_received: int
+    messages_sent: int
+    #: ``module.function`` its main thread runs, outside the kernel.
+    current_function: str | None
+
+
+class InfoReply(NamedTuple):
+    """The answer to the :class:`InfoRequest` ``ref``."""
+
+    sender: Pid
+    seq: int
+    ref: Ref
+    state: ProcessState
+
+
+Signal = Link | Unlink | Monitor | Demonitor | Exit | Dead | Named | InfoRequest | InfoReply
+
+_KINDS: tuple[type[Signal], ...] = (Link, Unlink, Monitor, Demonitor, Exit, Dead, Named, InfoRequest, InfoReply)
 _CODE: dict[type, int] = {cls: code for code, cls in enumerate(_KINDS)}
 _HEADER: dict[type, bytes] = {cls: bytes((VERSION, code)) for cls, code in _CODE.items()}
 _ARITY: tuple[int, ...] = tuple(len(cls._fields) for cls in _KINDS)
@@ -162,7 +210,7 @@ def decode_signal(data: bytes) -> Signal:
     signal = _KINDS[code]._make(fields)
     if type(signal.sender) is not Pid or type(signal.seq) is not int:
         raise DecodeError(f"{_KINDS[code].__name__} signal without sender pid and sequence number")
-    if isinstance(signal, (Monitor, Demonitor)):
+    if isinstance(signal, (Monitor, Demonitor, InfoRequest, InfoReply)):
         if type(signal.ref) is not Ref:
             raise DecodeError(f"{_KINDS[code].__name__} signal without a Ref")
     elif isinstance(signal, Dead):
@@ -170,6 +218,8 @@ def decode_signal(data: bytes) -> Signal:
             raise DecodeError("malformed Dead signal")
         if any(type(ref) is not Ref for ref in signal.refs):
             raise DecodeError("Dead signal with a ref that is not a Ref")
+    if isinstance(signal, InfoReply) and type(signal.state) is not ProcessState:
+        raise DecodeError("InfoReply signal without a ProcessState")
     return signal
 
 

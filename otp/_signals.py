@@ -26,7 +26,8 @@ same process sent before it.
 Locking.  ``lock`` guards the tables below.  Nobody sends while holding it:
 a datagram send may block until the receiver's thread drains its queue, and
 that thread needs its own lock.  The thread itself never sends, except when
-it ends the process.
+it ends the process and when it answers an :class:`InfoRequest` (lock
+released, without waiting: a requester that does not read loses its answer).
 """
 
 from __future__ import annotations
@@ -56,9 +57,12 @@ from ._signal_records import (
     Demonitor,
     Exit,
     InboxItem,
+    InfoReply,
+    InfoRequest,
     Link,
     Monitor,
     Named,
+    ProcessState,
     Signal,
     Unlink,
     decode_signal,
@@ -118,6 +122,8 @@ class SignalPort:
         ctx: zmq.Context,
         on_forced_exit: Callable[[object], None],
         address_of: Callable[[int], str] | None = None,
+        state: Callable[[], ProcessState] | None = None,
+        info_address_of: Callable[[int], str] | None = None,
     ) -> None:
         self.pid = pid
         self.address = address
@@ -159,6 +165,11 @@ class SignalPort:
         # Ends the process with the fatal reason when its main thread did
         # not unwind in time (see _run).
         self.on_forced_exit = on_forced_exit
+        # InfoRequests to answer once the lock is released (an answer is a
+        # send), with what ``state()`` says, at ``info_address_of(uid)``.
+        self._state = state
+        self._info_address_of = info_address_of
+        self._info_requests: list[InfoRequest] = []
         # Sockets: one bound (receive), one unbound (send).
         self.rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         self.rx.bind(address)
@@ -349,6 +360,8 @@ class SignalPort:
                         forced = True
                     else:
                         forced = False
+                if self._info_requests:
+                    self._answer_info_requests()
                 if forced:
                     self._close_wake()
                     log.warning("process %r did not unwind within %.1fs; ending it", self.pid, FATAL_GRACE)
@@ -360,6 +373,21 @@ class SignalPort:
                 os._exit(70)
         finally:
             self._close_wake()
+
+    def _answer_info_requests(self) -> None:
+        """Answer the InfoRequests read so far (lock not held).  A requester
+        whose info socket is gone or full gave up: no answer is sent, and
+        none waits (non-blocking send)."""
+        requests, self._info_requests = self._info_requests, []
+        if self._state is None or self._info_address_of is None:
+            return
+        state = self._state()
+        for request in requests:
+            data = encode_signal(InfoReply(self.pid, 0, request.ref, state))
+            try:
+                self.tx.sendto(data, self._info_address_of(request.sender.uid))
+            except OSError:
+                pass
 
     def _close_wake(self) -> None:
         if self._wake_sock is not None:
@@ -442,6 +470,10 @@ class SignalPort:
             self.monitored_by.pop(sig.ref, None)
         elif isinstance(sig, Named):
             self.named = True  # a registry holds a name for us (see otp.registry)
+        elif isinstance(sig, InfoRequest):
+            self._info_requests.append(sig)
+            if threading.get_ident() != self._thread.ident:
+                os.eventfd_write(self._ctl_fd, 1)  # the thread answers: wake it
 
     def _sweep_monitored_by(self) -> None:
         """Forget monitors held by processes that are gone (every caller of a

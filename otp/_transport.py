@@ -146,8 +146,13 @@ class NodeInfo:
     def signal_address(self, uid: int) -> str:
         return f"{self.dir}/{uid:016x}.s"
 
+    def info_address(self, uid: int) -> str:
+        """Where the answers to a process's ``otp.process_info`` questions
+        arrive (bound on its first question)."""
+        return f"{self.dir}/{uid:016x}.i"
+
     def remove_endpoints(self, uid: int) -> None:
-        for path in (self.mailbox_path(uid), self.signal_address(uid)):
+        for path in (self.mailbox_path(uid), self.signal_address(uid), self.info_address(uid)):
             try:
                 os.unlink(path)
             except FileNotFoundError:

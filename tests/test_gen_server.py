@@ -3,6 +3,7 @@ terminate, stop."""
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 
@@ -233,3 +234,101 @@ def test_multi_call_runs_calls_concurrently_and_reports_each_failure(node):
     assert results[4][0] == "error" and isinstance(results[4][1], otp.NoProc)
     timed = otp.multi_call([(servers[0], ("sleep", 1.0))], timeout=0.1)
     assert isinstance(timed[0][1], otp.CallTimeout)
+
+
+class Sleeper(otp.GenServer):
+    """Counts the full garbage collections of its process (gc.callbacks)."""
+
+    def init(self, action):
+        counts = {"full": 0}
+
+        def count(phase, info):
+            if phase == "stop" and info["generation"] == 2:
+                counts["full"] += 1
+
+        gc.callbacks.append(count)
+        self.counts = counts
+        return otp.NoReply(None, action) if action is not None else None
+
+    def handle_call(self, request, from_, state):
+        if request == "full_collections":
+            return otp.Reply(self.counts["full"], state)
+        if request == "hibernate":
+            return otp.Reply("sleeping", state, otp.HIBERNATE)
+        if request == "infinity":
+            return otp.Reply("forever", state, "infinity")
+        return otp.Reply(request, state)
+
+    def handle_cast(self, request, state):
+        return otp.NoReply(state, "infinity")
+
+
+def test_hibernate_collects_garbage_and_keeps_serving(node):
+    """gen_server's hibernate return: the process shrinks (here: a full
+    garbage collection) before it waits, then serves the next message as
+    usual."""
+    server = Sleeper.start_link(None)
+    before = otp.call(server, "full_collections")
+    assert otp.call(server, "hibernate") == "sleeping"
+    assert otp.call(server, "full_collections") > before
+    assert otp.call(server, "still there") == "still there"
+    otp.stop(server)
+
+
+def test_infinity_timeout_action_is_no_timeout(node):
+    """A callback returning the timeout infinity (OTP's atom, here the string
+    "infinity") waits for the next message without a timeout: the server
+    carries on and no 'timeout' message is made up."""
+    me = otp.self()
+    server = Reporter.start_link((me, False, "infinity"))
+    recv_tagged("init")
+    sleeper = Sleeper.start_link("infinity")
+    assert otp.call(sleeper, "infinity") == "forever"
+    otp.cast(sleeper, "again")
+    assert otp.call(sleeper, "alive") == "alive"
+    otp.send(server, "ping")
+    assert recv_tagged("info") == ("info", "ping")
+    otp.stop(server)
+    otp.stop(sleeper)
+
+
+def test_bad_timeout_action_runs_terminate(node):
+    """A callback returning a timeout that is no timeout is a bad return
+    value: the server terminates (terminate runs) with {bad_return_value,
+    Result}."""
+    me = otp.self()
+    otp.trap_exit(True)
+    server = ActionTaker.start_link(me)
+    otp.send(server, "tomorrow")
+    reason = otp.receive(10, lambda m: isinstance(m, tuple) and m[0] == "terminate")[1]
+    assert reason == ("bad_return_value", otp.NoReply(me, "tomorrow"))
+    assert exit_of(server).reason == reason
+
+
+class ActionTaker(otp.GenServer):
+    """Returns each message it gets as its timeout action."""
+
+    def handle_info(self, msg, parent):
+        return otp.NoReply(parent, msg)
+
+    def terminate(self, reason, parent):
+        otp.send(parent, ("terminate", reason))
+
+
+def test_reply_from_a_worker_process(node):
+    """gen_server:reply/2 may be called by any process holding From: the
+    server hands From to a worker, which answers the caller."""
+    server = Delegator.start_link(None)
+    assert otp.call(server, 21) == 42
+    assert otp.call(server, 5) == 10
+    otp.stop(server)
+
+
+class Delegator(otp.GenServer):
+    def handle_call(self, request, from_, state):
+        otp.spawn(_double_for, from_, request)
+        return otp.NoReply(state)
+
+
+def _double_for(caller, n) -> None:
+    otp.reply(caller, 2 * n)

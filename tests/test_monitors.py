@@ -174,3 +174,52 @@ def test_exit_reasons_are_exact_when_descriptors_pass_1024(node):
     finally:
         for fd in fillers:
             os.close(fd)
+
+
+def test_demonitor_info_of_an_active_monitor_is_true(node):
+    """erlang:demonitor(Ref, [info]): true when the monitor was found and
+    removed; no DOWN of it arrives afterwards."""
+    pid = otp.spawn(wait_forever)
+    ref = otp.monitor(pid)
+    assert otp.demonitor(ref, info=True) is True
+    assert otp.demonitor(ref, info=True) is False  # removed already: not found
+    later = otp.monitor(pid)
+    otp.exit(pid, "kill")
+    assert down_of(later).reason == "killed"
+    assert nothing_matching(lambda m: isinstance(m, otp.DOWN) and m.ref == ref)
+
+
+def test_demonitor_info_after_the_down_is_false(node):
+    """erlang:demonitor(Ref, [info]): false when the monitor was not found,
+    its DOWN already queued (which stays, without flush) or taken."""
+    pid = otp.spawn(lambda: None)
+    ref = otp.monitor(pid)
+    other = otp.monitor(pid)
+    down_of(other)  # both DOWNs come from the same notice: ref's is queued too
+    assert otp.demonitor(ref, info=True) is False
+    assert down_of(ref, timeout=0).ref == ref
+    assert otp.demonitor(ref, info=True) is False
+
+
+def test_demonitor_info_of_an_unknown_ref_is_false(node):
+    """erlang:demonitor(Ref, [info]) of a reference that never was a monitor:
+    false; with flush too: true (no flush was needed)."""
+    ref = otp.make_ref()
+    assert otp.demonitor(ref, info=True) is False
+    assert otp.demonitor(ref, flush=True, info=True) is True
+    assert otp.demonitor(ref) is True  # without info: always true
+
+
+def test_demonitor_flush_info_is_false_when_a_down_was_dropped(node):
+    """erlang:demonitor(Ref, [flush, info]): false if a DOWN had to be
+    flushed from the queue, true if the monitor was removed before firing."""
+    pid = otp.spawn(lambda: None)
+    ref = otp.monitor(pid)
+    other = otp.monitor(pid)
+    down_of(other)
+    assert otp.demonitor(ref, flush=True, info=True) is False
+    assert nothing_matching(lambda m: isinstance(m, otp.DOWN) and m.ref == ref, timeout=0)
+    live = otp.spawn(wait_forever)
+    mon = otp.monitor(live)
+    assert otp.demonitor(mon, flush=True, info=True) is True
+    otp.exit(live, "kill")

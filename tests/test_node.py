@@ -13,9 +13,10 @@ import time
 import pytest
 from helpers import down_of, recv_tagged, wait_dead
 from procs import spawn_subprocess, tree, unlinked_spawner, wait_forever
+from test_application import spec
 
 import otp
-from otp import _oslib
+from otp import _oslib, application
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -201,3 +202,23 @@ def test_proc_state_and_descendants_read_the_kernels_view():
         child.kill()
         child.wait()
     assert _oslib.proc_state(child.pid) is None or _oslib.proc_state(child.pid).start != st.start
+
+
+def test_kernel_supervisor_runs_the_registry_then_the_application_controller(node):
+    """The kernel supervisor's children: the name registry, then the
+    application controller (registered as ``application_controller``)."""
+    ids = [child.id for child in otp.supervisor.which_children(node.kernel)]
+    assert ids.index("registry") < ids.index("application_controller")
+    assert otp.whereis("application_controller") is not None
+
+
+def test_node_stop_stops_running_applications_in_reverse_start_order(tmp_path):
+    """Leaving the node stops the running applications, the most recently
+    started first (application_controller's terminate), each through its
+    stop callback."""
+    log = str(tmp_path / "stops")
+    with otp.Node():
+        application.ensure_all_started(spec("top", deps=[spec("base", log=log)], log=log))
+        application.start(spec("last", log=log))
+    with open(log) as f:
+        assert f.read().split() == ["last", "top", "base"]

@@ -8,6 +8,7 @@ fake ``is_alive`` consults.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import itertools
 import pickle
@@ -29,6 +30,7 @@ from otp.registry import (
     InvalidMetadata,
     InvalidPid,
     InvalidValue,
+    MembershipStore,
     MemoryBackend,
     NotFound,
     PidNotAlive,
@@ -38,7 +40,7 @@ from otp.registry import (
     open_backend,
 )
 from otp.registry._backend import canonical_key, index_form
-from otp.registry._sqlite import decode_key, encode_key
+from otp.registry._sqlite import SCHEMA_VERSION, decode_key, encode_key
 
 KINDS = ["memory", "sqlite"]
 
@@ -568,6 +570,50 @@ def test_sqlite_rejects_unpicklable_and_rolls_back(tmp_path, world):
         with pytest.raises(InvalidMetadata):
             b.update_metadata("ok", {"gen": (x for x in ())})
         assert [e.key for e in b.list_all()] == ["ok"] and b._audit() == []
+
+
+def test_sqlite_keeps_pg_memberships_in_join_order(tmp_path, world):
+    """OTP's pg: a process may join a group many times and must leave it as
+    many times; the sqlite store keeps one row per join, removes the oldest
+    on a leave and every row of an exited process, across a reopen."""
+    path = tmp_path / "pg.sqlite"
+    a, b = world.spawn(1), world.spawn(2)
+    with SQLiteBackend(path, is_alive=world.is_alive) as first:
+        assert isinstance(first, MembershipStore)
+        first.add_members("g", [a, b, a])
+        first.add_members(("h", 1), [b])
+        first.remove_members("g", [a])
+        assert first.memberships() == [("g", b), ("g", a), (("h", 1), b)]
+        assert first.health_check()["pg_memberships"] == 3
+    with SQLiteBackend(path, is_alive=world.is_alive) as again:
+        assert again.memberships() == [("g", b), ("g", a), (("h", 1), b)]
+        again.remove_member_pid(b)
+        assert again.memberships() == [("g", a)]
+    assert not isinstance(MemoryBackend(is_alive=world.is_alive), MembershipStore)
+
+
+def test_sqlite_migrates_a_version_1_file_and_refuses_a_newer_one(tmp_path, world):
+    """The registry file's schema is versioned (``PRAGMA user_version``): a
+    file written before pg memberships were stored is migrated on open, its
+    entries kept; a file of a newer schema is refused."""
+    path = tmp_path / "old.sqlite"
+    pid = world.spawn()
+    with SQLiteBackend(path, is_alive=world.is_alive) as b:
+        b.register("name", pid, "v")
+    with contextlib.closing(sqlite3.connect(path)) as c, c:  # the file as version 1 wrote it
+        c.execute("DROP TABLE pg_members")
+        c.execute("PRAGMA user_version=1")
+    with SQLiteBackend(path, is_alive=world.is_alive) as b:
+        assert b.lookup("name") == [Entry("name", pid, "v")]
+        assert b.health_check()["schema_version"] == SCHEMA_VERSION == 2
+        b.add_members("g", [pid])
+    with SQLiteBackend(path, is_alive=world.is_alive) as b:
+        assert b.memberships() == [("g", pid)]
+    with contextlib.closing(sqlite3.connect(path)) as c, c:
+        assert c.execute("PRAGMA user_version").fetchone()[0] == 2
+        c.execute("PRAGMA user_version=3")
+    with pytest.raises(BackendUnavailable, match="schema 3"):
+        SQLiteBackend(path, is_alive=world.is_alive)
 
 
 # --- configuration ----------------------------------------------------------------------------------

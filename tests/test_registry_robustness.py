@@ -101,6 +101,10 @@ def test_a_plain_req_client_is_answered_and_the_registry_lives_on(node, ctx):
 FLOAT_UID_PID = otp.Pid("node", 1.5, 1, 1)
 
 
+class PidList(list):
+    """A list subclass: its iteration would be the caller's code."""
+
+
 class RaisingMapping(Mapping):
     """Metadata whose own iteration raises (run by the registry's checks)."""
 
@@ -154,6 +158,12 @@ GARBAGE = [
     ([request(33, "pg_join", "g", True)], "InvalidPid"),
     ([request(34, "update_metadata", "k", RaisingMapping(a=1))], "MalformedRequest"),
     ([request(35, "register", "k", otp.Pid("node", 1, 1, 1), _generator)], "PidNotAlive"),
+    ([request(36, "pg_join", "g", [otp.Pid("node", 1, 1, 1), "not a pid"])], "InvalidPid"),
+    ([request(37, "pg_leave", "g", PidList())], "InvalidPid"),
+    ([request(38, "pg_monitor", "not a pid", "g")], "InvalidPid"),
+    ([request(39, "pg_demonitor", "not a ref")], "MalformedRequest"),
+    ([request(40, "pg_demonitor", otp.Ref("an id of another type"))], "MalformedRequest"),
+    ([request(41, "pg_monitor_scope", otp.Pid("node", 1, 1, 1))], "PidNotAlive"),
 ]
 
 

@@ -1,5 +1,6 @@
-"""The name registry: its storage layer (backends and their interface) and
-the errors of the registry process and its clients."""
+"""The name registry: its storage layer (backends and their interface), the
+errors of the registry process and its clients, and the messages it sends
+to listeners and pg monitors."""
 
 from ._backend import (
     AlreadyRegistered,
@@ -13,6 +14,7 @@ from ._backend import (
     InvalidValue,
     Key,
     MalformedRequest,
+    MembershipStore,
     Mode,
     NotFound,
     PidNotAlive,
@@ -23,11 +25,13 @@ from ._backend import (
     UnknownOperation,
 )
 from ._backends import BACKENDS, open_backend
+from ._events import PgEvent, PgJoin, PgLeave, Registered, RegistryEvent, Unregistered
 from ._memory import MemoryBackend
 from ._sqlite import SQLiteBackend
 
 __all__ = [
     "RegistryBackend",
+    "MembershipStore",
     "BaseBackend",
     "MemoryBackend",
     "SQLiteBackend",
@@ -50,4 +54,10 @@ __all__ = [
     "UnknownOperation",
     "RegistryFull",
     "RegistryDown",
+    "Registered",
+    "Unregistered",
+    "RegistryEvent",
+    "PgJoin",
+    "PgLeave",
+    "PgEvent",
 ]

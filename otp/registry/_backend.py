@@ -24,7 +24,7 @@ import abc
 import contextlib
 import reprlib
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -32,7 +32,7 @@ from .._errors import CalleeExit, OTPError
 from .._pid import Pid
 
 __all__ = [
-    "Key", "Mode", "MODES", "Entry", "RegistryBackend", "BaseBackend",
+    "Key", "Mode", "MODES", "Entry", "RegistryBackend", "MembershipStore", "BaseBackend",
     "RegistryError", "AlreadyRegistered", "NotFound", "PidNotAlive", "InvalidKey",
     "InvalidPid", "InvalidMetadata", "InvalidValue", "BackendUnavailable", "BackendClosed",
     "MalformedRequest", "UnknownOperation", "RegistryFull", "RegistryDown",
@@ -315,6 +315,36 @@ class RegistryBackend(Protocol):
     def update_metadata(self, key: Key, metadata: Mapping[str, Any], pid: Pid | None = None) -> None: ...
     def health_check(self) -> dict[str, Any]: ...
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class MembershipStore(Protocol):
+    """What a persistent backend adds to keep process-group memberships
+    across a restart of its registry process.
+
+    The registry process keeps the groups in its memory and writes each
+    change through to its store; at start it reads them back
+    (:meth:`memberships`), drops those of dead processes and watches the
+    others again.  A backend without this interface (the memory backend,
+    which a restart empties anyway) keeps no memberships: the registry's
+    table is their only copy.  Memberships are ``(group, pid)`` rows in join
+    order, one per join; the arguments are checked by the caller."""
+
+    def add_members(self, group: Key, pids: Sequence[Pid]) -> None:
+        """One membership of ``group`` for each of ``pids`` (repeats count)."""
+        ...
+
+    def remove_members(self, group: Key, pids: Sequence[Pid]) -> None:
+        """Remove one membership of ``group`` (the oldest) for each of ``pids``."""
+        ...
+
+    def remove_member_pid(self, pid: Pid) -> None:
+        """Remove every membership of ``pid`` (it exited)."""
+        ...
+
+    def memberships(self) -> list[tuple[Key, Pid]]:
+        """Every membership, in join order."""
+        ...
 
 
 Pairs = list[tuple[int, Entry]]  # (entry id, entry); ids grow with registration order

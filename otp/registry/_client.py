@@ -58,14 +58,14 @@ from .._timeouts import check_timeout
 from ._backend import RegistryDown
 from ._protocol import (
     Change,
+    EntryAdded,
+    EntryRemoved,
     Joined,
     Left,
     LeftAll,
     MetadataUpdated,
-    Registered,
     Snapshot,
     SyncToken,
-    Unregistered,
     ValueUpdated,
     decode_reply,
     encode_request,
@@ -169,13 +169,14 @@ class RegistryClient:
 
     def is_dead(self, pid: Pid) -> bool:
         """True if ``pid`` (a registry this client has heard from) has
-        exited: its death notice is in, or is waiting to be taken in and its
-        pidfd says so.  With nothing waiting, a death is so recent that it
+        exited: a notice of its death is in (the client's own, or a DOWN or
+        EXIT this process took), or is waiting to be taken in and its pidfd
+        says so.  With nothing waiting, a death is so recent that it
         is concurrent with whatever the caller does next, and the pidfd
         check (a poll under the signal lock) is skipped: every request pays
         for this check."""
         peer = self._peer if self._peer is not None and pid == self.registry_pid else self.proc.call_peer(pid)
-        if peer.dead is not None:
+        if peer.dead is not None or pid.uid in self.proc.dead_seen:  # a DOWN or EXIT of it came first
             return True
         sig = self.proc.sig
         if not sig.inbox:
@@ -392,13 +393,13 @@ class Replica:
     def _apply(self, change: Change) -> None:
         table, groups = self.table, self.groups
         match change:
-            case Registered(key, pid, value, metadata):
+            case EntryAdded(key, pid, value, metadata):
                 rows = table.get(key, [])
                 if not self.duplicate:
                     rows = [r for r in rows if r.pid != pid]
                 rows.append(Holder(pid, value, metadata))
                 table[key] = rows
-            case Unregistered(key, pid):
+            case EntryRemoved(key, pid):
                 rows = [r for r in table.get(key, []) if r.pid != pid]
                 if rows:
                     table[key] = rows

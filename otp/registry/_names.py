@@ -1,5 +1,7 @@
-"""Process names (Erlang's ``register``/``whereis``), process groups (``pg``)
-and keyed registries (Elixir's ``Registry``), over registry processes.
+"""Process names (Erlang's ``register``/``whereis``) and keyed registries
+(Elixir's ``Registry``), over registry processes; :func:`registry_client`
+and :func:`start_named` are also how :mod:`otp.pg` reaches and starts its
+scopes.
 
 Names work wherever a pid does (``send``, ``call``, ``cast``, ``link``,
 ``monitor``): the kernel's name resolution asks :func:`whereis`.  A name, a
@@ -17,7 +19,7 @@ negative: ``ValueError``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from time import monotonic as _monotonic
 from typing import Any
 
@@ -26,7 +28,7 @@ from .._child_spec import ChildSpec, child_spec
 from .._errors import NoProc, StartError, Timeout
 from .._pid import Pid
 from .._timeouts import check_timeout
-from ._backend import AlreadyRegistered, NotFound, RegistryDown
+from ._backend import AlreadyRegistered, InvalidKey, NotFound, RegistryDown, canonical_key
 from ._client import DEFAULT_TIMEOUT, RegistryClient
 from ._server import endpoints
 from ._server import start_link as _start_server
@@ -39,10 +41,8 @@ __all__ = [
     "registry_health",
     "Registry",
     "via",
-    "pg_join",
-    "pg_leave",
-    "pg_members",
-    "pg_groups",
+    "registry_client",
+    "start_named",
 ]
 
 #: Seconds an exiting process waits for the registry to drop its name.
@@ -184,6 +184,15 @@ def _resolve(dest: Any) -> Pid | None:
     return None
 
 
+def _names_of(pid: Pid) -> list[Any]:
+    """The names ``pid`` holds in the node registry ([] while the registry
+    is down or restarting: process_info must not fail for that)."""
+    try:
+        return list(_node_client().request("keys", pid))
+    except (RegistryDown, NoProc):
+        return []
+
+
 def _register_server_name(name: Any, pid: Pid) -> None:
     """gen_server's ``name=``: a clash is ``('already_started', pid)``."""
     try:
@@ -210,40 +219,7 @@ class RegistryNames:
     register_server = staticmethod(_register_server_name)
     unregister_server = staticmethod(_unregister_server_name)
     on_exit = staticmethod(_on_exit)
-
-
-# ------------------------------------------------------------------- pg
-
-
-def pg_join(group: Any, pid: Pid | None = None) -> None:
-    """Add ``pid`` (default: the caller) to ``group``; a process may join a
-    group several times and leaves as many times (one leave per join).  Members leave
-    automatically when they exit.  A group is a str, int, bytes or tuple of
-    those, like a name (``InvalidKey`` otherwise)."""
-    proc = _process.current()
-    _node_client().request("pg_join", group, proc.pid if pid is None else pid)
-
-
-def pg_leave(group: Any, pid: Pid | None = None) -> bool:
-    """Remove one membership of ``pid`` (default: the caller) in ``group``;
-    False if it had none."""
-    proc = _process.current()
-    return _node_client().request("pg_leave", group, proc.pid if pid is None else pid)
-
-
-def pg_members(group: Any) -> list:
-    """The members of ``group`` (with repeats), from the replica when this
-    process reads often."""
-    client = _node_client()
-    replica = client.counted_replica()
-    if replica is None:
-        return client.request("pg_members", group)
-    return replica.members(group)
-
-
-def pg_groups() -> list:
-    """Every group that has at least one member."""
-    return _node_client().request("pg_groups")
+    names_of = staticmethod(_names_of)
 
 
 # ------------------------------------------------------- keyed registries
@@ -255,24 +231,74 @@ def via(registry: Any, key: Any) -> tuple:
     return ("$via", registry, key)
 
 
+def start_named(config: dict[str, Any], name: Any) -> Pid:
+    """Start a registry process linked to the caller and, unless ``name``
+    is None, register it under ``name`` on the node; a taken name is
+    ``StartError(('already_started', pid))``."""
+    pid = _start_server({**config, "name": name})
+    if name is not None:
+        try:
+            register(name, pid)
+        except AlreadyRegistered as exc:
+            # Unlink first: the caller must not receive the 'killed'.
+            _api.unlink(pid)
+            _api.exit(pid, "kill")
+            raise StartError(("already_started", exc.existing_pid)) from None
+    return pid
+
+
+def registry_client(registry: Any) -> RegistryClient:
+    """This process's client of the registry process ``registry`` (its pid
+    or its name; None: the node's name registry); ``NoProc`` if no process
+    has that name."""
+    if registry is None:
+        return _node_client()
+    pid = registry if isinstance(registry, Pid) else whereis(registry)
+    if pid is None:
+        raise NoProc(registry)
+    proc = _process.current()
+    clients = _clients(proc)
+    client = clients.get(pid.uid)
+    if client is None or (client.registry_pid is not None and client._registry_dead()):
+        if client is not None:
+            client.close()
+        client = clients[pid.uid] = RegistryClient(*endpoints(proc.node.dir, pid.uid), registry_pid=pid)
+    return client
+
+
+def _check_listeners(listeners: Sequence[Any]) -> list[Any]:
+    """Listeners are pids or plain names (Elixir: named processes)."""
+    if isinstance(listeners, (str, bytes)) or not isinstance(listeners, Sequence):
+        raise TypeError(f"listeners is a list of pids or names, not {type(listeners).__name__}")
+    checked = []
+    for listener in listeners:
+        if not isinstance(listener, Pid):
+            try:
+                listener = canonical_key(listener)
+            except InvalidKey:
+                raise TypeError(f"a listener is a pid or a name (str, int, bytes, tuple), not {listener!r}") from None
+            if isinstance(listener, tuple) and listener[:1] == ("$via",):
+                raise TypeError(f"a listener is a pid or a name of the node, not a via name: {listener!r}")
+        checked.append(listener)
+    return checked
+
+
 class Registry:
     """Keyed registries (Elixir's Registry): ``Registry.start_link(
     keys='unique'|'duplicate', name=...)``; a process registers *itself*."""
 
     @staticmethod
-    def start_link(keys: str = "unique", name: Any = None, backend: Any = "memory") -> Pid:
+    def start_link(
+        keys: str = "unique", name: Any = None, backend: Any = "memory", listeners: Sequence[Any] = ()
+    ) -> Pid:
+        """Start a keyed registry linked to the caller.  Each of
+        ``listeners`` (pids or names, Elixir's ``:listeners``) receives an
+        :data:`~otp.registry.RegistryEvent` for every registration and
+        unregistration, also when a holder exits; an event to a dead
+        listener, or to a name nobody holds, is dropped."""
         if keys not in ("unique", "duplicate"):
             raise ValueError(f"keys must be 'unique' or 'duplicate', not {keys!r}")
-        pid = _start_server({"mode": keys, "backend": backend})
-        if name is not None:
-            try:
-                register(name, pid)
-            except AlreadyRegistered as exc:
-                # Unlink first: the caller must not receive the 'killed'.
-                _api.unlink(pid)
-                _api.exit(pid, "kill")
-                raise StartError(("already_started", exc.existing_pid)) from None
-        return pid
+        return start_named({"mode": keys, "backend": backend, "listeners": _check_listeners(listeners)}, name)
 
     @staticmethod
     def child_spec(
@@ -280,22 +306,16 @@ class Registry:
         name: Any = None,
         backend: Any = "memory",
         id: Any = None,  # noqa: A002
+        listeners: Sequence[Any] = (),
     ) -> ChildSpec:
-        return child_spec(id if id is not None else ("Registry", name), (Registry.start_link, (keys, name, backend)))
+        return child_spec(
+            id if id is not None else ("Registry", name),
+            (Registry.start_link, (keys, name, backend, list(listeners))),
+        )
 
     @staticmethod
     def _client(registry: Any) -> RegistryClient:
-        pid = registry if isinstance(registry, Pid) else whereis(registry)
-        if pid is None:
-            raise NoProc(registry)
-        proc = _process.current()
-        clients = _clients(proc)
-        client = clients.get(pid.uid)
-        if client is None or (client.registry_pid is not None and client._registry_dead()):
-            if client is not None:
-                client.close()
-            client = clients[pid.uid] = RegistryClient(*endpoints(proc.node.dir, pid.uid), registry_pid=pid)
-        return client
+        return registry_client(registry)
 
     @staticmethod
     def register(registry: Any, key: Any, value: Any = None, metadata: dict | None = None) -> None:

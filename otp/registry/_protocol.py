@@ -11,8 +11,9 @@ request pays it.
 
 The change feed.  Every change to the registry's table is published as
 ``(version, change)``, ``change`` one of the :data:`Change` records
-(:class:`Registered`, :class:`Unregistered`...); a :class:`SyncToken` goes
-out with version None.  Records here: a change costs one write, and
+(:class:`EntryAdded`, :class:`EntryRemoved`...); a :class:`SyncToken` goes
+out with version None.  (The messages a registry sends to its listeners and
+pg monitors are other records: :mod:`otp.registry._events`.)  Records here: a change costs one write, and
 replicas tell the kinds apart by type.
 
 Who may send what.  Our clients connect a DEALER (the ROUTER sees
@@ -46,7 +47,7 @@ from typing import Any, NamedTuple
 
 from .._codec import dumps, encode_frame
 from .._errors import EncodeError
-from .._pid import Pid
+from .._pid import Pid, Ref
 from ._backend import (
     InvalidPid,
     InvalidValue,
@@ -62,8 +63,8 @@ from ._backend import (
 __all__ = [
     "Request",
     "Reply",
-    "Registered",
-    "Unregistered",
+    "EntryAdded",
+    "EntryRemoved",
     "ValueUpdated",
     "MetadataUpdated",
     "Joined",
@@ -72,6 +73,7 @@ __all__ = [
     "Change",
     "SyncToken",
     "Snapshot",
+    "PgMonitorEnded",
     "OpSpec",
     "OPS",
     "READ_OPS",
@@ -109,7 +111,7 @@ class Reply(NamedTuple):
 # -------------------------------------------------------------- the change feed
 
 
-class Registered(NamedTuple):
+class EntryAdded(NamedTuple):
     """``pid`` registered ``key`` with ``value`` and ``metadata``."""
 
     key: Any
@@ -118,7 +120,7 @@ class Registered(NamedTuple):
     metadata: dict[str, Any]
 
 
-class Unregistered(NamedTuple):
+class EntryRemoved(NamedTuple):
     """``pid`` no longer holds ``key``."""
 
     key: Any
@@ -162,7 +164,7 @@ class LeftAll(NamedTuple):
     pid: Pid
 
 
-Change = Registered | Unregistered | ValueUpdated | MetadataUpdated | Joined | Left | LeftAll
+Change = EntryAdded | EntryRemoved | ValueUpdated | MetadataUpdated | Joined | Left | LeftAll
 
 
 class SyncToken(NamedTuple):
@@ -176,9 +178,18 @@ class Snapshot(NamedTuple):
     """The answer to ``snapshot``: the table after change ``version``."""
 
     version: int
-    entries: list[Registered]
+    entries: list[EntryAdded]
     groups: dict[Any, list[Pid]]
     mode: str
+
+
+class PgMonitorEnded(NamedTuple):
+    """Sent by the registry to the process that ended the pg monitor
+    ``ref``, after every notification of that monitor: the caller of
+    ``otp.pg.demonitor`` flushes its notifications up to this one (they
+    travel by mailbox, the reply by another socket)."""
+
+    ref: Ref
 
 
 class Unanswerable(Exception):
@@ -207,6 +218,21 @@ def _pid(arg: object) -> Pid:
 
 def _pid_or_none(arg: object) -> Pid | None:
     return None if arg is None else _pid(arg)
+
+
+def _pids(arg: object) -> tuple[Pid, ...]:
+    """A pid or a list (tuple) of pids, as pg's join and leave take them."""
+    if type(arg) is Pid:
+        return (check_pid(arg),)
+    if isinstance(arg, (list, tuple)) and type(arg) in (list, tuple):  # no subclass: its iteration is caller code
+        return tuple([_pid(p) for p in arg])
+    raise InvalidPid(f"expected an otp.Pid or a list of them, got {type(arg).__name__}")
+
+
+def _ref(arg: object) -> Ref:
+    if type(arg) is not Ref or type(arg.id) is not int:  # an id of another type would compare by its own code
+        raise MalformedRequest(f"expected an otp.Ref, got {type(arg).__name__}")
+    return arg
 
 
 def _term(arg: object) -> Any:
@@ -252,8 +278,11 @@ OPS: dict[str, OpSpec] = {
     "unregister_pid": _spec(_pid, write=True),
     "update_value": _spec(canonical_key, _pid, _term, write=True),
     "update_metadata": _spec(canonical_key, _metadata, write=True),
-    "pg_join": _spec(canonical_key, _pid, write=True),
-    "pg_leave": _spec(canonical_key, _pid, write=True),
+    "pg_join": _spec(canonical_key, _pids, write=True),
+    "pg_leave": _spec(canonical_key, _pids, write=True),
+    "pg_monitor_scope": _spec(_pid),
+    "pg_monitor": _spec(_pid, canonical_key),
+    "pg_demonitor": _spec(_ref),
     "lookup": _spec(canonical_key),
     "lookup_entries": _spec(canonical_key),
     "whereis": _spec(canonical_key),

@@ -32,12 +32,26 @@ the server, which its supervisor restarts (OTP's let-it-crash; answering
 changes are encoded like mailbox frames (under forkserver, whatever names a
 class of the script's ``__main__`` travels by value).
 
+Notifications.  A keyed registry started with ``listeners`` sends each of
+them :class:`~otp.registry._events.Registered` and ``Unregistered`` (also
+when a holder exits: the server remembers which keys each process holds,
+so an entry the backend dropped at a lookup still gets its event when the
+DOWN arrives); a listener named by a name nobody holds misses the event.
+A process that monitors a pg scope or group (``pg_monitor_scope``,
+``pg_monitor``) gets ``PgJoin``/``PgLeave``, one ``PgLeave`` per
+membership when a member exits, as OTP's pg sends them; the server watches
+it and forgets its monitors when it exits.  Both are sent before the reply
+to the request that caused them.
+
 Restart.  With the sqlite backend (the node registry's default) the entries
-survive a crash of this process: the restarted server reopens the file,
-drops entries of dead processes (the backend's liveness check) and monitors
-the live ones again.  With the memory backend a restart starts empty.  A
-request that was in flight when the server died is not answered by its
-successor: its client raises ``RegistryDown`` (see
+and the pg memberships survive a crash of this process: the restarted
+server reopens the file, drops entries and memberships of dead processes
+(the backend's liveness check) and monitors the live ones again.  With the
+memory backend a restart starts empty.  Listeners are configuration: the
+successor has them too.  pg monitors are not kept: like OTP's, they die
+with the scope process (a monitoring process learns of it by monitoring
+the scope).  A request that was in flight when the server died is not
+answered by its successor: its client raises ``RegistryDown`` (see
 :mod:`otp.registry._client`).
 """
 
@@ -49,34 +63,36 @@ import math
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import zmq
 
 from .. import _api, _process
 from .._codec import encode_frame
-from .._errors import ProcessExit, StartError, Timeout
+from .._errors import NoProc, ProcessExit, StartError, Timeout
 from .._oslib import fd_readable, raise_fd_limit
 from .._pid import Pid, Ref
 from .._reasons import DOWN, EXIT
 from .._signal_records import Named
 from .._start_result import StartAck, Started, StartFailed
-from ._backend import AlreadyRegistered, PidNotAlive, RegistryError, RegistryFull
+from ._backend import AlreadyRegistered, MembershipStore, PidNotAlive, RegistryError, RegistryFull
 from ._backends import open_backend
+from ._events import PgEvent, PgJoin, PgLeave, Registered, RegistryEvent, Unregistered
 from ._protocol import (
     OPS,
     READ_OPS,
     Change,
+    EntryAdded,
+    EntryRemoved,
     Joined,
     Left,
     LeftAll,
     MetadataUpdated,
+    PgMonitorEnded,
     Refused,
-    Registered,
     Snapshot,
     SyncToken,
     Unanswerable,
-    Unregistered,
     ValueUpdated,
     decode_request,
     encode_reply,
@@ -172,6 +188,13 @@ class DropLog:
             self._emit("registry dropped a request it cannot answer: %s", reason)
 
 
+class _PgMonitor(NamedTuple):
+    """A process watching a pg scope (``group`` None) or one group."""
+
+    pid: Pid
+    group: Any
+
+
 class _Server:
     def __init__(self, proc: _process.Process, config: dict[str, Any]) -> None:
         self.proc = proc
@@ -180,7 +203,11 @@ class _Server:
         self.drops = DropLog(log.warning)
         self.mode = config.get("mode", "unique")
         self.one_name_per_pid = bool(config.get("names"))  # the node's name registry
+        # What listeners' events call this registry: its name, else its pid.
+        self.name: Any = config.get("name")
+        self.listeners: list[Any] = list(config.get("listeners", ()))
         self.backend = open_backend(config.get("backend", "memory"), is_alive=self._alive, mode=self.mode)
+        self.member_store = self.backend if isinstance(self.backend, MembershipStore) else None
         node_dir = proc.node.dir
         self.request_ep, self.publish_ep = endpoints(node_dir, None if config.get("names") else proc.uid)
         self.router = proc.ctx.socket(zmq.ROUTER)
@@ -199,7 +226,12 @@ class _Server:
         # every hit is checked for liveness again.  Bounded by _CACHE_MAX.
         self._cache: dict[Any, list] = {}
         self.monitors: dict[int, Any] = {}  # uid -> monitor ref
+        # uid -> the keys the process holds (an ordered set): what its exit
+        # unregisters, even where the backend already dropped the entries.
+        self.held: dict[int, dict[Any, None]] = {}
         self.groups: dict[Any, list[Pid]] = {}  # pg: group -> members (with repeats)
+        self.pg_monitors: dict[Ref, _PgMonitor] = {}
+        self.pg_monitors_of: dict[int, set[Ref]] = {}  # uid of a monitoring process -> its refs
         self._handlers = {op: getattr(self, "op_" + op) for op in OPS}
         self.watch_cap = watch_cap(raise_fd_limit())
         for entry in self.backend.list_all():  # after a restart: watch the survivors
@@ -208,7 +240,32 @@ class _Server:
             except RegistryFull:
                 log.error("registry: dropping %r, held by %r: no descriptor to watch it", entry.key, entry.pid)
                 self.backend.unregister(entry.key, entry.pid)
+                continue
+            self.held.setdefault(entry.pid.uid, {})[entry.key] = None
+        self._restore_groups()
         proc.exit_hooks.append(lambda reason: self.close())
+
+    def _restore_groups(self) -> None:
+        """The memberships a predecessor stored, of processes still alive."""
+        store = self.member_store
+        if store is None:
+            return
+        verdicts: dict[Pid, bool] = {}
+        for group, pid in store.memberships():
+            alive = verdicts.get(pid)
+            if alive is None:
+                try:
+                    alive = self._alive(pid)
+                    if alive:
+                        self._watch(pid)
+                except RegistryFull:
+                    log.error("registry: dropping the memberships of %r: no descriptor to watch it", pid)
+                    alive = False
+                if not alive:
+                    store.remove_member_pid(pid)
+                verdicts[pid] = alive
+            if alive:
+                self.groups.setdefault(group, []).append(pid)
 
     @staticmethod
     def _bind(sock, endpoint: str) -> None:
@@ -252,7 +309,12 @@ class _Server:
             raise RegistryFull(pid, len(self.monitors)) from None
 
     def _unwatch_if_unused(self, pid: Pid) -> None:
-        if self.backend.keys_of(pid) or any(pid in members for members in self.groups.values()):
+        if (
+            self.held.get(pid.uid)
+            or self.backend.keys_of(pid)
+            or pid.uid in self.pg_monitors_of
+            or any(pid in members for members in self.groups.values())
+        ):
             return
         ref = self.monitors.pop(pid.uid, None)
         if ref is not None:
@@ -289,14 +351,22 @@ class _Server:
     def _dead(self, pid: Pid) -> None:
         self._cache.clear()
         self.monitors.pop(pid.uid, None)
-        for key in self.backend.unregister_pid(pid):
-            self._publish(Unregistered(key, pid))
+        held = self.held.pop(pid.uid, {})
+        for key in dict.fromkeys([*held, *self.backend.unregister_pid(pid)]):
+            self._removed(key, pid)
+        if self.member_store is not None and any(pid in members for members in self.groups.values()):
+            self.member_store.remove_member_pid(pid)
         for group, members in list(self.groups.items()):
             if pid in members:
+                times = members.count(pid)
                 self.groups[group] = [m for m in members if m != pid]
                 if not self.groups[group]:
                     del self.groups[group]
                 self._publish(LeftAll(group, pid))
+                for _ in range(times):  # OTP's pg: one leave per membership
+                    self._notify_pg(PgLeave, group, [pid])
+        for ref in self.pg_monitors_of.pop(pid.uid, ()):
+            self.pg_monitors.pop(ref, None)
 
     def _publish(self, change: Change) -> None:
         self.version += 1
@@ -329,6 +399,49 @@ class _Server:
             router.send(part, _SNDMORE)
         router.send(frame)
 
+    # ------------------------------------------------------------ notifications
+
+    def _tell(self, dest: Any, msg: RegistryEvent | PgEvent | PgMonitorEnded) -> None:
+        """Send ``msg`` to a pid or a name; a name nobody holds misses it,
+        as a dead pid does."""
+        try:
+            if isinstance(dest, Pid):
+                self.proc.send(dest, msg)
+            else:
+                _process.send(dest, msg)
+        except NoProc:
+            pass
+
+    def _registered(self, key: Any, pid: Pid, value: Any, metadata: dict) -> None:
+        self.held.setdefault(pid.uid, {})[key] = None
+        self._publish(EntryAdded(key, pid, value, metadata))
+        if self.listeners:
+            event = Registered(self.proc.pid if self.name is None else self.name, key, pid, value)
+            for listener in self.listeners:
+                self._tell(listener, event)
+
+    def _removed(self, key: Any, pid: Pid) -> None:
+        """``pid``'s entries under ``key`` are gone (from the backend already)."""
+        self._publish(EntryRemoved(key, pid))
+        self._forget(key, pid)
+
+    def _forget(self, key: Any, pid: Pid) -> None:
+        """``pid`` holds ``key`` no more: tell the listeners."""
+        held = self.held.get(pid.uid)
+        if held is not None:
+            held.pop(key, None)
+            if not held:
+                del self.held[pid.uid]
+        if self.listeners:
+            event = Unregistered(self.proc.pid if self.name is None else self.name, key, pid)
+            for listener in self.listeners:
+                self._tell(listener, event)
+
+    def _notify_pg(self, kind: type[PgJoin] | type[PgLeave], group: Any, pids: list[Pid]) -> None:
+        for ref, monitor in list(self.pg_monitors.items()):
+            if monitor.group is None or monitor.group == group:
+                self._tell(monitor.pid, kind(ref, group, pids))
+
     # ------------------------------------------------------------ operations
 
     def op_register(self, key: Any, pid: Pid, value: Any = None, metadata: dict | None = None) -> None:
@@ -346,7 +459,7 @@ class _Server:
             raise
         if self.one_name_per_pid:
             self._tell_named(pid)
-        self._publish(Registered(key, pid, value, metadata or {}))
+        self._registered(key, pid, value, metadata or {})
 
     def _tell_named(self, pid: Pid) -> None:
         """Let the process know it holds a name: its exit drops the name
@@ -357,15 +470,17 @@ class _Server:
     def op_unregister(self, key: Any, pid: Pid | None = None) -> None:
         entries = self.backend.lookup(key)
         self.backend.unregister(key, pid)
-        for entry in entries:
-            if pid is None or entry.pid == pid:
-                self._publish(Unregistered(key, entry.pid))
-                self._unwatch_if_unused(entry.pid)
+        removed = [entry.pid for entry in entries if pid is None or entry.pid == pid]
+        for holder in removed:  # replicas: one change per entry (a duplicate key may have several)
+            self._publish(EntryRemoved(key, holder))
+        for holder in dict.fromkeys(removed):  # listeners: one event per holder, as Elixir sends
+            self._forget(key, holder)
+            self._unwatch_if_unused(holder)
 
     def op_unregister_pid(self, pid: Pid) -> list:
         keys = self.backend.unregister_pid(pid)
         for key in keys:
-            self._publish(Unregistered(key, pid))
+            self._removed(key, pid)
         self._unwatch_if_unused(pid)
         return keys
 
@@ -420,32 +535,65 @@ class _Server:
 
     def op_health(self) -> dict:
         health = dict(self.backend.health_check())
-        health.update(version=self.version, monitored=len(self.monitors), groups=len(self.groups))
+        health.update(
+            version=self.version,
+            monitored=len(self.monitors),
+            groups=len(self.groups),
+            pg_monitors=len(self.pg_monitors),
+        )
         return health
 
     def op_sync(self, token: Any) -> None:
         self.pub.send(encode_frame((None, SyncToken(token)), self.main_by_value))
 
     def op_snapshot(self) -> Snapshot:
-        entries = [Registered(e.key, e.pid, e.value, e.metadata) for e in self.backend.list_all()]
+        entries = [EntryAdded(e.key, e.pid, e.value, e.metadata) for e in self.backend.list_all()]
         return Snapshot(self.version, entries, {g: list(m) for g, m in self.groups.items()}, self.mode)
 
-    def op_pg_join(self, group: Any, pid: Pid) -> None:
-        if not self._alive(pid):
-            raise PidNotAlive(pid)
-        self._watch(pid)
-        self.groups.setdefault(group, []).append(pid)
-        self._publish(Joined(group, pid))
+    # ------------------------------------------------------------ process groups
 
-    def op_pg_leave(self, group: Any, pid: Pid) -> bool:
+    def op_pg_join(self, group: Any, pids: tuple[Pid, ...]) -> None:
+        for pid in pids:
+            if not self._alive(pid):
+                raise PidNotAlive(pid)
+        watched = []
+        try:
+            for pid in dict.fromkeys(pids):
+                if pid.uid not in self.monitors:
+                    self._watch(pid)
+                    watched.append(pid)
+            if self.member_store is not None:
+                self.member_store.add_members(group, pids)
+        except RegistryError:
+            for pid in watched:
+                self._unwatch_if_unused(pid)
+            raise
+        self.groups.setdefault(group, []).extend(pids)
+        for pid in pids:
+            self._publish(Joined(group, pid))
+        if pids:
+            self._notify_pg(PgJoin, group, list(pids))
+
+    def op_pg_leave(self, group: Any, pids: tuple[Pid, ...]) -> bool:
+        """One membership less for each of ``pids`` that has one; False if
+        none had (OTP's ``not_joined``)."""
         members = self.groups.get(group, [])
-        if pid not in members:
+        left = []
+        for pid in pids:
+            if pid in members:
+                members.remove(pid)
+                left.append(pid)
+        if not left:
             return False
-        members.remove(pid)
         if not members:
             del self.groups[group]
-        self._publish(Left(group, pid))
-        self._unwatch_if_unused(pid)
+        if self.member_store is not None:
+            self.member_store.remove_members(group, left)
+        for pid in left:
+            self._publish(Left(group, pid))
+        self._notify_pg(PgLeave, group, left)
+        for pid in dict.fromkeys(left):
+            self._unwatch_if_unused(pid)
         return True
 
     def op_pg_members(self, group: Any) -> list:
@@ -453,6 +601,37 @@ class _Server:
 
     def op_pg_groups(self) -> list:
         return [g for g, members in self.groups.items() if any(self._alive(p) for p in members)]
+
+    def _pg_monitor(self, pid: Pid, group: Any) -> Ref:
+        if not self._alive(pid):
+            raise PidNotAlive(pid)
+        self._watch(pid)  # its monitors go when it exits
+        ref = _api.make_ref()
+        self.pg_monitors[ref] = _PgMonitor(pid, group)
+        self.pg_monitors_of.setdefault(pid.uid, set()).add(ref)
+        return ref
+
+    def op_pg_monitor_scope(self, pid: Pid) -> tuple[Ref, dict[Any, list[Pid]]]:
+        ref = self._pg_monitor(pid, None)
+        return ref, {g: [p for p in members if self._alive(p)] for g, members in self.groups.items()}
+
+    def op_pg_monitor(self, pid: Pid, group: Any) -> tuple[Ref, list[Pid]]:
+        return self._pg_monitor(pid, group), self.op_pg_members(group)
+
+    def op_pg_demonitor(self, ref: Ref) -> Pid | None:
+        """End the monitor ``ref``; its owner, or None if there is none.
+        The owner then gets :class:`PgMonitorEnded`, after every
+        notification of ``ref``."""
+        monitor = self.pg_monitors.pop(ref, None)
+        if monitor is None:
+            return None
+        refs = self.pg_monitors_of.get(monitor.pid.uid, set())
+        refs.discard(ref)
+        if not refs:
+            self.pg_monitors_of.pop(monitor.pid.uid, None)
+        self._tell(monitor.pid, PgMonitorEnded(ref))
+        self._unwatch_if_unused(monitor.pid)
+        return monitor.pid
 
     def close(self) -> None:
         self.router.close(linger=0)

@@ -20,6 +20,14 @@ Why each setting:
 * **A unique index on ``key`` in unique mode**: the store itself refuses two
   holders of one key.  The mode is recorded in the file; reopening in the
   other mode is refused.
+* **Versioned schema** (``PRAGMA user_version``).  A file of an older
+  version is migrated when it is opened, in the transaction that takes the
+  write lock (all or nothing): each step of :data:`_MIGRATIONS` takes the
+  schema from one version to the next, and a new file is the first schema
+  plus every step, so old and new files end up alike.  A file of a newer
+  version is refused.  Version 2 added ``pg_members``, the process-group
+  memberships (one row per join, in join order) that the registry process
+  writes through (:class:`~otp.registry.MembershipStore`).
 
 Keys are stored in a canonical binary encoding (:func:`encode_key`):
 each term is a tag byte followed by its content, with lengths and counts as
@@ -48,7 +56,7 @@ import pickle
 import sqlite3
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from .._codec import dumps
@@ -73,7 +81,7 @@ from ._backend import (
 __all__ = ["SQLiteBackend", "encode_key", "decode_key"]
 
 APPLICATION_ID = 0x6D615267  # "maRg", in the file header: tells our files from any other sqlite file
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SIGN = 1 << 63
 _MASK = (1 << 64) - 1
 _ENTRY = "id, key, pid_node, pid_uid, pid_ospid, pid_start, value, metadata"
@@ -89,6 +97,16 @@ CREATE TABLE metadata_index (
     PRIMARY KEY (entry_id, field)) WITHOUT ROWID;
 CREATE INDEX metadata_by_value ON metadata_index (field, value);
 """
+#: Statements taking the schema from version ``v`` to ``v + 1``, by ``v``.
+_MIGRATIONS: dict[int, str] = {
+    1: """
+CREATE TABLE pg_members (
+    id INTEGER PRIMARY KEY, grp BLOB NOT NULL, pid_node BLOB NOT NULL, pid_uid INTEGER NOT NULL,
+    pid_ospid INTEGER NOT NULL, pid_start INTEGER NOT NULL);
+CREATE INDEX pg_members_by_group ON pg_members (grp, pid_uid);
+CREATE INDEX pg_members_by_pid ON pg_members (pid_uid);
+""",
+}
 
 
 # --- canonical encoding -------------------------------------------------------------------------
@@ -233,15 +251,16 @@ class SQLiteBackend(BaseBackend):
         c.execute("PRAGMA locking_mode=EXCLUSIVE")
         app_id = c.execute("PRAGMA application_id").fetchone()[0]  # first read: a non-database fails here
         fresh = app_id == 0 and c.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+        version = 1  # a new file is written in the first schema, then migrated like any other
         if not fresh:  # never touch (not even switch to WAL) a file that is not ours
             if app_id != APPLICATION_ID:
                 raise BackendUnavailable(
                     f"{self.path!r} is a sqlite file but not a registry (application_id {app_id:#x})"
                 )
             version = c.execute("PRAGMA user_version").fetchone()[0]
-            if version != SCHEMA_VERSION:
+            if not 1 <= version <= SCHEMA_VERSION:
                 raise BackendUnavailable(
-                    f"{self.path!r} has registry schema {version}; this code reads {SCHEMA_VERSION}"
+                    f"{self.path!r} has registry schema {version}; this code reads 1 to {SCHEMA_VERSION}"
                 )
             check = c.execute("PRAGMA quick_check").fetchall()
             if check != [("ok",)]:
@@ -253,11 +272,12 @@ class SQLiteBackend(BaseBackend):
         c.execute("PRAGMA foreign_keys=ON")
         with self._transaction():  # takes the write lock now, so a second opener fails here
             if fresh:
-                for statement in _SCHEMA.format(unique="UNIQUE" if self._unique else "").split(";")[:-1]:
-                    c.execute(statement)  # not executescript, which would commit the open transaction
+                _execute(c, _SCHEMA.format(unique="UNIQUE" if self._unique else ""))
                 c.execute(f"PRAGMA application_id={APPLICATION_ID}")
-                c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 c.execute("INSERT INTO registry_info VALUES ('mode', ?)", (self.mode,))
+            for step in range(version, SCHEMA_VERSION):
+                _execute(c, _MIGRATIONS[step])
+            c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             stored = c.execute("SELECT value FROM registry_info WHERE name = 'mode'").fetchone()
             if stored is None or stored[0] != self.mode:
                 raise BackendUnavailable(f"{self.path!r} holds a {stored and stored[0]} registry, not {self.mode}")
@@ -417,6 +437,39 @@ class SQLiteBackend(BaseBackend):
             self._conn.execute("DELETE FROM entries WHERE pid_uid = ?", (_signed(pid.uid),))
         return keys
 
+    # -- process-group memberships (MembershipStore) --
+
+    def add_members(self, group: Key, pids: Sequence[Pid]) -> None:
+        grp = encode_key(group)
+        with self._transaction():
+            self._conn.executemany(
+                "INSERT INTO pg_members (grp, pid_node, pid_uid, pid_ospid, pid_start) VALUES (?,?,?,?,?)",
+                [(grp, _field(p.node), _signed(p.uid), p.ospid, p.start) for p in pids],
+            )
+
+    def remove_members(self, group: Key, pids: Sequence[Pid]) -> None:
+        grp = encode_key(group)
+        with self._transaction():
+            for pid in pids:
+                self._conn.execute(
+                    "DELETE FROM pg_members WHERE id = (SELECT min(id) FROM pg_members WHERE grp = ? AND pid_uid = ?)",
+                    (grp, _signed(pid.uid)),
+                )
+
+    def remove_member_pid(self, pid: Pid) -> None:
+        with self._transaction():
+            self._conn.execute("DELETE FROM pg_members WHERE pid_uid = ?", (_signed(pid.uid),))
+
+    def memberships(self) -> list[tuple[Key, Pid]]:
+        with self._read():
+            rows = self._conn.execute(
+                "SELECT grp, pid_node, pid_uid, pid_ospid, pid_start FROM pg_members ORDER BY id"
+            ).fetchall()
+        return [
+            (decode_key(grp), Pid(node.decode("utf-8", "surrogatepass"), uid & _MASK, ospid, start))
+            for grp, node, uid, ospid, start in rows
+        ]
+
     # -- lifecycle and introspection --
 
     def _stats(self) -> dict[str, Any]:
@@ -435,6 +488,7 @@ class SQLiteBackend(BaseBackend):
             "index_fields": one("SELECT count(DISTINCT field) FROM metadata_index"),
             "index_postings": one("SELECT count(*) FROM metadata_index WHERE value IS NOT NULL"),
             "unindexed_postings": one("SELECT count(*) FROM metadata_index WHERE value IS NULL"),
+            "pg_memberships": one("SELECT count(*) FROM pg_members"),
         }
 
     def _audit(self) -> list[str]:
@@ -450,6 +504,13 @@ class SQLiteBackend(BaseBackend):
 
     def _close(self) -> None:
         self._conn.close()  # the last connection checkpoints the log and removes it
+
+
+def _execute(conn: sqlite3.Connection, script: str) -> None:
+    """Run ``script``'s statements one by one: ``executescript`` would
+    commit the transaction they belong to."""
+    for statement in script.split(";")[:-1]:
+        conn.execute(statement)
 
 
 def _signed(uid: int) -> int:

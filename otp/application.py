@@ -1,0 +1,57 @@
+"""Applications (OTP's ``application`` module): ``otp.application.start(spec,
+type)``, ``ensure_all_started``, ``stop``, ``which_applications``, the
+environment (``get_env``, ``set_env``, ``get_all_env``), and the behaviour
+:class:`Application` with its declaration :class:`AppSpec`.  See
+:mod:`otp._application` for the controller, the masters and restart types."""
+
+from ._application import (
+    AlreadyLoaded,
+    AlreadyStarted,
+    AppInfo,
+    Application,
+    ApplicationError,
+    ApplicationTerminated,
+    AppSpec,
+    AppType,
+    NotStarted,
+    StartFailed,
+    UnknownApplication,
+    ensure_all_started,
+    ensure_started,
+    get_all_env,
+    get_env,
+    get_supervisor,
+    load,
+    loaded_applications,
+    set_env,
+    start,
+    stop,
+    unset_env,
+    which_applications,
+)
+
+__all__ = [
+    "Application",
+    "AppSpec",
+    "AppInfo",
+    "AppType",
+    "ApplicationTerminated",
+    "load",
+    "start",
+    "ensure_started",
+    "ensure_all_started",
+    "stop",
+    "which_applications",
+    "loaded_applications",
+    "get_supervisor",
+    "get_env",
+    "set_env",
+    "unset_env",
+    "get_all_env",
+    "ApplicationError",
+    "UnknownApplication",
+    "NotStarted",
+    "AlreadyStarted",
+    "AlreadyLoaded",
+    "StartFailed",
+]
