@@ -133,9 +133,23 @@ def embryo_main(node: NodeInfo, uid: int, zygote_channel: socket.socket, zygote_
             reason.traceback.rstrip(),
             extra=_logging.report("crash", pid=proc.pid, reason=reason),
         )
+    _flush_stdio()
     try:
         proc.terminate(reason)
     except BaseException:
         log.exception("exit of %r failed", proc.pid)
     finally:
         os._exit(0 if is_clean(reason) else 1)
+
+
+def _flush_stdio() -> None:
+    """What the process printed reaches its stdout and stderr before its
+    death is announced (``os._exit`` flushes nothing, and a pipe or file is
+    block-buffered): output of a process comes before what anyone who saw
+    it die prints next."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):  # closed, or a reader that went away
+            pass

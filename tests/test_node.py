@@ -155,6 +155,36 @@ def test_no_orphan_after_runtime_is_sigkilled(method):
             proc.wait()
 
 
+PRINTING_SCRIPT = """
+import otp
+
+def say(word):
+    print(word)
+
+with otp.Node(start_method={method!r}):
+    pid, ref = otp.spawn_monitor(say, "spawned")
+    otp.receive(10, lambda m: isinstance(m, otp.DOWN))
+    print("root")
+"""
+
+
+@pytest.mark.parametrize("method", ["forkserver", "fork"])
+def test_output_of_a_process_is_flushed_before_its_death_is_seen(method):
+    """stdout to a pipe is block-buffered: a process's prints reach it
+    before anyone learns that the process ended."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    env["PYTHONPATH"] = os.path.dirname(HERE)
+    out = subprocess.run(
+        [sys.executable, "-c", PRINTING_SCRIPT.format(method=method)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines() == ["spawned", "root"]
+
+
 def test_sigkill_of_zygote_kills_every_process():
     with otp.Node() as n:
         otp.trap_exit(True)  # the kernel supervisor dies too, and we are linked to it
@@ -204,11 +234,12 @@ def test_proc_state_and_descendants_read_the_kernels_view():
     assert _oslib.proc_state(child.pid) is None or _oslib.proc_state(child.pid).start != st.start
 
 
-def test_kernel_supervisor_runs_the_registry_then_the_application_controller(node):
-    """The kernel supervisor's children: the name registry, then the
-    application controller (registered as ``application_controller``)."""
+def test_kernel_supervisor_runs_the_registry_the_timer_server_then_the_application_controller(node):
+    """The kernel supervisor's children: the name registry, the timer
+    server, then the application controller (registered as
+    ``application_controller``)."""
     ids = [child.id for child in otp.supervisor.which_children(node.kernel)]
-    assert ids.index("registry") < ids.index("application_controller")
+    assert ids == ["registry", "timer_server", "application_controller"]
     assert otp.whereis("application_controller") is not None
 
 
