@@ -219,11 +219,7 @@ class GenServer:
         max_mailbox=max_mailbox)`` (id defaults to the class name); ``kw``
         are child_spec's keywords.  A bad ``max_mailbox`` raises here, a
         bad keyword ``SupervisorError`` as :func:`otp.child_spec`."""
-        options: dict[str, Any] = {"name": name} if name is not None else {}
-        if _api.check_max_mailbox(max_mailbox) is not None:
-            options["max_mailbox"] = max_mailbox
-        start: Callable[..., Pid | None] = partial(cls.start_link, **options) if options else cls.start_link
-        return child_spec(id if id is not None else cls.__name__, (start, (args,)), **kw)
+        return behaviour_child_spec(cls.start_link, cls.__name__, args, id, name, max_mailbox, kw)
 
 
 # ------------------------------------------------------------------ client
@@ -316,13 +312,50 @@ def _start(
 ) -> Pid | None:
     if not (isinstance(cls, type) and issubclass(cls, GenServer)):
         raise TypeError(f"{cls!r} is not a GenServer subclass")
+    return start_behaviour(_server_main, cls, args, name, timeout, link, max_mailbox)
+
+
+def behaviour_child_spec(
+    start_link: Callable[..., Pid | None],
+    default_id: str,
+    args: Any,
+    id: Any,  # noqa: A002
+    name: ServerName | None,
+    max_mailbox: int | None,
+    kw: dict[str, Any],
+) -> ChildSpec:
+    """The child spec of a behaviour's ``child_spec`` classmethod:
+    ``start_link(args, name=name, max_mailbox=max_mailbox)``, ``id``
+    defaulting to ``default_id``; a bad ``max_mailbox`` raises here."""
+    options: dict[str, Any] = {"name": name} if name is not None else {}
+    if _api.check_max_mailbox(max_mailbox) is not None:
+        options["max_mailbox"] = max_mailbox
+    start: Callable[..., Pid | None] = partial(start_link, **options) if options else start_link
+    return child_spec(id if id is not None else default_id, (start, (args,)), **kw)
+
+
+def start_behaviour(
+    main: Callable[[type, Any, ServerName | None, Pid, Ref, bool], None],
+    cls: type,
+    args: Any,
+    name: ServerName | None,
+    timeout: float | None,
+    link: bool,
+    max_mailbox: int | None,
+) -> Pid | None:
+    """Spawn ``main(cls, args, name, parent, ack, link)`` (a behaviour's
+    loop, which registers ``name`` and acknowledges with a
+    :class:`StartAck` carrying ``ack``) and wait for its answer: the pid,
+    None if ``init`` ignored, :class:`StartError` if it failed, died or
+    did not answer within ``timeout`` (then it is killed).  The caller is
+    never killed through the link by a failed start (OTP 26's proc_lib)."""
     timeout = check_timeout(timeout)
     check_name(name)
     bound = _api.check_max_mailbox(max_mailbox)
     p = _process.current()
     ack = _api.make_ref()
     pid, mref = p.spawn(
-        _server_main,
+        main,
         (cls, args, name, p.pid, ack, link),
         {},
         module=cls.__module__,

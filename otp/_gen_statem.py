@@ -74,9 +74,9 @@ from enum import Enum
 from functools import partial
 from typing import Any, ClassVar, NamedTuple, NoReturn
 
-from . import _api, _logging, _process, _sys
-from ._child_spec import ChildSpec, child_spec
-from ._errors import ProcessExit, StartError, Timeout
+from . import _logging, _process, _sys
+from ._child_spec import ChildSpec
+from ._errors import ProcessExit, Timeout
 from ._gen_server import (
     DEFAULT_CALL_TIMEOUT,
     HIBERNATE,
@@ -84,12 +84,13 @@ from ._gen_server import (
     ServerName,
     Starter,
     Stop,
-    check_name,
+    behaviour_child_spec,
     reply,
+    start_behaviour,
 )
 from ._pid import Pid, Ref
-from ._reasons import DOWN, EXIT, Crash, is_clean
-from ._start_result import IGNORED, StartAck, Started, StartFailed
+from ._reasons import EXIT, Crash, is_clean
+from ._start_result import IGNORED, Started
 from ._timeouts import check_timeout
 
 log = logging.getLogger("otp")
@@ -377,11 +378,7 @@ class GenStatem:
         """A child spec running ``cls.start_link(args, name=name,
         max_mailbox=max_mailbox)`` (id defaults to the class name); ``kw``
         are child_spec's keywords."""
-        options: dict[str, Any] = {"name": name} if name is not None else {}
-        if _api.check_max_mailbox(max_mailbox) is not None:
-            options["max_mailbox"] = max_mailbox
-        start: Callable[..., Pid | None] = partial(cls.start_link, **options) if options else cls.start_link
-        return child_spec(id if id is not None else cls.__name__, (start, (args,)), **kw)
+        return behaviour_child_spec(cls.start_link, cls.__name__, args, id, name, max_mailbox, kw)
 
 
 def _start(
@@ -389,39 +386,7 @@ def _start(
 ) -> Pid | None:
     if not (isinstance(cls, type) and issubclass(cls, GenStatem)):
         raise TypeError(f"{cls!r} is not a GenStatem subclass")
-    timeout = check_timeout(timeout)
-    check_name(name)
-    bound = _api.check_max_mailbox(max_mailbox)
-    p = _process.current()
-    ack = _api.make_ref()
-    pid, mref = p.spawn(
-        _statem_main,
-        (cls, args, name, p.pid, ack, link),
-        {},
-        module=cls.__module__,
-        link=link,
-        monitor=True,
-        max_mailbox=bound,
-    )
-
-    def answer(m: object) -> bool:
-        return (type(m) is StartAck and m.ref == ack) or (isinstance(m, DOWN) and m.ref == mref)
-
-    try:
-        msg = p.receive(timeout, answer)
-    except Timeout:
-        if link:
-            p.unlink(pid)
-        p.exit_signal(pid, "kill")
-        p.demonitor(mref, flush=True)
-        raise StartError("timeout") from None
-    p.demonitor(mref, flush=True)
-    if isinstance(msg, DOWN):
-        raise StartError(msg.reason)
-    result = msg.result
-    if isinstance(result, StartFailed):
-        raise StartError(result.reason)
-    return pid if isinstance(result, Started) else None
+    return start_behaviour(_statem_main, cls, args, name, timeout, link, max_mailbox)
 
 
 def _statem_main(cls: type, args: Any, name: ServerName | None, parent: Pid, ack: Ref, linked: bool) -> None:

@@ -32,6 +32,15 @@ def node():
     assert not os.path.exists(node_dir), "node directory left behind"
 
 
+@pytest.fixture(params=["forkserver", "fork"])
+def start_method(request, monkeypatch):
+    """Both start methods, whatever ``OTP_START_METHOD`` says: a module
+    whose behaviour must hold under each overrides ``node`` as
+    ``def node(start_method, node)``."""
+    monkeypatch.setenv("OTP_START_METHOD", request.param)
+    return request.param
+
+
 @pytest.fixture
 def app(node):
     """MABEAM started under the test (which traps exits, so that the

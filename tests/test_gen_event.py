@@ -15,12 +15,6 @@ from otp import _logging
 GE = otp.GenEvent
 
 
-@pytest.fixture(params=["forkserver", "fork"])
-def start_method(request, monkeypatch):
-    monkeypatch.setenv("OTP_START_METHOD", request.param)
-    return request.param
-
-
 @pytest.fixture
 def node(start_method, node):
     return node

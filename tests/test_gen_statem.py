@@ -41,12 +41,6 @@ from otp._gen_statem import (
 CAST, INFO, INTERNAL, ENTER = EventType.CAST, EventType.INFO, EventType.INTERNAL, EventType.ENTER
 
 
-@pytest.fixture(params=["forkserver", "fork"])
-def start_method(request, monkeypatch):
-    monkeypatch.setenv("OTP_START_METHOD", request.param)
-    return request.param
-
-
 @pytest.fixture
 def node(start_method, node):
     """The conftest's node (which checks that no process outlives it),

@@ -15,12 +15,6 @@ import otp
 from otp._process_info import ITEMS, ProcessInfo, process_info, processes
 
 
-@pytest.fixture(params=["forkserver", "fork"])
-def start_method(request, monkeypatch):
-    monkeypatch.setenv("OTP_START_METHOD", request.param)
-    return request.param
-
-
 def _until(predicate, what: str):
     """Ask again until ``predicate`` holds (each ask is a round trip to the
     process, not a sleep); fail after TIMEOUT."""

@@ -13,12 +13,6 @@ import otp
 Agent = otp.Agent
 
 
-@pytest.fixture(params=["forkserver", "fork"])
-def start_method(request, monkeypatch):
-    monkeypatch.setenv("OTP_START_METHOD", request.param)
-    return request.param
-
-
 @pytest.fixture
 def node(start_method, node):
     return node

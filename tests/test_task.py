@@ -13,12 +13,6 @@ import otp
 Task = otp.Task
 
 
-@pytest.fixture(params=["forkserver", "fork"])
-def start_method(request, monkeypatch):
-    monkeypatch.setenv("OTP_START_METHOD", request.param)
-    return request.param
-
-
 @pytest.fixture
 def node(start_method, node):
     return node
