@@ -54,6 +54,8 @@ class ProcStat(NamedTuple):
     start: int  #: start time in clock ticks since boot
     ppid: int
     session: int
+    flags: int = 0  #: the main thread's task flags (PF_*)
+    pending: int = 0  #: signals pending for the main thread (a bitmap, signal n at bit n-1)
 
     @property
     def dead(self) -> bool:
@@ -61,16 +63,34 @@ class ProcStat(NamedTuple):
         return self.state in ("Z", "X")
 
     @property
+    def dying(self) -> bool:
+        """Dead, or past the point of no return.  A process SIGKILLed a
+        moment ago keeps its state letter (R, S) for milliseconds while
+        the kernel tears it down, but from the moment ``kill`` returns
+        SIGKILL is pending in its main thread (every fatal signal becomes
+        one), and then the thread is flagged ``PF_EXITING``: both say it
+        will never run user code again."""
+        return self.dead or bool(self.flags & _PF_EXITING) or bool(self.pending & _SIGKILL_PENDING)
+
+    @property
     def stopped(self) -> bool:
         """Stopped by a signal (SIGSTOP) or a tracer."""
         return self.state in ("T", "t")
 
 
+#: ``PF_EXITING`` in the ``flags`` field of ``/proc/<pid>/stat`` (include/linux/sched.h).
+_PF_EXITING = 0x4
+#: SIGKILL in the pending-signal bitmap of ``/proc/<pid>/stat``.
+_SIGKILL_PENDING = 1 << (signal.SIGKILL - 1)
+
+
 def _parse_stat(data: bytes) -> ProcStat:
     # The command name (field 2) may contain spaces and parentheses; the
-    # fields after the last ')' are well formed.
+    # fields after the last ')' are well formed (state is field 3, so
+    # field n is tail[n - 3]: ppid 4, session 6, flags 9, start 22,
+    # pending 31).
     tail = data[data.rindex(b")") + 2 :].split()
-    return ProcStat(tail[0].decode(), int(tail[19]), int(tail[1]), int(tail[3]))
+    return ProcStat(tail[0].decode(), int(tail[19]), int(tail[1]), int(tail[3]), int(tail[6]), int(tail[28]))
 
 
 def proc_state(ospid: int) -> ProcStat | None:
@@ -179,9 +199,10 @@ def fd_readable(fd: int, timeout: float = 0.0) -> bool:
 
 
 def os_process_alive(ospid: int, start: int) -> bool:
-    """True if ``(ospid, start)`` is running (zombies count as dead)."""
+    """True if ``(ospid, start)`` is running: a zombie, or a process
+    already killed or exiting (:attr:`ProcStat.dying`), counts as dead."""
     st = proc_state(ospid)
-    return st is not None and st.start == start and not st.dead
+    return st is not None and st.start == start and not st.dying
 
 
 def pidfd_kill(ospid: int, start: int, sig: int = signal.SIGKILL) -> bool:

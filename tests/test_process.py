@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import threading
 
 import pytest
@@ -109,6 +110,21 @@ def test_is_alive(node):
     otp.exit(pid, "kill")
     wait_dead(pid)
     assert not otp.is_alive(pid)
+
+
+def test_a_process_is_dead_to_is_alive_as_soon_as_kill_returns(node):
+    """A SIGKILLed process keeps its /proc state letter for milliseconds
+    while the kernel tears it down; is_alive must not count it from the
+    moment the kill returned (otp.exit(pid, 'kill') as well as an OS kill)."""
+    for trial in range(30):
+        pid = otp.spawn(wait_forever)
+        assert otp.is_alive(pid)
+        if trial % 2:
+            os.kill(pid.ospid, signal.SIGKILL)
+        else:
+            otp.exit(pid, "kill")
+            wait_dead(pid)
+        assert not otp.is_alive(pid), f"trial {trial}"
 
 
 def test_send_to_dead_pid_is_a_silent_noop(node):
