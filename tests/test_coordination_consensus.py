@@ -22,7 +22,7 @@ import otp
 from mabeam import coordination
 from mabeam._agent_registry import AGENT_SUPERVISOR
 from mabeam._app import COORDINATION
-from mabeam.coordination._session import start_session
+from mabeam.coordination._session import GRACE, start_session
 
 
 def test_majority_counts_the_agents_own_votes(app):
@@ -48,6 +48,39 @@ def test_majority_counts_the_agents_own_votes(app):
     )
     assert all(e[5] == "normal" for e in events if e[2] == "exited")
     assert otp.supervisor.count_children(COORDINATION)["active"] == 0
+
+
+def test_the_default_quorum_is_a_majority_of_the_agents_asked(app):
+    """One voter left out of seven decides nothing unless the caller asks
+    for a lower quorum; four of seven decide; two of four (half) do not."""
+    start_agents({f"s{i}": {"vote": "approve"} for i in range(4)})
+    gone = [f"gone{i}" for i in range(6)]
+    for method, decision in (("majority", "approve"), ("weighted", "strong_approve")):
+        lone = coordination.run_consensus(["s0", *gone], "x", method, timeout=5)
+        assert not lone.reached and lone.decision is None and "quorum" in lone.reason
+        assert lone.votes == {"s0": "approve"} and lone.failed == dict.fromkeys(gone, "not_running")
+        assert coordination.run_consensus(["s0", "s1", "s2", "s3", *gone[:3]], "x", method).decision == decision
+        assert not coordination.run_consensus(["s0", "s1", *gone[:2]], "x", method).reached
+        assert coordination.run_consensus(["s0", *gone], "x", method, quorum=0.0).reached  # asked for
+    abstaining = coordination.run_consensus(["s0", "s1", "s2", *gone[:3]], "x", quorum=0.5)
+    assert abstaining.reached  # an explicit fraction keeps its meaning: at least half
+
+
+def test_a_session_waits_on_each_agent_itself_and_a_silent_one_costs_its_own_timeout(app):
+    """The session holds one request per agent (it monitors every agent
+    whose answer it still waits for: no helper process in between); an
+    agent that does not answer is listed as 'timeout' and the others'
+    votes count."""
+    me = otp.self()
+    pids = start_agents({"silent": {"hold": True, "notify": me}, "p": {}, "q": {}})
+    session = coordination.run_consensus_async(["silent", "p", "q"], "x", timeout=2)
+    assert recv_tagged("holding") == ("holding", "silent")
+    assert pids["silent"] in otp.process_info(session.pid).monitors
+    result = session.result(20)
+    assert result.failed == {"silent": "timeout"} and result.votes == {"p": "approve", "q": "approve"}
+    assert result.reached and result.decision == "approve"
+    assert 2 <= result.elapsed < 2 + GRACE
+    otp.send(pids["silent"], ("release",))  # its late answer is dropped, never delivered
 
 
 def test_weighted_voting_uses_expertise_metadata_with_the_cap(app):

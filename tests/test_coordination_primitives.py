@@ -68,6 +68,27 @@ def test_lock_waiter_that_dies_leaves_the_queue(app):
     assert recv_tagged("got") == ("got", "next", 2)  # the dead waiter got nothing
 
 
+def test_lock_never_grants_a_waiter_the_kernel_killed(app):
+    """30 trials: two waiters queue, the first is SIGKILLed and at once the
+    holder releases.  The grant goes to the second: never to the dead one,
+    whose DOWN may not have arrived yet (the kernel knows of the kill at
+    once; /proc shows a zombie only milliseconds later)."""
+    me = otp.self()
+    for _ in range(30):
+        holder = otp.spawn(lock_holder, me, "killed-waiter")
+        _, acquirer, grant = recv_tagged("acquired")
+        assert acquirer == holder
+        doomed = otp.spawn(lock_waiter, me, "killed-waiter", "doomed")
+        coordination.get_lock_info("killed-waiter", min_waiting=1)
+        heir = otp.spawn(lock_waiter, me, "killed-waiter", "heir")
+        coordination.get_lock_info("killed-waiter", min_waiting=2)
+        os.kill(doomed.ospid, signal.SIGKILL)
+        otp.send(holder, "release")
+        assert recv_tagged("got") == ("got", "heir", grant + 1)  # no grant number went to the dead waiter
+        assert recv_tagged("released") == ("released", holder)
+        down_of(otp.monitor(heir))
+
+
 def test_counter_increments_and_compare_and_set(app):
     me = otp.self()
     workers = [otp.spawn(counter_incrementer, me, "hits", 25) for _ in range(4)]
@@ -116,6 +137,21 @@ def test_barrier_releases_live_parties_only(app):
     assert sorted(recv_tagged("released")[1:] for _ in range(2)) == sorted([(survivor, 1), (late, 1)])
     with pytest.raises(coordination.UnknownPrimitive):
         coordination.arrive("no-such-barrier", timeout=1)
+
+
+def test_barrier_never_counts_a_party_the_kernel_killed(app):
+    """30 trials: a party waits and is SIGKILLed; at once two more arrive.
+    They are released together: neither is released with the dead party,
+    whose DOWN may not have arrived when the second arrival is counted."""
+    me = otp.self()
+    coordination.create_barrier("killed-party", 2)
+    for trial in range(30):
+        doomed = otp.spawn(barrier_party, me, "killed-party")
+        coordination.get_barrier_info("killed-party", min_waiting=1)
+        os.kill(doomed.ospid, signal.SIGKILL)
+        partner = otp.spawn(barrier_party, me, "killed-party")
+        assert coordination.arrive("killed-party", timeout=10) == trial
+        assert recv_tagged("released") == ("released", partner, trial)
 
 
 def test_leader_election_with_terms(app):

@@ -10,6 +10,7 @@ from mabeam._errors import MabeamError
 from mabeam.coordination import CoordinationError
 from mabeam.coordination.voting import (
     APPROVE,
+    MAJORITY_QUORUM,
     NEUTRAL,
     NO_DECISION,
     REJECT,
@@ -76,6 +77,23 @@ def test_quorum_checks():
         quorum_met(4, 3, 0.5)
     with pytest.raises(InvalidVotingParameter):
         quorum_met(1, 3, 1.5)
+
+
+def test_majority_quorum_asks_for_more_than_half_of_the_electorate():
+    assert MAJORITY_QUORUM is None
+    assert [quorum_met(cast, 7, None) for cast in (1, 3, 4, 7)] == [False, False, True, True]
+    assert not quorum_met(3, 6, None) and quorum_met(3, 6, 0.5)  # half is not a majority
+    assert quorum_met(0, 0, None)
+    lone = majority_tally({"a": "x"}, eligible=7, quorum=None)
+    assert not lone.reached and lone.reason == "quorum not met: 1 of 7 voted, quorum is a majority (4 of 7)"
+    assert majority_tally(dict.fromkeys("abcd", "x"), eligible=7, quorum=None).decision == "x"
+    with pytest.raises(QuorumNotMet, match="a majority"):
+        require_quorum(2, 4, None)
+    weights = dict.fromkeys("abcdefg", 1.0)
+    solo = weighted_tally([WeightedVote("a", True)], weights, quorum=None)
+    assert solo.decision == NO_DECISION and "1 of 7 voted" in solo.reason
+    four = [WeightedVote(v, True) for v in "abcd"]
+    assert weighted_tally(four, weights, quorum=None).decision == STRONG_APPROVE
 
 
 # --------------------------------------------------------------------------- weighted voting

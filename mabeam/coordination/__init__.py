@@ -3,17 +3,21 @@
 Every coordination session (consensus, Byzantine, collusion-resistant,
 iterative refinement, hierarchical) is its own OS process under the
 ``mabeam.coordination`` dynamic supervisor (``restart='temporary'``); it
-asks the agents through the Agent wire protocol (concurrent calls to their
-``handle_vote``, ``handle_proposal`` and ``handle_coordination`` hooks, and
-``run`` for a cluster representative) and computes results with the pure
-tallies of :mod:`.voting`.  Many sessions run at once and none waits on
+asks the agents through the Agent wire protocol (one asynchronous request
+per agent to its ``handle_vote``, ``handle_proposal`` or
+``handle_coordination`` hook, or ``run`` for a cluster representative,
+the answers taken as they arrive) and computes results with the pure
+tallies of :mod:`.voting`.  A consensus decides nothing unless more than
+half of the agents asked voted, unless the caller asks for another quorum.  Many sessions run at once and none waits on
 another; a session stops when its caller dies; every wait has a timeout.
 Nothing is simulated: every vote is what an agent's process answered.
 
 Primitives (lock, barrier, counter, leader election) are named
 :class:`otp.Service` processes under the same supervisor, created on demand
 without check-then-register races; their waiters get deferred answers and
-are monitored.
+are monitored, and a lock or barrier never counts a party whose death is
+known when it decides (its ``DOWN`` already queued, or the kernel already
+killing it).
 
 Every blocking call has an ``_async`` twin or a timeout; the ``*_async``
 functions return a :class:`Session` whose ``result(timeout)`` collects the

@@ -7,9 +7,12 @@ its next generation empty.
 
 The rule for arrivers that die: a barrier releases only when ``parties``
 *live* processes are waiting.  Every arriver is monitored; one that exits
-before the release is removed (its ``DOWN``), and at the moment the count
-is reached every waiter is checked to be alive, so a death whose ``DOWN``
-is still on its way cannot release the others wrongly.  They keep waiting
+before the release is removed (its ``DOWN``).  The release is decided when
+an arrival makes the count: the ``DOWN`` messages already in the barrier's
+mailbox are taken first (they would otherwise wait behind the arrival),
+and every waiter is then checked against what the kernel knows
+(:func:`otp.is_alive` counts a process SIGKILLed a moment ago as dead
+from the kill on, though its ``DOWN`` comes milliseconds later), so a death cannot release the others wrongly.  They keep waiting
 for a replacement (or their timeout).  A caller whose ``arrive`` times out
 withdraws; if the barrier released at that very moment, ``arrive`` returns
 the generation instead of raising, so no party is released without
@@ -70,11 +73,31 @@ class BarrierServer(otp.Service):
             for w in ready:
                 self.answer(w.caller, self._info())
 
+    def _forget(self, monitor: otp.Ref) -> None:
+        """The arriver of ``monitor`` exited: it no longer waits."""
+        for token, arrival in self.waiting.items():
+            if arrival.monitor == monitor:
+                del self.waiting[token]
+                return
+
+    def _take_downs(self) -> None:
+        """Handle the DOWNs of arrivers that are already queued, before a
+        decision that must not count their senders."""
+        monitors = {arrival.monitor for arrival in self.waiting.values()}
+        while monitors:
+            try:
+                down = otp.receive(0, lambda m: isinstance(m, otp.DOWN) and m.ref in monitors)
+            except otp.Timeout:
+                return
+            monitors.discard(down.ref)
+            self._forget(down.ref)
+
     def _maybe_release(self) -> None:
         if len(self.waiting) < self.parties:
             return
+        self._take_downs()
         for token, arrival in list(self.waiting.items()):
-            if not otp.is_alive(arrival.pid):
+            if not otp.is_alive(arrival.pid):  # its DOWN is still on its way
                 otp.demonitor(arrival.monitor, flush=True)
                 del self.waiting[token]
         if len(self.waiting) < self.parties:
@@ -122,10 +145,7 @@ class BarrierServer(otp.Service):
 
     def handle_info(self, msg: Any, state: Any) -> Any:
         if isinstance(msg, otp.DOWN):
-            for token, arrival in self.waiting.items():
-                if arrival.monitor == msg.ref:
-                    del self.waiting[token]
-                    break
+            self._forget(msg.ref)
         return otp.NoReply(state)
 
 

@@ -1,8 +1,11 @@
 """Consensus with votes asked from the agents themselves.
 
 Each call starts a session process (see :mod:`._session`) that asks every
-agent at once with ``kind='vote'`` (the agent's ``handle_vote``), waits at
-most ``timeout`` for the answers and tallies them with :mod:`.voting`.
+agent at once with ``kind='vote'`` (the agent's ``handle_vote``), takes the
+answers as they arrive for at most ``timeout`` and tallies them with
+:mod:`.voting`.  By default nothing is decided unless more than half of
+the agents asked gave a usable vote (see :func:`run_consensus`'s
+``quorum``).
 Nothing is drawn at random: a vote is what the agent's process answered.
 
 What an agent answers:
@@ -27,10 +30,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mabeam._agent_registry import get_agent
-from otp.registry import NotFound
+from mabeam._errors import UnknownAgent
 
 from . import voting
-from ._agent_calls import Answer, ask_all
+from ._agent_calls import Answer
 from ._errors import InvalidParameter
 from ._session import GRACE, Context, Session, start_session
 
@@ -90,8 +93,8 @@ def _check_timeout(timeout: float) -> None:
 
 
 def collect_votes(ctx: Context, ids: list, proposal: Any, timeout: float, kind: str = "vote") -> tuple:
-    """Ask every agent (in a task of the session): ``(votes, abstained, failed)``."""
-    outcomes = ctx.gather(ask_all, ids, proposal, kind, timeout, timeout=timeout)
+    """Ask every agent: ``(votes, abstained, failed)``."""
+    outcomes = ctx.ask_all(ids, proposal, kind, timeout)
     votes, abstained, failed = {}, [], {}
     for agent_id, outcome in zip(ids, outcomes):
         if not isinstance(outcome, Answer):
@@ -146,14 +149,14 @@ def _expertise_weights(ids: list) -> dict:
     for agent_id in ids:
         try:
             metrics = get_agent(agent_id).config.metadata.get("expertise", {})
-        except NotFound:
+        except UnknownAgent:
             metrics = {}
         weights[agent_id] = voting.expertise_weight(metrics)
     return weights
 
 
 def _consensus_body(
-    ctx: Context, ids: list, proposal: Any, method: str, timeout: float, quorum: float, weights: dict | None
+    ctx: Context, ids: list, proposal: Any, method: str, timeout: float, quorum: float | None, weights: dict | None
 ) -> ConsensusResult:
     votes, abstained, failed = collect_votes(ctx, ids, proposal, timeout)
     n = len(ids)
@@ -194,7 +197,7 @@ def run_consensus_async(
     method: str = "majority",
     *,
     timeout: float = 5.0,
-    quorum: float = 0.0,
+    quorum: float | None = voting.MAJORITY_QUORUM,
     weights: Mapping[Hashable, float] | None = None,
 ) -> Session:
     """Start a consensus session; ``handle.result(timeout)`` gives the
@@ -203,15 +206,18 @@ def run_consensus_async(
     if method not in METHODS:
         raise InvalidParameter(f"method must be one of {METHODS}, not {method!r}")
     _check_timeout(timeout)
-    if isinstance(quorum, bool) or not isinstance(quorum, (int, float)) or not 0.0 <= quorum <= 1.0:
-        raise InvalidParameter(f"quorum must be in [0, 1], got {quorum!r}")
+    if quorum is not None and (
+        isinstance(quorum, bool) or not isinstance(quorum, (int, float)) or not 0.0 <= quorum <= 1.0
+    ):
+        raise InvalidParameter(f"quorum must be None or in [0, 1], got {quorum!r}")
     if weights is not None:
         weights = dict(weights)
         missing = [a for a in ids if a not in weights]
         if missing:
             raise InvalidParameter(f"no weight for {missing!r}")
         voting.cap_weight_shares(weights)  # validates them here, in the caller
-    return start_session("consensus", _consensus_body, (ids, proposal, method, float(timeout), float(quorum), weights))
+    quorum = None if quorum is None else float(quorum)
+    return start_session("consensus", _consensus_body, (ids, proposal, method, float(timeout), quorum, weights))
 
 
 def run_consensus(
@@ -220,18 +226,27 @@ def run_consensus(
     method: str = "majority",
     *,
     timeout: float = 5.0,
-    quorum: float = 0.0,
+    quorum: float | None = voting.MAJORITY_QUORUM,
     weights: Mapping[Hashable, float] | None = None,
 ) -> ConsensusResult:
     """Ask ``agent_ids`` to vote on ``proposal`` and tally the answers.
 
-    ``method``: ``'majority'`` (strict majority of the votes cast, with a
-    ``quorum`` fraction of all agents), ``'unanimous'`` (every agent votes
-    the same; an abstention or a failure breaks it) or ``'weighted'``
-    (expertise weights from agent metadata, or ``weights``, with no agent
-    above 50% of the weight; ``quorum`` is the share of weight that must
-    vote).  ``timeout`` bounds the wait for the agents; the call returns at
-    most ``timeout + 2 * GRACE`` seconds later."""
+    ``method``: ``'majority'`` (strict majority of the votes cast),
+    ``'unanimous'`` (every agent votes the same; an abstention or a failure
+    breaks it) or ``'weighted'`` (expertise weights from agent metadata, or
+    ``weights``, with no agent above 50% of the weight).
+
+    ``quorum`` says how many of the agents asked must give a usable vote
+    for anything to be decided.  The default (None,
+    :data:`.voting.MAJORITY_QUORUM`) is more than half of them, counted by
+    head for both methods: agents that abstain, are not running, time out
+    or die do not count, so one voter left out of seven decides nothing
+    (``reached=False``, ``reason`` says the quorum was not met).  A number
+    in [0, 1] is instead the fraction of the agents that must vote
+    (majority: at least that share of them) or the share of the weight that
+    must vote (weighted); ``quorum=0.0`` lets any single vote decide.
+    ``timeout`` bounds the wait for the agents; the call returns at most
+    ``timeout + 2 * GRACE`` seconds later."""
     return run_consensus_async(agent_ids, proposal, method, timeout=timeout, quorum=quorum, weights=weights).result(
         timeout + 2 * GRACE
     )

@@ -37,13 +37,13 @@ from typing import Any, NamedTuple
 import otp
 from mabeam._agent_registry import AGENT_SUPERVISOR, get_agent
 from mabeam._comms import publish, whereis_agent
+from mabeam._errors import UnknownAgent
 from mabeam._names import TASKS
 
 # The task functions as functions: TaskSupervisor's static methods are
 # attached at runtime, where a type checker cannot see them.
 from otp._task import Task
 from otp._task import async_nolink as start_task_nolink
-from otp.registry import NotFound
 
 from ._agent_calls import Answer, ask_all
 from ._errors import CoordinationError, InvalidParameter, NoLeader
@@ -130,7 +130,7 @@ def _registered_priorities(candidates: list) -> dict:
             continue
         try:
             value = get_agent(candidate).config.metadata.get("priority", 0)
-        except NotFound:
+        except UnknownAgent:  # unregistered meanwhile
             continue
         if _is_priority(value):
             standing[candidate] = value

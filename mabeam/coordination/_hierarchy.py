@@ -38,7 +38,7 @@ from typing import Any
 from mabeam._agent import Agent
 
 from . import voting
-from ._agent_calls import AgentRequest, Answer, ask_all, ask_each
+from ._agent_calls import AgentRequest, Answer, ask_all
 from ._errors import InsufficientAgentsForHierarchy, InvalidParameter
 from ._session import GRACE, Context, Session, start_session
 
@@ -159,7 +159,7 @@ def _gather_clusters(ctx: Context, clusters: list, proposal: Any, timeout: float
             members = [m for m in clusters[i] if m not in excluded[i]]
             requests.append(AgentRequest(clusters[i][pos], "run", (represent, (members, proposal, timeout))))
             order.append(i)
-        outcomes = ctx.gather(ask_each, requests, rep_timeout, timeout=rep_timeout)
+        outcomes = ctx.ask_agents(requests, rep_timeout)
         for i, outcome in zip(order, outcomes):
             rep = clusters[i][position[i]]
             if isinstance(outcome, Answer) and isinstance(outcome.value, dict):

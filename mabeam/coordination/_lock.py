@@ -5,11 +5,15 @@ the lock is free and every earlier waiter had its turn; it returns the
 grant number, which increases with every grant (a fencing token: a resource
 can refuse writes that carry an older number).  The holder is monitored:
 when it exits, the lock passes to the next waiter that is still alive.  A
-waiter that exits leaves the queue.  A caller whose ``acquire`` times out
-withdraws from the queue; if the lock was granted to it at that very moment
-it keeps it and ``acquire`` returns normally, so a lock is never held by
-someone who does not know it.  Locks are not reentrant: acquiring a lock
-one already holds raises :class:`AlreadyHeld`.
+waiter that exits leaves the queue.  Before a grant the lock takes the
+``DOWN`` messages already in its mailbox, and it never grants to a waiter
+whose death the kernel knows (:func:`otp.is_alive` counts a process
+SIGKILLed a moment ago as dead from the kill on, though its ``DOWN``
+comes milliseconds later), so no grant number goes to the dead.  A caller whose
+``acquire`` times out withdraws from the queue; if the lock was granted to
+it at that very moment it keeps it and ``acquire`` returns normally, so a
+lock is never held by someone who does not know it.  Locks are not
+reentrant: acquiring a lock one already holds raises :class:`AlreadyHeld`.
 """
 
 from __future__ import annotations
@@ -70,10 +74,38 @@ class LockServer(otp.Service):
             for w in ready:
                 self.answer(w.caller, self._info())
 
+    def _forget(self, monitor: otp.Ref) -> None:
+        """The holder or waiter of ``monitor`` exited (the lock passes on
+        when the caller grants next)."""
+        if self.holder is not None and self.holder.monitor == monitor:
+            self.holder = None
+            return
+        for waiter in self.queue:
+            if waiter.monitor == monitor:
+                self.queue.remove(waiter)
+                return
+
+    def _take_downs(self) -> None:
+        """Handle the DOWNs of the holder and waiters that are already
+        queued, before a grant that must not go to their senders."""
+        monitors = {waiter.monitor for waiter in self.queue}
+        if self.holder is not None:
+            monitors.add(self.holder.monitor)
+        while monitors:
+            try:
+                down = otp.receive(0, lambda m: isinstance(m, otp.DOWN) and m.ref in monitors)
+            except otp.Timeout:
+                return
+            monitors.discard(down.ref)
+            self._forget(down.ref)
+
     def _grant_next(self) -> None:
+        if not self.queue:
+            return
+        self._take_downs()
         while self.queue and self.holder is None:
             waiter = self.queue.popleft()
-            if not otp.is_alive(waiter.pid):  # its DOWN may still be on its way
+            if not otp.is_alive(waiter.pid):  # its DOWN is still on its way
                 otp.demonitor(waiter.monitor, flush=True)
                 continue
             self.grants += 1
@@ -127,14 +159,8 @@ class LockServer(otp.Service):
 
     def handle_info(self, msg: Any, state: Any) -> Any:
         if isinstance(msg, otp.DOWN):
-            if self.holder is not None and self.holder.monitor == msg.ref:
-                self.holder = None
-                self._grant_next()
-            else:
-                for waiter in self.queue:
-                    if waiter.monitor == msg.ref:
-                        self.queue.remove(waiter)
-                        break
+            self._forget(msg.ref)
+            self._grant_next()
         return otp.NoReply(state)
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
 
-from ._agent_calls import Answer, ask_all
+from ._agent_calls import Answer
 from ._errors import InvalidParameter
 from ._session import GRACE, Context, Session, start_session
 
@@ -116,7 +116,7 @@ def _refinement_body(
     reason = "max_rounds"
     for number in range(1, max_rounds + 1):
         context = {"initial": initial, "round": number, "proposals": dict(previous)}
-        outcomes = ctx.gather(ask_all, ids, (number, context), "proposal", timeout, timeout=timeout)
+        outcomes = ctx.ask_all(ids, (number, context), "proposal", timeout)
         proposals, failed = {}, {}
         for agent_id, outcome in zip(ids, outcomes):
             if not isinstance(outcome, Answer):

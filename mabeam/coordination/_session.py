@@ -21,28 +21,26 @@ the same way.  (Spawning with ``otp.spawn_monitor`` would give the same
 guarantee, but the session would then not be a child of the coordination
 supervisor.)
 
-Inside the session every step that waits on agents runs in a task under
-``mabeam.tasks``, linked to the session, while the session waits for either
-the task's answer or the ``DOWN`` of its caller: a session whose caller dies
-stops at once (reason ``('shutdown', 'caller_down')``) and takes its task
-with it, even in the middle of a slow vote.  Every wait on agents has a
-timeout.
+Inside the session every step that waits on agents sends its requests
+itself (:meth:`Context.ask_agents`: one asynchronous request per agent,
+:class:`._agent_calls.AgentCalls`) and takes the answers as they arrive in
+the same receive that watches its caller: a session whose caller dies
+stops at once (reason ``('shutdown', 'caller_down')``), even in the middle
+of a slow vote, and the answers that come after it are dropped.  No helper
+process stands between a session and its agents.  Every wait on agents has
+a timeout.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, NamedTuple
 
 import otp
-from mabeam._names import COORDINATION, TASKS
+from mabeam._names import COORDINATION
 
-# The task functions as functions: TaskSupervisor's static methods are
-# attached at runtime, where a type checker cannot see them.
-from otp._task import async_ as start_task
-from otp._task import shutdown_task
-
+from ._agent_calls import AgentCalls, AgentRequest, Outcome
 from ._errors import CoordinationError, ResultTaken, SessionFailed, SessionTimeout, UnsendableResult
 
 __all__ = [
@@ -59,8 +57,8 @@ __all__ = [
 
 #: The process group every running session joins (``list_sessions``).
 SESSIONS_GROUP = "mabeam.coordination.sessions"
-#: Seconds a session or its caller waits beyond the agents' own timeout
-#: (starting the task, messages, tallying).
+#: Seconds a session's caller waits beyond the agents' own timeout
+#: (starting the session, messages, tallying).
 GRACE = 5.0
 #: The exit reason of a session whose caller died.
 CALLER_DOWN = ("shutdown", "caller_down")
@@ -165,7 +163,7 @@ def list_sessions() -> list[otp.Pid]:
 
 
 class Context:
-    """What a session body gets: its caller, id and the ``gather`` step."""
+    """What a session body gets: its caller, id and the ``ask_agents`` step."""
 
     def __init__(self, caller: otp.Pid, ref: otp.Ref, kind: str) -> None:
         self.caller, self.ref, self.kind = caller, ref, kind
@@ -187,31 +185,20 @@ class Context:
             raise otp.ProcessExit(CALLER_DOWN)
         self.started = time.monotonic()
 
-    def gather(self, fn: Callable[..., Any], *args: Any, timeout: float) -> Any:
-        """Run ``fn(*args)`` in a task linked to this session and return its
-        result; stops the session if the caller dies meanwhile.  Raises
-        :class:`SessionTimeout` if the task is not done ``timeout + GRACE``
-        seconds later (it is then stopped)."""
+    def ask_agents(self, requests: Sequence[AgentRequest], timeout: float) -> list[Outcome]:
+        """Ask the agents (see :class:`AgentCalls`) and take their answers
+        as they arrive, for at most ``timeout`` seconds; the outcomes in
+        the order of ``requests``.  Stops the session if the caller dies
+        meanwhile."""
         self.check_caller()
-        task = start_task(TASKS, fn, *args, shutdown="brutal_kill")
-        tref = task.ref
+        calls = AgentCalls(requests, timeout)
+        if calls.wait_or(self._caller_down) is not None:
+            raise otp.ProcessExit(CALLER_DOWN)
+        return calls.outcomes
 
-        def answer(m: Any) -> bool:
-            if type(m) is tuple and len(m) == 3 and m[0] == "$task" and m[1] == tref:
-                return True
-            return isinstance(m, otp.DOWN) and (m.ref == tref or m.ref == self.caller_monitor)
-
-        try:
-            msg = otp.receive(timeout + GRACE, answer)
-        except otp.Timeout:
-            shutdown_task(task, 0)
-            raise SessionTimeout(f"a {self.kind} step did not finish within {timeout + GRACE} s") from None
-        if isinstance(msg, otp.DOWN):
-            if msg.ref == self.caller_monitor:
-                raise otp.ProcessExit(CALLER_DOWN)
-            raise SessionFailed(msg.reason, task.pid)
-        otp.demonitor(tref, flush=True)
-        return msg[2]
+    def ask_all(self, agent_ids: Sequence[Hashable], payload: Any, kind: str, timeout: float) -> list[Outcome]:
+        """:meth:`ask_agents` with one payload for every agent."""
+        return self.ask_agents([AgentRequest(agent_id, kind, payload) for agent_id in agent_ids], timeout)
 
     def check_caller(self) -> None:
         """Exit if the caller is gone (between steps)."""

@@ -33,6 +33,7 @@ __all__ = [
     "QuorumNotMet",
     "InsufficientAgents",
     "TooManyVotes",
+    "MAJORITY_QUORUM",
     "quorum_met",
     "require_quorum",
     "Tally",
@@ -103,6 +104,11 @@ class TooManyVotes(VotingError):
     """More votes than participants: the tally's inputs are inconsistent."""
 
 
+#: The quorum that asks for more than half of the electorate (``quorum=None``):
+#: :func:`~mabeam.coordination.run_consensus`'s default.
+MAJORITY_QUORUM = None
+
+
 def _fraction(x: float, what: str) -> None:
     if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0.0 <= x <= 1.0:
         raise InvalidVotingParameter(f"{what} must be in [0, 1], got {x!r}")
@@ -111,18 +117,29 @@ def _fraction(x: float, what: str) -> None:
 # --------------------------------------------------------------------------- quorum, majority, unanimity
 
 
-def quorum_met(cast: int, eligible: int, fraction: float) -> bool:
-    """True when ``cast`` voters out of ``eligible`` reach ``fraction`` of the electorate."""
-    _fraction(fraction, "quorum fraction")
+def quorum_met(cast: int, eligible: int, fraction: float | None) -> bool:
+    """True when ``cast`` voters out of ``eligible`` reach ``fraction`` of
+    the electorate (at least that share), or, for ``fraction`` None, are
+    more than half of it (:data:`MAJORITY_QUORUM`; 0 of 0 meets both)."""
+    if fraction is not None:
+        _fraction(fraction, "quorum fraction")
     if eligible < 0 or not 0 <= cast <= eligible:
         raise InvalidVotingParameter(f"need 0 <= cast <= eligible, got cast={cast}, eligible={eligible}")
+    if fraction is None:
+        return eligible == 0 or 2 * cast > eligible
     return cast >= fraction * eligible - 1e-9
 
 
-def require_quorum(cast: int, eligible: int, fraction: float) -> None:
+def _describe_quorum(fraction: float | None, eligible: int) -> str:
+    if fraction is None:
+        return f"a majority ({eligible // 2 + 1} of {eligible})"
+    return f"{fraction:.0%}"
+
+
+def require_quorum(cast: int, eligible: int, fraction: float | None) -> None:
     """Raise :class:`QuorumNotMet` unless :func:`quorum_met`."""
     if not quorum_met(cast, eligible, fraction):
-        raise QuorumNotMet(f"{cast} of {eligible} voted, quorum is {fraction:.0%}")
+        raise QuorumNotMet(f"{cast} of {eligible} voted, quorum is {_describe_quorum(fraction, eligible)}")
 
 
 @dataclass(frozen=True)
@@ -147,18 +164,23 @@ def _count(votes: Mapping[Hashable, Hashable]) -> tuple[Mapping[Hashable, int], 
     return MappingProxyType(dict(counts)), leader, top
 
 
-def _quorum_failure(cast: int, eligible: int | None, quorum: float) -> str | None:
-    if eligible is None:
+def _quorum_failure(cast: int, eligible: int | None, quorum: float | None) -> str | None:
+    if eligible is None or quorum_met(cast, eligible, quorum):
         return None
-    return None if quorum_met(cast, eligible, quorum) else f"quorum not met: {cast} of {eligible} voted"
+    return f"quorum not met: {cast} of {eligible} voted, quorum is {_describe_quorum(quorum, eligible)}"
 
 
-def majority_tally(votes: Mapping[Hashable, Hashable], *, eligible: int | None = None, quorum: float = 0.0) -> Tally:
+def majority_tally(
+    votes: Mapping[Hashable, Hashable], *, eligible: int | None = None, quorum: float | None = 0.0
+) -> Tally:
     """Strict majority of the votes cast (more than half), subject to a quorum of ``eligible``.
 
     ``votes`` maps voter -> option. Confidence is the leader's share of votes
     cast; "consensus when confidence > 0.5" is the same strict-majority
-    rule.
+    rule.  ``quorum`` is the share of ``eligible`` that must have voted,
+    or :data:`MAJORITY_QUORUM` (None) for more than half of them: a strict
+    majority of a few voters who are left is not a decision of the
+    electorate.
     """
     counts, leader, top = _count(votes)
     cast = len(votes)
@@ -336,7 +358,7 @@ def weighted_tally(
     weights: Mapping[Hashable, float],
     *,
     cap: float = WEIGHT_CAP,
-    quorum: float = 0.0,
+    quorum: float | None = 0.0,
 ) -> WeightedTally:
     """Weighted vote over the electorate ``weights`` (e.g. from :func:`expertise_weight`).
 
@@ -344,10 +366,13 @@ def weighted_tally(
     so an abstaining heavyweight does not inflate the others. Each vote
     contributes ``share * confidence * value``; the score is that sum over
     ``sum(share * confidence)``. ``participation`` is the share that voted
-    and must reach ``quorum``. Bands: >= 0.7 strong_approve,
-    >= 0.5 approve, >= 0.3 neutral, else reject.
+    and must reach ``quorum``; :data:`MAJORITY_QUORUM` (None) asks instead
+    for more than half of the electorate's voters, counted by head (the
+    cap lets two voters hold more than half of the weight). Bands: >= 0.7
+    strong_approve, >= 0.5 approve, >= 0.3 neutral, else reject.
     """
-    _fraction(quorum, "quorum")
+    if quorum is not None:
+        _fraction(quorum, "quorum")
     shares = cap_weight_shares(weights, cap)
     seen: set[Hashable] = set()
     num = den = participation = 0.0
@@ -367,8 +392,12 @@ def weighted_tally(
         den += share * v.confidence
         participation += share
     g, h = gini(shares.values()), entropy(shares.values())
-    if participation < quorum - 1e-9:
-        return WeightedTally(NO_DECISION, None, shares, participation, g, h, "quorum not met")
+    if quorum is None and not quorum_met(len(seen), len(shares), MAJORITY_QUORUM):
+        reason = f"quorum not met: {len(seen)} of {len(shares)} voted, quorum is {_describe_quorum(None, len(shares))}"
+        return WeightedTally(NO_DECISION, None, shares, participation, g, h, reason)
+    if quorum is not None and participation < quorum - 1e-9:
+        reason = f"quorum not met: {participation:.0%} of the weight voted, quorum is {quorum:.0%}"
+        return WeightedTally(NO_DECISION, None, shares, participation, g, h, reason)
     if den == 0:
         return WeightedTally(NO_DECISION, None, shares, participation, g, h, "no votes with weight")
     score = num / den
