@@ -6,11 +6,12 @@ import os
 import signal
 
 import pytest
-from helpers import down_of, recv
+from helpers import down_of, recv, recv_tagged
 from service_agents import MemoryHog, Worker, forward_events
 
 import mabeam
 import otp
+import otp.sys
 from mabeam import load_balancing as lb
 from mabeam import telemetry
 from mabeam._errors import AgentNotRunning, MabeamError
@@ -125,4 +126,59 @@ def test_psutil_refresh(app):
     load = lb.list_agents()["hog"]
     assert load.memory_bytes > 20_000_000
     assert load.memory_bytes == pytest.approx(measure(pid.ospid).rss, rel=0.2)
+    lb.set_measure_period(None)
+
+
+def spy_on_measurements(me):
+    """A ``replace_state`` function: the balancer tells ``me`` of each
+    sample it takes (``('measured', agents)``)."""
+
+    def install(balancer):
+        sample = balancer._measure_all
+
+        def counted():
+            sample()
+            otp.send(me, ("measured", sorted(m.agent_id for m in balancer.members.values())))
+
+        balancer._measure_all = counted
+        return balancer
+
+    return install
+
+
+def test_measuring_ticks_on_a_timer_until_turned_off(app):
+    run("w0")
+    lb.register_agent("w0")
+    otp.sys.replace_state(lb.LOAD_BALANCER, spy_on_measurements(otp.self()))
+    lb.set_measure_period(0.05)
+    assert recv_tagged("measured") == ("measured", ["w0"])  # at once, before the answer
+    # then on the timer alone: nothing else reaches the balancer meanwhile
+    assert [recv_tagged("measured") for _ in range(3)] == [("measured", ["w0"])] * 3
+    lb.set_measure_period(None)
+    timer = otp.sys.get_state(lb.LOAD_BALANCER).measure_timer
+    assert timer is None
+
+
+def test_bad_measure_period_changes_nothing(app):
+    lb.set_measure_period(30.0)
+    before = otp.sys.get_state(lb.LOAD_BALANCER)
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError):
+            lb.set_measure_period(bad)
+    with pytest.raises(TypeError):
+        lb.set_measure_period("soon")
+    after = otp.sys.get_state(lb.LOAD_BALANCER)
+    assert (after.measure_period, after.measure_timer) == (30.0, before.measure_timer)
+    assert otp.read_timer(after.measure_timer) > 0  # still armed
+    lb.set_measure_period(None)
+    assert otp.read_timer(after.measure_timer) is False  # cancelled
+
+
+def test_joining_while_measuring_is_sampled(app):
+    otp.sys.replace_state(lb.LOAD_BALANCER, spy_on_measurements(otp.self()))
+    lb.set_measure_period(0.05)
+    assert recv_tagged("measured") == ("measured", [])
+    run("late")
+    lb.register_agent("late")  # sampled at once if the timer stopped for want of agents, else at its tick
+    assert recv_tagged("measured") == ("measured", ["late"])
     lb.set_measure_period(None)

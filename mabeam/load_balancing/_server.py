@@ -2,9 +2,14 @@
 strategies of ``_strategies``; an :class:`otp.Service` registered as
 ``mabeam.load_balancer``.
 
-* Joining monitors the agent's process.  A dead agent leaves at its DOWN;
-  before then, an assignment never goes to an agent this process can see is
-  dead (the chosen pid is checked), and the stats count only live ones.
+* Joining monitors the agent's process, and a dead agent leaves at its
+  DOWN.  Before then, every answer agrees with the kernel as soon as the
+  agent is doomed (:func:`otp.is_alive` counts a process SIGKILLed a
+  moment ago as dead from the kill on): an assignment checks the chosen pid and never goes to
+  a dead agent, the stats and the list prune dead agents first, and a dead
+  pid cannot join (``AgentNotRunning``).  An agent found dead is dropped
+  at once, so the next answer already does without it; its ``left``
+  telemetry event waits for the DOWN, whose reason is the one that counts.
 * A restarted agent joins again: by hand, or by itself when it joined with
   ``rejoin=True`` (the default): the balancer follows the agent
   supervisor's ``started`` events and monitors the new pid.
@@ -14,15 +19,19 @@ Load figures come from ``update_load`` (a cast, forwarded to telemetry for
 alerts), from ``complete_task`` (active tasks and an exponential moving
 average of durations), and optionally from psutil: with
 ``set_measure_period(s)`` the balancer samples every joined agent's RSS and
-CPU with :func:`mabeam.quotas.measure` on that period (deadline timers,
-see ``mabeam._common.Timers``).  CPU is a fraction of one core (psutil's
-percent / 100), as the strategies expect.
+CPU with :func:`mabeam.quotas.measure` at once, then on an ``otp.start_timer``
+timer armed again after each sample (taken in ``handle_info``, so it fires
+whatever the traffic of requests), for as long as agents are joined; the
+next join starts it again.  The ``TimeoutMsg`` carries its timer's ref, so
+one that fired just before being cancelled or replaced is recognised as
+stale and ignored.  A timer lost with the node's timer server (it restarts
+empty) stops the sampling until the period is set again.  CPU is a
+fraction of one core (psutil's percent / 100), as the strategies expect.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Hashable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -30,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import otp
 
 from .._agent_registry import AGENT_SUPERVISOR
-from .._common import Timers
+from .._errors import AgentNotRunning
 from ..telemetry import TELEMETRY, emit_event
 from ._strategies import AgentLoad, LoadStats, OverloadThresholds, Strategy, load_stats, select
 
@@ -46,7 +55,7 @@ LOAD_BALANCER = "mabeam.load_balancer"
 
 DURATION_ALPHA = 0.3  # weight of the newest task duration in the moving average
 
-_MEASURE = "measure"  # the timer key of the periodic measurement
+_MEASURE = "measure"  # the message of the measurement timer
 
 
 @dataclass(frozen=True)
@@ -89,25 +98,18 @@ class LoadBalancer(otp.Service):
     def init(self, options: LoadBalancerOptions) -> None:
         self.members: dict[str, _Member] = {}
         self.by_ref: dict[otp.Ref, str] = {}
+        self.dropped: dict[otp.Ref, Hashable] = {}  # found dead before their DOWN: agent ids
         self.sticky: dict[Hashable, frozenset[str]] = {}  # agent_id -> capabilities, for rejoin
         self.strategy = options.strategy
         self.thresholds = options.thresholds
         self.cursor: str | None = None
         self.assigned = 0
         self.measure_period = options.measure_period
-        self.timers = Timers()
+        self.measure_timer: otp.TimerRef | None = None  # armed while measuring with agents joined
         try:
             otp.supervisor.subscribe(AGENT_SUPERVISOR)
         except otp.OTPError as exc:  # started outside the app: no automatic rejoin
             log.info("load balancer: no agent supervisor events (%r)", exc)
-
-    def next_action(self) -> float | None:
-        now = time.monotonic()
-        if _MEASURE in self.timers.pop_due(now):
-            self._measure_all()
-            if self.measure_period and self.members:
-                self.timers.schedule(_MEASURE, now + self.measure_period)
-        return self.timers.timeout()
 
     # ------------------------------------------------------------ joining
 
@@ -121,6 +123,9 @@ class LoadBalancer(otp.Service):
         self._leave(_key(agent_id), "unregistered")
 
     def _join(self, agent_id: Hashable, pid: otp.Pid, capabilities: frozenset[str], rejoin: bool) -> None:
+        """Raises ``AgentNotRunning`` if ``pid`` is already dead."""
+        if not otp.is_alive(pid):
+            raise AgentNotRunning(agent_id)
         key = _key(agent_id)
         old = self.members.get(key)
         if old is not None:
@@ -134,9 +139,9 @@ class LoadBalancer(otp.Service):
         self.by_ref[ref] = key
         if rejoin:
             self.sticky[agent_id] = capabilities
-        if self.measure_period and not self.timers.scheduled(_MEASURE):
-            self.timers.schedule(_MEASURE, time.monotonic())
         emit_event(("mabeam", "load_balancer", "joined"), {"agents": len(self.members)}, {"agent_id": agent_id})
+        if self.measure_period and self.measure_timer is None:
+            self._measure(self.measure_period)
 
     def _leave(self, key: str, why: Any) -> None:
         member = self.members.pop(key, None)
@@ -144,16 +149,26 @@ class LoadBalancer(otp.Service):
             return
         self.by_ref.pop(member.ref, None)
         otp.demonitor(member.ref, flush=True)
+        self._emit_left(member.agent_id, why)
+
+    def _emit_left(self, agent_id: Hashable, why: Any) -> None:
         emit_event(
             ("mabeam", "load_balancer", "left"),
             {"agents": len(self.members)},
-            {"agent_id": member.agent_id, "reason": why},
+            {"agent_id": agent_id, "reason": why},
         )
 
+    def _drop(self, key: str) -> None:
+        """Forget at once an agent found dead whose DOWN is still on its way
+        (its ``left`` event waits for the DOWN's reason)."""
+        member = self.members.pop(key)
+        del self.by_ref[member.ref]
+        self.dropped[member.ref] = member.agent_id
+
     def _prune(self) -> None:
-        """Leave at once for agents known dead whose DOWN is still queued."""
+        """Drop the agents found dead (see :meth:`_drop`)."""
         for key in [k for k, m in self.members.items() if not otp.is_alive(m.pid)]:
-            self._leave(key, "dead")
+            self._drop(key)
 
     # ------------------------------------------------------------ tasks
 
@@ -171,7 +186,7 @@ class LoadBalancer(otp.Service):
             member = self.members[choice.agent.agent_id]
             if otp.is_alive(member.pid):
                 break
-            self._leave(choice.agent.agent_id, "dead")  # its DOWN has not arrived yet
+            self._drop(choice.agent.agent_id)
         self.cursor = choice.cursor
         member.load = replace(member.load, active_tasks=member.load.active_tasks + 1)
         self.assigned += 1
@@ -232,24 +247,44 @@ class LoadBalancer(otp.Service):
 
     @otp.operation
     def set_measure_period(self, period: float | None) -> None:
-        self.measure_period = period
-        if period:
-            self.timers.schedule(_MEASURE, time.monotonic())
-        else:
-            self.timers.cancel(_MEASURE)
+        """Raises ValueError or TypeError (``otp.start_timer``'s) for a
+        period no timer takes, before anything changes."""
+        timer = otp.start_timer(period, otp.self(), _MEASURE) if period else None
+        if self.measure_timer is not None:
+            otp.cancel_timer(self.measure_timer)
+        self.measure_period, self.measure_timer = period, timer
+        if timer is not None:
+            self._measure_all()
 
     # ------------------------------------------------------------ messages
 
     def handle_info(self, msg: Any, state: Any) -> Any:
-        if isinstance(msg, otp.DOWN):
+        if isinstance(msg, otp.TimeoutMsg):
+            if msg.ref == self.measure_timer:  # else stale: cancelled or replaced after it fired
+                self.measure_timer = None
+                if self.measure_period and self.members:
+                    self._measure(self.measure_period)
+        elif isinstance(msg, otp.DOWN):
             key = self.by_ref.get(msg.ref)
             if key is not None:
                 self._leave(key, msg.reason)
+            elif msg.ref in self.dropped:
+                self._emit_left(self.dropped.pop(msg.ref), msg.reason)
         elif type(msg) is tuple and len(msg) >= 5 and msg[0] == "$supervisor" and msg[2] == "started":
             agent_id, pid = msg[3], msg[4]
             if agent_id in self.sticky:
-                self._join(agent_id, pid, self.sticky[agent_id], True)
-        return otp.NoReply(state, self.next_action())
+                try:
+                    self._join(agent_id, pid, self.sticky[agent_id], True)
+                except AgentNotRunning:
+                    pass  # died again already; its supervisor's next start rejoins it
+        return otp.NoReply(state)
+
+    def _measure(self, period: float) -> None:
+        """Sample every joined agent now, then arm the timer of the next
+        sample (``period`` after this one ended, so sampling never crowds
+        out requests)."""
+        self._measure_all()
+        self.measure_timer = otp.start_timer(period, otp.self(), _MEASURE)
 
     def _measure_all(self) -> None:
         from ..quotas import MeasureError, measure  # psutil: loaded only when measuring is on
