@@ -22,6 +22,22 @@ crash (a bad request is the caller's problem, not a reason to restart a
 trained model); an exit (``ProcessExit``) still ends the agent, and so does
 a bug in the agent machinery itself.
 
+Stopping.  ``teardown(reason)`` runs on every orderly stop: ``stop_agent``,
+a quota's termination and the application's stop (its supervisor's exit
+signal ``'shutdown'``), the end of its supervisor, ``otp.stop``, and the
+exit of a linked process.  For that the agent traps exits, as an OTP
+gen_server must for its ``terminate`` to run; an exit signal from a linked
+process other than its supervisor still ends it as it would end a process
+that does not trap exits (an abnormal reason stops it with that reason, a
+normal one is ignored), after its current hook returns, unless the class
+sets ``trap_exits = True`` and takes them in ``handle_message`` as
+``otp.EXIT`` messages.  ``teardown`` does not run when the agent is killed
+(SIGKILL, ``otp.exit(pid, 'kill')``, or its ``shutdown`` seconds ran out).
+
+Restarts.  ``AgentConfig.restart`` says which exits the agent registry
+restarts it after; ``max_restarts`` and ``restart_period`` are its own
+restart budget (see :mod:`mabeam._agent_registry`).
+
 Operations (what :mod:`mabeam._comms` and the features ask, each with one
 ``payload``; the ``kind=`` of :func:`mabeam.request`): ``request``,
 ``vote``, ``bid``, ``offer`` (``(auction, price)``), ``proposal``
@@ -69,7 +85,14 @@ def agent_name(agent_id: Hashable) -> tuple[str, Hashable]:
 @dataclass(frozen=True)
 class AgentConfig:
     """What the agent registry keeps about an agent.  An agent can be
-    registered without running; it then has no process at all."""
+    registered without running; it then has no process at all.
+
+    ``restart``: which exits are followed by a restart (permanent: any but
+    a shutdown; transient: a crash; temporary: none).  ``max_restarts``
+    restarts within ``restart_period`` seconds are this agent's budget
+    (None: the application's ``agent_intensity`` and ``agent_period``); one
+    more crash and it is ``'failed'``, not restarted.  ``shutdown``: the
+    seconds its ``teardown`` has on a stop before it is killed."""
 
     agent_id: Hashable
     agent_class: type[Agent]
@@ -78,12 +101,24 @@ class AgentConfig:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     restart: RestartPolicy = "permanent"
     shutdown: float = 5.0
+    max_restarts: int | None = None
+    restart_period: float | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.agent_class, type) and issubclass(self.agent_class, Agent)):
             raise TypeError(f"agent_class must be an Agent subclass, not {self.agent_class!r}")
         if self.restart not in ("permanent", "transient", "temporary"):
             raise ValueError(f"invalid restart policy {self.restart!r}")
+        if self.max_restarts is not None and (
+            isinstance(self.max_restarts, bool) or not isinstance(self.max_restarts, int) or self.max_restarts < 0
+        ):
+            raise ValueError(f"max_restarts must be an int >= 0, not {self.max_restarts!r}")
+        if self.restart_period is not None and (
+            isinstance(self.restart_period, bool)
+            or not isinstance(self.restart_period, (int, float))
+            or not self.restart_period > 0
+        ):
+            raise ValueError(f"restart_period must be a number of seconds > 0, not {self.restart_period!r}")
         try:
             hash(self.agent_id)
         except TypeError:
@@ -93,11 +128,14 @@ class AgentConfig:
         object.__setattr__(self, "metadata", dict(self.metadata))
 
     def child_spec(self) -> otp.ChildSpec:
-        """The agent supervisor's child spec of this agent."""
+        """The agent supervisor's child spec of this agent: temporary,
+        whatever its ``restart``, because the agent registry restarts
+        agents, each within its own budget (the supervisor's intensity
+        would be one budget shared by all)."""
         return otp.child_spec(
             self.agent_id,
             start=(self.agent_class.start_link, (self,)),
-            restart=self.restart,
+            restart="temporary",
             shutdown=self.shutdown,
         )
 
@@ -111,6 +149,11 @@ class Agent(otp.Service):
     #: Only a hook's failure is an answer; anything else the agent raises
     #: is a bug in it and crashes it.
     errors: ClassVar[tuple[type[BaseException], ...]] = (AgentError,)
+
+    #: True: exits of linked processes (other than the agent supervisor's)
+    #: reach ``handle_message`` as ``otp.EXIT`` messages.  False: they end
+    #: the agent as they would a process that does not trap exits.
+    trap_exits: ClassVar[bool] = False
 
     agent_id: Hashable
     config: AgentConfig
@@ -162,7 +205,9 @@ class Agent(otp.Service):
         """Any other message sent to the agent."""
 
     def teardown(self, reason: Any) -> None:
-        """Clean up when the agent stops (not run when it is killed)."""
+        """Clean up when the agent stops: on every orderly stop (see the
+        module documentation), with the exit reason (``'shutdown'`` for
+        ``stop_agent``); not run when it is killed."""
 
     def describe(self) -> dict[str, Any]:
         """What the ``info`` operation answers about the running agent."""
@@ -233,6 +278,7 @@ class Agent(otp.Service):
         self.config = config
         self.capabilities = config.capabilities
         self.metadata = dict(config.metadata)
+        otp.trap_exit(True)  # a stop by its supervisor is a message: teardown runs
         try:
             otp.register(agent_name(config.agent_id))
         except otp.AlreadyRegistered as exc:
@@ -246,12 +292,17 @@ class Agent(otp.Service):
         log.warning("agent %r: unexpected call %r", self.agent_id, request)
         return otp.Failed(otp.UnknownOperation(type(self).__name__, request))
 
-    def handle_info(self, msg: Any, state: Any) -> otp.NoReply:
+    def handle_info(self, msg: Any, state: Any) -> otp.NoReply | otp.Stop:
         if type(msg) is tuple and len(msg) == 3 and msg[0] == "$mabeam_event":
             try:
                 self.handle_event(msg[1], msg[2])
             except Exception:
                 log.exception("agent %r: handle_event raised", self.agent_id)
+        elif isinstance(msg, otp.EXIT) and not self.trap_exits:
+            # (its supervisor's exit signal never gets here: the server
+            # loop stops on it, running terminate)
+            if not otp.is_normal(msg.reason):
+                return otp.Stop(msg.reason, state)
         else:
             self.handle_message(msg)
         return otp.NoReply(state)

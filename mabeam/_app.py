@@ -9,9 +9,13 @@ order (the list in :func:`children` is the whole tree: nothing joins it by
 being imported):
 
 * ``mabeam.topics``: a keyed registry (duplicate keys) for pub/sub topics;
-* ``mabeam.agents``: the dynamic supervisor every agent runs under;
-* ``mabeam.agent_registry``: agent records and status (it follows the agent
-  supervisor's events, so it starts after it);
+* ``mabeam.agents``: the dynamic supervisor every agent runs under, as a
+  temporary child (it never restarts one, so its intensity is nobody's
+  budget);
+* ``mabeam.agent_registry``: agent records and status, and the restarts of
+  agents, each within its own budget (it follows the agent supervisor, so
+  it starts after it, and follows it across its restarts: see
+  :mod:`mabeam._agent_watch`);
 * ``mabeam.coordination`` and ``mabeam.economics``: dynamic supervisors of
   sessions, primitives, auctions and markets (one process each, started
   on demand);
@@ -22,6 +26,14 @@ being imported):
   state into, then telemetry, the load balancer, variables and quotas.
 
 Every long-lived process of MABEAM is in this tree.
+
+Why one_for_one and not rest_for_one around the agent supervisor and the
+processes that watch it: a restart of the agent supervisor would then
+restart the agent registry (every registered agent forgotten with the
+memory backend), the quota manager (quotas and their histories), the load
+balancer (its members) and every coordination session.  They follow the
+agent supervisor across its restarts instead
+(:class:`mabeam._agent_watch.AgentWatch`) and keep their state.
 
 ``mabeam.start()`` builds the child specs in the calling process, so the
 options set there (``telemetry.set_server_options``...) apply, and hands
@@ -40,7 +52,7 @@ from otp import application
 from otp.application import Application, AppSpec
 
 from . import economics, load_balancing, quotas, telemetry, variables
-from ._agent_registry import AGENT_SUPERVISOR, REGISTRY, AgentRegistry
+from ._agent_registry import AGENT_SUPERVISOR, REGISTRY, AgentRegistry, RegistryOptions
 from ._common import tables_child_spec
 from ._names import APP, COORDINATION, ECONOMICS, TASKS, TOPICS
 
@@ -52,7 +64,7 @@ NAME = "mabeam"
 _CHILD_SPECS = "child_specs"
 
 
-def _dynamic(name: str, intensity: int, period: float) -> otp.ChildSpec:
+def _dynamic(name: str, intensity: int = 3, period: float = 5.0) -> otp.ChildSpec:
     def start() -> otp.Pid:
         return otp.DynamicSupervisor.start_link(name=name, intensity=intensity, period=period)
 
@@ -66,11 +78,14 @@ def _start_tasks() -> otp.Pid:
 def children(
     agent_backend: Any = "memory", agent_intensity: int = 50, agent_period: float = 10.0
 ) -> list[otp.ChildSpec]:
-    """The application's child specs, in start order (see the module doc)."""
+    """The application's child specs, in start order (see the module doc);
+    ``agent_intensity`` restarts within ``agent_period`` seconds is the
+    restart budget of each agent whose config sets none."""
+    options = RegistryOptions(agent_backend, agent_intensity, agent_period)
     return [
         otp.Registry.child_spec(keys="duplicate", name=TOPICS, id=TOPICS),
-        _dynamic(AGENT_SUPERVISOR, agent_intensity, agent_period),
-        AgentRegistry.child_spec(agent_backend, id=REGISTRY, name=REGISTRY),
+        _dynamic(AGENT_SUPERVISOR),
+        AgentRegistry.child_spec(options, id=REGISTRY, name=REGISTRY),
         _dynamic(COORDINATION, 100, 10.0),
         _dynamic(ECONOMICS, 100, 10.0),
         otp.child_spec(TASKS, start=_start_tasks, type="supervisor"),
@@ -109,11 +124,12 @@ APPLICATION = AppSpec(
 def start(agent_backend: Any = "memory", agent_intensity: int = 50, agent_period: float = 10.0) -> otp.Pid:
     """Start the MABEAM application (temporary); returns its supervisor.
 
-    ``agent_intensity`` restarts within ``agent_period`` seconds are allowed
-    across all agents before the agent supervisor gives up (agents under
-    chaos need more than the application's own 10 in 60 s).  Raises
-    ``otp.application.AlreadyStarted`` if MABEAM runs, ``StartFailed`` if
-    its tree does not start."""
+    ``agent_intensity`` restarts within ``agent_period`` seconds are each
+    agent's restart budget, unless its ``AgentConfig`` sets its own
+    (``max_restarts``, ``restart_period``): an agent that crashes more often
+    is ``'failed'`` and not restarted, and the other agents are not
+    affected.  Raises ``otp.application.AlreadyStarted`` if MABEAM runs,
+    ``StartFailed`` if its tree does not start."""
     application.set_env(NAME, _CHILD_SPECS, children(agent_backend, agent_intensity, agent_period))
     try:
         application.start(APPLICATION)

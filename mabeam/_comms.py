@@ -45,15 +45,27 @@ Outcome = tuple[Literal["ok"], Any] | tuple[Literal["error"], Exception]
 
 
 def whereis_agent(agent_id: Hashable) -> otp.Pid | None:
-    """The pid of a running agent, or None."""
-    return otp.whereis(agent_name(agent_id))
+    """The pid of a running agent, or None.
+
+    A name lookup alone may still find, for a moment, an agent that was
+    killed (the name registry drops the name when it hears of the death,
+    and this process's replica of the names hears of it later still),
+    while its supervisor, the agent registry or a monitor already reported
+    the death.  The kernel's view of the process settles it: once anyone
+    can have seen the agent die, this says None."""
+    pid = otp.whereis(agent_name(agent_id))
+    if pid is None or not otp.is_alive(pid):
+        return None
+    return pid
 
 
 def _unreachable(agent_id: Hashable, exc: otp.CallError) -> CommsError:
-    """Why a call to the agent got no answer, as its cause."""
+    """Why a call to the agent got no answer, as its cause: an agent gone
+    before the call reached it is not running (``NoProc``, or a call
+    monitor's ``'noproc'``); one that exited after is :class:`AgentExited`."""
     if isinstance(exc, otp.CallTimeout):
         return AgentTimeout(agent_id)
-    if isinstance(exc, otp.NoProc):  # it was gone between the lookup and the call
+    if isinstance(exc, otp.NoProc) or exc.reason == "noproc":
         return AgentNotRunning(agent_id)
     return AgentExited(agent_id, exc.reason)
 
@@ -62,9 +74,11 @@ def request(agent_id: Hashable, message: Any, timeout: float | None = DEFAULT_TI
     """Run the agent's ``kind`` operation on ``message`` and return its answer.
 
     Raises a :class:`CommsError` if the agent is not running
-    (:class:`AgentNotRunning`), does not answer in time
-    (:class:`AgentTimeout`) or exits meanwhile (:class:`AgentExited`), and
-    :class:`HookFailed` if its hook raised."""
+    (:class:`AgentNotRunning`: also an agent whose death anyone has seen,
+    or that was gone before the request reached it), does not answer in
+    time (:class:`AgentTimeout`) or exits after the request was sent
+    (:class:`AgentExited`, with its exit reason), and :class:`HookFailed`
+    if its hook raised."""
     pid = whereis_agent(agent_id)
     if pid is None:
         raise AgentNotRunning(agent_id)

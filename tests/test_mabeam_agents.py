@@ -8,7 +8,16 @@ import signal
 
 import pytest
 from helpers import down_of
-from mabeam_agents import CrashingSetup, EchoAgent, exit_with, fail_in, seen_by
+from mabeam_agents import (
+    CrashingSetup,
+    EchoAgent,
+    ReportingAgent,
+    TrappingAgent,
+    exit_with,
+    fail_in,
+    link_to_crash,
+    seen_by,
+)
 
 import mabeam
 import otp
@@ -230,6 +239,72 @@ def test_an_agent_that_exits_mid_request_is_reported_with_its_exit_reason(app):
         mabeam.request("t", (exit_with, ("kill",)), kind="run")
     assert info.value.exit_reason == "killed" and isinstance(info.value, mabeam.CommsError)
     assert down_of(ref).reason == "killed"  # an exit is not a hook's failure: it ends the agent
+
+
+def teardown_of(agent_id):
+    """The ``('teardown', agent_id, reason)`` report of a ReportingAgent."""
+    return otp.receive(10, lambda m: type(m) is tuple and m[:2] == ("teardown", agent_id))
+
+
+def test_teardown_runs_when_the_agent_is_stopped(app):
+    mabeam.register_agent(mabeam.AgentConfig("a", ReportingAgent, args={"observer": otp.self()}))
+    pid = mabeam.start_agent("a")
+    mabeam.stop_agent("a")
+    assert teardown_of("a") == ("teardown", "a", "shutdown")
+    assert not otp.is_alive(pid) and mabeam.get_agent_status("a") == "stopped"
+
+
+def test_teardown_runs_when_its_supervisor_terminates_it(app):
+    """What the quota manager and the application's stop do: the agent
+    supervisor's terminate_child, an exit signal 'shutdown'."""
+    mabeam.register_agent(mabeam.AgentConfig("a", ReportingAgent, args={"observer": otp.self()}))
+    pid = mabeam.start_agent("a")
+    otp.supervisor.terminate_child(mabeam._agent_registry.AGENT_SUPERVISOR, pid)
+    assert teardown_of("a") == ("teardown", "a", "shutdown")
+    wait_status("a", "stopped")
+
+
+def test_teardown_runs_when_a_quota_terminates_the_agent(app):
+    from mabeam import quotas
+    from mabeam.quotas import MB, EscalationPolicy, QuotaSpec, ResourceLimit, measure
+
+    mabeam.register_agent(mabeam.AgentConfig("hog", ReportingAgent, args={"observer": otp.self()}))
+    pid = mabeam.start_agent("hog")
+    quotas.configure_enforcement(period=0.05)
+    base = measure(pid.ospid).rss
+    rss = ResourceLimit(base + 10 * MB, base + 1000 * MB, base + 2000 * MB)
+    policy = EscalationPolicy(throttle_after=0.1, suspend_after=0.2, terminate_after=0.4)
+    quotas.set_quota("hog", QuotaSpec("test", rss, ResourceLimit.of(1e6, 2e6)), policy)
+    otp.send(pid, ("alloc", 60 * MB))
+    assert otp.receive(60, lambda m: type(m) is tuple and m[:2] == ("teardown", "hog")) == (
+        "teardown",
+        "hog",
+        "shutdown",
+    )
+    assert down_of(otp.monitor(pid)).reason in ("shutdown", "noproc")
+
+
+def test_an_agent_dies_with_a_linked_process_that_crashes(app):
+    """Agents trap exits (so that teardown runs on a stop), yet an abnormal
+    exit of a process linked to one still ends it, as it would end any
+    process: the link's reason is its exit reason, after its teardown."""
+    mabeam.register_agent(mabeam.AgentConfig("a", ReportingAgent, args={"observer": otp.self()}, restart="temporary"))
+    pid = mabeam.start_agent("a")
+    ref = otp.monitor(pid)
+    assert mabeam.request("a", (link_to_crash, ("linked crash",)), kind="run") == "linked"
+    reason = down_of(ref).reason
+    assert isinstance(reason, otp.Crash) and "linked crash" in reason.message
+    assert teardown_of("a")[2] == reason
+    assert wait_status("a", "crashed").last_reason == reason
+
+
+def test_an_agent_class_may_take_the_exits_of_linked_processes(app):
+    mabeam.register_agent(mabeam.AgentConfig("a", TrappingAgent, args={"observer": otp.self()}))
+    pid = mabeam.start_agent("a")
+    assert mabeam.request("a", (link_to_crash, ("linked crash",)), kind="run") == "linked"
+    reason = otp.receive(10, lambda m: type(m) is tuple and m[:2] == ("exit", "a"))[2]
+    assert isinstance(reason, otp.Crash) and "linked crash" in reason.message
+    assert mabeam.request("a", "still here") == ("a", "still here") and mabeam.whereis_agent("a") == pid
 
 
 def test_agent_operation_names_are_reserved():

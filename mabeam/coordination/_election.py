@@ -35,7 +35,8 @@ from enum import Enum
 from typing import Any, NamedTuple
 
 import otp
-from mabeam._agent_registry import AGENT_SUPERVISOR, get_agent
+from mabeam._agent_registry import get_agent
+from mabeam._agent_watch import AgentStarted, AgentWatch
 from mabeam._comms import publish, whereis_agent
 from mabeam._errors import UnknownAgent
 from mabeam._names import TASKS
@@ -161,7 +162,8 @@ class ElectionServer(otp.Service):
         self.task: Task | None = None
         self.waiters: list[LeaderWaiter] = []
         self.history: list[tuple[int, Hashable, dict]] = []  # (term, leader, priorities)
-        otp.supervisor.subscribe(AGENT_SUPERVISOR)
+        # candidates (re)started, also after a restart of the agent supervisor
+        self.agents = AgentWatch(report_running=False)
         return otp.NoReply(None, otp.Continue("elect"))
 
     def next_action(self) -> Any:
@@ -217,7 +219,12 @@ class ElectionServer(otp.Service):
 
     def handle_info(self, msg: Any, state: Any) -> Any:
         task, reign = self.task, self.reign
-        if type(msg) is tuple and len(msg) == 3 and msg[0] == "$task" and task is not None and msg[1] == task.ref:
+        events = self.agents.handle(msg)  # first: its DOWNs and answers are messages too
+        if events is not None:
+            candidates = self.params.candidates
+            if any(isinstance(e, AgentStarted) and e.agent_id in candidates for e in events):
+                self._elect()
+        elif type(msg) is tuple and len(msg) == 3 and msg[0] == "$task" and task is not None and msg[1] == task.ref:
             otp.demonitor(task.ref, flush=True)
             self.task = None
             if msg[2] is not None:
@@ -227,9 +234,6 @@ class ElectionServer(otp.Service):
         elif isinstance(msg, otp.DOWN) and reign is not None and msg.ref == reign.monitor:
             self.reign = None
             self._elect()
-        elif type(msg) is tuple and len(msg) >= 5 and msg[0] == "$supervisor" and msg[2] == "started":
-            if msg[3] in self.params.candidates:
-                self._elect()
         elif msg == "timeout":
             self._elect()
         return otp.NoReply(state, self.next_action())

@@ -12,7 +12,7 @@ sample), weighted by their expertise, and the chosen one is trained on the
 whole training set and scored on the test set.
 
 With ``chaos``, a chaos process SIGKILLs a random learner every one to three
-seconds; the agent supervisor restarts it, the run goes on, and the table
+seconds; the agent registry restarts it, the run goes on, and the table
 shows the restarts.
 """
 

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import otp
 
-from .._agent_registry import AGENT_SUPERVISOR
+from .._agent_watch import AgentStarted, AgentWatch
 from .._errors import AgentNotRunning
 from ..telemetry import TELEMETRY, emit_event
 from ._strategies import AgentLoad, LoadStats, OverloadThresholds, Strategy, load_stats, select
@@ -106,10 +106,9 @@ class LoadBalancer(otp.Service):
         self.assigned = 0
         self.measure_period = options.measure_period
         self.measure_timer: otp.TimerRef | None = None  # armed while measuring with agents joined
-        try:
-            otp.supervisor.subscribe(AGENT_SUPERVISOR)
-        except otp.OTPError as exc:  # started outside the app: no automatic rejoin
-            log.info("load balancer: no agent supervisor events (%r)", exc)
+        # restarted agents rejoin, also after a restart of the agent supervisor
+        # (started outside the app: no automatic rejoin)
+        self.agents = AgentWatch(report_running=False)
 
     # ------------------------------------------------------------ joining
 
@@ -259,7 +258,15 @@ class LoadBalancer(otp.Service):
     # ------------------------------------------------------------ messages
 
     def handle_info(self, msg: Any, state: Any) -> Any:
-        if isinstance(msg, otp.TimeoutMsg):
+        events = self.agents.handle(msg)  # first: its DOWNs and answers are messages too
+        if events is not None:
+            for event in events:
+                if isinstance(event, AgentStarted) and event.agent_id in self.sticky:
+                    try:
+                        self._join(event.agent_id, event.pid, self.sticky[event.agent_id], True)
+                    except AgentNotRunning:
+                        pass  # died again already; its next start rejoins it
+        elif isinstance(msg, otp.TimeoutMsg):
             if msg.ref == self.measure_timer:  # else stale: cancelled or replaced after it fired
                 self.measure_timer = None
                 if self.measure_period and self.members:
@@ -270,13 +277,6 @@ class LoadBalancer(otp.Service):
                 self._leave(key, msg.reason)
             elif msg.ref in self.dropped:
                 self._emit_left(self.dropped.pop(msg.ref), msg.reason)
-        elif type(msg) is tuple and len(msg) >= 5 and msg[0] == "$supervisor" and msg[2] == "started":
-            agent_id, pid = msg[3], msg[4]
-            if agent_id in self.sticky:
-                try:
-                    self._join(agent_id, pid, self.sticky[agent_id], True)
-                except AgentNotRunning:
-                    pass  # died again already; its supervisor's next start rejoins it
         return otp.NoReply(state)
 
     def _measure(self, period: float) -> None:

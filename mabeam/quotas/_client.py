@@ -30,8 +30,10 @@ def set_quota(agent_id: Hashable, quota: str | QuotaSpec, policy: EscalationPoli
     """Give ``agent_id`` a quota: a tier name ('lightweight', 'standard',
     'heavy') or a :class:`QuotaSpec`; ``policy`` sets the escalation timings
     (default: the manager's, warn at once, throttle after 30 s, suspend
-    after 5 min, terminate after 10 min).  Raises ``UnknownTier``, or
-    ``TypeError`` for a quota that is neither."""
+    after 5 min, terminate after 10 min, or after 60 s over burst; CPU
+    judged on its mean over 30 s).  Setting a quota again restarts the
+    agent's escalation (a process the manager stopped is resumed).  Raises
+    ``UnknownTier``, or ``TypeError`` for a quota that is neither."""
     spec = tier(quota) if isinstance(quota, str) else quota
     if not isinstance(spec, QuotaSpec):
         raise TypeError(f"a quota is a tier name or a QuotaSpec, not {quota!r}")

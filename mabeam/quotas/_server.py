@@ -5,10 +5,16 @@ A quota is by agent id (running or not): when the agent supervisor starts
 or restarts the agent, the new process is watched with a fresh escalation
 state.  Every ``period`` seconds (1.0 by default) the manager measures each
 watched process with :func:`mabeam.quotas.measure` (RSS, CPU percent
-between samples), feeds the agent's :class:`~mabeam.quotas.Escalator`, and
-carries out its decision.  The period is a deadline timer returned as the
-server's next action (see ``mabeam._common.Timers``), never a sleeping
-loop.
+between samples), feeds the agent's :class:`~mabeam.quotas.Escalator` (at
+the sample's own time, so that its CPU window covers what was measured), and
+carries out its decision.
+
+Timing is otp timers (:func:`otp.start_timer` to the manager itself,
+handled in ``handle_info``): one for the next measurement, re-armed after
+each, and one per throttled agent for the next edge of its duty cycle.
+Each timer's :class:`otp.TimerRef` is kept where it belongs; a
+``TimeoutMsg`` whose ref is not the one kept (a timer that fired while it
+was being cancelled or replaced) is stale and dropped.
 
 How each action is carried out:
 
@@ -20,12 +26,18 @@ How each action is carried out:
   off by default because an unprivileged process cannot raise it back.
 * ``suspend``: SIGSTOP; the manager waits (briefly, bounded) until the kernel
   reports the process stopped ('T'), so the record says whether it worked.
+  The process stays stopped until it is terminated, its quota is set again
+  or removed, or its memory falls under soft for the calm period (its CPU
+  is judged at what it was when suspended).
 * ``resume``: SIGCONT; the throttle duty cycle ends.
 * ``terminate``: SIGCONT (a stopped process cannot act on an exit signal),
   then, in a task under ``mabeam.tasks`` so the manager never blocks, the
-  agent is stopped through the agent supervisor (it is not restarted; its
-  record says ``stopped``); if it is not that supervisor's child it is
-  killed.  The record and notification follow once the process is gone.
+  agent is stopped through the agent registry (``stop_agent``: its
+  ``teardown`` runs, or it is killed once its ``shutdown`` seconds are out,
+  as a hook that computes forever is; either way its record says
+  ``stopped`` and it is not restarted); a process that is not a running
+  agent is killed.  The record and notification follow once the process is
+  gone.
 
 Every action is recorded as an :class:`Enforcement` in a bounded per-agent
 history, emitted as telemetry, and sent to subscribers as ``('$quota',
@@ -50,8 +62,10 @@ import otp
 from otp._oslib import proc_state
 
 from .._agent import agent_name
-from .._agent_registry import AGENT_SUPERVISOR, record_stop
-from .._common import TABLES, Subscribers, Timers
+from .._agent_registry import stop_agent
+from .._agent_watch import AgentStarted, AgentWatch
+from .._common import TABLES, Subscribers
+from .._errors import AgentNotRunning, UnknownAgent
 from .._names import TASKS
 from ..telemetry import emit_event
 from ._measure import MeasureError, Usage, measure
@@ -130,6 +144,7 @@ class _Watch:
     usage: Usage | None = None
     throttle: float | None = None
     stopped: bool = False  # SIGSTOPped by us right now
+    duty_timer: otp.TimerRef | None = None  # the next edge of the throttle duty cycle
     suspended: bool = False
     terminating: bool = False
     degradation: str = "none"
@@ -157,12 +172,12 @@ class _Terminated(NamedTuple):
 
 @dataclass(frozen=True)
 class _DutyCycle:
-    """The timer key of an agent's throttle duty cycle."""
+    """The message of an agent's throttle duty cycle timer."""
 
     agent_id: Hashable
 
 
-_MEASURE = "measure"  # the timer key of the periodic measurement
+_MEASURE = "measure"  # the message of the measurement timer
 
 
 def _wait_state(ospid: int, stopped: bool, timeout: float = STOP_WAIT) -> bool:
@@ -178,24 +193,20 @@ def _wait_state(ospid: int, stopped: bool, timeout: float = STOP_WAIT) -> bool:
 
 
 def _terminate_agent(agent_id: Hashable, pid: otp.Pid) -> _Terminated:
-    """Runs in a task: stop the agent through its supervisor (or kill it)."""
+    """Runs in a task: stop the agent through the agent registry, which
+    records it ``stopped`` and does not restart it however it exits (or
+    kill a process that is not the agent running as ``pid``)."""
     ref = otp.monitor(pid)
     try:
-        otp.supervisor.terminate_child(AGENT_SUPERVISOR, pid)
-        how = "stopped through the agent supervisor"
-    except otp.OTPError as exc:  # not its child, or no supervisor
+        stop_agent(agent_id, pid=pid)
+        how = "stopped through the agent registry"
+    except (UnknownAgent, AgentNotRunning) as exc:
         otp.exit(pid, "kill")
         how = f"killed ({exc!r})"
-    try:
-        down = otp.receive(30, lambda m: isinstance(m, otp.DOWN) and m.ref == ref)
-    except otp.Timeout:
+    except otp.CallTimeout:
         otp.exit(pid, "kill")
-        down = otp.receive(10, lambda m: isinstance(m, otp.DOWN) and m.ref == ref)
-        how += "; killed after 30 s"
-    try:
-        record_stop(agent_id, pid, "shutdown")  # the record says 'stopped' before anyone is told
-    except otp.OTPError:  # no registry record: nothing to update
-        pass
+        how = "killed: its stop did not finish in time"
+    down = otp.receive(30, lambda m: isinstance(m, otp.DOWN) and m.ref == ref)
     return _Terminated(how, down.reason)
 
 
@@ -210,24 +221,11 @@ class QuotaManager(otp.Service):
         self.by_ref: dict[otp.Ref, Hashable] = {}
         self.history: OrderedDict[Hashable, deque[Enforcement]] = OrderedDict()
         self.subscribers = Subscribers()
-        self.timers = Timers()
+        self.measure_timer: otp.TimerRef | None = None
         self.terminations: dict[otp.Ref, _Termination] = {}
         self.published: dict[Hashable, QuotaStatus] = {}
-        try:
-            otp.supervisor.subscribe(AGENT_SUPERVISOR)
-        except otp.OTPError as exc:
-            log.info("quota manager: no agent supervisor events (%r)", exc)
-
-    def next_action(self) -> float | None:
-        now = time.monotonic()
-        for key in self.timers.pop_due(now):
-            if key == _MEASURE:
-                self._measure_all(now)
-                if self.watched:
-                    self.timers.schedule(_MEASURE, now + self.options.period)
-            elif isinstance(key, _DutyCycle):
-                self._duty(key.agent_id, now)
-        return self.timers.timeout()
+        # agents (re)started, also after a restart of the agent supervisor
+        self.agents = AgentWatch(report_running=False)
 
     # ------------------------------------------------------------ operations
 
@@ -251,7 +249,7 @@ class QuotaManager(otp.Service):
     def configure_enforcement(self, changes: dict[str, Any]) -> None:
         self.options = replace(self.options, **changes)
         if self.watched:
-            self.timers.schedule(_MEASURE, time.monotonic() + self.options.period)
+            self._arm_measure(self.options.period)
 
     @otp.operation
     def list_enforcements(self, agent_id: Hashable) -> list[Enforcement]:
@@ -284,8 +282,8 @@ class QuotaManager(otp.Service):
         ref = otp.monitor(pid)
         self.watched[agent_id] = _Watch(agent_id, pid, ref, Escalator(agent_id, quota.spec, quota.policy))
         self.by_ref[ref] = agent_id
-        if not self.timers.scheduled(_MEASURE):
-            self.timers.schedule(_MEASURE, time.monotonic())
+        if self.measure_timer is None:
+            self._arm_measure(0)
         self._publish(agent_id)
 
     def _unwatch(self, agent_id: Hashable) -> None:
@@ -294,7 +292,7 @@ class QuotaManager(otp.Service):
             return
         self.by_ref.pop(w.ref, None)
         otp.demonitor(w.ref, flush=True)
-        self.timers.cancel(_DutyCycle(agent_id))
+        self._cancel_duty(w)
         if w.stopped:
             self._signal(w, signal.SIGCONT)
 
@@ -334,7 +332,37 @@ class QuotaManager(otp.Service):
 
     # ------------------------------------------------------------ timers
 
-    def _measure_all(self, now: float) -> None:
+    def _arm_measure(self, delay: float) -> None:
+        """Measure in ``delay`` seconds (replacing the measurement armed, if any)."""
+        if self.measure_timer is not None:
+            otp.cancel_timer(self.measure_timer)
+        self.measure_timer = otp.start_timer(delay, otp.self(), _MEASURE)
+
+    def _arm_duty(self, w: _Watch, delay: float) -> None:
+        """The next edge of ``w``'s duty cycle in ``delay`` seconds."""
+        self._cancel_duty(w)
+        w.duty_timer = otp.start_timer(delay, otp.self(), _DutyCycle(w.agent_id))
+
+    def _cancel_duty(self, w: _Watch) -> None:
+        if w.duty_timer is not None:
+            otp.cancel_timer(w.duty_timer)
+            w.duty_timer = None
+
+    def _timeout(self, msg: otp.TimeoutMsg) -> None:
+        if msg.msg == _MEASURE:
+            if msg.ref != self.measure_timer:
+                return  # replaced by configure_enforcement while it fired
+            self.measure_timer = None
+            self._measure_all()
+            if self.watched:
+                self._arm_measure(self.options.period)
+        elif isinstance(msg.msg, _DutyCycle):
+            w = self.watched.get(msg.msg.agent_id)
+            if w is not None and w.duty_timer == msg.ref:
+                w.duty_timer = None
+                self._duty(w)
+
+    def _measure_all(self) -> None:
         for w in list(self.watched.values()):
             if w.terminating:
                 continue
@@ -342,31 +370,29 @@ class QuotaManager(otp.Service):
                 usage = measure(w.pid.ospid, w.usage)
             except MeasureError:
                 continue  # gone (its DOWN is on the way) or not ours to read
-            first = w.usage is None
-            w.usage = usage
-            decision = w.escalator.observe(now, usage.rss, 0.0 if first else usage.cpu_percent)
+            w.usage = usage  # the first sample's cpu_percent is 0.0 and covers no time
+            decision = w.escalator.observe(usage.at, usage.rss, usage.cpu_percent)
             w.degradation = decision.degradation.name.lower()
             if decision.actions:
                 records = w.escalator.history[-len(decision.actions) :]
                 for action, record in zip(decision.actions, records):
-                    self._enforce(w, action, record, now)
+                    self._enforce(w, action, record)
             self._publish(w.agent_id)
 
-    def _duty(self, agent_id: Hashable, now: float) -> None:
-        w = self.watched.get(agent_id)
-        if w is None or w.throttle is None or w.suspended or w.terminating:
+    def _duty(self, w: _Watch) -> None:
+        if w.throttle is None or w.suspended or w.terminating:
             return
         slice_ = self.options.throttle_slice
         if w.stopped:
             self._signal(w, signal.SIGCONT)
-            self.timers.schedule(_DutyCycle(agent_id), now + w.throttle * slice_)
+            self._arm_duty(w, w.throttle * slice_)
         else:
             self._signal(w, signal.SIGSTOP)
-            self.timers.schedule(_DutyCycle(agent_id), now + (1 - w.throttle) * slice_)
+            self._arm_duty(w, (1 - w.throttle) * slice_)
 
     # ------------------------------------------------------------ enforcing
 
-    def _enforce(self, w: _Watch, action: Action, record: EnforcementRecord, now: float) -> None:
+    def _enforce(self, w: _Watch, action: Action, record: EnforcementRecord) -> None:
         ospid = w.pid.ospid
         if isinstance(action, Warn):
             log.warning(
@@ -384,20 +410,20 @@ class QuotaManager(otp.Service):
                 except OSError as exc:
                     details += f"; setpriority failed: {exc}"
             if not w.suspended:
-                self.timers.schedule(_DutyCycle(w.agent_id), now + action.factor * slice_)
+                self._arm_duty(w, action.factor * slice_)
             self._record(record, "throttle", otp.is_alive(w.pid), details)
         elif isinstance(action, Suspend):
-            self.timers.cancel(_DutyCycle(w.agent_id))
+            self._cancel_duty(w)
             ok = self._signal(w, signal.SIGSTOP) and _wait_state(ospid, True)
             w.suspended = True
             self._record(record, "suspend", ok, "SIGSTOP")
         elif isinstance(action, Resume):
-            self.timers.cancel(_DutyCycle(w.agent_id))
+            self._cancel_duty(w)
             ok = self._signal(w, signal.SIGCONT)
             w.throttle, w.suspended = None, False
             self._record(record, "resume", ok, f"SIGCONT; lifted {action.lifted.name.lower()}")
         elif isinstance(action, Terminate):
-            self.timers.cancel(_DutyCycle(w.agent_id))
+            self._cancel_duty(w)
             if w.stopped:
                 self._signal(w, signal.SIGCONT)
             w.terminating = True
@@ -436,19 +462,23 @@ class QuotaManager(otp.Service):
     # ------------------------------------------------------------ messages
 
     def handle_info(self, msg: Any, state: Any) -> Any:
-        if isinstance(msg, otp.DOWN):
+        events = self.agents.handle(msg)  # first: its DOWNs and answers are messages too
+        if events is not None:
+            for event in events:
+                if isinstance(event, AgentStarted):
+                    w = self.watched.get(event.agent_id)
+                    if event.agent_id in self.quotas and (w is None or w.pid != event.pid):
+                        self._watch(event.agent_id, event.pid)
+        elif isinstance(msg, otp.TimeoutMsg):
+            self._timeout(msg)
+        elif isinstance(msg, otp.DOWN):
             self._down(msg)
         elif type(msg) is tuple and len(msg) == 3 and msg[0] == "$task" and msg[1] in self.terminations:
             otp.demonitor(msg[1], flush=True)
             termination = self.terminations.pop(msg[1])
             how, reason = msg[2]
             self._record(termination.record, "terminate", True, f"{how}; exit reason {reason!r}")
-        elif type(msg) is tuple and len(msg) >= 5 and msg[0] == "$supervisor" and msg[2] == "started":
-            agent_id, pid = msg[3], msg[4]
-            w = self.watched.get(agent_id)
-            if agent_id in self.quotas and (w is None or w.pid != pid):
-                self._watch(agent_id, pid)
-        return otp.NoReply(state, self.next_action())
+        return otp.NoReply(state)
 
     def _down(self, msg: otp.DOWN) -> None:
         termination = self.terminations.pop(msg.ref, None)
