@@ -4,8 +4,11 @@ killed."""
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import os
 import signal
+import threading
 
 import pytest
 from helpers import down_of, exit_of, recv_tagged, wait_dead
@@ -13,6 +16,8 @@ from procs import Echo, relay, wait_forever
 
 import otp
 from otp import supervisor as sup_api
+from otp.registry._protocol import stamp_path
+from otp.registry._server import endpoints
 
 
 def registry_pid(node):
@@ -164,6 +169,138 @@ def test_replica_reads_your_writes_and_sees_others(node):
     otp.exit(pids[1], "kill")
     wait_dead(pids[1])
     assert otp.whereis("theirs") is None
+
+
+def hot_path_armed() -> bool:
+    """True if otp.whereis answers from memory now (white box: see
+    otp.registry._names)."""
+    names = otp.registry._names
+    return names._hot_word == names._hot_stamp
+
+
+def arm_hot_path() -> None:
+    """Make otp.whereis answer from memory: a replica that has every change
+    the registry has made (waiting on its change feed for those on their
+    way), then a lookup that refreshes it."""
+    for _ in range(otp.registry._client.REPLICA_AFTER + 1):
+        otp.whereis("warm-up")
+    client = otp.registry._names._node_client()
+    replica, word = client.replica, client.stamp_word()
+    assert replica is not None and word is not None
+    while not hot_path_armed():
+        if replica.stamp() < word[0]:
+            client.proc.poll_sockets([replica.sub], 5.0)  # a change on its way
+        replica.fresh_until = 0.0  # the next lookup refreshes the replica, and arms
+        otp.whereis("warm-up")
+
+
+def test_whereis_from_memory_never_returns_a_process_seen_dead(node):
+    """Answered from memory, not from the registry: even while the registry
+    cannot drop the name (stopped), a holder whose DOWN this process has
+    taken is not returned."""
+    pid = otp.spawn(wait_forever)
+    otp.register("seen-dead", pid)
+    arm_hot_path()
+    assert otp.whereis("seen-dead") == pid
+    reg = registry_pid(node)
+    ref = otp.monitor(pid)
+    os.kill(reg.ospid, signal.SIGSTOP)
+    try:
+        os.kill(pid.ospid, signal.SIGKILL)
+        down_of(ref)
+        assert hot_path_armed(), "the stopped registry changed nothing"
+        assert otp.whereis("seen-dead") is None
+        assert otp.whereis("warm-up") is None
+    finally:
+        os.kill(reg.ospid, signal.SIGCONT)
+
+
+def _register_and_report(name, parent):
+    otp.register(name)
+    otp.send(parent, ("registered", otp.self()))
+    otp.receive()
+
+
+def test_every_change_moves_the_registry_stamp_before_its_author_hears(node):
+    """The memory answers only while the registry has changed nothing: a
+    change by another process puts the hot path aside before that process
+    is answered; this process's own change is visible at once."""
+    arm_hot_path()
+    other = otp.spawn(_register_and_report, "theirs", otp.self())
+    recv_tagged("registered")
+    assert not hot_path_armed()
+    otp.registry._names._node_client().replica.refresh()  # as the next refresh would
+    assert otp.whereis("theirs") == other
+    arm_hot_path()
+    mine = otp.spawn(wait_forever)
+    otp.register("mine-at-once", mine)
+    assert otp.whereis("mine-at-once") == mine
+    otp.unregister("mine-at-once")
+    assert otp.whereis("mine-at-once") is None
+    otp.exit(other, "kill")
+    otp.exit(mine, "kill")
+
+
+def _bring_successor_to(version, parent):
+    """Register ``late``, then change the registry until its version is
+    ``version``: the version of a replica of its predecessor."""
+    otp.register("late")
+    dummy, held = otp.spawn(wait_forever), False
+    while otp.registry_health()["version"] < version:
+        if held:
+            otp.unregister("dummy")
+        else:
+            otp.register("dummy", dummy)
+        held = not held
+    otp.send(parent, ("caught-up", otp.self(), otp.registry_health()["version"]))
+    otp.receive()
+
+
+def test_a_successor_at_the_same_version_is_not_taken_for_its_predecessor(node):
+    """A restarted registry numbers its changes from 0 again: once it has
+    made as many as a replica of its predecessor holds, its stamp must
+    still differ (its generation), or that replica would answer from the
+    dead registry's table."""
+    otp.register("early", otp.spawn(wait_forever))
+    arm_hot_path()
+    version = otp.registry._names._node_client().replica.version
+    reg = registry_pid(node)
+    ref = otp.monitor(reg)
+    os.kill(reg.ospid, signal.SIGKILL)
+    down_of(ref)
+    helper = otp.spawn(_bring_successor_to, version, otp.self())
+    _, late, reached = recv_tagged("caught-up")
+    assert reached == version, "the successor overshot: the collision is not tested"
+    assert otp.whereis("late") == late
+    otp.exit(helper, "kill")
+
+
+def test_a_thread_that_is_not_the_process_is_never_answered_from_memory(node):
+    arm_hot_path()
+    errors = []
+
+    def lookup():
+        try:
+            otp.whereis("warm-up")
+        except otp.NotAProcess as exc:
+            errors.append(exc)
+
+    for target in (lookup, functools.partial(contextvars.copy_context().run, lookup)):
+        thread = threading.Thread(target=target)
+        thread.start()
+        thread.join()
+    assert len(errors) == 2
+    assert hot_path_armed()
+
+
+def test_a_keyed_registry_removes_its_stamp_file_when_it_stops(node):
+    otp.trap_exit(True)
+    reg = otp.Registry.start_link()
+    path = stamp_path(endpoints(node.info.dir, reg.uid)[1])
+    assert os.path.exists(path)
+    otp.exit(reg, "shutdown")
+    exit_of(reg)
+    assert not os.path.exists(path)
 
 
 # --------------------------------------------------------- keyed registries

@@ -167,6 +167,22 @@ GARBAGE = [
 ]
 
 
+def test_a_pid_travels_as_its_fields_and_the_registry_pid_as_its_pickle(node, ctx):
+    """What a plain client reads from the wire (see otp.registry._protocol)."""
+    pid = otp.spawn(wait_forever)
+    otp.register("fields", pid)
+    req = raw_socket(ctx, node, zmq.REQ)
+    try:
+        req.send(request(1, "whereis", "fields"))
+        req_id, status, value, registry, version = pickle.loads(req.recv())
+    finally:
+        req.close()
+    assert (req_id, status, value) == (1, "pid", (pid.node, pid.uid, pid.ospid, pid.start))
+    assert pickle.loads(registry) == registry_pid(node)
+    assert version >= 1
+    otp.exit(pid, "kill")
+
+
 def test_dealer_garbage_is_answered_or_dropped_and_the_registry_lives_on(node, ctx):
     registry = registry_pid(node)
     dealer = raw_socket(ctx, node, zmq.DEALER)

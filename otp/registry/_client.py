@@ -39,6 +39,13 @@ the registry's death: its successor numbers its changes from 0 again.  A read dr
 when there are none), so the replica is as fresh as the messages that have
 reached this process.  A pid this process has itself seen die is never
 returned, even before the registry's change arrives.
+
+Stamp.  A replica knows the generation and version of the registry state
+it holds (:meth:`Replica.stamp`); while the registry's stamp file
+(:mod:`._protocol`) holds the same word, the registry has made no change
+the replica lacks, and a reader may answer from the replica without
+looking at its socket or the clock (:func:`otp.whereis` does, see
+:mod:`._names`).
 """
 
 from __future__ import annotations
@@ -65,11 +72,13 @@ from ._protocol import (
     LeftAll,
     MetadataUpdated,
     Snapshot,
+    StampFile,
     SyncToken,
     ValueUpdated,
     decode_reply,
     encode_request,
-    new_request,
+    stamp_of,
+    stamp_path,
 )
 
 __all__ = ["RegistryClient", "Replica", "Holder", "DEFAULT_TIMEOUT"]
@@ -86,6 +95,12 @@ REPLICA_AFTER = 8
 #: delivery; this process's own changes show at once (read-your-writes: a
 #: read waits until the replica has the version its write produced).
 FRESHNESS = 0.001
+
+
+#: Builds a record from a tuple of its fields without the generated ``__new__``.
+_record = tuple.__new__
+#: ``zmq.NOBLOCK`` as a plain int: an enum costs a microsecond per call.
+_NOBLOCK = int(zmq.NOBLOCK)
 
 
 class _Sent(NamedTuple):
@@ -128,6 +143,7 @@ class RegistryClient:
         self.lookups = 0
         self.replica: Replica | None = None
         self.seen_version = 0  # version after this process's last request
+        self._stamp: StampFile | None = None
 
     def _connect(self) -> zmq.Socket[bytes]:
         if self.dealer is not None:
@@ -216,9 +232,10 @@ class RegistryClient:
 
     def _encode(self, requests: list) -> dict[int, _Sent]:
         batch = {}
+        ids, main_by_value = self.ids, self.main_by_value
         for i, (op, args) in enumerate(requests):
-            request = new_request(next(self.ids), op, tuple(args))
-            batch[request.req_id] = _Sent(i, op, encode_request(request, self.main_by_value))
+            req_id = next(ids)
+            batch[req_id] = _record(_Sent, (i, op, encode_request(req_id, op, tuple(args), main_by_value)))
         return batch
 
     def _ready(self) -> zmq.Socket[bytes]:
@@ -267,23 +284,24 @@ class RegistryClient:
         errors: list[tuple[int, BaseException]],
     ) -> None:
         """Take in the replies that have arrived, without waiting."""
+        recv = dealer.recv
         while pending:
             try:
-                reply = decode_reply(dealer.recv(zmq.NOBLOCK))
+                req_id, status, value, registry, version = decode_reply(recv(_NOBLOCK))
             except zmq.Again:
                 return
-            if reply.registry != self.registry_pid:
-                self._follow(reply.registry)
+            if registry is not self.registry_pid and registry != self.registry_pid:
+                self._follow(registry)
                 self.seen_version = 0  # a successor numbers its changes from 0 again
-            if reply.req_id not in pending:
+            if req_id not in pending:
                 continue  # the late answer to a request that timed out
-            pending.discard(reply.req_id)
-            if reply.version > self.seen_version:
-                self.seen_version = reply.version
-            if reply.status == "ok":
-                results[batch[reply.req_id].position] = reply.value
+            pending.discard(req_id)
+            if version > self.seen_version:
+                self.seen_version = version
+            if status == "ok":
+                results[batch[req_id].position] = value
             else:
-                errors.append((batch[reply.req_id].position, reply.value))
+                errors.append((batch[req_id].position, value))
 
     def _down(self, error: RegistryDown, batch: dict[int, _Sent], pending: set) -> RegistryDown:
         """``error`` for the requests in flight to a registry that died; the
@@ -312,10 +330,24 @@ class RegistryClient:
         replica = self.counted_replica()
         return None if replica is None else replica.lookup(key)
 
+    def stamp_word(self) -> memoryview | None:
+        """The registry's stamp word (see :mod:`._protocol`), mapped on first
+        use; None if its file cannot be mapped.  Valid until :meth:`close`:
+        whoever holds it must drop it first."""
+        if self._stamp is None:
+            try:
+                self._stamp = StampFile(stamp_path(self.publish_ep))
+            except (OSError, ValueError):
+                return None
+        return self._stamp.word
+
     def close(self) -> None:
         if self.replica is not None:
             self.replica.close()
             self.replica = None
+        if self._stamp is not None:
+            self._stamp.close()
+            self._stamp = None
         if self.dealer is not None:
             self.dealer.close(linger=0)
             self.dealer = None
@@ -344,8 +376,10 @@ class Replica:
         self.sub.connect(client.publish_ep)
         self.registry_pid: Pid | None = None
         self.duplicate = False
+        self.generation = 0
         self.version = 0
         self.table: dict[Any, list[Holder]] = {}
+        self.first: dict[Any, Pid] = {}  # key -> its first holder: whereis's answer
         self.groups: dict[Any, list[Pid]] = {}
         self.fresh_until = 0.0
         self._resync()
@@ -370,10 +404,12 @@ class Replica:
         snapshot: Snapshot = client.request("snapshot")
         self.duplicate = snapshot.mode == "duplicate"
         self.registry_pid = client.registry_pid
+        self.generation = snapshot.generation
         self.version = snapshot.version
         self.table = {}
         for entry in snapshot.entries:
             self.table.setdefault(entry.key, []).append(Holder(entry.pid, entry.value, entry.metadata))
+        self.first = {key: rows[0].pid for key, rows in self.table.items()}
         self.groups = {g: list(m) for g, m in snapshot.groups.items()}
         self.fresh_until = 0.0
         self._drain()
@@ -399,12 +435,15 @@ class Replica:
                     rows = [r for r in rows if r.pid != pid]
                 rows.append(Holder(pid, value, metadata))
                 table[key] = rows
+                self.first[key] = rows[0].pid
             case EntryRemoved(key, pid):
                 rows = [r for r in table.get(key, []) if r.pid != pid]
                 if rows:
                     table[key] = rows
+                    self.first[key] = rows[0].pid
                 else:
                     table.pop(key, None)
+                    self.first.pop(key, None)
             case ValueUpdated(key, pid, value):
                 table[key] = [r._replace(value=value) if r.pid == pid else r for r in table.get(key, [])]
             case MetadataUpdated(key, pid, metadata):
@@ -441,6 +480,10 @@ class Replica:
             if self.proc.poll_sockets([self.sub], remaining):  # may come back early: loop
                 self._drain()
         self.fresh_until = time.monotonic() + FRESHNESS
+
+    def stamp(self) -> int:
+        """The stamp of the registry state this replica holds."""
+        return stamp_of(self.generation, self.version)
 
     def _succeeded(self) -> bool:
         """True if the registry this replica copies has died or been

@@ -19,7 +19,9 @@ negative: ``ValueError``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
+from threading import get_ident as _get_ident
 from time import monotonic as _monotonic
 from typing import Any
 
@@ -27,9 +29,8 @@ from .. import _api, _process
 from .._child_spec import ChildSpec, child_spec
 from .._errors import NoProc, StartError, Timeout
 from .._pid import Pid
-from .._timeouts import check_timeout
 from ._backend import AlreadyRegistered, InvalidKey, NotFound, RegistryDown, canonical_key
-from ._client import DEFAULT_TIMEOUT, RegistryClient
+from ._client import DEFAULT_TIMEOUT, RegistryClient, Replica
 from ._server import endpoints
 from ._server import start_link as _start_server
 
@@ -80,6 +81,7 @@ def _node_client() -> RegistryClient:
 def _on_exit(proc, reason: Any) -> None:
     """Exit hook of every process: drop its names before anyone hears of its
     death, then close its registry connections."""
+    _disarm()  # before the clients close: the hot path reads their stamp word
     sig = proc.sig
     with sig.lock:
         sig.drain()  # a 'named' notice may still be queued on our port
@@ -120,16 +122,83 @@ def unregister(name: Any) -> None:
     _node_client().request("unregister", name, None)
 
 
+# The hot path of whereis (about 0.15 us, 0.2 us in the root): the first
+# holders of the node registry's names as this process's replica holds them,
+# answered while the registry's stamp word still equals the replica's stamp
+# (the registry has changed nothing since: see otp.registry._protocol) and,
+# in the root, only to the thread that is the process (another thread gets
+# NotAProcess, as from every call).  A pid this process has seen die is
+# never returned.  The word and the stamp are memoryviews of one native
+# integer: comparing two of them compares memory (about 20 ns), where
+# reading the word would build an int object.  Module globals: the cheapest
+# reads Python has.  Armed after a refresh of the replica, disarmed at exit
+# and in a forked child.
+def _stamp_view(stamp: int = 0) -> memoryview:
+    view = memoryview(bytearray(8)).cast("Q")
+    view[0] = stamp
+    return view
+
+
+_DISARMED = _stamp_view(1)  # equals no stamp view: disarmed, the word is this
+_hot_word: memoryview = _DISARMED
+_hot_stamp: memoryview = _stamp_view(2)
+_hot_names: dict[Any, Pid] = {}
+_hot_dead: dict[int, bool] = {}
+_hot_thread: int | None = None
+
+
+def _arm(client: RegistryClient, replica: Replica) -> None:
+    """Answer from ``replica`` on the hot path while the registry's stamp
+    stays what it is now, if the replica has every change up to it."""
+    global _hot_word, _hot_stamp, _hot_names, _hot_dead, _hot_thread
+    proc = client.proc
+    if proc.sig.exiting:  # its exit hook has disarmed, for good
+        return
+    word = client.stamp_word()
+    stamp = replica.stamp()
+    if word is None or word[0] != stamp:
+        return  # changes on their way: the next refresh tries again
+    _hot_word = _DISARMED  # a reader in another thread sees all of it or none of it
+    _hot_stamp = _stamp_view(stamp)
+    _hot_names = replica.first
+    _hot_dead = proc.dead_seen
+    _hot_thread = proc.thread_id if proc.root else None
+    _hot_word = word
+
+
+def _disarm() -> None:
+    global _hot_word, _hot_names
+    _hot_word = _DISARMED
+    _hot_names = {}
+
+
+os.register_at_fork(after_in_child=_disarm)  # a child is another process
+
+
 def whereis(name: Any, cached: bool = True) -> Pid | None:
-    """The pid registered under ``name``, or None.  Served from this
-    process's replica once it looks names up often; ``cached=False`` always
-    asks the registry process (one round trip through its ROUTER)."""
+    """The pid registered under ``name``, or None; never a process this
+    process has seen die.  Served from this process's replica once it looks
+    names up often: from memory alone (no socket, no clock) while the
+    registry has made no change the replica lacks, else as fresh as the
+    replica's last refresh (see :mod:`otp.registry._client`);
+    ``cached=False`` always asks the registry process (one round trip
+    through its ROUTER)."""
+    if _hot_word == _hot_stamp and cached and (_hot_thread is None or _get_ident() == _hot_thread):
+        try:
+            pid = _hot_names[name]  # the hot path: no socket, no clock
+        except KeyError:
+            return None
+        return None if pid.uid in _hot_dead else pid
+    return _whereis(name, cached)
+
+
+def _whereis(name: Any, cached: bool) -> Pid | None:
     client = _node_client()
     if not cached:
         return _unless_seen_dead(client.request("whereis", name))
     replica = client.replica
     if replica is not None and replica.version >= client.seen_version and _monotonic() < replica.fresh_until:
-        rows = replica.table.get(name)  # the hot path: no socket touched
+        rows = replica.table.get(name)  # as fresh as the last refresh: no socket touched
         if rows:
             pid = rows[0].pid
             return None if pid.uid in client.proc.dead_seen else pid
@@ -137,6 +206,8 @@ def whereis(name: Any, cached: bool = True) -> Pid | None:
     found = client.lookup_cached(name)
     if found is None:
         return _unless_seen_dead(client.request("whereis", name))
+    if client.replica is not None:  # just refreshed
+        _arm(client, client.replica)
     return found[0][0] if found else None  # (pid, value)
 
 
@@ -158,9 +229,10 @@ def _live_rows(rows: list) -> list:
 def whereis_many(names: list, timeout: float | None = DEFAULT_TIMEOUT) -> list:
     """``[whereis(name) for name in names]`` asked of the registry process in
     one pipelined batch (about one round trip for the lot)."""
-    timeout = check_timeout(timeout)
-    pids = _node_client().request_many([("whereis", (name,)) for name in names], timeout=timeout)
-    return [_unless_seen_dead(pid) for pid in pids]
+    client = _node_client()
+    pids = client.request_many([("whereis", (name,)) for name in names], timeout=timeout)
+    seen_dead = client.proc.seen_dead
+    return [None if pid is None or seen_dead(pid) else pid for pid in pids]
 
 
 def registered() -> list:

@@ -7,7 +7,13 @@ registry pid, version)``, encoded like mailbox frames
 (:func:`otp._codec.encode_frame`: under the forkserver start method what
 names a class of the script's ``__main__`` travels by value).  Plain tuples,
 not the records: pickling a named tuple costs about 7 times more, and every
-request pays it.
+request pays it.  Pickling a pid costs about a microsecond (the pickler
+looks its class up again every time), and a registry answers tens of
+thousands of requests a second: the registry pid travels as its own pickle
+(:func:`encode_pid`), made once by the registry and unpickled by a client
+only when it differs from the last one it saw, and a value that is a pid
+(``whereis``) as its fields, with the status ``"pid"`` (see
+:func:`decode_reply`).
 
 The change feed.  Every change to the registry's table is published as
 ``(version, change)``, ``change`` one of the :data:`Change` records
@@ -15,6 +21,17 @@ The change feed.  Every change to the registry's table is published as
 out with version None.  (The messages a registry sends to its listeners and
 pg monitors are other records: :mod:`otp.registry._events`.)  Records here: a change costs one write, and
 replicas tell the kinds apart by type.
+
+The stamp.  Beside its PUB socket a registry keeps one 64-bit word in a
+file of the node directory (:func:`stamp_path`), mapped in memory by the
+registry and by the replicas that read it: the registry's *generation* (one
+more than its predecessor's on the same endpoint, so a successor, which
+numbers its changes from 0 again, never writes a word its predecessor
+wrote) and the version of its last change (:func:`stamp_of`), written after
+the change is published and before the request that made it is answered.
+A replica whose own stamp equals the word has every change the registry has
+made: one memory load, no system call, tells it that it may answer from
+memory.
 
 Who may send what.  Our clients connect a DEALER (the ROUTER sees
 ``[identity, body]``); a plain REQ socket adds an empty delimiter
@@ -41,11 +58,13 @@ An argument whose own methods raise while it is checked (a mapping's
 
 from __future__ import annotations
 
+import mmap
+import os
 import pickle
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from .._codec import dumps, encode_frame
+from .._codec import PROTOCOL, dumps, encode_frame
 from .._errors import EncodeError
 from .._pid import Pid, Ref
 from ._backend import (
@@ -79,16 +98,20 @@ __all__ = [
     "READ_OPS",
     "Unanswerable",
     "Refused",
-    "new_request",
-    "new_reply",
     "encode_request",
     "decode_request",
+    "encode_pid",
     "encode_reply",
     "decode_reply",
+    "StampFile",
+    "stamp_of",
+    "stamp_path",
+    "next_generation",
 ]
 
 #: The delimiter frame a REQ socket puts before its body.
 _REQ_DELIMITER = b""
+_dumps = pickle.dumps
 #: Builds a record from a tuple of its fields without the generated
 #: ``__new__`` (a third of the cost: these are built once per request).
 _record = tuple.__new__
@@ -102,7 +125,7 @@ class Request(NamedTuple):
 
 class Reply(NamedTuple):
     req_id: int
-    status: str  # "ok" or "error"
+    status: str  # "ok" or "error" (on the wire also "pid": see decode_reply)
     value: Any  # the operation's result, or its RegistryError
     registry: Pid  # who answered: clients watch it
     version: int  # the registry's change count after this request
@@ -175,12 +198,14 @@ class SyncToken(NamedTuple):
 
 
 class Snapshot(NamedTuple):
-    """The answer to ``snapshot``: the table after change ``version``."""
+    """The answer to ``snapshot``: the table after change ``version`` of
+    incarnation ``generation`` of the registry (see :func:`stamp_of`)."""
 
     version: int
     entries: list[EntryAdded]
     groups: dict[Any, list[Pid]]
     mode: str
+    generation: int
 
 
 class PgMonitorEnded(NamedTuple):
@@ -297,6 +322,10 @@ OPS: dict[str, OpSpec] = {
     "pg_groups": _spec(),
 }
 
+#: Operations whose one argument is a key, and the key types that are their
+#: own canonical form: a request of that shape is checked inline.
+_KEY_OPS: frozenset[str] = frozenset(op for op, spec in OPS.items() if spec.checks == (canonical_key,))
+_PLAIN = (str, int, bytes)
 #: Operations that change nothing (the others clear the server's lookup cache).
 READ_OPS: frozenset[str] = frozenset(op for op, spec in OPS.items() if not spec.write)
 
@@ -321,6 +350,10 @@ def decode_request(parts: list) -> tuple[list, Request]:
         raise Unanswerable(f"an undecodable request ({type(exc).__name__}: {exc})") from None
     if type(t) is not tuple or not t or type(t[0]) is not int:
         raise Unanswerable(f"a {type(t).__name__} without a request id")
+    if len(t) == 3:  # most requests: one plain key, which every check would pass as it is
+        op, args = t[1], t[2]
+        if type(op) is str and op in _KEY_OPS and type(args) is tuple and len(args) == 1 and type(args[0]) in _PLAIN:
+            return envelope, _record(Request, t)
     try:
         return envelope, _checked(t)
     except RegistryError as exc:
@@ -361,29 +394,101 @@ def _name(op: object) -> str:
 # ------------------------------------------------------------------ encode
 
 
-def encode_request(request: Request, main_by_value: bool) -> bytes:
-    """The request's frame; raises :class:`otp.EncodeError` before anything is sent."""
-    return encode_frame(tuple(request), main_by_value)
+def encode_request(req_id: int, op: str, args: tuple, main_by_value: bool) -> bytes:
+    """A request's frame; raises :class:`otp.EncodeError` before anything is sent."""
+    request = (req_id, op, args)
+    try:  # encode_frame's first step, inline: every request pays for the calls
+        frame = _dumps(request, PROTOCOL)
+    except Exception:  # noqa: BLE001 - encode_frame tries harder, or raises EncodeError
+        return encode_frame(request, main_by_value)
+    if main_by_value and b"__main__" in frame:
+        return encode_frame(request, main_by_value)
+    return frame
 
 
-def encode_reply(reply: Reply, main_by_value: bool) -> bytes:
-    """The reply's frame; a value that cannot be encoded becomes an
+def encode_pid(pid: Pid) -> bytes:
+    """A registry's pid as its replies carry it."""
+    return pickle.dumps(pid, 5)
+
+
+def encode_reply(req_id: int, status: str, value: Any, registry: bytes, version: int, main_by_value: bool) -> bytes:
+    """The frame of a reply (``registry``: the registry's
+    :func:`encode_pid`); a value that cannot be encoded becomes an
     ``InvalidValue`` error reply."""
+    reply = (req_id, status, value, registry, version)
     try:
-        return encode_frame(tuple(reply), main_by_value)
+        try:  # encode_frame's first step, inline (as in encode_request)
+            frame = _dumps(reply, PROTOCOL)
+        except Exception:  # noqa: BLE001 - encode_frame tries harder, or raises EncodeError
+            return encode_frame(reply, main_by_value)
+        if main_by_value and b"__main__" in frame:
+            return encode_frame(reply, main_by_value)
+        return frame
     except EncodeError as exc:
         error = InvalidValue(f"the registry cannot encode its answer: {exc}")
-        return encode_frame((reply.req_id, "error", error, reply.registry, reply.version), main_by_value)
+        return encode_frame((req_id, "error", error, registry, version), main_by_value)
 
 
-def new_request(req_id: int, op: str, args: tuple) -> Request:
-    return _record(Request, (req_id, op, args))
-
-
-def new_reply(req_id: int, status: str, value: Any, registry: Pid, version: int) -> Reply:
-    return _record(Reply, (req_id, status, value, registry, version))
+_last_registry: tuple[bytes, Pid | None] = (b"", None)  # (encoded, pid): the one a client talks to
 
 
 def decode_reply(frame: bytes) -> Reply:
-    """The reply in a frame from a registry (trusted: it is ours)."""
-    return _record(Reply, pickle.loads(frame))
+    """The reply in a frame from a registry (trusted: it is ours).  A value
+    sent as a pid's fields (status ``"pid"``) is that pid, status ``"ok"``."""
+    global _last_registry
+    req_id, status, value, registry, version = pickle.loads(frame)
+    if status == "pid":
+        status, value = "ok", Pid(*value)
+    last = _last_registry
+    if registry == last[0]:
+        pid = last[1]
+    else:
+        pid = pickle.loads(registry)
+        _last_registry = (registry, pid)
+    return _record(Reply, (req_id, status, value, pid, version))
+
+
+# ------------------------------------------------------------------- the stamp
+
+#: Low bits of a stamp: the version of the registry's last change.
+VERSION_BITS = 40
+_VERSION_MASK = (1 << VERSION_BITS) - 1
+_GENERATION_MASK = (1 << (64 - VERSION_BITS)) - 1
+
+
+def stamp_of(generation: int, version: int) -> int:
+    """The stamp of change ``version`` of a registry of ``generation``."""
+    return ((generation & _GENERATION_MASK) << VERSION_BITS) | (version & _VERSION_MASK)
+
+
+def next_generation(stamp: int) -> int:
+    """The generation of a registry that finds ``stamp`` left by its
+    predecessor (0 for none: a new file) in the stamp file; never 0."""
+    return ((stamp >> VERSION_BITS) + 1) & _GENERATION_MASK or 1
+
+
+def stamp_path(publish_ep: str) -> str:
+    """The stamp file of the registry that publishes on ``publish_ep`` (an
+    ``ipc://`` endpoint in the node directory)."""
+    return publish_ep[len("ipc://") :] + "-stamp"
+
+
+class StampFile:
+    """A registry's stamp file, mapped: ``word[0]`` is the stamp (read-only
+    unless ``writable``).  Raises ``OSError`` (or ``ValueError``: shorter
+    than a word) if it cannot be mapped."""
+
+    def __init__(self, path: str, writable: bool = False) -> None:
+        fd = os.open(path, (os.O_RDWR | os.O_CREAT if writable else os.O_RDONLY) | os.O_CLOEXEC, 0o600)
+        try:
+            if writable and os.fstat(fd).st_size < 8:
+                os.ftruncate(fd, 8)
+            self._map = mmap.mmap(fd, 8, access=mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ)
+        finally:
+            os.close(fd)  # the mapping keeps its own
+        self.path = path
+        self.word = memoryview(self._map).cast("Q")
+
+    def close(self) -> None:
+        self.word.release()
+        self._map.close()
