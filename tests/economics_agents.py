@@ -99,6 +99,22 @@ def auction_runner(parent, kind, item, participants, options):
     otp.send(parent, ("outcome", otp.self(), economics.run(auction, 30)))
 
 
+def ask_and_report(parent, ids, payload, kind, timeout):
+    """Ask ``ids`` as an auction does (``ask_agents``); report each answer
+    as ``(error class name or None, value or the error's reason)``."""
+    from mabeam.economics._auction_server import ask_agents
+    from mabeam.economics._mechanisms import reason_of
+
+    answers = ask_agents(ids, payload, kind, timeout)
+    otp.send(
+        parent,
+        (
+            "answers",
+            [(None, a.value) if a.error is None else (type(a.error).__name__, reason_of(a.error)) for a in answers],
+        ),
+    )
+
+
 def order_submitter(parent, market, trader, orders):
     """Submit ``[(side, price, quantity), ...]`` in order; report the results."""
     results = [economics.submit_order(market, trader, side, price, qty) for side, price, qty in orders]

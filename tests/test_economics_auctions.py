@@ -6,10 +6,12 @@ rules' typed errors raised in the caller."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import pytest
-from economics_agents import auction_runner, call_and_report, start_bidders
+from economics_agents import ask_and_report, auction_runner, call_and_report, start_bidders
 from helpers import down_of, recv, recv_tagged
 
 import mabeam
@@ -180,6 +182,35 @@ def test_a_bidder_dying_mid_auction_is_recorded_and_the_auction_clears(app):
     mabeam.await_status("killer", "running", timeout=10)
 
 
+def test_agents_are_asked_at_once_and_answer_in_the_order_asked(app):
+    """The auction's fan-out (one asynchronous request per agent): while
+    the first agent holds its answer, every other request is out already;
+    the answers come back in the order of the ids, each failure with its
+    cause."""
+    me = otp.self()
+    pids = start_bidders(
+        {
+            "slow": {"value": 4, "hold": True, "notify": me},
+            "ten": {"value": 10, "notify": me},
+            "killer": {"die_on_bid": True},
+            "raiser": {"raise_on_bid": True},
+        },
+        restart="temporary",
+    )
+    ids = ["slow", "ten", "ghost", "killer", "raiser"]
+    otp.spawn(ask_and_report, me, ids, {"kind": "vickrey"}, "bid", 30)
+    assert recv_tagged("holding") == ("holding", "slow")
+    assert recv(lambda m: isinstance(m, tuple) and m[:2] == ("asked", "ten"))[2] == "bid"  # not after slow
+    otp.send(pids["slow"], ("release",))
+    assert recv_tagged("answers")[1] == [
+        (None, 4),
+        (None, 10),
+        ("AgentNotRunning", "not_running"),
+        ("AgentExited", "killed"),
+        ("HookFailed", ("hook_raised", "raiser cannot bid")),
+    ]
+
+
 def test_unanswerable_bidders_are_listed_with_their_reason(app):
     me = otp.self()
     start_bidders(
@@ -310,3 +341,109 @@ def test_min_reputation_and_capabilities(app):
     outcome = E.run(auction, 10)
     assert outcome.not_bidding == {"bad": "ineligible"}
     assert (outcome.winner, outcome.price) == ("good", 5)  # 'good' and 'other' found by capability
+
+
+# ------------------------------------------------------------------ bidders that exit while their bids stand
+
+
+def kill(pid):
+    """SIGKILL ``pid`` (no word, no cleanup) and wait until it is dead."""
+    ref = otp.monitor(pid)
+    os.kill(pid.ospid, signal.SIGKILL)
+    assert down_of(ref).reason == "killed"
+
+
+def test_english_high_bidder_killed_while_standing_high_loses_to_the_next_standing_bid(app):
+    """Values 10 and 7, reserve 2, increment 1: the bids climb to ten's 8.
+    When seven is asked for 9, ten (standing high at 8) is SIGKILLed; seven
+    declines 9.  The dead high bidder does not win: seven's 7 does."""
+    me = otp.self()
+    pids = start_bidders({"ten": {"value": 10}, "seven": {"value": 7, "hold": True, "notify": me}}, restart="temporary")
+    auction = E.create_auction_async(
+        "english", "lot", reserve=2, increment=1, participants=["ten", "seven"], bid_timeout=30
+    )
+    while True:
+        view = recv_tagged("asked")[3]
+        assert recv_tagged("holding") == ("holding", "seven")
+        if view["high_bidder"] == "ten" and view["minimum_bid"] > 7:
+            break  # ten stands high at 8; seven is about to drop out
+        otp.send(pids["seven"], ("release",))
+    assert view["high_bid"] == 8
+    kill(pids["ten"])
+    otp.send(pids["seven"], ("release",))
+    outcome = result_of(auction)
+    assert (outcome.winner, outcome.price) == ("seven", 7)
+    assert outcome.withdrawn == {"ten": "killed"} and outcome.payments == {"seven": 7}
+    assert [(b.bidder, b.amount) for b in outcome.bids] == [("seven", 3), ("seven", 5), ("seven", 7)]
+    state = E.get_auction_state(auction)
+    assert (state["status"], state["winner"], state["price"]) == ("closed", "seven", 7)
+
+
+def test_english_explicit_bids_of_a_killed_agent_are_withdrawn_at_close(app):
+    """SIGKILL the standing high bidder, then close: the next standing bid
+    wins; an auction whose every standing bid died fails with
+    ``BiddersExited``, typed in the caller."""
+    pids = start_bidders({"ten": {"value": 10}, "seven": {"value": 7}, "lone": {"value": 6}}, restart="temporary")
+    auction = E.create_auction("english", "lot", reserve=5, increment=1)
+    E.place_bid(auction, "seven", 7)
+    E.place_bid(auction, "ten", 8)  # ten's agent stands behind its bid
+    E.place_bid(auction, "outsider", 9)  # names no agent: its bid stands on its own
+    E.place_bid(auction, "ten", 10)
+    alone = E.create_auction("english", "only", reserve=5)
+    E.place_bid(alone, "lone", 6)
+    kill(pids["ten"])
+    kill(pids["lone"])
+    outcome = E.close(auction)
+    assert (outcome.winner, outcome.price) == ("outsider", 9)
+    assert outcome.withdrawn == {"ten": "killed"}
+    assert outcome.payments == {"seven": 0.0, "outsider": 9}
+    with pytest.raises(E.BiddersExited) as info:
+        E.close(alone)
+    assert info.value.exited == {"lone": "killed"} and info.value.auction_id == alone.auction_id
+    assert isinstance(info.value, E.EconomicsError)
+    with pytest.raises(E.BiddersExited):
+        E.run(alone, 5)  # the stored failure
+    state = E.get_auction_state(alone)
+    assert state["status"] == "failed" and state["error"].startswith("BiddersExited")
+
+
+def test_vickrey_killed_winner_is_withdrawn_and_the_price_recomputed(app):
+    """Sealed bids 10 (explicit, backed by ten's agent), 7 and 3 (asked at
+    run): ten is SIGKILLed before the auction clears, so seven wins and
+    pays the second price among the live bids, 3."""
+    pids = start_bidders({"ten": {"value": 10}, "seven": {"value": 7}, "three": {"value": 3}}, restart="temporary")
+    auction = E.create_auction("vickrey", "slot", participants=["ten", "seven", "three"])
+    E.place_bid(auction, "ten", 10)
+    kill(pids["ten"])
+    outcome = E.run(auction, 10)
+    assert (outcome.winner, outcome.price) == ("seven", 3)
+    assert outcome.withdrawn == {"ten": "killed"} and outcome.not_bidding == {}
+    assert outcome.payments == {"seven": 3, "three": 0.0}
+
+
+def test_dutch_killed_acceptance_is_withdrawn(app):
+    """Acceptance prices 15 (ten) and 11 (seven) on a clock 20, 18, ...:
+    ten would take the item at 14, but it is SIGKILLed before the close,
+    so seven takes it at 10."""
+    pids = start_bidders({"ten": {"value": 10}, "seven": {"value": 7}}, restart="temporary")
+    auction = E.create_auction("dutch", "d", start=20, decrement=2, reserve=4)
+    E.place_bid(auction, "ten", 15)
+    E.place_bid(auction, "seven", 11)
+    kill(pids["ten"])
+    outcome = E.close(auction)
+    assert (outcome.winner, outcome.price, outcome.withdrawn) == ("seven", 10, {"ten": "killed"})
+
+
+def test_combinatorial_killed_winner_is_withdrawn_and_vcg_recomputed(app):
+    """x {A}: 5, y {B}: 4, z {A, B}: 8; x and y would win (welfare 9).
+    x is SIGKILLed: without it z wins both items (8) and pays the welfare
+    the others lose, 4."""
+    pids = start_bidders({"x": {}, "y": {}, "z": {}}, restart="temporary")
+    auction = E.create_auction("combinatorial", ["A", "B"])
+    E.place_bid(auction, "x", [({"A"}, 5)])
+    E.place_bid(auction, "y", [({"B"}, 4)])
+    E.place_bid(auction, "z", [({"A", "B"}, 8)])
+    kill(pids["x"])
+    outcome = E.close(auction)
+    assert outcome.winners == ("z",) and outcome.allocation == {"z": frozenset({"A", "B"})}
+    assert outcome.payments == {"y": 0.0, "z": 4} and outcome.withdrawn == {"x": "killed"}

@@ -5,14 +5,17 @@ that no sequence of orders leaves the book crossed or loses a lot."""
 
 from __future__ import annotations
 
+import os
+import signal
 from decimal import Decimal
 
 import pytest
-from economics_agents import order_submitter
+from economics_agents import order_submitter, start_bidders
 from helpers import down_of, recv
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import mabeam
 import otp
 from mabeam import economics as E
 from mabeam._app import ECONOMICS
@@ -242,3 +245,41 @@ def test_settlement_moves_money_through_the_budget_service(app):
         E.submit_order(other, "stranger", "sell", 5, 1)
     with pytest.raises(E.InvalidOrder):
         E.submit_order(other, "buyer", "buy", None, 1)
+
+
+# ------------------------------------------------------------------ traders that exit
+
+
+def test_resting_orders_of_a_trader_that_exits_are_withdrawn(app):
+    """A resting order stands while its trader's agent lives: when the
+    agent is SIGKILLed its orders leave the book (the buy order's hold is
+    released), so nobody trades with a dead trader; orders of a trader that
+    names no agent stay."""
+    pids = start_bidders({"maker": {}, "buyer": {}}, restart="temporary")
+    for trader, funds in (("maker", 0), ("buyer", 100), ("anon", 0), ("taker", 100)):
+        E.open_budget(trader, funds)
+    market = E.create_market("tin", settle=True)
+    mabeam.subscribe(E.market_topic(market.market_id))
+    sell = E.submit_order(market, "maker", "sell", 10, 5)
+    bid = E.submit_order(market, "buyer", "buy", 8, 2)
+    anon = E.submit_order(market, "anon", "sell", 12, 1)
+    assert E.get_budget("buyer").reserved == 16
+    for trader in ("maker", "buyer"):
+        ref = otp.monitor(pids[trader])
+        os.kill(pids[trader].ospid, signal.SIGKILL)
+        assert down_of(ref).reason == "killed"
+    withdrawn = {
+        recv(lambda m: isinstance(m, tuple) and m[0] == "$mabeam_event" and m[2][0] == "withdrawn")[2][1:]
+        for _ in range(2)
+    }
+    assert withdrawn == {(sell.order_id, "maker", "killed"), (bid.order_id, "buyer", "killed")}
+    assert E.get_budget("buyer").reserved == 0  # the dead buyer's hold was released
+    state = E.get_market_state(market)
+    assert state["asks"] == [(12, 1)] and state["bids"] == []
+    taker = E.submit_order(market, "taker", "buy", 12, 3)  # the dead maker's ask at 10 is gone
+    assert fills(taker) == [(12, 1, "taker", "anon")] and taker.resting == 2
+    outcome = E.close_market(market)
+    assert sorted((o.order_id, o.trader, o.quantity) for o in outcome.withdrawn) == sorted(
+        [(sell.order_id, "maker", 5), (bid.order_id, "buyer", 2)]
+    )
+    assert [o.trader for o in outcome.cancelled] == ["taker"] and anon.resting == 1

@@ -313,6 +313,7 @@ PUBLIC: dict[str, set[str]] = {
         "BOARD",
         "BUDGETS",
         "BUY",
+        "BiddersExited",
         "BidTooLow",
         "BudgetError",
         "BudgetSnapshot",

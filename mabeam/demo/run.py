@@ -159,7 +159,11 @@ def run(config: DemoConfig, display: Show | None = None) -> Progress:
                 bidders = [a for a in ids if a not in winners]  # one slot per learner per round
                 if not bidders:
                     break
-                result = _sell_slot(bidders, round_number, slot, config.timeout)
+                try:
+                    result = _sell_slot(bidders, round_number, slot, config.timeout)
+                except economics.BiddersExited as exc:  # chaos killed every bidder that could win
+                    progress.failures.append(Failure(round_number, None, "auction", exc))
+                    continue
                 progress.auctions.append(result)
                 if result.winner is not None and result.winner not in winners:
                     winners.append(result.winner)

@@ -10,12 +10,22 @@ Design
   ``mabeam.economics`` dynamic supervisor.  That process is the only owner
   of its bids or order book; many auctions and markets run at once and none
   waits on another.  A driven auction asks its participant agents with real,
-  concurrent calls to their ``handle_bid`` / ``handle_offer`` hooks (each
+  concurrent calls to their ``handle_bid`` / ``handle_offer`` hooks
+  (asynchronous requests, one per agent, answers taken as they arrive; each
   agent answers from its own OS process, with a timeout; an agent that dies
   or times out is recorded in ``not_bidding`` and never blocks the others),
   one round per message the auction sends itself, so explicit bids,
   ``close`` and reads are served between rounds.  Every price and payment is
   computed by the pure rule modules of this package (below).
+
+* **A bid or order stands while its bidder lives.**  When the bidder (or
+  trader) is an agent, the auction or market monitors the agent's process;
+  if it exits, its bids are withdrawn (``AuctionOutcome.withdrawn``) and its
+  resting orders leave the book (``MarketOutcome.withdrawn``, holds
+  released).  An auction checks its winners once more when it clears: a
+  dead winner's bids are withdrawn and the next standing bid wins, or the
+  auction fails with :class:`BiddersExited`.  A bidder id that names no
+  agent has no process to watch: its bids stand on their own.
 
 * **CQRS reads.**  Writes (bids, orders, cancels, budget and reputation
   changes) go to the owning process.  Reads never do: every owner publishes
@@ -89,7 +99,7 @@ from ._budget_api import (
     to_money,
 )
 from ._budget_server import BUDGETS, BudgetSnapshot, DuplicateBudget, UnknownBudget
-from ._errors import EconomicsError, NotStarted
+from ._errors import BiddersExited, EconomicsError, NotStarted
 from ._market_api import (
     MarketRef,
     UnknownMarket,
@@ -207,6 +217,7 @@ __all__ = [
     "NotStarted",
     "UnknownAuction",
     "DuplicateAuction",
+    "BiddersExited",
     "IneligibleBidder",
     "AuctionError",
     "InvalidBid",

@@ -103,6 +103,9 @@ def create_auction(kind: str, item: Any, reserve: float = 0.0, participants: Any
     ``participants``: agent ids that :func:`run` asks for bids (their
     ``handle_bid``/``handle_offer``); None means explicit bids only.
 
+    A bid stands while its bidder's agent lives (see ``BiddersExited``);
+    a bidder id that names no agent stands on its own.
+
     Options: ``auction_id``; ``increment``, ``max_rounds`` (English);
     ``start`` and ``decrement`` or ``schedule``, ``max_ticks`` (Dutch);
     ``bid_timeout`` (seconds each agent has per round, default 5);
@@ -122,7 +125,8 @@ def create_auction_async(
     """Start an auction that runs by itself at once (driven by its
     participants) and returns immediately; the result arrives as the message
     ``('$auction_result', ref, outcome)`` (``outcome`` is an
-    :class:`AuctionOutcome`, or the rules' exception if it could not clear)
+    :class:`AuctionOutcome`, or the exception that kept it from clearing:
+    the rules' ``AuctionError`` or ``BiddersExited``)
     to ``reply_to`` (default: the caller).  ``ref`` is the returned
     :class:`AuctionRef`; explicit bids and :func:`close` still work while it
     runs.  The caller may monitor ``ref.pid``."""
@@ -150,7 +154,8 @@ def place_bid(auction: Any, bidder: Any, bid: Any, timeout: float | None = 5.0) 
 def run(auction: Any, timeout: float | None = 60.0) -> AuctionOutcome:
     """Ask the participants for bids (rounds, clock ticks) until the
     auction can be cleared, clear it and return the outcome (the stored
-    outcome if it is already closed)."""
+    outcome if it is already closed).  Raises ``BiddersExited`` if every
+    bid that could have won was withdrawn by its bidder's exit."""
     with _board.absent_as(UnknownAuction(_id_of(auction))):
         cleared: Cleared = otp.ask(_server(auction), "run", timeout=timeout)
     return _seen(cleared)
@@ -158,7 +163,9 @@ def run(auction: Any, timeout: float | None = 60.0) -> AuctionOutcome:
 
 def close(auction: Any, timeout: float | None = 60.0) -> AuctionOutcome:
     """Clear now with the bids received so far (a driven run in progress
-    stops after its current round) and return the outcome."""
+    stops after its current round) and return the outcome.  The winner must
+    be alive: a bid whose bidder's agent has exited is withdrawn and the
+    next standing bid wins, or ``BiddersExited`` is raised."""
     with _board.absent_as(UnknownAuction(_id_of(auction))):
         cleared: Cleared = otp.ask(_server(auction), "close", timeout=timeout)
     return _seen(cleared)

@@ -8,6 +8,23 @@ between two rounds instead of waiting for the whole auction.  Every change
 is written to the economics board and published on the auction's topic;
 telemetry events go to ``mabeam.telemetry`` when it runs.
 
+A bid stands while the process behind it lives: the bidder's agent, for
+a bid an agent answered when asked and for an explicit bid whose bidder id
+names a running agent (a bidder id that names no agent has no process, and
+its bids stand on their own).  The auction monitors each such process; when
+one exits, the bidder's bids are withdrawn (:meth:`Mechanism.withdraw`) and
+the change is published (``('withdrawn', bidder, reason)``).  At the close
+the winners are checked once more with a fresh monitor, so a winner that
+died just before is withdrawn too, whatever the order in which its death
+and the close reached the auction: the next standing bid wins, or, if every
+bid that could have won was withdrawn, the auction fails with
+:class:`~mabeam.economics._errors.BiddersExited`.
+
+Agents are asked with asynchronous requests (``otp.send_request``, one per
+agent, in one :class:`otp.RequestIdCollection`): the answers are taken as
+they arrive, and an agent that is slow or dead costs only its own timeout
+or its death, never the others' answers.
+
 When the auction is cleared it answers every ``run``/``close`` caller,
 sends ``('$auction_result', ref, outcome)`` to every process that asked for
 the result asynchronously, reserves the payments in the budget service if
@@ -24,12 +41,14 @@ from typing import Any, ClassVar, NamedTuple
 
 import otp
 
+from .._agent import agent_name
 from .._agent_registry import find_agents
-from .._comms import DEFAULT_TIMEOUT, broadcast
+from .._comms import DEFAULT_TIMEOUT, whereis_agent
+from .._errors import AgentExited, AgentNotRunning, AgentTimeout
 from ..telemetry import emit_event
 from . import _board
 from ._budget_api import reserve_funds, to_money
-from ._errors import EconomicsError
+from ._errors import BiddersExited, EconomicsError
 from ._mechanisms import AgentAnswer, Ask, Mechanism, make_mechanism
 from ._reputation_api import get_reputation
 from .auctions import AuctionClosed, AuctionError, AuctionResult, CombinatorialResult
@@ -43,6 +62,7 @@ __all__ = [
     "IneligibleBidder",
     "auction_key",
     "auction_topic",
+    "ask_agents",
     "AUCTIONS_TOPIC",
 ]
 
@@ -51,6 +71,9 @@ __all__ = [
 #: :func:`auction_topic`.
 AUCTIONS_TOPIC = "mabeam.auctions"
 DEFAULT_LINGER = 30.0
+#: How long the close waits for the exit reason of a winner found dead: its
+#: monitor's DOWN is on its way (the process is gone), this only bounds it.
+EXIT_REASON_WAIT = 2.0
 
 
 def auction_key(auction_id: Any) -> tuple:
@@ -102,7 +125,10 @@ class AuctionOutcome:
     ``payments`` maps every bidder to what it pays (0.0 for losers).
     ``not_bidding`` maps participants that did not bid to why ('declined',
     'timeout', 'killed', 'not_running', ``('hook_raised', msg)``...);
-    ``rejected`` maps bidders whose bid the rules refused to the error.
+    ``rejected`` maps bidders whose bid the rules refused to the error;
+    ``withdrawn`` maps bidders whose bids were taken back because the
+    process behind them exited, to its exit reason (they are not in
+    ``bids`` or ``payments``).
     ``reservations`` maps winners to their budget reservation id (with
     ``reserve_payment=True``); ``settlement_errors`` says why one failed."""
 
@@ -123,6 +149,7 @@ class AuctionOutcome:
     reservations: dict = field(default_factory=dict)
     settlement_errors: dict = field(default_factory=dict)
     duration: float = 0.0
+    withdrawn: dict = field(default_factory=dict)
 
 
 class Cleared(NamedTuple):
@@ -154,7 +181,11 @@ class AuctionServer(otp.Service):
         self.waiters: list[tuple] = []
         self.notify: list[tuple] = list(spec.notify)
         self.outcome: AuctionOutcome | None = None
-        self.error: AuctionError | None = None
+        self.error: EconomicsError | None = None
+        # The process behind each bidder's bids, and its monitor.
+        self.backers: dict[Any, tuple[otp.Pid, otp.Ref]] = {}
+        self.backed: dict[otp.Ref, Any] = {}
+        self.answered_by: dict[Any, otp.Pid] = {}  # agent -> the process that answered the last ask
         self.created = time.monotonic()
         self.deadline: float | None = None
         try:
@@ -192,6 +223,7 @@ class AuctionServer(otp.Service):
         if not self._eligible(bidder):
             raise IneligibleBidder(f"bidder {bidder!r} is below the minimum reputation {self.min_reputation}")
         self.mech.place(bidder, payload)
+        self._back(bidder, _agent_pid(bidder))
         self._changed(("bid", bidder) if self.mech.sealed else ("bid", bidder, payload))
         return self.seq
 
@@ -272,11 +304,17 @@ class AuctionServer(otp.Service):
     def handle_info(self, msg: Any, state: Any) -> Any:
         if msg is _Tick.ROUND and self.status == "running":
             bidders = [p for p in self.participants if self._may_bid(p)]
-            if self.mech.step(self._ask_agents(), bidders, self._base_view()):
+            done = self.mech.step(self._ask_agents(), bidders, self._base_view())
+            for bidder in self.mech.bidders():
+                if bidder not in self.backers and bidder in self.answered_by:
+                    self._back(bidder, self.answered_by[bidder])
+            if done:
                 self._finish()
             else:
                 self._changed(("round", self.mech.rounds, self.mech.view()))
                 otp.send(otp.self(), _Tick.ROUND)
+        elif isinstance(msg, otp.DOWN) and msg.ref in self.backed:
+            self._withdraw(self.backed[msg.ref], msg.reason)
         elif msg == "timeout" and self.closed and self.next_action() == 0.0:
             return otp.Stop("normal", state)
         return otp.NoReply(state, self.next_action())
@@ -291,22 +329,100 @@ class AuctionServer(otp.Service):
 
     def _ask_agents(self) -> Ask:
         timeout = self.bid_timeout
+        answered_by = self.answered_by
 
         def ask(ids: list, payload: Any, kind: str) -> list[AgentAnswer]:
-            # broadcast answers ('ok', value) or ('error', exc) per agent
-            answers = broadcast(ids, payload, timeout=timeout, kind=kind)
-            return [AgentAnswer(value) if status == "ok" else AgentAnswer(None, value) for status, value in answers]
+            return ask_agents(ids, payload, kind, timeout, answered_by)
 
         return ask
+
+    # -------------------------------------------------------- the processes behind bids
+
+    def _back(self, bidder: Any, pid: otp.Pid | None) -> None:
+        """Monitor ``pid``, the process behind ``bidder``'s bids (None: no
+        process stands behind them)."""
+        if pid is None or self.closed:
+            return
+        known = self.backers.get(bidder)
+        if known is not None:
+            if known[0] == pid:
+                return
+            del self.backed[known[1]]  # the bidder runs again: its new process stands behind its bids
+            otp.demonitor(known[1], flush=True)
+        ref = otp.monitor(pid)
+        self.backers[bidder] = (pid, ref)
+        self.backed[ref] = bidder
+
+    def _withdraw(self, bidder: Any, reason: Any) -> None:
+        """``bidder``'s process exited: take its bids back."""
+        _, ref = self.backers.pop(bidder)
+        del self.backed[ref]
+        otp.demonitor(ref, flush=True)
+        if self.mech.withdraw(bidder, reason):
+            self._changed(("withdrawn", bidder, reason))
+
+    def _take_exits(self) -> None:
+        """Withdraw the bidders whose DOWN is already queued behind the
+        request being served."""
+        while self.backed:
+            try:
+                down = otp.receive(0, lambda m: isinstance(m, otp.DOWN) and m.ref in self.backed)
+            except otp.Timeout:
+                return
+            self._withdraw(self.backed[down.ref], down.reason)
+
+    def _exit_reason(self, bidder: Any) -> Any:
+        """None if the process behind ``bidder`` lives (or there is none),
+        else its exit reason.  A fresh monitor answers at once for a process
+        already gone, where the first monitor's DOWN may still be on its way."""
+        backer = self.backers.get(bidder)
+        if backer is None:
+            return None
+        pid, ref = backer
+        probe = otp.monitor(pid)
+        try:
+            down = otp.receive(0, lambda m: isinstance(m, otp.DOWN) and m.ref in (ref, probe))
+        except otp.Timeout:
+            otp.demonitor(probe, flush=True)
+            return None
+        if down.ref == probe:  # gone; the first monitor's DOWN carries the real reason
+            try:
+                down = otp.receive(EXIT_REASON_WAIT, lambda m: isinstance(m, otp.DOWN) and m.ref == ref)
+            except otp.Timeout:
+                pass
+        else:
+            otp.demonitor(probe, flush=True)
+        return down.reason
+
+    def _clear(self) -> AuctionResult | CombinatorialResult:
+        """Clear with live winners only: a winner whose process is gone is
+        withdrawn and the rules clear again, until every winner lives."""
+        self._take_exits()
+        while True:
+            result = self.mech.clear()
+            winners = result.winners if isinstance(result, CombinatorialResult) else (result.winner,)
+            gone = {w: r for w in winners if w is not None and (r := self._exit_reason(w)) is not None}
+            if not gone:
+                break
+            for winner, reason in gone.items():
+                self._withdraw(winner, reason)
+        has_winner = bool(result.winners) if isinstance(result, CombinatorialResult) else result.winner is not None
+        if not has_winner and self.mech.has_eligible_withdrawn_bid():
+            raise BiddersExited(self.auction_id, self.mech.withdrawn)
+        return result
 
     def _finish(self) -> None:
         self.mech.closed = True
         try:
-            self.outcome = self._outcome(self.mech.clear())
+            self.outcome = self._outcome(self._clear())
             self.status = "closed"
-        except AuctionError as exc:
+        except (AuctionError, BiddersExited) as exc:
             self.error = exc
             self.status = "failed"
+        for ref in self.backed:
+            otp.demonitor(ref, flush=True)
+        self.backers.clear()
+        self.backed.clear()
         if self.outcome is not None and self.reserve_payment:
             self.outcome = _settle(self.outcome)
         self.deadline = time.monotonic() + self.linger
@@ -354,6 +470,7 @@ class AuctionServer(otp.Service):
             reason=result.reason,
             welfare=welfare,
             duration=time.monotonic() - self.created,
+            withdrawn=dict(mech.withdrawn),
         )
 
     def _changed(self, what: tuple) -> None:
@@ -376,3 +493,64 @@ def _settle(outcome: AuctionOutcome) -> AuctionOutcome:
         except (ValueError, otp.OTPError) as exc:  # the auction stands; the failure is reported
             errors[bidder] = f"{type(exc).__name__}: {exc}"
     return replace(outcome, reservations=reservations, settlement_errors=errors)
+
+
+def _agent_pid(bidder: Any) -> otp.Pid | None:
+    """The process registered as the agent ``bidder``, if any.  Only the
+    name is read: a process that died a moment ago is still returned, and
+    its monitor reports it at once."""
+    try:
+        return otp.whereis(agent_name(bidder))
+    except TypeError:  # an id no agent can have (the registry refuses the key)
+        return None
+
+
+def ask_agents(
+    ids: list, payload: Any, kind: str, timeout: float | None, answered_by: dict | None = None
+) -> list[AgentAnswer]:
+    """Run the ``kind`` operation of every agent of ``ids`` on ``payload``
+    and return their answers in the order of ``ids``: the value, or the
+    cause that kept an agent from answering (``AgentNotRunning``,
+    ``AgentTimeout``, ``AgentExited``, the hook's ``HookFailed``, or the
+    kernel's ``UnknownOperation`` for a ``kind`` the agent lacks).
+
+    One request per agent goes out at once; the answers are taken as they
+    arrive, each death as its monitor reports it, so the whole takes the
+    slowest answer and at most ``timeout`` (None: no limit).  The pid that
+    answered is recorded in ``answered_by``."""
+    answers: list[AgentAnswer | None] = [None] * len(ids)
+    pending: otp.RequestIdCollection[tuple[int, Any, otp.Pid]] = otp.RequestIdCollection()
+    request = otp.Request(kind, (payload,), {})
+    for i, agent in enumerate(ids):
+        pid = whereis_agent(agent)
+        if pid is None:
+            answers[i] = AgentAnswer(None, AgentNotRunning(agent))
+        else:
+            pending.add(otp.send_request(pid, request), (i, agent, pid))
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while len(pending):
+        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            reply, (i, agent, pid), pending = otp.receive_any_response(pending, wait)
+        except otp.CallTimeout:
+            break  # every request still pending was abandoned: their answers are dropped
+        except otp.CallError as exc:
+            i, agent, _ = exc.label  # type: ignore[attr-defined]  # set by receive_any_response
+            # gone before the request reached it: not running; after: exited
+            not_running = isinstance(exc, otp.NoProc) or exc.reason == "noproc"
+            gone = AgentNotRunning(agent) if not_running else AgentExited(agent, exc.reason)
+            answers[i] = AgentAnswer(None, gone)
+            continue
+        answers[i] = _answer(agent, reply)
+        if answered_by is not None:
+            answered_by[agent] = pid
+    return [AgentAnswer(None, AgentTimeout(ids[i])) if a is None else a for i, a in enumerate(answers)]
+
+
+def _answer(agent: Any, reply: Any) -> AgentAnswer:
+    """An agent's answer from its ``otp.Service`` reply."""
+    if type(reply) is otp.Ok:
+        return AgentAnswer(reply.value)
+    if type(reply) is otp.Failed and isinstance(reply.error, Exception):
+        return AgentAnswer(None, reply.error)
+    raise TypeError(f"agent {agent!r} answered {reply!r}: not an otp.Service reply")

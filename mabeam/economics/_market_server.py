@@ -11,6 +11,15 @@ level, best bid and ask, last price, volume, the newest trades) is written
 to the economics board, where ``get_market_state`` reads it from the caller's
 replica, and published on :func:`market_topic`.
 
+A resting order stands while its trader lives.  When the trader id names a
+running agent, the market monitors the agent's process from its first
+order that rests in the book; when that process exits, its resting orders leave the book
+(their holds released), ``('withdrawn', order_id, trader, reason)`` is
+published for each, and the close lists them in ``MarketOutcome.withdrawn``.
+Deaths already queued when an order arrives are handled before it matches,
+so nobody trades with an order whose trader the market knows is dead.  A
+trader id that names no agent has no process to watch: its orders stay.
+
 Budget settlement (``settle=True``).  A buy order holds ``limit price x
 quantity`` in the buyer's budget (``mabeam.budgets``) before it reaches the
 book, so an order the buyer cannot pay for raises ``InsufficientFunds`` in
@@ -31,6 +40,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import otp
 
+from .._agent import agent_name
 from ..telemetry import emit_event
 from . import _board
 from ._budget_api import apply_budget_batch, deposit_funds, release_funds, require_budget, reserve_funds, to_money
@@ -118,7 +128,9 @@ class OrderResult:
 @dataclass(frozen=True)
 class MarketOutcome:
     """A closed market: every trade, the volume, the last price, the orders
-    that were still resting (cancelled by the close, with the quantity left)."""
+    that were still resting (cancelled by the close, with the quantity
+    left), and those ``withdrawn`` earlier because their trader's agent
+    exited (with the quantity left then)."""
 
     market_id: Any
     item: Any
@@ -129,6 +141,7 @@ class MarketOutcome:
     settlement_errors: dict
     duration: float
     seq: int = 0
+    withdrawn: tuple = ()
 
 
 class Cancelled(NamedTuple):
@@ -164,6 +177,10 @@ class MarketServer(otp.Service):
         self.holds_made = itertools.count(1)
         self.orders = itertools.count(1)
         self.settlement_errors: dict = {}
+        # The process behind each trader with resting orders, and its monitor.
+        self.backers: dict[Any, tuple[otp.Pid, otp.Ref]] = {}
+        self.backed: dict[otp.Ref, Any] = {}
+        self.withdrawn: list[Order] = []
         self.status = "open"
         self.seq = 0
         self.outcome: MarketOutcome | None = None
@@ -182,7 +199,9 @@ class MarketServer(otp.Service):
         return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
 
     def handle_info(self, msg: Any, state: Any) -> Any:
-        if msg == "timeout" and self.outcome is not None and self.next_action() == 0.0:
+        if isinstance(msg, otp.DOWN) and msg.ref in self.backed:
+            self._withdraw(self.backed[msg.ref], msg.reason)
+        elif msg == "timeout" and self.outcome is not None and self.next_action() == 0.0:
             return otp.Stop("normal", state)
         return otp.NoReply(state, self.next_action())
 
@@ -208,6 +227,7 @@ class MarketServer(otp.Service):
         elif order_id in self.owners:
             raise DuplicateOrderId(f"order id {order_id!r} was already used")
         order = Order(order_id, trader, side, quantity, price)  # the rules validate it: InvalidOrder
+        self._take_exits()
         if self.settle:
             self._fund(order)
         trades = self.book.submit(order)
@@ -216,6 +236,8 @@ class MarketServer(otp.Service):
         errors = self._settle(order, trades) if self.settle else {}
         filled = sum(t.quantity for t in trades)
         resting = self.book.remaining(order_id)
+        if resting:
+            self._back(trader)
         self.seq += 1
         _board.post(market_key(self.market_id), self._public())
         topic = market_topic(self.market_id)
@@ -277,6 +299,10 @@ class MarketServer(otp.Service):
         }
 
     def _close(self) -> None:
+        for ref in self.backed:
+            otp.demonitor(ref, flush=True)
+        self.backers.clear()
+        self.backed.clear()
         cancelled = []
         for side in (BUY, SELL):
             for order in self.book.resting_orders(side):
@@ -294,6 +320,7 @@ class MarketServer(otp.Service):
             dict(self.settlement_errors),
             time.monotonic() - self.created,
             self.seq,
+            tuple(self.withdrawn),
         )
         self.outcome = outcome
         self.deadline = time.monotonic() + self.linger
@@ -303,6 +330,56 @@ class MarketServer(otp.Service):
         emit_event(
             ("mabeam", "economics", "market", "closed"), {"trades": len(self.traded)}, {"market_id": self.market_id}
         )
+
+    # ------------------------------------------------------------ traders that exit
+
+    def _back(self, trader: Any) -> None:
+        """Monitor the process registered as the agent ``trader`` (if
+        any): its resting orders stand while it lives.  Only the name is
+        read: a process that died a moment ago is still returned, and its
+        monitor reports it at once."""
+        try:
+            pid = otp.whereis(agent_name(trader))
+        except TypeError:  # an id no agent can have (the registry refuses the key)
+            return
+        if pid is None:
+            return
+        known = self.backers.get(trader)
+        if known is not None:
+            if known[0] == pid:
+                return
+            del self.backed[known[1]]  # the trader runs again: its new process stands behind its orders
+            otp.demonitor(known[1], flush=True)
+        ref = otp.monitor(pid)
+        self.backers[trader] = (pid, ref)
+        self.backed[ref] = trader
+
+    def _take_exits(self) -> None:
+        """Withdraw the traders whose DOWN is already queued behind the
+        request being served."""
+        while self.backed:
+            try:
+                down = otp.receive(0, lambda m: isinstance(m, otp.DOWN) and m.ref in self.backed)
+            except otp.Timeout:
+                return
+            self._withdraw(self.backed[down.ref], down.reason)
+
+    def _withdraw(self, trader: Any, reason: Any) -> None:
+        """``trader``'s process exited: its resting orders leave the book."""
+        _, ref = self.backers.pop(trader)
+        del self.backed[ref]
+        otp.demonitor(ref, flush=True)
+        gone = [o for side in (BUY, SELL) for o in self.book.resting_orders(side) if o.trader == trader]
+        if not gone:
+            return
+        topic = market_topic(self.market_id)
+        for order in gone:
+            self.withdrawn.append(self.book.cancel(order.order_id))
+            self._release(order.order_id, {})
+        self.seq += 1
+        _board.post(market_key(self.market_id), self._public())
+        for order in gone:
+            _board.announce(topic, ("withdrawn", order.order_id, trader, reason))
 
     # ------------------------------------------------------------ settlement
 

@@ -25,11 +25,20 @@ Driven steps, per kind:
 A participant that cannot answer (dead, timed out, hook raised) is recorded
 in ``not_bidding`` with the reason and never blocks the others (the calls
 are concurrent and each has a timeout).
+
+A bid stands only while the process behind it lives.  When the auction
+process learns that a bidder's process exited (its monitor), it calls
+:meth:`Mechanism.withdraw`: every bid of that bidder is taken back, as if it
+had never been placed (an English high bid falls back to the best standing
+bid of another bidder, a Vickrey price is taken among the live bids, VCG is
+recomputed without it), the bidder is recorded in ``withdrawn`` with its
+exit reason and is not asked again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -85,6 +94,8 @@ class Mechanism:
         self.reserve = reserve
         self.not_bidding: dict = {}
         self.rejected: dict = {}
+        self.withdrawn: dict = {}  # bidder -> the exit reason of the process behind its bids
+        self.withdrawn_bids: list = []
         self.rounds = 0
         self.closed = False
 
@@ -98,6 +109,28 @@ class Mechanism:
     def bid_count(self) -> int:
         return len(self.bidders())
 
+    # -- bidders that exited
+    def withdraw(self, bidder: Any, reason: Any) -> bool:
+        """Take back every bid of ``bidder``, whose process exited with
+        ``reason``; True if it had bids.  It is not asked again."""
+        removed = self._remove_bids(bidder)
+        if removed:
+            self.withdrawn[bidder] = reason
+            self.withdrawn_bids.extend(removed)
+        return bool(removed)
+
+    def _remove_bids(self, bidder: Any) -> list:
+        raise NotImplementedError
+
+    def has_eligible_withdrawn_bid(self) -> bool:
+        """True if a withdrawn bid met the rules' bar for winning (the
+        reserve): an auction without a winner then failed because its
+        bidders exited, not for lack of bids."""
+        return any(b.amount >= self.reserve for b in self.withdrawn_bids)
+
+    def _may_ask(self, agent: Any) -> bool:
+        return agent not in self.bidders() and agent not in self.not_bidding and agent not in self.withdrawn
+
     # -- views
     def view(self) -> dict:
         """Extra fields of the view sent to agents (and shown on the board)."""
@@ -106,7 +139,7 @@ class Mechanism:
     # -- driving
     def step(self, ask: Ask, participants: list, base_view: dict) -> bool:
         """One driven step; True when the auction can be cleared."""
-        todo = [p for p in participants if p not in self.bidders() and p not in self.not_bidding]
+        todo = [p for p in participants if self._may_ask(p)]
         if todo:
             self.rounds += 1
             for agent, answer in zip(todo, ask(todo, {**base_view, **self.view()}, "bid")):
@@ -155,6 +188,11 @@ class Sealed(Mechanism):
     def bidders(self) -> list:
         return [b.bidder for b in self.bids]
 
+    def _remove_bids(self, bidder: Any) -> list:
+        removed = [b for b in self.bids if b.bidder == bidder]
+        self.bids = [b for b in self.bids if b.bidder != bidder]
+        return removed
+
     def clear(self) -> rules.AuctionResult:
         clear = rules.clear_vickrey if self.kind == "vickrey" else rules.clear_first_price
         return clear(self.bids, reserve=self.reserve)
@@ -180,6 +218,14 @@ class English(Mechanism):
 
     def bid_count(self) -> int:
         return len(self.state.bids)
+
+    def _remove_bids(self, bidder: Any) -> list:
+        # What stays is still ascending: the best standing bid of another
+        # bidder becomes the high bid, and the minimum falls with it.
+        self.dropped.add(bidder)
+        removed = [b for b in self.state.bids if b.bidder == bidder]
+        self.state = replace(self.state, bids=tuple(b for b in self.state.bids if b.bidder != bidder))
+        return removed
 
     def view(self) -> dict:
         high = self.state.high_bid
@@ -259,6 +305,12 @@ class Dutch(Mechanism):
     def bidders(self) -> list:
         return [b.bidder for b in self.explicit] + [b.bidder for b in self.accepted]
 
+    def _remove_bids(self, bidder: Any) -> list:
+        removed = [b for b in self.explicit + self.accepted if b.bidder == bidder]
+        self.explicit = [b for b in self.explicit if b.bidder != bidder]
+        self.accepted = [b for b in self.accepted if b.bidder != bidder]
+        return removed
+
     def price(self, tick: int) -> float | None:
         if self.schedule is not None:
             return self.schedule[tick] if tick < len(self.schedule) else None
@@ -269,7 +321,7 @@ class Dutch(Mechanism):
         return {"start": self.start, "decrement": self.decrement, "clock": self.ticked[-1] if self.ticked else None}
 
     def step(self, ask: Ask, participants: list, base_view: dict) -> bool:
-        todo = [p for p in participants if p not in self.bidders() and p not in self.not_bidding]
+        todo = [p for p in participants if self._may_ask(p)]
         if self.done or not todo:
             return self._stop()
         price = self.price(len(self.ticked))
@@ -291,7 +343,7 @@ class Dutch(Mechanism):
         self.done = True
         winners = {b.bidder for b in self.accepted}
         for agent in self.asked:
-            if agent not in winners and agent not in self.not_bidding:
+            if agent not in winners and agent not in self.not_bidding and agent not in self.withdrawn:
                 self.not_bidding[agent] = "declined"
         return True
 
@@ -359,6 +411,14 @@ class Combinatorial(Mechanism):
 
     def bidders(self) -> list:
         return list(dict.fromkeys(b.bidder for b in self.bids))
+
+    def _remove_bids(self, bidder: Any) -> list:
+        removed = [b for b in self.bids if b.bidder == bidder]
+        self.bids = [b for b in self.bids if b.bidder != bidder]
+        return removed
+
+    def has_eligible_withdrawn_bid(self) -> bool:
+        return any(b.amount > 0 for b in self.withdrawn_bids)  # VCG: a positive amount can win
 
     def view(self) -> dict:
         return {"items": sorted(self.items, key=str)}
