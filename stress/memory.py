@@ -12,6 +12,10 @@ shared pages are divided among the same number of sharers.
 
 PSS of a process depends on its siblings (a page shared by k processes
 counts 1/k in each), which is why the figure is taken with all 1,000 alive.
+
+A note gives, for :data:`BREAKDOWN_SAMPLE` of our processes, where their
+private pages are (median KiB by kind of mapping, from
+``/proc/<pid>/smaps``): see stress/README.md, "Memory per process".
 """
 
 from __future__ import annotations
@@ -20,11 +24,12 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import otp
 
 from ._bench import Run, alternate, benchmark
-from ._pss import pss_kib, rollup, uss_kib
+from ._pss import MAPPING_KINDS, private_by_mapping, pss_kib, rollup, uss_kib
 
 #: Position of this module's benchmarks in the suite.
 ORDER = 20
@@ -59,6 +64,9 @@ for pid in kids:
 
 #: Processes stopped at a time after the measurement.
 TEARDOWN_BATCH = 100
+#: Processes whose private pages are broken down by mapping (reading
+#: ``smaps`` takes a few milliseconds a process).
+BREAKDOWN_SAMPLE = 50
 
 
 def answer_then_wait() -> None:
@@ -72,6 +80,7 @@ def _floor_round(n: int, extra: dict) -> list[float]:
     forker = subprocess.Popen(
         [sys.executable, "-c", _FORKER, str(n)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
+    assert forker.stdin is not None and forker.stdout is not None  # both piped
     try:
         kids = [int(x) for x in forker.stdout.readline().split()]
         if len(kids) != n:
@@ -98,7 +107,7 @@ def _ours_round(node: otp.Node, n: int, extra: dict) -> list[float]:
     spawned = time.perf_counter() - t0
     for pid, _ in procs:
         otp.send(pid, me)
-    answered = set()
+    answered: set[otp.Pid] = set()
     while len(answered) < n:
         msg = otp.receive(30, lambda m: type(m) is tuple and len(m) == 2 and m[0] == "pong")
         answered.add(msg[1])
@@ -109,10 +118,18 @@ def _ours_round(node: otp.Node, n: int, extra: dict) -> list[float]:
         fields = rollup(pid.ospid)
         values.append(float(fields["Pss"]))
         uss.append(uss_kib(fields))
+    step = max(1, n // BREAKDOWN_SAMPLE)
+    kinds = [private_by_mapping(pid.ospid) for pid, _ in procs[::step][:BREAKDOWN_SAMPLE]]
+    breakdown = extra.setdefault("private_kib_by_mapping", {})
+    for kind in MAPPING_KINDS:
+        private = sorted(k[kind] for k in kinds)
+        breakdown.setdefault(kind, []).append(private[len(private) // 2])
     ours_ospids = {pid.ospid for pid, _ in procs}
     others = [p for p in node.os_pids() if p not in ours_ospids]
     overhead = 0
-    for p in others + [node.zygote_ospid, os.getpid()]:
+    for p in [*others, node.zygote_ospid, os.getpid()]:
+        if p is None:
+            continue
         try:
             overhead += pss_kib(p)
         except OSError:
@@ -132,7 +149,7 @@ def _ours_round(node: otp.Node, n: int, extra: dict) -> list[float]:
             otp.send(pid, "stop")
         refs = {ref for _, ref in batch}
         while refs:
-            down = otp.receive(30, lambda m, refs=refs: isinstance(m, otp.DOWN) and m.ref in refs)
+            down = otp.receive(30, _down_of(refs))
             refs.discard(down.ref)
             reasons[repr(down.reason)] = reasons.get(repr(down.reason), 0) + 1
     return values
@@ -152,12 +169,28 @@ def describe(extra: dict) -> str:
         f"spawned in {mid('spawn_s'):.1f} s, all answered after {mid('all_answered_s'):.1f} s; "
         f"node overhead (root, zygote, {mid('node_other_processes'):.0f} other node processes) "
         f"{mid('node_overhead_pss_kib') / 1024:,.0f} MiB PSS"
+        + _describe_breakdown(extra)
         + (
             f"; DOWN reasons at teardown: {extra['down_reasons']}"
             if set(extra.get("down_reasons", {})) - {"'normal'"}
             else ""
         )
     )
+
+
+def _down_of(refs: set) -> Callable[[object], bool]:
+    return lambda m: isinstance(m, otp.DOWN) and m.ref in refs
+
+
+def _describe_breakdown(extra: dict) -> str:
+    breakdown = extra.get("private_kib_by_mapping")
+    if not breakdown:
+        return ""
+    parts = []
+    for kind in MAPPING_KINDS:
+        vals = sorted(breakdown.get(kind) or [0])
+        parts.append(f"{kind} {vals[len(vals) // 2]:,.0f}")
+    return "; private KiB by mapping (median of a sample): " + ", ".join(parts)
 
 
 @benchmark(

@@ -203,11 +203,11 @@ def _send_without_descriptors(target: otp.Pid, parent: otp.Pid, count: int, how:
         # else closing it would free nothing.
         otp.send(parent, ("idle socket", otp.self()))
         otp.receive(30, lambda m: m == "connected")
-    if proc._spare_socket is not None:
-        # The socket a new process makes ahead (warm_peer_sockets) would be
-        # the first send's: without it, no socket can be had below.
-        proc._spare_socket.close(linger=0)
-        proc._spare_socket = None
+    # The socket a new process makes ahead (warm_peer_sockets) would be the
+    # first send's: taken away, but kept open until the end, because a
+    # closed ZeroMQ socket gives its descriptors back later, in libzmq's
+    # own thread, which would free room below the limit set here.
+    spare, proc._spare_socket = proc._spare_socket, None
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     # No descriptor left: the gaps below the highest one filled, the limit
     # just above it (so that a socket the process closes frees two).
@@ -223,6 +223,15 @@ def _send_without_descriptors(target: otp.Pid, parent: otp.Pid, count: int, how:
         hogs.append(fd)
     resource.setrlimit(resource.RLIMIT_NOFILE, (top + 1, hard))
     try:
+        # Sockets closed earlier (the one warm_peer_sockets connected to our
+        # own mailbox, and the mailbox's end of that connection) give their
+        # descriptors back in libzmq's threads, possibly only now: take
+        # whatever came free, just before sending.
+        while True:
+            try:
+                hogs.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError:
+                break
         for i in range(count):
             otp.send(target, i)
         queued = len(proc.peers[target.uid].backlog or ())
@@ -230,6 +239,8 @@ def _send_without_descriptors(target: otp.Pid, parent: otp.Pid, count: int, how:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
         for fd in hogs:
             os.close(fd)
+        if spare is not None:
+            spare.close(linger=0)
     if how == "when_waiting":
         waited = 0
         while proc._backlogged and waited < 200:
@@ -243,21 +254,32 @@ def _send_without_descriptors(target: otp.Pid, parent: otp.Pid, count: int, how:
 
 @pytest.mark.parametrize("how", ["at_exit", "when_waiting", "closes_its_own"])
 def test_messages_wait_for_a_descriptor_and_are_delivered_in_order(node, how):
+    """Every attempt delivers all messages in order.  Running out of
+    descriptors is arranged from inside the sender, and under the fork start
+    method a descriptor sometimes comes free during the sends (one in five
+    runs, cause not found yet: see the closing note of issue 14's work), so
+    the messages go at once; the path under test must then show up in one
+    of three attempts."""
     me = otp.self()
     count = 25
-    sink = otp.spawn(collect, me, count, "got")
-    pid, ref = otp.spawn_monitor(_send_without_descriptors, sink, me, count, how)
-    if how == "closes_its_own":
-        otp.send(_tagged("idle socket")[1], "connected")
-    _, queued, still = _tagged("queued")
-    if how == "closes_its_own":
-        assert queued == 0  # it closed its idle socket to the parent and sent at once
+    for _attempt in range(3):
+        sink = otp.spawn(collect, me, count, "got")
+        pid, ref = otp.spawn_monitor(_send_without_descriptors, sink, me, count, how)
+        if how == "closes_its_own":
+            otp.send(_tagged("idle socket")[1], "connected")
+        _, queued, still = _tagged("queued")
+        assert _tagged("got")[2] == list(range(count))
+        down = otp.receive(30, lambda m, ref=ref: isinstance(m, otp.DOWN) and m.ref == ref)
+        assert down.reason == "normal"
+        if how == "closes_its_own":
+            assert queued == 0  # it closed its idle socket to the parent and sent at once
+            break
+        if queued == count:  # no socket could be made, none to close: all waited
+            assert still is (how == "at_exit")
+            break
+        assert queued == 0, queued
     else:
-        assert queued == count  # no socket could be made, none to close: all waited
-    assert still is (how == "at_exit")
-    assert _tagged("got")[2] == list(range(count))
-    down = otp.receive(30, lambda m: isinstance(m, otp.DOWN) and m.ref == ref)
-    assert down.reason == "normal"
+        pytest.fail("in three attempts the sender never ran out of descriptors")
 
 
 # ------------------------------------------------- 2,000 callers, 1,024 fds
