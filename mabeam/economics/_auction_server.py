@@ -47,6 +47,7 @@ from .._comms import DEFAULT_TIMEOUT, whereis_agent
 from .._errors import AgentExited, AgentNotRunning, AgentTimeout
 from ..telemetry import emit_event
 from . import _board
+from ._backers import Backers
 from ._budget_api import reserve_funds, to_money
 from ._errors import BiddersExited, EconomicsError
 from ._mechanisms import AgentAnswer, Ask, Mechanism, make_mechanism
@@ -183,8 +184,7 @@ class AuctionServer(otp.Service):
         self.outcome: AuctionOutcome | None = None
         self.error: EconomicsError | None = None
         # The process behind each bidder's bids, and its monitor.
-        self.backers: dict[Any, tuple[otp.Pid, otp.Ref]] = {}
-        self.backed: dict[otp.Ref, Any] = {}
+        self.backers = Backers()
         self.answered_by: dict[Any, otp.Pid] = {}  # agent -> the process that answered the last ask
         self.created = time.monotonic()
         self.deadline: float | None = None
@@ -313,8 +313,8 @@ class AuctionServer(otp.Service):
             else:
                 self._changed(("round", self.mech.rounds, self.mech.view()))
                 otp.send(otp.self(), _Tick.ROUND)
-        elif isinstance(msg, otp.DOWN) and msg.ref in self.backed:
-            self._withdraw(self.backed[msg.ref], msg.reason)
+        elif (exit_ := self.backers.exit_of(msg)) is not None:
+            self._withdraw(*exit_)
         elif msg == "timeout" and self.closed and self.next_action() == 0.0:
             return otp.Stop("normal", state)
         return otp.NoReply(state, self.next_action())
@@ -343,33 +343,19 @@ class AuctionServer(otp.Service):
         process stands behind them)."""
         if pid is None or self.closed:
             return
-        known = self.backers.get(bidder)
-        if known is not None:
-            if known[0] == pid:
-                return
-            del self.backed[known[1]]  # the bidder runs again: its new process stands behind its bids
-            otp.demonitor(known[1], flush=True)
-        ref = otp.monitor(pid)
-        self.backers[bidder] = (pid, ref)
-        self.backed[ref] = bidder
+        self.backers.back(bidder, pid)  # a bidder that runs again: its new process stands behind its bids
 
     def _withdraw(self, bidder: Any, reason: Any) -> None:
         """``bidder``'s process exited: take its bids back."""
-        _, ref = self.backers.pop(bidder)
-        del self.backed[ref]
-        otp.demonitor(ref, flush=True)
+        self.backers.drop(bidder)
         if self.mech.withdraw(bidder, reason):
             self._changed(("withdrawn", bidder, reason))
 
     def _take_exits(self) -> None:
         """Withdraw the bidders whose DOWN is already queued behind the
         request being served."""
-        while self.backed:
-            try:
-                down = otp.receive(0, lambda m: isinstance(m, otp.DOWN) and m.ref in self.backed)
-            except otp.Timeout:
-                return
-            self._withdraw(self.backed[down.ref], down.reason)
+        for bidder, reason in self.backers.take_queued_exits():
+            self._withdraw(bidder, reason)
 
     def _exit_reason(self, bidder: Any) -> Any:
         """None if the process behind ``bidder`` lives (or there is none),
@@ -419,10 +405,7 @@ class AuctionServer(otp.Service):
         except (AuctionError, BiddersExited) as exc:
             self.error = exc
             self.status = "failed"
-        for ref in self.backed:
-            otp.demonitor(ref, flush=True)
         self.backers.clear()
-        self.backed.clear()
         if self.outcome is not None and self.reserve_payment:
             self.outcome = _settle(self.outcome)
         self.deadline = time.monotonic() + self.linger

@@ -43,6 +43,7 @@ import otp
 from .._agent import agent_name
 from ..telemetry import emit_event
 from . import _board
+from ._backers import Backers
 from ._budget_api import apply_budget_batch, deposit_funds, release_funds, require_budget, reserve_funds, to_money
 from ._budget_server import BudgetStep, Commit, Reserve
 from ._errors import EconomicsError
@@ -178,8 +179,7 @@ class MarketServer(otp.Service):
         self.orders = itertools.count(1)
         self.settlement_errors: dict = {}
         # The process behind each trader with resting orders, and its monitor.
-        self.backers: dict[Any, tuple[otp.Pid, otp.Ref]] = {}
-        self.backed: dict[otp.Ref, Any] = {}
+        self.backers = Backers()
         self.withdrawn: list[Order] = []
         self.status = "open"
         self.seq = 0
@@ -199,8 +199,8 @@ class MarketServer(otp.Service):
         return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
 
     def handle_info(self, msg: Any, state: Any) -> Any:
-        if isinstance(msg, otp.DOWN) and msg.ref in self.backed:
-            self._withdraw(self.backed[msg.ref], msg.reason)
+        if (exit_ := self.backers.exit_of(msg)) is not None:
+            self._withdraw(*exit_)
         elif msg == "timeout" and self.outcome is not None and self.next_action() == 0.0:
             return otp.Stop("normal", state)
         return otp.NoReply(state, self.next_action())
@@ -299,10 +299,7 @@ class MarketServer(otp.Service):
         }
 
     def _close(self) -> None:
-        for ref in self.backed:
-            otp.demonitor(ref, flush=True)
         self.backers.clear()
-        self.backed.clear()
         cancelled = []
         for side in (BUY, SELL):
             for order in self.book.resting_orders(side):
@@ -344,31 +341,17 @@ class MarketServer(otp.Service):
             return
         if pid is None:
             return
-        known = self.backers.get(trader)
-        if known is not None:
-            if known[0] == pid:
-                return
-            del self.backed[known[1]]  # the trader runs again: its new process stands behind its orders
-            otp.demonitor(known[1], flush=True)
-        ref = otp.monitor(pid)
-        self.backers[trader] = (pid, ref)
-        self.backed[ref] = trader
+        self.backers.back(trader, pid)  # a trader that runs again: its new process stands behind its orders
 
     def _take_exits(self) -> None:
         """Withdraw the traders whose DOWN is already queued behind the
         request being served."""
-        while self.backed:
-            try:
-                down = otp.receive(0, lambda m: isinstance(m, otp.DOWN) and m.ref in self.backed)
-            except otp.Timeout:
-                return
-            self._withdraw(self.backed[down.ref], down.reason)
+        for trader, reason in self.backers.take_queued_exits():
+            self._withdraw(trader, reason)
 
     def _withdraw(self, trader: Any, reason: Any) -> None:
         """``trader``'s process exited: its resting orders leave the book."""
-        _, ref = self.backers.pop(trader)
-        del self.backed[ref]
-        otp.demonitor(ref, flush=True)
+        self.backers.drop(trader)
         gone = [o for side in (BUY, SELL) for o in self.book.resting_orders(side) if o.trader == trader]
         if not gone:
             return
