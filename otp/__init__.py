@@ -14,6 +14,7 @@ Layers, bottom up (each imports only the ones below it):
 from . import (
     _naming,  # noqa: E402
     application,  # noqa: E402 - the application controller's calls, as otp.application.*
+    partition_supervisor,  # noqa: E402 - lookups by key, as otp.partition_supervisor.*
     pg,  # noqa: E402
     supervisor,  # noqa: E402 - the management calls, as otp.supervisor.*
     sys,  # noqa: E402 - OTP's sys module, as otp.sys.*
@@ -102,6 +103,7 @@ from ._gen_statem import (
     UpdateTimeout,
 )
 from ._node import Node
+from ._partition_supervisor import PartitionSupervisor
 from ._pid import Pid, Ref
 from ._process_info import ProcessInfo, process_info, processes
 from ._reasons import DOWN, EXIT, Crash, Response, is_clean, is_normal, is_shutdown
@@ -254,6 +256,8 @@ __all__ = [
     "BadArguments",
     "Supervisor",
     "DynamicSupervisor",
+    "PartitionSupervisor",
+    "partition_supervisor",
     "TaskSupervisor",
     "Task",
     "TaskExit",

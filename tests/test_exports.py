@@ -28,6 +28,8 @@ PUBLIC: dict[str, set[str]] = {
         "ChildInfo",
         "ChildSpec",
         "Continue",
+        "PartitionSupervisor",
+        "partition_supervisor",
         "Crash",
         "DEFER",
         "DOWN",
@@ -158,6 +160,14 @@ PUBLIC: dict[str, set[str]] = {
         "wait_response",
         "whereis",
         "whereis_many",
+    },
+    "otp.partition_supervisor": {
+        "PartitionSupervisor",
+        "children",
+        "default_partitions",
+        "partition_of",
+        "partitions",
+        "whereis",
     },
     "otp.supervisor": {
         "ChildInfo",
