@@ -209,9 +209,21 @@ def fd_readable(fd: int, timeout: float = 0.0) -> bool:
 
 def os_process_alive(ospid: int, start: int) -> bool:
     """True if ``(ospid, start)`` is running: a zombie, or a process
-    already killed or exiting (:attr:`ProcStat.dying`), counts as dead."""
+    already killed or exiting (:attr:`ProcStat.dying`), counts as dead.
+
+    The shared pending set (:func:`_group_kill_pending`, a second and
+    larger ``/proc`` read) is only consulted when the main thread runs: the
+    moment in which the stat line shows no sign of a SIGKILL (the main
+    thread took the signal out of its own set and is not yet flagged
+    exiting) is spent running kernel code that ends in the exit, so a main
+    thread seen sleeping, stopped or in the disk wait with no SIGKILL in
+    its set was not killed before the read (``kill`` wakes every thread of
+    its target, and a woken thread shows ``R``).  This halves the cost of
+    the check for the common case, an idle process waiting on its mailbox."""
     st = proc_state(ospid)
-    return st is not None and st.start == start and not st.dying and not _group_kill_pending(ospid)
+    if st is None or st.start != start or st.dying:
+        return False
+    return st.state != "R" or not _group_kill_pending(ospid)
 
 
 def _group_kill_pending(ospid: int) -> bool:
