@@ -31,7 +31,7 @@ their errors from it and stay free of the kernel.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from otp._errors import OTPError
 
@@ -77,8 +77,15 @@ class UnknownAgent(MabeamError, LookupError):
 # ------------------------------------------------------------------ agents
 
 
-class AgentError(MabeamError):
-    """An agent refused or failed an operation; the subclass says why."""
+class _AgentCause(MabeamError):
+    """What both families share: the agent, and the cause as a plain term
+    (``term``) and in words (``says``), declared by each simple cause as
+    class attributes."""
+
+    #: The cause as a plain term; None: the class's name.
+    term: ClassVar[str | None] = None
+    #: What ``str`` says after the agent's id; empty: the term.
+    says: ClassVar[str] = ""
 
     def __init__(self, agent_id: Hashable, *details: object) -> None:
         super().__init__(agent_id, *details)
@@ -87,10 +94,31 @@ class AgentError(MabeamError):
     @property
     def reason(self) -> object:
         """The cause as a plain term, for results and logs."""
-        return type(self).__name__
+        return type(self).__name__ if self.term is None else self.term
 
     def __str__(self) -> str:
+        if self.says:
+            return f"agent {self.agent_id!r} {self.says}"
         return f"agent {self.agent_id!r}: {self.reason!r}"
+
+
+class _ExitCause(_AgentCause):
+    """A cause that carries an exit reason, which is its ``reason``."""
+
+    def __init__(self, agent_id: Hashable, exit_reason: object) -> None:
+        super().__init__(agent_id, exit_reason)
+        self.exit_reason = exit_reason
+
+    @property
+    def reason(self) -> object:
+        return self.exit_reason
+
+    def __str__(self) -> str:
+        return f"agent {self.agent_id!r} {self.says}: {self.exit_reason}"
+
+
+class AgentError(_AgentCause):
+    """An agent refused or failed an operation; the subclass says why."""
 
 
 class HookFailed(AgentError):
@@ -114,108 +142,58 @@ class HookFailed(AgentError):
 class AgentAlreadyRegistered(AgentError):
     """``register_agent`` of an id that is already registered."""
 
-    @property
-    def reason(self) -> str:
-        return "already_registered"
-
-    def __str__(self) -> str:
-        return f"agent {self.agent_id!r} is already registered"
+    term = "already_registered"
+    says = "is already registered"
 
 
 class AgentAlreadyRunning(AgentError):
     """``start_agent`` of an agent that runs already."""
 
-    @property
-    def reason(self) -> str:
-        return "already_running"
-
-    def __str__(self) -> str:
-        return f"agent {self.agent_id!r} is already running"
+    term = "already_running"
+    says = "is already running"
 
 
 class AgentStillRunning(AgentError):
     """``unregister_agent`` of an agent that runs: stop it first."""
 
-    @property
-    def reason(self) -> str:
-        return "running"
-
-    def __str__(self) -> str:
-        return f"agent {self.agent_id!r} is running: stop it before unregistering it"
+    term = "running"
+    says = "is running: stop it before unregistering it"
 
 
-class AgentStartFailed(AgentError):
+class AgentStartFailed(_ExitCause, AgentError):
     """The agent's process did not start; ``exit_reason`` is why (an
     :class:`otp.Crash` when its ``setup`` raised)."""
 
-    def __init__(self, agent_id: Hashable, exit_reason: object) -> None:
-        super().__init__(agent_id, exit_reason)
-        self.exit_reason = exit_reason
-
-    @property
-    def reason(self) -> object:
-        return self.exit_reason
-
-    def __str__(self) -> str:
-        return f"agent {self.agent_id!r} did not start: {self.exit_reason}"
+    says = "did not start"
 
 
 # ------------------------------------------------------------------ comms
 
 
-class CommsError(MabeamError):
+class CommsError(_AgentCause):
     """An agent could not be reached; the subclass says why."""
-
-    def __init__(self, agent_id: Hashable, *details: object) -> None:
-        super().__init__(agent_id, *details)
-        self.agent_id = agent_id
-
-    @property
-    def reason(self) -> object:
-        """The cause as a plain term, for results and logs."""
-        return type(self).__name__
-
-    def __str__(self) -> str:
-        return f"agent {self.agent_id!r}: {self.reason!r}"
 
 
 class AgentTimeout(CommsError):
     """The agent did not answer in time (it may still act on the request)."""
 
-    @property
-    def reason(self) -> str:
-        return "timeout"
-
-    def __str__(self) -> str:
-        return f"agent {self.agent_id!r} did not answer in time"
+    term = "timeout"
+    says = "did not answer in time"
 
 
-class AgentExited(CommsError):
+class AgentExited(_ExitCause, CommsError):
     """The agent exited while the caller waited; ``exit_reason`` is its
     exit reason (``'killed'``, an :class:`otp.Crash`, ...)."""
 
-    def __init__(self, agent_id: Hashable, exit_reason: object) -> None:
-        super().__init__(agent_id, exit_reason)
-        self.exit_reason = exit_reason
-
-    @property
-    def reason(self) -> object:
-        return self.exit_reason
-
-    def __str__(self) -> str:
-        return f"agent {self.agent_id!r} exited: {self.exit_reason}"
+    says = "exited"
 
 
 class AgentNotRunning(CommsError):
     """The agent ``agent_id`` has no running process (registered only,
     stopped, or gone)."""
 
+    term = "not_running"
+    says = "is not running"
+
     def __init__(self, agent_id: Hashable) -> None:
         super().__init__(agent_id)
-
-    @property
-    def reason(self) -> str:
-        return "not_running"
-
-    def __str__(self) -> str:
-        return f"agent {self.agent_id!r} is not running"
