@@ -14,6 +14,8 @@ Layers, bottom up (each imports only the ones below it):
 from . import (
     _naming,  # noqa: E402
     application,  # noqa: E402 - the application controller's calls, as otp.application.*
+    cluster,  # noqa: E402 - cluster membership through etcd, as otp.cluster.*
+    global_,  # noqa: E402 - global names, as otp.global_.*
     partition_supervisor,  # noqa: E402 - lookups by key, as otp.partition_supervisor.*
     pg,  # noqa: E402
     supervisor,  # noqa: E402 - the management calls, as otp.supervisor.*
@@ -258,6 +260,8 @@ __all__ = [
     "DynamicSupervisor",
     "PartitionSupervisor",
     "partition_supervisor",
+    "cluster",
+    "global_",
     "TaskSupervisor",
     "Task",
     "TaskExit",

@@ -19,11 +19,13 @@ negative: ``ValueError``).
 
 from __future__ import annotations
 
+import importlib
 import os
+import types
 from collections.abc import Callable, Sequence
 from threading import get_ident as _get_ident
 from time import monotonic as _monotonic
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import _api, _process
 from .._child_spec import ChildSpec, child_spec
@@ -247,6 +249,9 @@ def registry_health() -> dict:
 
 def _resolve(dest: Any) -> Pid | None:
     if isinstance(dest, tuple) and len(dest) == 3 and dest[0] == "$via":
+        if type(dest[1]) is ViaModule:
+            pid = dest[1].get().whereis_name(dest[2])
+            return pid if isinstance(pid, Pid) else None
         return Registry.whereis_name(dest[1], dest[2])
     if isinstance(dest, (str, int, bytes, tuple)) and not isinstance(dest, bool):
         try:
@@ -268,7 +273,10 @@ def _names_of(pid: Pid) -> list[Any]:
 def _register_server_name(name: Any, pid: Pid) -> None:
     """gen_server's ``name=``: a clash is ``('already_started', pid)``."""
     try:
-        if isinstance(name, tuple) and len(name) == 3 and name[0] == "$via":
+        if isinstance(name, tuple) and len(name) == 3 and name[0] == "$via" and type(name[1]) is ViaModule:
+            if not name[1].get().register_name(name[2], pid):
+                raise StartError(("already_started", name[1].get().whereis_name(name[2])))
+        elif isinstance(name, tuple) and len(name) == 3 and name[0] == "$via":
             Registry.register(name[1], name[2], None)
         else:
             register(name, pid)
@@ -277,7 +285,9 @@ def _register_server_name(name: Any, pid: Pid) -> None:
 
 
 def _unregister_server_name(name: Any, pid: Pid) -> None:
-    if isinstance(name, tuple) and len(name) == 3 and name[0] == "$via":
+    if isinstance(name, tuple) and len(name) == 3 and name[0] == "$via" and type(name[1]) is ViaModule:
+        name[1].get().unregister_name(name[2])
+    elif isinstance(name, tuple) and len(name) == 3 and name[0] == "$via":
         Registry.unregister(name[1], name[2])
     else:
         unregister(name)
@@ -297,9 +307,28 @@ class RegistryNames:
 # ------------------------------------------------------- keyed registries
 
 
+class ViaModule(NamedTuple):
+    """A module that registers names itself (Elixir's ``{:via, module,
+    name}``), by its import name so that the name pickles: it has
+    ``register_name(name, pid)``, ``unregister_name(name)`` and
+    ``whereis_name(name)``, as :mod:`otp.global_` does."""
+
+    module: str
+
+    def get(self) -> Any:
+        return importlib.import_module(self.module)
+
+
 def via(registry: Any, key: Any) -> tuple:
     """A name for gen_server ``name=``, ``call``, ``send``...: the process
-    registered under ``key`` in the (unique) keyed registry ``registry``."""
+    registered under ``key`` in the (unique) keyed registry ``registry``,
+    or, when ``registry`` is a module with ``register_name``,
+    ``unregister_name`` and ``whereis_name`` (``otp.global_``), under
+    ``key`` in that module's names."""
+    if isinstance(registry, types.ModuleType):
+        if not all(hasattr(registry, f) for f in ("register_name", "unregister_name", "whereis_name")):
+            raise TypeError(f"module {registry.__name__} has no register_name/unregister_name/whereis_name")
+        return ("$via", ViaModule(registry.__name__), key)
     return ("$via", registry, key)
 
 
