@@ -73,7 +73,7 @@ from ._gen_server import NoReply
 from ._pid import Pid, Ref
 from ._reasons import DOWN, EXIT
 from ._service import Service, ask, operation
-from ._timers import TimerRef, cancel_timer, send_interval
+from ._timers import TimerRef, cancel_timer, send_after
 from .registry._names import whereis
 
 log = logging.getLogger("otp.cluster")
@@ -188,7 +188,10 @@ def _watch_main(member: Pid, endpoints: tuple[str, ...], prefix: str, start_revi
     events: queue.SimpleQueue[WatchEvent] = queue.SimpleQueue()
     store = EtcdStore(endpoints)
     try:
-        store.watch_prefix(prefix, events.put, start_revision=start_revision, timeout=STORE_TIMEOUT * 5)
+        try:
+            store.watch_prefix(prefix, events.put, start_revision=start_revision, timeout=STORE_TIMEOUT * 5)
+        except ClusterStoreError as exc:  # the member tries again later: not a crash
+            raise ProcessExit(("watch_failed", str(exc))) from None
         while True:
             # Blocks until an event comes; an exit signal interrupts it.
             event = events.get()
@@ -232,7 +235,13 @@ class ClusterMember(Service):
         except ClusterStoreError as exc:
             self.store.close()
             raise ClusterUnavailable(f"cannot join cluster {config.cluster!r}: {exc}") from None
-        self.tick: TimerRef = send_interval(max(0.2, self.lease_ttl / 3), _api.self_(), _Renew())
+        self.tick: TimerRef = self._arm()
+
+    def _arm(self) -> TimerRef:
+        """The next renewal, a third of the TTL after this one ended (a
+        timer re-armed each time, not an interval: renewals that take long
+        while the store is unreachable must not pile up in the mailbox)."""
+        return send_after(max(0.2, self.lease_ttl / 3), _api.self_(), _Renew())
 
     @property
     def lease_ttl(self) -> int:
@@ -256,7 +265,7 @@ class ClusterMember(Service):
                 return  # still unreachable: the next tick tries again
             return
         try:
-            self.store.keepalive(self.lease, timeout=min(STORE_TIMEOUT, self.lease.ttl / 3))
+            self.store.keepalive(self.lease, timeout=STORE_TIMEOUT)
         except LeaseExpired:
             self._lose_names("lease_expired")
             self._renew()
@@ -298,6 +307,15 @@ class ClusterMember(Service):
                 self._tell(NodeUp(node, info))
         args = (_api.self_(), self.config.endpoints, self.config.nodes_prefix, snapshot.revision + 1)
         self.watcher = _api.spawn_link(_watch_main, *args)
+
+    def _rewatch(self) -> None:
+        """Watch again after the watch ended (the store was unreachable for
+        longer than the watch's timeout); while it stays unreachable, try
+        again at every tick: a member outlives its store's outages."""
+        try:
+            self._watch()
+        except ClusterStoreError as exc:
+            log.warning("cluster %r: cannot watch the nodes now: %s", self.config.cluster, exc)
 
     def _node_event(self, event: WatchEvent) -> None:
         prefix = self.config.nodes_prefix
@@ -390,6 +408,9 @@ class ClusterMember(Service):
     def handle_info(self, msg: Any, state: Any) -> NoReply:
         if isinstance(msg, _Renew):
             self._renew()
+            if self.watcher is None and self.lease is not None:
+                self._rewatch()
+            self.tick = self._arm()
         elif isinstance(msg, _StoreEvent):
             self._node_event(msg.event)
         elif isinstance(msg, DOWN):
@@ -401,10 +422,7 @@ class ClusterMember(Service):
                 del self.subscribers[msg.pid]
         elif isinstance(msg, EXIT) and msg.pid == self.watcher:
             self.watcher = None
-            try:
-                self._watch()
-            except ClusterStoreError as exc:
-                raise ProcessExit(("cluster_store", str(exc))) from None
+            self._rewatch()
         elif isinstance(msg, EXIT):
             raise ProcessExit(msg.reason)  # the parent (or a linked process) ended
         return NoReply(state)

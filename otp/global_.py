@@ -35,7 +35,7 @@ from typing import Any
 from . import _api
 from ._cluster import MEMBER, ClusterError, ClusterUnavailable, NotLocalPid, decode_holder, member_config
 from ._cluster_store import ClusterStoreError, EtcdStore
-from ._errors import NoProc
+from ._errors import CallTimeout, NoProc
 from ._pid import Pid
 from ._service import ask
 
@@ -75,7 +75,11 @@ def register_name(name: str, pid: Pid, timeout: float = DEFAULT_TIMEOUT) -> bool
     :class:`ClusterUnavailable` if the store cannot be reached or has no
     quorum, :class:`NotLocalPid`, TypeError for a name that is not a
     non-empty str."""
-    taken: bool = ask(MEMBER, "register_name", name, pid, timeout=timeout)
+    try:
+        taken: bool = ask(MEMBER, "register_name", name, pid, timeout=timeout)
+    except CallTimeout:
+        # The member is busy with a store that does not answer.
+        raise ClusterUnavailable(f"global name {name!r}: no answer within {timeout} s") from None
     return taken
 
 

@@ -143,10 +143,14 @@ class _LogDrain:
 class Member:
     """One etcd process."""
 
-    def __init__(self, name: str, client_port: int, peer_port: int, base: str) -> None:
+    def __init__(
+        self, name: str, client_port: int, peer_port: int, base: str, host: str = "127.0.0.1", argv_prefix: tuple = ()
+    ) -> None:
         self.name = name
-        self.client_url = f"http://127.0.0.1:{client_port}"
-        self.peer_url = f"http://127.0.0.1:{peer_port}"
+        self.client_url = f"http://{host}:{client_port}"
+        self.peer_url = f"http://{host}:{peer_port}"
+        # What runs etcd inside a network namespace (``ip netns exec ns``).
+        self.argv_prefix = tuple(argv_prefix)
         self.data_dir = os.path.join(base, name)
         self.log_path = os.path.join(base, f"{name}.log")
         self.proc: subprocess.Popen[bytes] | None = None
@@ -165,6 +169,7 @@ class Member:
     def start(self, initial_cluster: str, token: str, heartbeat_ms: int, election_ms: int) -> None:
         assert ETCD is not None
         argv = [
+            *self.argv_prefix,
             ETCD,
             "--name", self.name,
             "--data-dir", self.data_dir,
@@ -260,10 +265,22 @@ class Member:
 class EtcdCluster:
     """``size`` members of one new cluster (1 or 3 in these tests)."""
 
-    def __init__(self, size: int = 1, *, heartbeat_ms: int = 100, election_ms: int = 1000) -> None:
+    def __init__(
+        self,
+        size: int = 1,
+        *,
+        heartbeat_ms: int = 100,
+        election_ms: int = 1000,
+        hosts: list[str] | None = None,
+        argv_prefixes: list[tuple] | None = None,
+    ) -> None:
         self.size = size
         self.heartbeat_ms = heartbeat_ms
         self.election_ms = election_ms
+        # Where each member listens, and what runs it (a network namespace):
+        # by default all on 127.0.0.1 in the test's own namespace.
+        self.hosts = hosts or ["127.0.0.1"] * size
+        self.argv_prefixes = argv_prefixes or [()] * size
         self.base = ""
         self.members: list[Member] = []
 
@@ -278,7 +295,10 @@ class EtcdCluster:
         for attempt in range(attempts):
             self.base = _scratch_dir()
             ports = _free_ports(2 * self.size)
-            self.members = [Member(f"m{i}", ports[2 * i], ports[2 * i + 1], self.base) for i in range(self.size)]
+            self.members = [
+                Member(f"m{i}", ports[2 * i], ports[2 * i + 1], self.base, self.hosts[i], self.argv_prefixes[i])
+                for i in range(self.size)
+            ]
             initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
             token = "test-" + secrets.token_hex(6)
             deadline = time.monotonic() + timeout
@@ -320,7 +340,7 @@ class EtcdCluster:
 
 
 @contextlib.contextmanager
-def running_etcd(size: int = 1, **options: int) -> Iterator[EtcdCluster]:
+def running_etcd(size: int = 1, **options: Any) -> Iterator[EtcdCluster]:
     """A started cluster, stopped and removed at exit; checks that every
     member is reaped and its directory gone."""
     if ETCD is None:
