@@ -47,7 +47,9 @@ protocols that need an agent to act, such as a cluster representative
 gathering its members' votes) and ``info``.  Their names are reserved: a
 subclass cannot define a method of the same name (it would hide the
 operation).  Pub/sub events arrive as info messages
-``("$mabeam_event", topic, event)``.
+``("$mabeam_event", topic, event)``; messages ``(PROTOCOL, cls, payload)``
+of a protocol run among the agents' processes go to the agent's
+:meth:`Agent.component` ``cls`` (PBFT's replicas).
 """
 
 from __future__ import annotations
@@ -64,12 +66,16 @@ from ._errors import AgentError, HookFailed
 
 log = logging.getLogger("mabeam")
 
-__all__ = ["Agent", "AgentConfig", "AgentError", "RestartPolicy", "agent_name", "NAME_PREFIX"]
+__all__ = ["Agent", "AgentConfig", "AgentError", "RestartPolicy", "agent_name", "NAME_PREFIX", "PROTOCOL"]
 
 #: Agents register themselves in the node's name registry as
 #: ``(NAME_PREFIX, agent_id)``: lookups by id are served from each caller's
 #: replica, never through a hub process.
 NAME_PREFIX = "mabeam.agent"
+
+#: The tag of a protocol message ``(PROTOCOL, cls, payload)``: see
+#: :meth:`Agent.component`.
+PROTOCOL = "$mabeam_protocol"
 
 #: What the agent supervisor does when the agent exits (OTP's restart types).
 RestartPolicy = Literal["permanent", "transient", "temporary"]
@@ -261,6 +267,16 @@ class Agent(otp.Service):
         """``describe()`` (``payload`` is ignored)."""
         return self._call_hook("info", self.describe, ())
 
+    def component(self, cls: type[T]) -> T:
+        """The agent's own ``cls(self)``, made on first use: the state a
+        protocol keeps inside the agent (``mabeam.coordination``'s PBFT
+        replicas); its messages ``(PROTOCOL, cls, payload)`` run
+        ``component(cls).handle(payload)`` here, in the agent's process."""
+        part = self._components.get(cls)
+        if part is None:
+            part = self._components[cls] = cls(self)  # type: ignore[call-arg]
+        return part
+
     def _call_hook(self, operation: str, hook: Callable[..., T], args: Iterable[Any]) -> T:
         """``hook(*args)``; what it raises reaches the caller as
         :class:`HookFailed` and the agent carries on (an exit still ends it:
@@ -278,6 +294,7 @@ class Agent(otp.Service):
         self.config = config
         self.capabilities = config.capabilities
         self.metadata = dict(config.metadata)
+        self._components: dict[type, Any] = {}
         otp.trap_exit(True)  # a stop by its supervisor is a message: teardown runs
         try:
             otp.register(agent_name(config.agent_id))
@@ -298,6 +315,11 @@ class Agent(otp.Service):
                 self.handle_event(msg[1], msg[2])
             except Exception:
                 log.exception("agent %r: handle_event raised", self.agent_id)
+        elif type(msg) is tuple and len(msg) == 3 and msg[0] == PROTOCOL:
+            try:
+                self.component(msg[1]).handle(msg[2])
+            except Exception:
+                log.exception("agent %r: a %r message failed", self.agent_id, msg[1])
         elif isinstance(msg, otp.EXIT) and not self.trap_exits:
             # (its supervisor's exit signal never gets here: the server
             # loop stops on it, running terminate)
