@@ -16,9 +16,14 @@ being imported):
   agents, each within its own budget (it follows the agent supervisor, so
   it starts after it, and follows it across its restarts: see
   :mod:`mabeam._agent_watch`);
-* ``mabeam.coordination`` and ``mabeam.economics``: dynamic supervisors of
-  sessions, primitives, auctions and markets (one process each, started
-  on demand);
+* ``mabeam.coordination``: the dynamic supervisor of the coordination
+  primitives (barriers, locks, counters: one process each, started on
+  demand);
+* ``mabeam.coordination.hosts``: the session hosts, a partition supervisor
+  of one host per core (at least two) holding every coordination session
+  as state (see :mod:`mabeam.coordination._host`);
+* ``mabeam.economics``: the dynamic supervisor of economics processes
+  started on demand;
 * ``mabeam.tasks``: a task supervisor for short helper work;
 * the economics services: the board (a keyed registry every economics
   process publishes its state into), reputation, budgets;
@@ -51,7 +56,7 @@ import otp
 from otp import application
 from otp.application import Application, AppSpec
 
-from . import economics, load_balancing, quotas, telemetry, variables
+from . import coordination, economics, load_balancing, quotas, telemetry, variables
 from ._agent_registry import AGENT_SUPERVISOR, REGISTRY, AgentRegistry, RegistryOptions
 from ._common import tables_child_spec
 from ._names import APP, COORDINATION, ECONOMICS, TASKS, TOPICS
@@ -87,6 +92,7 @@ def children(
         _dynamic(AGENT_SUPERVISOR),
         AgentRegistry.child_spec(options, id=REGISTRY, name=REGISTRY),
         _dynamic(COORDINATION, 100, 10.0),
+        *coordination.child_specs(),
         _dynamic(ECONOMICS, 100, 10.0),
         otp.child_spec(TASKS, start=_start_tasks, type="supervisor"),
         *economics.child_specs(),

@@ -12,6 +12,7 @@ every start method).
 * ``sleep``: seconds to work on a vote;
 * ``estimate``: its answer to ``('estimate', question)``;
 * ``priority``: its answer to ``('election', ...)`` (None declines);
+  ``hold_election``: hold that answer as ``hold`` holds a vote;
 * ``words``: its first proposal in iterative refinement; afterwards it
   proposes the words that at least half of the previous proposals had,
   unless ``stubborn``.
@@ -27,8 +28,7 @@ from collections import Counter
 import mabeam
 import otp
 from mabeam import coordination
-from mabeam._app import COORDINATION
-from mabeam.coordination._session import _session_main
+from mabeam.coordination._session import start_session
 
 
 class CoordAgent(mabeam.Agent):
@@ -54,6 +54,9 @@ class CoordAgent(mabeam.Agent):
         if protocol == "estimate":
             return self.args["estimate"]
         if protocol == "election":
+            if self.args.get("hold_election"):
+                otp.send(self.args["notify"], ("holding", self.agent_id))
+                otp.receive(30, lambda m: m == ("release",))
             return self.args.get("priority")
         raise NotImplementedError(protocol)
 
@@ -79,13 +82,6 @@ def start_agents(specs, restart="permanent"):
 
 
 # ------------------------------------------------------------------ process bodies
-
-
-def session_client(parent, agent_ids):
-    """Start a consensus session, tell ``parent`` its pid, wait forever."""
-    session = coordination.run_consensus_async(agent_ids, "p", timeout=20)
-    otp.send(parent, ("session", session.pid))
-    otp.receive()
 
 
 def barrier_party(parent, name, timeout=10):
@@ -141,17 +137,35 @@ def quick_body(ctx, value):
     return value
 
 
-def notify_body(ctx, parent):
-    otp.send(parent, ("ran", otp.self()))
+def watched_body(ctx, parent, agent_ids, timeout):
+    """Asks the agents to vote; tells ``parent`` when its body stops, by
+    returning or by being closed (its session dropped)."""
+    try:
+        outcomes = yield ctx.ask_all(agent_ids, "p", "vote", timeout)
+        return [getattr(o, "value", None) for o in outcomes]
+    finally:
+        otp.send(parent, ("body_stopped", ctx.id))
 
 
-def silent_caller(parent):
-    """Start a session under the coordination supervisor as
-    ``start_session`` does, but never send it the go."""
-    spec = otp.child_spec(
-        ("session", "silent"),
-        start=(otp.spawn_link, (_session_main, otp.self(), otp.make_ref(), "silent", notify_body, (parent,))),
-        restart="temporary",
-    )
-    otp.send(parent, ("session", otp.supervisor.start_child(COORDINATION, spec)))
+def crash_after_ask_body(ctx, agent_ids, message):
+    """A session that asks its agents, then crashes on their answers."""
+    yield ctx.ask_all(agent_ids, "p", "vote", 5)
+    raise RuntimeError(message)
+
+
+def sync_client(parent, agent_ids, timeout):
+    """``run_consensus`` (blocking) and report how it ended, and when."""
+    started = time.monotonic()
+    try:
+        result = coordination.run_consensus(agent_ids, "p", timeout=timeout)
+    except coordination.CoordinationError as exc:
+        otp.send(parent, ("ended", type(exc).__name__, getattr(exc, "reason", None), time.monotonic() - started))
+    else:
+        otp.send(parent, ("ended", "ok", result.decision, time.monotonic() - started))
+
+
+def body_client(parent, body, args):
+    """Start a session of ``body``, tell ``parent`` its id and host, wait forever."""
+    session = start_session("test", body, args)
+    otp.send(parent, ("session", session.id, session.host))
     otp.receive()

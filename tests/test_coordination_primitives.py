@@ -21,7 +21,7 @@ from helpers import down_of, recv_tagged
 import mabeam
 import otp
 from mabeam import coordination
-from mabeam._app import COORDINATION
+from mabeam._app import COORDINATION, TASKS
 
 
 def test_lock_fifo_and_release_on_holder_death(app):
@@ -172,6 +172,21 @@ def test_leader_election_with_terms(app):
     assert info["history"] == [(1, "e1"), (2, "e2"), (3, "e3")] and info["leader"] == "e3"
     with pytest.raises(coordination.UnknownPrimitive):
         coordination.get_leader("no-such-group")
+
+
+def test_an_election_asks_its_candidates_itself_and_keeps_answering(app):
+    """No process is started per election: while a candidate holds its
+    answer the election process is asking it itself, and still answers."""
+    me = otp.self()
+    start_agents({"slow": {"priority": 1, "hold_election": True, "notify": me}, "quick": {"priority": 0}})
+    pid = coordination.start_election("held", ["slow", "quick"], timeout=30)
+    assert recv_tagged("holding") == ("holding", "slow")
+    assert otp.supervisor.count_children(TASKS)["active"] == 0
+    info = coordination.get_election_info("held")
+    assert info["electing"] and info["leader"] is None
+    assert mabeam.whereis_agent("slow") in otp.process_info(pid).monitors
+    otp.send(mabeam.whereis_agent("slow"), ("release",))
+    assert coordination.get_leader("held", timeout=10) == (1, "slow")
 
 
 def test_election_waits_for_a_candidate_and_priority_rule(app):

@@ -1,23 +1,29 @@
 """MABEAM coordination: sessions and primitives that talk to real agents.
 
 Every coordination session (consensus, Byzantine, collusion-resistant,
-iterative refinement, hierarchical) is its own OS process under the
-``mabeam.coordination`` dynamic supervisor (``restart='temporary'``); it
-asks the agents through the Agent wire protocol (one asynchronous request
-per agent to its ``handle_vote``, ``handle_proposal`` or
-``handle_coordination`` hook, or ``run`` for a cluster representative,
-the answers taken as they arrive) and computes results with the pure
-tallies of :mod:`.voting`.  A consensus decides nothing unless more than
-half of the agents asked voted, unless the caller asks for another quorum.  Many sessions run at once and none waits on
-another; a session stops when its caller dies; every wait has a timeout.
+iterative refinement, hierarchical) is state held by one of a few
+long-lived session hosts, the partitions of the
+``mabeam.coordination.hosts`` partition supervisor (:func:`child_specs`),
+not a process of its own; it asks the agents through the Agent wire
+protocol (one asynchronous request per agent to its ``handle_vote``,
+``handle_proposal`` or ``handle_coordination`` hook, or ``run`` for a
+cluster representative, the answers taken as they arrive) and computes
+results with the pure tallies of :mod:`.voting`.  A consensus decides
+nothing unless more than half of the agents asked voted, unless the caller
+asks for another quorum.  Many sessions run at once and none waits on
+another; a session is dropped when its caller dies; every wait has a
+timeout.  A session whose code raises fails alone
+(:class:`SessionCrashed`); one whose host is killed fails at once
+(:class:`SessionHostDown`), and new sessions go to the live hosts.
 Nothing is simulated: every vote is what an agent's process answered.
 
 Primitives (lock, barrier, counter, leader election) are named
-:class:`otp.Service` processes under the same supervisor, created on demand
-without check-then-register races; their waiters get deferred answers and
-are monitored, and a lock or barrier never counts a party whose death is
-known when it decides (its ``DOWN`` already queued, or the kernel already
-killing it).
+:class:`otp.Service` processes under the ``mabeam.coordination`` dynamic
+supervisor, created on demand without check-then-register races; their
+waiters get deferred answers and are monitored, and a lock or barrier
+never counts a party whose death is known when it decides (its ``DOWN``
+already queued, or the kernel already killing it).  An election asks its
+candidates itself, as a session host does: no process per election.
 
 Every blocking call has an ``_async`` twin or a timeout; the ``*_async``
 functions return a :class:`Session` whose ``result(timeout)`` collects the
@@ -62,7 +68,9 @@ from ._errors import (
     PrimitiveError,
     PrimitiveFailed,
     ResultTaken,
+    SessionCrashed,
     SessionFailed,
+    SessionHostDown,
     SessionTimeout,
     UnknownPrimitive,
     UnsendableResult,
@@ -78,7 +86,18 @@ from ._hierarchy import (
     run_hierarchical_consensus,
     run_hierarchical_consensus_async,
 )
+from ._host import child_specs
 from ._lock import acquire, create_lock, get_lock_info, hold_lock, release
+from ._pbft import (
+    PBFT_TAGS,
+    PbftCall,
+    PbftError,
+    PbftQuorumUnavailable,
+    PbftResult,
+    PbftTimeout,
+    run_pbft,
+    run_pbft_async,
+)
 from ._primitives import stop_primitive
 from ._refinement import (
     RefinementResult,
@@ -88,7 +107,7 @@ from ._refinement import (
     run_iterative_refinement,
     run_iterative_refinement_async,
 )
-from ._session import Session, list_sessions
+from ._session import Session, SessionInfo, list_sessions
 from .vector_clock import InvalidClock, Ordering, VectorClockError, concurrent, happened_before, normalize
 from .vector_clock import compare as compare_clocks
 from .vector_clock import increment as increment_clock
@@ -99,7 +118,9 @@ from .voting import InsufficientAgents, VotingError
 __all__ = [
     # sessions
     "Session",
+    "SessionInfo",
     "list_sessions",
+    "child_specs",
     "run_consensus",
     "run_consensus_async",
     "run_byzantine_consensus",
@@ -160,6 +181,8 @@ __all__ = [
     "CoordinationError",
     "InvalidParameter",
     "SessionFailed",
+    "SessionCrashed",
+    "SessionHostDown",
     "SessionTimeout",
     "ResultTaken",
     "UnsendableResult",
@@ -176,4 +199,13 @@ __all__ = [
     "VotingError",
     "VectorClockError",
     "InvalidClock",
+    # Byzantine agreement among the agents
+    "run_pbft",
+    "run_pbft_async",
+    "PbftResult",
+    "PbftCall",
+    "PBFT_TAGS",
+    "PbftError",
+    "PbftTimeout",
+    "PbftQuorumUnavailable",
 ]

@@ -7,10 +7,10 @@ agent's ``kind`` operation on the payload), all of them in one
 they arrive, each settling only its own agent.  So the agents answer
 concurrently, an agent that dies costs nothing beyond its ``DOWN`` (which
 settles its request at once), a slow one delays only its own answer up to
-the common deadline, and the asker needs no helper process: a session
-waits for the answers and its caller's ``DOWN`` in one receive
-(:class:`AgentCalls`), any other process with :func:`ask_all` /
-:func:`ask_each`.
+the common deadline, and the asker needs no helper process: it waits
+with :func:`ask_all` / :func:`ask_each`, or takes the answers in a receive
+loop of its own (:meth:`AgentCalls.take`).  (Session hosts ask agents
+their own way, with no monitor per request: :mod:`._host_asks`.)
 
 This module is the one place that reads the answers: each becomes an
 :class:`Answer` (the hook's value) or a :class:`NoAnswer` whose ``reason``
@@ -22,7 +22,7 @@ them back in its own answer).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any, NamedTuple
 
 import otp
@@ -87,9 +87,9 @@ def _unreachable(exc: otp.CallError) -> Any:
 
 class AgentCalls:
     """Requests to several agents, in flight: the answers are settled as
-    they arrive (:meth:`wait`; :meth:`wait_or` to watch for another message
-    too; :meth:`take` from a receive loop of one's own, a server's
-    ``handle_info``), ``outcomes`` holds them in the order of the requests.
+    they arrive (:meth:`wait`, or :meth:`take` from a receive loop of one's
+    own, a server's ``handle_info``); ``outcomes`` holds them in the order
+    of the requests.
 
     Each request is sent at once; an agent that is not running is settled
     at once (``'not_running'``); when ``timeout`` seconds have passed the
@@ -161,20 +161,6 @@ class AgentCalls:
                 self._settle(i, value)
         self._refs.clear()
         return self.outcomes
-
-    def wait_or(self, interrupt: Callable[[object], bool]) -> object | None:
-        """Like :meth:`wait`, but return the first message ``interrupt``
-        accepts as soon as it arrives (None once every request is settled);
-        the requests stay open and :meth:`wait_or` can be called again."""
-        while not self.done:
-            try:
-                msg = otp.receive(self.remaining(), lambda m: self.is_answer(m) or interrupt(m))
-            except otp.Timeout:
-                self.expire()
-                break
-            if not self.take(msg):
-                return msg
-        return None
 
     def _settle(self, i: int, reply: Any) -> None:
         """The agent's Service reply: the hook's value, or why it gave none."""

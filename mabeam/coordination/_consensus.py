@@ -1,8 +1,8 @@
 """Consensus with votes asked from the agents themselves.
 
-Each call starts a session process (see :mod:`._session`) that asks every
-agent at once with ``kind='vote'`` (the agent's ``handle_vote``), takes the
-answers as they arrive for at most ``timeout`` and tallies them with
+Each call is a session on a session host (see :mod:`._session`) that asks
+every agent at once with ``kind='vote'`` (the agent's ``handle_vote``), takes
+the answers as they arrive for at most ``timeout`` and tallies them with
 :mod:`.voting`.  By default nothing is decided unless more than half of
 the agents asked gave a usable vote (see :func:`run_consensus`'s
 ``quorum``).
@@ -25,7 +25,7 @@ with the others.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Generator, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,9 +33,9 @@ from mabeam._agent_registry import get_agent
 from mabeam._errors import UnknownAgent
 
 from . import voting
-from ._agent_calls import Answer
+from ._agent_calls import Answer, Outcome
 from ._errors import InvalidParameter
-from ._session import GRACE, Context, Session, start_session
+from ._session import GRACE, AskAgents, Context, Session, run_session, start_session
 
 __all__ = [
     "ConsensusResult",
@@ -92,9 +92,12 @@ def _check_timeout(timeout: float) -> None:
         raise InvalidParameter(f"timeout must be a number > 0, got {timeout!r}")
 
 
-def collect_votes(ctx: Context, ids: list, proposal: Any, timeout: float, kind: str = "vote") -> tuple:
-    """Ask every agent: ``(votes, abstained, failed)``."""
-    outcomes = ctx.ask_all(ids, proposal, kind, timeout)
+#: What a session body is: it yields its waits on agents, gets their outcomes.
+Body = Generator[AskAgents, list[Outcome], Any]
+
+
+def sort_votes(ids: list, outcomes: list[Outcome]) -> tuple:
+    """The agents' outcomes as ``(votes, abstained, failed)``."""
     votes, abstained, failed = {}, [], {}
     for agent_id, outcome in zip(ids, outcomes):
         if not isinstance(outcome, Answer):
@@ -144,7 +147,8 @@ def _weighted_votes(votes: dict, failed: dict) -> tuple[dict, list[voting.Weight
 def _expertise_weights(ids: list) -> dict:
     """Weights from each agent's registry metadata ``'expertise'`` (metrics
     as :func:`.voting.expertise_weight` takes them); an agent without it (or
-    not registered) weighs ``expertise_weight({})``."""
+    not registered) weighs ``expertise_weight({})``.  Read by the caller
+    when the session starts (a host never waits on the registry)."""
     weights = {}
     for agent_id in ids:
         try:
@@ -157,16 +161,15 @@ def _expertise_weights(ids: list) -> dict:
 
 def _consensus_body(
     ctx: Context, ids: list, proposal: Any, method: str, timeout: float, quorum: float | None, weights: dict | None
-) -> ConsensusResult:
-    votes, abstained, failed = collect_votes(ctx, ids, proposal, timeout)
+) -> Body:
+    votes, abstained, failed = sort_votes(ids, (yield ctx.ask_all(ids, proposal, "vote", timeout)))
     n = len(ids)
     tally: voting.Tally | voting.WeightedTally
     decision: Hashable | None
     if method == "weighted":
         votes, weighted = _weighted_votes(votes, failed)
-        tally = voting.weighted_tally(
-            weighted, weights if weights is not None else _expertise_weights(ids), quorum=quorum
-        )
+        assert weights is not None  # the caller read them if it gave none
+        tally = voting.weighted_tally(weighted, weights, quorum=quorum)
         reached = tally.decision != voting.NO_DECISION
         decision, reason = (tally.decision if reached else None), tally.reason
     else:
@@ -191,17 +194,15 @@ def _consensus_body(
     )
 
 
-def run_consensus_async(
+def _consensus_args(
     agent_ids: Iterable[Hashable],
     proposal: Any,
-    method: str = "majority",
-    *,
-    timeout: float = 5.0,
-    quorum: float | None = voting.MAJORITY_QUORUM,
-    weights: Mapping[Hashable, float] | None = None,
-) -> Session:
-    """Start a consensus session; ``handle.result(timeout)`` gives the
-    :class:`ConsensusResult`.  See :func:`run_consensus`."""
+    method: str,
+    timeout: float,
+    quorum: float | None,
+    weights: Mapping[Hashable, float] | None,
+) -> tuple:
+    """The consensus body's arguments, checked here, in the caller."""
     ids = _ids(agent_ids)
     if method not in METHODS:
         raise InvalidParameter(f"method must be one of {METHODS}, not {method!r}")
@@ -216,8 +217,25 @@ def run_consensus_async(
         if missing:
             raise InvalidParameter(f"no weight for {missing!r}")
         voting.cap_weight_shares(weights)  # validates them here, in the caller
+    elif method == "weighted":
+        weights = _expertise_weights(ids)
     quorum = None if quorum is None else float(quorum)
-    return start_session("consensus", _consensus_body, (ids, proposal, method, float(timeout), quorum, weights))
+    return (ids, proposal, method, float(timeout), quorum, weights)
+
+
+def run_consensus_async(
+    agent_ids: Iterable[Hashable],
+    proposal: Any,
+    method: str = "majority",
+    *,
+    timeout: float = 5.0,
+    quorum: float | None = voting.MAJORITY_QUORUM,
+    weights: Mapping[Hashable, float] | None = None,
+) -> Session:
+    """Start a consensus session; ``handle.result(timeout)`` gives the
+    :class:`ConsensusResult`.  See :func:`run_consensus`."""
+    args = _consensus_args(agent_ids, proposal, method, timeout, quorum, weights)
+    return start_session("consensus", _consensus_body, args)
 
 
 def run_consensus(
@@ -234,7 +252,8 @@ def run_consensus(
     ``method``: ``'majority'`` (strict majority of the votes cast),
     ``'unanimous'`` (every agent votes the same; an abstention or a failure
     breaks it) or ``'weighted'`` (expertise weights from agent metadata, or
-    ``weights``, with no agent above 50% of the weight).
+    ``weights``, with no agent above 50% of the weight; the metadata is read
+    when the call starts).
 
     ``quorum`` says how many of the agents asked must give a usable vote
     for anything to be decided.  The default (None,
@@ -247,16 +266,15 @@ def run_consensus(
     must vote (weighted); ``quorum=0.0`` lets any single vote decide.
     ``timeout`` bounds the wait for the agents; the call returns at most
     ``timeout + 2 * GRACE`` seconds later."""
-    return run_consensus_async(agent_ids, proposal, method, timeout=timeout, quorum=quorum, weights=weights).result(
-        timeout + 2 * GRACE
-    )
+    args = _consensus_args(agent_ids, proposal, method, timeout, quorum, weights)
+    return run_session("consensus", _consensus_body, args, timeout + 2 * GRACE)
 
 
 # ------------------------------------------------------------------ Byzantine
 
 
-def _byzantine_body(ctx: Context, ids: list, proposal: Any, f: int | None, timeout: float) -> ConsensusResult:
-    votes, abstained, failed = collect_votes(ctx, ids, proposal, timeout)
+def _byzantine_body(ctx: Context, ids: list, proposal: Any, f: int | None, timeout: float) -> Body:
+    votes, abstained, failed = sort_votes(ids, (yield ctx.ask_all(ids, proposal, "vote", timeout)))
     votes = _hashable(votes, failed)
     tally = voting.byzantine_tally(votes, len(ids), f)
     reason = None if tally.decided else f"no value reached the quorum of {tally.quorum} of {tally.n}"
@@ -275,10 +293,7 @@ def _byzantine_body(ctx: Context, ids: list, proposal: Any, f: int | None, timeo
     )
 
 
-def run_byzantine_consensus_async(
-    agent_ids: Iterable[Hashable], proposal: Any, f: int | None = None, *, timeout: float = 5.0
-) -> Session:
-    """Start a Byzantine consensus session (see :func:`run_byzantine_consensus`)."""
+def _byzantine_args(agent_ids: Iterable[Hashable], proposal: Any, f: int | None, timeout: float) -> tuple:
     ids = _ids(agent_ids)
     _check_timeout(timeout)
     if f is not None:
@@ -288,20 +303,34 @@ def run_byzantine_consensus_async(
             raise voting.InsufficientAgents(voting.min_agents(f), len(ids))
     elif not ids:
         raise voting.InsufficientAgents(1, 0)
-    return start_session("byzantine", _byzantine_body, (ids, proposal, f, float(timeout)))
+    return (ids, proposal, f, float(timeout))
+
+
+def run_byzantine_consensus_async(
+    agent_ids: Iterable[Hashable], proposal: Any, f: int | None = None, *, timeout: float = 5.0
+) -> Session:
+    """Start a Byzantine consensus session (see :func:`run_byzantine_consensus`)."""
+    return start_session("byzantine", _byzantine_body, _byzantine_args(agent_ids, proposal, f, timeout))
 
 
 def run_byzantine_consensus(
     agent_ids: Iterable[Hashable], proposal: Any, f: int | None = None, *, timeout: float = 5.0
 ) -> ConsensusResult:
-    """Consensus tolerating ``f`` Byzantine agents (default: the most
-    ``len(agent_ids)`` can tolerate).  Raises
+    """A trusted vote count, not Byzantine agreement: one session asks each
+    agent's ``handle_vote`` and decides a value once ``byzantine_quorum(n,
+    f)`` agents voted for it; the agents never talk to each other, so one
+    that tells different agents different things cannot matter.  For
+    agreement among the agents that tolerates ``f`` lying, equivocating or
+    dying ones, use :func:`~mabeam.coordination.run_pbft`.
+
+    ``f`` defaults to the most ``len(agent_ids)`` can tolerate.  Raises
     :class:`.voting.InsufficientAgents` (``.minimum``, ``.n``) for
     fewer than ``3f + 1`` agents, before any session starts.  A value is
     decided once ``byzantine_quorum(n, f)`` agents voted for it; agents that
     fail count as not voting.  The result carries ``tags``
     ``('byzantine', 'consensus', 'fault_tolerant')``."""
-    return run_byzantine_consensus_async(agent_ids, proposal, f, timeout=timeout).result(timeout + 2 * GRACE)
+    args = _byzantine_args(agent_ids, proposal, f, timeout)
+    return run_session("byzantine", _byzantine_body, args, timeout + 2 * GRACE)
 
 
 # ------------------------------------------------------------------ collusion resistance
@@ -329,8 +358,9 @@ def _collusion_body(
     reputations: dict,
     bucket_width: float,
     timeout: float,
-) -> tuple:
-    answers, abstained, failed = collect_votes(ctx, ids, ("estimate", question), timeout, kind="coordinate")
+) -> Body:
+    outcomes = yield ctx.ask_all(ids, ("estimate", question), "coordinate", timeout)
+    answers, abstained, failed = sort_votes(ids, outcomes)
     reports = []
     for agent_id, answer in answers.items():
         try:
@@ -362,9 +392,5 @@ def run_collusion_resistant_consensus(
     {agent: failure})``; result keys are ``str(agent_id)``."""
     ids = _ids(agent_ids)
     _check_timeout(timeout)
-    session = start_session(
-        "collusion_resistant",
-        _collusion_body,
-        (ids, question, float(true_value), payment, dict(reputations or {}), bucket_width, float(timeout)),
-    )
-    return session.result(timeout + 2 * GRACE)
+    args = (ids, question, float(true_value), payment, dict(reputations or {}), bucket_width, float(timeout))
+    return run_session("collusion_resistant", _collusion_body, args, timeout + 2 * GRACE)

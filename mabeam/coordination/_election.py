@@ -19,10 +19,12 @@ The rule (deterministic, documented):
 
 The highest priority wins; a tie goes to the smallest ``repr(agent_id)``.
 
-The election itself runs in a task under ``mabeam.tasks``, so the election
-process keeps answering while candidates are asked.  With no candidate
-standing it waits for a candidate to be (re)started by the agent
-supervisor, and also retries every ``RETRY`` seconds.  Each election is
+The election process asks the candidates itself, as a session host does
+(:mod:`._host_asks`: one cast each, answered by a message, its deadline
+the gen_server timeout), so it keeps answering while they are asked and
+no process is started per election.  With no candidate standing it waits
+for a candidate to be (re)started by the agent supervisor, and also
+retries every ``RETRY`` seconds.  Each election is
 published on the topic ``('mabeam.election', group)`` as ``('elected',
 term, leader)``.  ``get_leader(group)`` blocks (up to its timeout) while there
 is no leader; ``await_new_term(group, term)`` blocks until a later term.
@@ -30,6 +32,7 @@ is no leader; ``await_new_term(group, term)`` blocks until a later term.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Hashable, Iterable
 from enum import Enum
 from typing import Any, NamedTuple
@@ -39,15 +42,10 @@ from mabeam._agent_registry import get_agent
 from mabeam._agent_watch import AgentStarted, AgentWatch
 from mabeam._comms import publish, whereis_agent
 from mabeam._errors import UnknownAgent
-from mabeam._names import TASKS
 
-# The task functions as functions: TaskSupervisor's static methods are
-# attached at runtime, where a type checker cannot see them.
-from otp._task import Task
-from otp._task import async_nolink as start_task_nolink
-
-from ._agent_calls import Answer, ask_all
+from ._agent_calls import AgentRequest, Answer, Outcome
 from ._errors import CoordinationError, InvalidParameter, NoLeader
+from ._host_asks import AgentReply, Asker, Step
 from ._primitives import Primitive, ensure, reaching
 
 __all__ = [
@@ -90,7 +88,7 @@ class ElectionParams(NamedTuple):
 
 
 class Elected(NamedTuple):
-    """The outcome of one election task."""
+    """The outcome of one election."""
 
     winner: Hashable
     pid: otp.Pid
@@ -118,9 +116,7 @@ def _is_priority(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _asked_priorities(group: Any, candidates: list, term: int, timeout: float) -> dict:
-    payload = ("election", {"group": group, "term": term})
-    outcomes = ask_all(candidates, payload, "coordinate", timeout)
+def _asked_priorities(candidates: list, outcomes: list[Outcome]) -> dict:
     return {c: o.value for c, o in zip(candidates, outcomes) if isinstance(o, Answer) and _is_priority(o.value)}
 
 
@@ -138,13 +134,8 @@ def _registered_priorities(candidates: list) -> dict:
     return standing
 
 
-def run_election(params: ElectionParams, term: int) -> Elected | None:
-    """One election (runs in a task): the winner among the candidates that
-    stand and are alive, or None."""
-    if params.rule is ElectionRule.ASK:
-        standing = _asked_priorities(params.group, params.candidates, term, params.timeout)
-    else:
-        standing = _registered_priorities(params.candidates)
+def choose_leader(standing: dict) -> Elected | None:
+    """The winner among the candidates that stand and are alive, or None."""
     for candidate in sorted(standing, key=lambda c: (-standing[c], repr(c))):
         pid = whereis_agent(candidate)
         if pid is not None and otp.is_alive(pid):
@@ -159,7 +150,8 @@ class ElectionServer(otp.Service):
         self.params = params
         self.term = 0
         self.reign: Reign | None = None
-        self.task: Task | None = None
+        self.asker = Asker()
+        self.asking: Step | None = None  # the candidates asked now (rule 'ask')
         self.waiters: list[LeaderWaiter] = []
         self.history: list[tuple[int, Hashable, dict]] = []  # (term, leader, priorities)
         # candidates (re)started, also after a restart of the agent supervisor
@@ -167,13 +159,40 @@ class ElectionServer(otp.Service):
         return otp.NoReply(None, otp.Continue("elect"))
 
     def next_action(self) -> Any:
-        if self.reign is None and self.task is None:
-            return RETRY  # 'timeout' comes if nothing else does
+        if self.asking is not None:  # 'timeout' at its deadline, if nothing else comes
+            return max(0.0, self.asking.deadline - time.monotonic()) + 0.001
+        if self.reign is None:
+            return RETRY
         return None
 
     def _elect(self) -> None:
-        if self.task is None and self.reign is None:
-            self.task = start_task_nolink(TASKS, run_election, self.params, self.term + 1, shutdown="brutal_kill")
+        if self.asking is not None or self.reign is not None:
+            return
+        params = self.params
+        if params.rule is ElectionRule.PRIORITY:
+            try:
+                standing = _registered_priorities(params.candidates)
+            except otp.CallError:  # the agent registry is restarting: the next retry will see
+                return
+            self._decide(choose_leader(standing))
+            return
+        payload = ("election", {"group": params.group, "term": self.term + 1})
+        requests = [AgentRequest(c, "coordinate", payload) for c in params.candidates]
+        step = self.asker.ask(None, requests, params.timeout)
+        if step.left:
+            self.asking = step
+        else:
+            self._count(step)
+
+    def _count(self, step: Step) -> None:
+        """Every candidate answered, or the deadline passed."""
+        self.asking = None
+        self.asker.withdraw(step)
+        self._decide(choose_leader(_asked_priorities(self.params.candidates, step.outcomes)))
+
+    def _decide(self, elected: Elected | None) -> None:
+        if elected is not None:
+            self._elected(elected)
 
     def _elected(self, elected: Elected) -> None:
         self.term += 1
@@ -213,29 +232,29 @@ class ElectionServer(otp.Service):
             "leader_pid": reign.pid if reign else None,
             "candidates": list(self.params.candidates),
             "rule": self.params.rule.value,
-            "electing": self.task is not None,
+            "electing": self.asking is not None,
             "history": [(t, w) for t, w, _ in self.history],
         }
 
     def handle_info(self, msg: Any, state: Any) -> Any:
-        task, reign = self.task, self.reign
+        reign = self.reign
         events = self.agents.handle(msg)  # first: its DOWNs and answers are messages too
+        done = self.asker.take(msg) if events is None and type(msg) in (AgentReply, otp.DOWN) else None
         if events is not None:
             candidates = self.params.candidates
             if any(isinstance(e, AgentStarted) and e.agent_id in candidates for e in events):
                 self._elect()
-        elif type(msg) is tuple and len(msg) == 3 and msg[0] == "$task" and task is not None and msg[1] == task.ref:
-            otp.demonitor(task.ref, flush=True)
-            self.task = None
-            if msg[2] is not None:
-                self._elected(msg[2])
-        elif isinstance(msg, otp.DOWN) and task is not None and msg.ref == task.ref:
-            self.task = None  # the election task crashed: try again later
+        elif done is not None:
+            if self.asking is not None and self.asking in done:
+                self._count(self.asking)
         elif isinstance(msg, otp.DOWN) and reign is not None and msg.ref == reign.monitor:
             self.reign = None
             self._elect()
         elif msg == "timeout":
-            self._elect()
+            if self.asking is not None and time.monotonic() >= self.asking.deadline:
+                self._count(self.asking)
+            else:
+                self._elect()
         return otp.NoReply(state, self.next_action())
 
 

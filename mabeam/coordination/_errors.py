@@ -19,6 +19,8 @@ __all__ = [
     "InvalidParameter",
     "InsufficientAgentsForHierarchy",
     "SessionFailed",
+    "SessionCrashed",
+    "SessionHostDown",
     "SessionTimeout",
     "ResultTaken",
     "UnsendableResult",
@@ -56,8 +58,9 @@ class InsufficientAgentsForHierarchy(InvalidParameter):
 
 
 class SessionFailed(CoordinationError):
-    """The session process exited before answering; ``reason`` is its exit
-    reason (a term of the kernel, such as ``'killed'`` or an ``otp.Crash``)."""
+    """The session ended without a result; ``reason`` says why (a term of
+    the kernel, such as ``'killed'`` or an ``otp.Crash``), ``session`` is
+    its id.  The subclasses name the cause."""
 
     def __init__(self, reason: object, session: object = None) -> None:
         super().__init__(reason, session)
@@ -65,8 +68,26 @@ class SessionFailed(CoordinationError):
         self.session = session
 
 
+class SessionCrashed(SessionFailed):
+    """The session's body raised an exception that is not a typed error (a
+    bug): ``reason`` is the ``otp.Crash`` (type, message, traceback).  The
+    host logged it and serves its other sessions on."""
+
+
+class SessionHostDown(SessionFailed):
+    """The host process holding the session exited: the session is lost.
+    ``reason`` is its exit reason, ``'noproc'`` if it was gone already when
+    the caller came to wait for the session, ``'no_host'`` if no host was
+    running to take it; ``host`` is the host's pid."""
+
+    def __init__(self, reason: object, session: object = None, host: object = None) -> None:
+        super().__init__(reason, session)
+        self.args = (reason, session, host)
+        self.host = host
+
+
 class SessionTimeout(CoordinationError, TimeoutError):
-    """The session, or one of its steps, did not answer in time (it is stopped)."""
+    """The session did not answer in time (its host drops it)."""
 
 
 class ResultTaken(CoordinationError):

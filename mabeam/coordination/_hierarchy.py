@@ -8,7 +8,8 @@ way, until one cluster is left or ``max_levels`` levels exist.  The
 below the top level has one (15 agents in clusters of 3 over 3 levels: 5
 clusters, then 2, then 1, and 7 representatives).
 
-Execution: the session asks every level-0 representative at once to run
+Execution: the session (on a session host, see :mod:`._session`) asks
+every level-0 representative at once to run
 :func:`represent` in its own process (the agent's generic ``run``
 operation, ``kind='run'``, payload ``(represent, (members, proposal,
 timeout))``): the representative votes itself and asks the rest of its
@@ -31,16 +32,16 @@ the representative as ``None``, like an abstention; those members appear in
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Iterable
+from collections.abc import Generator, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from mabeam._agent import Agent
 
 from . import voting
-from ._agent_calls import AgentRequest, Answer, ask_all
+from ._agent_calls import AgentRequest, Answer, Outcome, ask_all
 from ._errors import InsufficientAgentsForHierarchy, InvalidParameter
-from ._session import GRACE, Context, Session, start_session
+from ._session import GRACE, AskAgents, Context, Session, run_session, start_session
 
 __all__ = [
     "MIN_HIERARCHY_AGENTS",
@@ -147,7 +148,9 @@ def _decide(values: dict) -> tuple:
     return tally.decision, tally.reached
 
 
-def _gather_clusters(ctx: Context, clusters: list, proposal: Any, timeout: float) -> tuple:
+def _gather_clusters(
+    ctx: Context, clusters: list, proposal: Any, timeout: float
+) -> Generator[AskAgents, list[Outcome], tuple]:
     rep_timeout = 2 * timeout + 1.0
     position = dict.fromkeys(range(len(clusters)), 0)
     excluded: dict = {i: [] for i in range(len(clusters))}
@@ -159,7 +162,7 @@ def _gather_clusters(ctx: Context, clusters: list, proposal: Any, timeout: float
             members = [m for m in clusters[i] if m not in excluded[i]]
             requests.append(AgentRequest(clusters[i][pos], "run", (represent, (members, proposal, timeout))))
             order.append(i)
-        outcomes = ctx.ask_agents(requests, rep_timeout)
+        outcomes = yield ctx.ask_agents(requests, rep_timeout)
         for i, outcome in zip(order, outcomes):
             rep = clusters[i][position[i]]
             if isinstance(outcome, Answer) and isinstance(outcome.value, dict):
@@ -192,9 +195,9 @@ def _gather_clusters(ctx: Context, clusters: list, proposal: Any, timeout: float
 
 def _hierarchy_body(
     ctx: Context, ids: list, proposal: Any, cluster_size: int, max_levels: int, timeout: float
-) -> HierarchicalResult:
+) -> Generator[AskAgents, list[Outcome], HierarchicalResult]:
     levels = build_hierarchy(ids, cluster_size, max_levels)
-    clusters, failovers, failed = _gather_clusters(ctx, levels[0], proposal, timeout)
+    clusters, failovers, failed = yield from _gather_clusters(ctx, levels[0], proposal, timeout)
     # who stands for each cluster of the level below: its representative
     # after failover (its first member if the whole cluster failed)
     reps = [c.representative if c.representative is not None else c.members[0] for c in clusters]
@@ -223,15 +226,22 @@ def _hierarchy_body(
     )
 
 
-def run_hierarchical_consensus_async(
-    agent_ids: Iterable[Hashable], proposal: Any, *, cluster_size: int = 5, max_levels: int = 4, timeout: float = 5.0
-) -> Session:
-    """Start a hierarchical consensus session (see :func:`run_hierarchical_consensus`)."""
+def _hierarchy_args(
+    agent_ids: Iterable[Hashable], proposal: Any, cluster_size: int, max_levels: int, timeout: float
+) -> tuple:
     ids = list(agent_ids)
     build_hierarchy(ids, cluster_size, max_levels)  # raise on bad parameters here, in the caller
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
         raise InvalidParameter(f"timeout must be > 0, got {timeout!r}")
-    return start_session("hierarchical", _hierarchy_body, (ids, proposal, cluster_size, max_levels, float(timeout)))
+    return (ids, proposal, cluster_size, max_levels, float(timeout))
+
+
+def run_hierarchical_consensus_async(
+    agent_ids: Iterable[Hashable], proposal: Any, *, cluster_size: int = 5, max_levels: int = 4, timeout: float = 5.0
+) -> Session:
+    """Start a hierarchical consensus session (see :func:`run_hierarchical_consensus`)."""
+    args = _hierarchy_args(agent_ids, proposal, cluster_size, max_levels, timeout)
+    return start_session("hierarchical", _hierarchy_body, args)
 
 
 def run_hierarchical_consensus(
@@ -240,9 +250,6 @@ def run_hierarchical_consensus(
     """Consensus through cluster representatives (see the module doc).
     ``timeout`` bounds each member's vote; a representative gets ``2 *
     timeout + 1`` seconds, and each failover a new round of that length."""
-    ids = list(agent_ids)
-    session = run_hierarchical_consensus_async(
-        ids, proposal, cluster_size=cluster_size, max_levels=max_levels, timeout=timeout
-    )
-    longest = max(len(c) for c in build_hierarchy(ids, cluster_size, max_levels)[0])
-    return session.result(longest * (2 * timeout + 1.0 + GRACE) + GRACE)
+    args = _hierarchy_args(agent_ids, proposal, cluster_size, max_levels, timeout)
+    longest = max(len(c) for c in build_hierarchy(args[0], cluster_size, max_levels)[0])
+    return run_session("hierarchical", _hierarchy_body, args, longest * (2 * timeout + 1.0 + GRACE) + GRACE)

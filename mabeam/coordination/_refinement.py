@@ -1,6 +1,6 @@
 """Iterative refinement: rounds of proposals until the agents agree.
 
-Each round the session asks every agent at once with ``kind='proposal'``
+Each round the session (on a session host, see :mod:`._session`) asks every agent at once with ``kind='proposal'``
 and payload ``(round, context)`` (the agent's ``handle_proposal``), where
 ``context`` is ``{'initial': ..., 'round': r, 'proposals': {agent_id:
 proposal}}`` with the previous round's proposals (empty in round 1).
@@ -25,14 +25,14 @@ mean similarity to the others (first in agent order on a tie).
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Generator, Hashable, Iterable
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
 
-from ._agent_calls import Answer
+from ._agent_calls import Answer, Outcome
 from ._errors import InvalidParameter
-from ._session import GRACE, Context, Session, start_session
+from ._session import GRACE, AskAgents, Context, Session, run_session, start_session
 
 __all__ = [
     "RefinementRound",
@@ -110,13 +110,13 @@ def _medoid(proposals: dict) -> tuple:
 
 def _refinement_body(
     ctx: Context, ids: list, initial: Any, max_rounds: int, threshold: float, timeout: float
-) -> RefinementResult:
+) -> Generator[AskAgents, list[Outcome], RefinementResult]:
     rounds: list = []
     previous: dict = {}
     reason = "max_rounds"
     for number in range(1, max_rounds + 1):
         context = {"initial": initial, "round": number, "proposals": dict(previous)}
-        outcomes = ctx.ask_all(ids, (number, context), "proposal", timeout)
+        outcomes = yield ctx.ask_all(ids, (number, context), "proposal", timeout)
         proposals, failed = {}, {}
         for agent_id, outcome in zip(ids, outcomes):
             if not isinstance(outcome, Answer):
@@ -142,10 +142,9 @@ def _refinement_body(
     return RefinementResult(reason == "converged", reason, tuple(rounds), final, best, best_agent, ctx.elapsed())
 
 
-def run_iterative_refinement_async(
-    agent_ids: Iterable[Hashable], initial: Any, *, max_rounds: int = 5, threshold: float = 0.95, timeout: float = 5.0
-) -> Session:
-    """Start an iterative refinement session (see :func:`run_iterative_refinement`)."""
+def _refinement_args(
+    agent_ids: Iterable[Hashable], initial: Any, max_rounds: int, threshold: float, timeout: float
+) -> tuple:
     ids = list(agent_ids)
     if not ids or len(set(ids)) != len(ids):
         raise InvalidParameter("agent ids must be distinct and not empty")
@@ -155,9 +154,15 @@ def run_iterative_refinement_async(
         raise InvalidParameter(f"threshold must be in [0, 1], got {threshold!r}")
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
         raise InvalidParameter(f"timeout must be > 0, got {timeout!r}")
-    return start_session(
-        "iterative_refinement", _refinement_body, (ids, initial, max_rounds, float(threshold), float(timeout))
-    )
+    return (ids, initial, max_rounds, float(threshold), float(timeout))
+
+
+def run_iterative_refinement_async(
+    agent_ids: Iterable[Hashable], initial: Any, *, max_rounds: int = 5, threshold: float = 0.95, timeout: float = 5.0
+) -> Session:
+    """Start an iterative refinement session (see :func:`run_iterative_refinement`)."""
+    args = _refinement_args(agent_ids, initial, max_rounds, threshold, timeout)
+    return start_session("iterative_refinement", _refinement_body, args)
 
 
 def run_iterative_refinement(
@@ -165,7 +170,5 @@ def run_iterative_refinement(
 ) -> RefinementResult:
     """Run rounds of proposals until they converge (see the module doc for
     the measure) or ``max_rounds``; ``timeout`` bounds each round."""
-    session = run_iterative_refinement_async(
-        agent_ids, initial, max_rounds=max_rounds, threshold=threshold, timeout=timeout
-    )
-    return session.result(max_rounds * (timeout + GRACE) + GRACE)
+    args = _refinement_args(agent_ids, initial, max_rounds, threshold, timeout)
+    return run_session("iterative_refinement", _refinement_body, args, max_rounds * (timeout + GRACE) + GRACE)

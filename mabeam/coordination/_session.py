@@ -1,224 +1,312 @@
-"""Coordination sessions: one supervised OS process per session.
+"""Coordination sessions, the caller's side: placing a session on a host,
+waiting for its result, and what a session body is.
 
-A session is started under the ``mabeam.coordination`` dynamic supervisor
-(``restart='temporary'``: a session that crashed is reported, never rerun)
-and runs a *body* function.  The caller gets a :class:`Session` handle and
-the result arrives as a message; sessions never wait on each other and no
-coordination process serialises them.
+A session (a consensus, a refinement, a hierarchy...) is not a process:
+it is state held by one of a few long-lived *session hosts*
+(:mod:`._host`), the partitions of the ``mabeam.coordination.hosts``
+partition supervisor.  An OS process per session cost milliseconds and
+megabytes per call; a host serves thousands of sessions at once, none
+waiting on another.
 
-A session is not a server: it answers no named operations, it sends one
-:class:`SessionOutcome` to the one process that started it and exits.
+A *body* is a generator function ``body(ctx, *args)`` that yields each
+wait on agents and gets their outcomes back::
 
-Start handshake.  The session does nothing until its caller has monitored
-it: the supervisor starts it, the caller monitors the pid it got back and
-only then sends :class:`SessionGo`; the session waits for that message (or
-its caller's ``DOWN``) before it runs the body.  So the caller's monitor
-always exists before the session can exit: its outcome is always received
-before its ``DOWN`` (the kernel delivers a process's messages before the
-``DOWN`` of a monitor set up earlier), and a ``'noproc'`` DOWN can only
-mean that the session died before it started.  The kernel's tasks start
-the same way.  (Spawning with ``otp.spawn_monitor`` would give the same
-guarantee, but the session would then not be a child of the coordination
-supervisor.)
+    def _consensus_body(ctx, ids, proposal, timeout):
+        outcomes = yield ctx.ask_all(ids, proposal, "vote", timeout)
+        return tally(outcomes)
 
-Inside the session every step that waits on agents sends its requests
-itself (:meth:`Context.ask_agents`: one asynchronous request per agent,
-:class:`._agent_calls.AgentCalls`) and takes the answers as they arrive in
-the same receive that watches its caller: a session whose caller dies
-stops at once (reason ``('shutdown', 'caller_down')``), even in the middle
-of a slow vote, and the answers that come after it are dropped.  No helper
-process stands between a session and its agents.  Every wait on agents has
-a timeout.
+so the code of a session reads as the sequence of its steps while the host
+runs it as a state machine: a yield is where the session waits, and the
+host serves other sessions meanwhile.  (The alternatives were a state
+machine per kind of session written out by hand, unreadable for the
+multi-round ones, or a thread per session, which gives up the one-thread
+host that makes a body's exception and a caller's death simple to contain.)
+A body that needs no agent may be a plain function: its return value is
+the result.  Between two yields a body must not block: it runs in the
+host, and every other session of that host waits while it computes.
+
+The caller never monitors a host: it waits in an ``otp.call`` to it,
+which raises at once when the host dies (the kernel watches a called
+process for the caller's life, with no monitor per call), and the host
+answers that call when the session ends.  :func:`run_session` (the
+blocking functions: ``run_consensus``...) is one call that starts the
+session and waits for its outcome: one message to the host and one back.
+:func:`start_session` (the ``*_async`` functions) sends the session to its
+host and returns a :class:`Session` at once; a session that ends before
+anyone waits for it sends its outcome to its caller as a message
+(:class:`SessionOutcome`), and ``Session.result`` takes it from the
+mailbox, or else calls the host, which answers when the session ends.  A
+host that dies (SIGKILL) fails its sessions' waiting callers at once with
+:class:`SessionHostDown`, not at their timeout.
+
+Placement: by the caller.  A caller's sessions go to the host of its
+partition (the CRC-32 of its pid's uid), or to the first live host after
+it (``otp.is_alive``, which counts a SIGKILLed process dead at once: a
+host killed a moment ago may still hold its name); callers spread over the
+hosts.  (By session id, one caller's sessions alternate between hosts,
+each woken in turn with its caches cold: measured on two cores, one
+caller's consensus rounds ran about a quarter slower that way, one at a
+time and eight in flight.)  A host found gone by the call itself
+(``NoProc``: the call never reached it) is skipped and the session placed
+on the next one.
+
+Why a call and not a monitor: a monitor costs two signals to the host (set
+up, taken down) and a pidfd per session, about as much as the session's
+own messages; the call's watch of the host is set up once per caller and
+host.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable, Sequence
+import zlib
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import otp
-from mabeam._names import COORDINATION
+from otp import partition_supervisor
 
-from ._agent_calls import AgentCalls, AgentRequest, Outcome
-from ._errors import CoordinationError, ResultTaken, SessionFailed, SessionTimeout, UnsendableResult
+from ._agent_calls import AgentRequest
+from ._errors import ResultTaken, SessionFailed, SessionHostDown, SessionTimeout
 
 __all__ = [
-    "Session",
-    "SessionGo",
-    "SessionOutcome",
+    "HOSTS",
+    "GRACE",
+    "AskAgents",
     "Context",
+    "Session",
+    "SessionInfo",
+    "StartSession",
+    "CancelSession",
+    "SessionOutcome",
+    "run_session",
     "start_session",
     "list_sessions",
-    "SESSIONS_GROUP",
-    "GRACE",
-    "CALLER_DOWN",
 ]
 
-#: The process group every running session joins (``list_sessions``).
-SESSIONS_GROUP = "mabeam.coordination.sessions"
+#: The name of the partition supervisor of the session hosts; partition
+#: ``i``'s host is registered as ``(HOSTS, i)``.
+HOSTS = "mabeam.coordination.hosts"
 #: Seconds a session's caller waits beyond the agents' own timeout
-#: (starting the session, messages, tallying).
+#: (messages to and from the host, tallying).
 GRACE = 5.0
-#: The exit reason of a session whose caller died.
-CALLER_DOWN = ("shutdown", "caller_down")
 
 
-class SessionGo(NamedTuple):
-    """Caller -> session: the caller monitors the session; run the body."""
+# ------------------------------------------------------------------ what a body sees
+
+
+class AskAgents(NamedTuple):
+    """A body's step: ask every agent of ``requests`` at once (one
+    asynchronous request each) and resume with their outcomes, in the order
+    of ``requests``, once all are settled or ``timeout`` seconds passed
+    (``'timeout'`` for those still open)."""
+
+    requests: Sequence[AgentRequest]
+    timeout: float
+
+
+class Context:
+    """What a session body gets: its id, kind, caller, and the steps it yields."""
+
+    __slots__ = ("id", "kind", "caller", "started")
+
+    def __init__(self, session_id: otp.Ref, kind: str, caller: otp.Pid) -> None:
+        self.id, self.kind, self.caller = session_id, kind, caller
+        self.started = time.monotonic()
+
+    def elapsed(self) -> float:
+        """Seconds since the host started the session."""
+        return time.monotonic() - self.started
+
+    @staticmethod
+    def ask_agents(requests: Sequence[AgentRequest], timeout: float) -> AskAgents:
+        """The step asking each agent its own request (yield it)."""
+        return AskAgents(list(requests), timeout)
+
+    @staticmethod
+    def ask_all(agent_ids: Sequence[Hashable], payload: Any, kind: str, timeout: float) -> AskAgents:
+        """The step asking every agent's ``kind`` hook about ``payload`` (yield it)."""
+        return AskAgents([AgentRequest(agent_id, kind, payload) for agent_id in agent_ids], timeout)
+
+
+# ------------------------------------------------------------------ the messages
+
+
+class StartSession(NamedTuple):
+    """Caller -> host: run ``body(ctx, *args)`` as the session ``ref`` (a
+    message, or the argument of the host's ``run_session`` operation)."""
+
+    ref: otp.Ref
+    caller: otp.Pid
+    kind: str
+    body: Callable[..., Any]
+    args: tuple
+
+
+class CancelSession(NamedTuple):
+    """Caller -> host: drop the session ``ref`` (its result is not wanted:
+    ``Session.cancel``, or a caller that stopped waiting)."""
 
     ref: otp.Ref
 
 
 class SessionOutcome(NamedTuple):
-    """Session -> caller: the body's value (``otp.Ok``) or the typed error
-    it raised (``otp.Failed``, which carries the error by its fields)."""
+    """Host -> caller, when no call waits for it: the session's result
+    (``otp.Ok``) or the typed error it raised (``otp.Failed``)."""
 
     ref: otp.Ref
     reply: otp.Ok | otp.Failed
 
 
-# ------------------------------------------------------------------ caller side
+class SessionInfo(NamedTuple):
+    """A running session, as :func:`list_sessions` reports it: ``waiting``
+    is how many agents it waits on now."""
+
+    id: otp.Ref
+    kind: str
+    host: otp.Pid
+    caller: otp.Pid
+    elapsed: float
+    waiting: int
+
+
+# ------------------------------------------------------------------ the caller's side
+
+
+def _live_hosts(caller: otp.Pid, skip: Sequence[otp.Pid] = ()) -> Iterator[otp.Pid]:
+    """The hosts to try, from the caller's partition on: live ones only."""
+    try:
+        count = partition_supervisor.partitions(HOSTS)
+    except otp.NoProc:  # no application running, or its hosts are restarting
+        return
+    first = zlib.crc32(b"%d" % caller.uid) % count
+    for i in range(count):
+        host = otp.whereis((HOSTS, (first + i) % count))
+        if host is not None and host not in skip and otp.is_alive(host):
+            yield host
+
+
+def _outcome(reply: otp.Ok | otp.Failed) -> Any:
+    if isinstance(reply, otp.Failed):
+        raise reply.error
+    return reply.value
+
+
+def _timed_out(host: otp.Pid, start: StartSession, timeout: float) -> SessionTimeout:
+    otp.send(host, CancelSession(start.ref))
+    return SessionTimeout(f"{start.kind} session {start.ref!r} did not answer within {timeout} s")
+
+
+def run_session(kind: str, body: Callable[..., Any], args: tuple, timeout: float) -> Any:
+    """Run ``body(ctx, *args)`` as a session on a host and wait for its
+    result (at most ``timeout`` seconds: then :class:`SessionTimeout`, and
+    the host drops it).  Raises what the body raised (a typed error),
+    :class:`SessionCrashed` for a bug in it, :class:`SessionHostDown` if its
+    host died, ``otp.EncodeError`` if ``args`` cannot be sent."""
+    start = StartSession(otp.make_ref(), otp.self(), kind, body, args)
+    tried: list[otp.Pid] = []
+    while True:
+        host = next(_live_hosts(start.caller, tried), None)
+        if host is None:
+            raise SessionHostDown("no_host", start.ref, tried[-1] if tried else None)
+        tried.append(host)
+        try:
+            return _outcome(otp.ask(host, "run_session", start, timeout=timeout))
+        except otp.NoProc:  # gone before the call reached it: the session never ran
+            continue
+        except otp.CallTimeout:
+            raise _timed_out(host, start, timeout) from None
+        except otp.CalleeExit as exc:
+            raise SessionHostDown(exc.reason, start.ref, host) from None
 
 
 class Session:
-    """Handle of a running session: ``result(timeout)`` waits for its answer."""
+    """Handle of a session started by :func:`start_session`:
+    ``result(timeout)`` waits for its answer, ``cancel()`` drops it (both
+    in the process that started it: the outcome is sent to that process).
+    ``id`` names it on its ``host``."""
 
-    __slots__ = ("pid", "ref", "kind", "monitor", "started", "_done")
+    __slots__ = ("id", "kind", "host", "started", "_start", "_done")
 
-    def __init__(self, pid: otp.Pid, ref: otp.Ref, kind: str, monitor: otp.Ref) -> None:
-        self.pid, self.ref, self.kind, self.monitor = pid, ref, kind, monitor
-        self.started = time.monotonic()
+    def __init__(self, start: StartSession, host: otp.Pid) -> None:
+        self.id, self.kind, self.host = start.ref, start.kind, host
+        self._start = start
         self._done = False
+        self.started = time.monotonic()
 
     def __repr__(self) -> str:
-        return f"<Session {self.kind} {self.pid!r}>"
+        return f"<Session {self.kind} {self.id!r} on {self.host!r}>"
 
-    def _outcome(self, m: object) -> bool:
-        return type(m) is SessionOutcome and m.ref == self.ref
+    def _is_outcome(self, m: object) -> bool:
+        return type(m) is SessionOutcome and m.ref == self.id
+
+    def _queued_outcome(self, timeout: float) -> Any:
+        msg = otp.receive(timeout, self._is_outcome)
+        return _outcome(msg.reply)
 
     def result(self, timeout: float = 60.0) -> Any:
-        """The session's result; raises what the session raised,
-        :class:`SessionFailed` if it died, :class:`SessionTimeout` after
-        ``timeout`` seconds (the session is then stopped),
-        :class:`ResultTaken` if it was already taken.  Returns once the
-        session process is gone."""
+        """The session's result; raises the typed error the session raised,
+        :class:`SessionCrashed` if its body raised anything else,
+        :class:`SessionHostDown` at once if its host died,
+        :class:`SessionTimeout` after ``timeout`` seconds (the host then
+        drops the session), :class:`ResultTaken` if it was already taken."""
         if self._done:
             raise ResultTaken(f"the result of {self!r} was already taken")
-        mon = self.monitor
+        self._done = True
         try:
-            msg = otp.receive(timeout, lambda m: self._outcome(m) or (isinstance(m, otp.DOWN) and m.ref == mon))
+            return self._queued_outcome(0)
         except otp.Timeout:
-            self.cancel(("shutdown", "caller_timeout"))
-            raise SessionTimeout(f"{self.kind} session {self.pid!r} did not answer within {timeout} s") from None
-        self._done = True
-        if isinstance(msg, otp.DOWN):
-            raise SessionFailed(msg.reason, self.pid)
-        try:  # the session exits right after answering: return once it is gone
-            otp.receive(GRACE, lambda m: isinstance(m, otp.DOWN) and m.ref == mon)
+            pass
+        try:
+            reply = otp.ask(self.host, "await_session", self.id, timeout=timeout)
+        except otp.CallTimeout:
+            self._flush()
+            raise _timed_out(self.host, self._start, timeout) from None
+        except otp.CallError as exc:  # NoProc: it died after the session was sent
+            raise SessionHostDown(getattr(exc, "reason", "noproc"), self.id, self.host) from None
+        if reply is not None:
+            return _outcome(reply)
+        try:  # it ended meanwhile: its outcome was sent before the host's answer
+            return self._queued_outcome(GRACE)
         except otp.Timeout:
-            otp.demonitor(mon, flush=True)
-        reply = msg.reply
-        if type(reply) is otp.Failed:
-            raise reply.error
-        return reply.value
+            raise SessionFailed("lost", self.id) from None
 
-    def cancel(self, reason: Any = "shutdown") -> None:
-        """Stop the session (its result, if any, is dropped)."""
-        self._done = True
-        otp.exit(self.pid, reason)
-        otp.demonitor(self.monitor, flush=True)
-        try:  # a result already queued must not linger in the mailbox
-            otp.receive(0, self._outcome)
+    def _flush(self) -> None:
+        try:  # an outcome already queued must not linger in the mailbox
+            otp.receive(0, self._is_outcome)
         except otp.Timeout:
             pass
 
+    def cancel(self) -> None:
+        """Drop the session: its host forgets it, and an outcome already
+        sent is taken out of the mailbox."""
+        self._done = True
+        otp.send(self.host, CancelSession(self.id))
+        self._flush()
+
 
 def start_session(kind: str, body: Callable[..., Any], args: tuple) -> Session:
-    """Start ``body(ctx, *args)`` as a session process under the
-    coordination supervisor; its return value (or the typed error it
-    raised) is the session's result."""
-    caller = otp.self()
-    ref = otp.make_ref()
-    spec = otp.child_spec(
-        ("session", kind),
-        start=(otp.spawn_link, (_session_main, caller, ref, kind, body, args)),
-        restart="temporary",
-        shutdown=5.0,
-    )
-    pid = otp.supervisor.start_child(COORDINATION, spec)
-    if pid is None:  # spawn_link always returns a pid; the supervisor's type allows 'ignore'
-        raise SessionFailed("ignore")
-    session = Session(pid, ref, kind, otp.monitor(pid))
-    otp.send(pid, SessionGo(ref))
-    return session
+    """Send ``body(ctx, *args)`` to a host as a session (see the module
+    doc) and return its :class:`Session` at once.  Raises
+    :class:`SessionHostDown` if no host is running, ``otp.EncodeError`` if
+    ``args`` cannot be sent."""
+    start = StartSession(otp.make_ref(), otp.self(), kind, body, args)
+    host = next(_live_hosts(start.caller), None)
+    if host is None:
+        raise SessionHostDown("no_host", start.ref, None)
+    otp.send(host, start)
+    return Session(start, host)
 
 
-def list_sessions() -> list[otp.Pid]:
-    """Pids of the sessions running now (from the caller's pg replica)."""
-    return list(dict.fromkeys(otp.pg.get_members(SESSIONS_GROUP)))
-
-
-# ------------------------------------------------------------------ session side
-
-
-class Context:
-    """What a session body gets: its caller, id and the ``ask_agents`` step."""
-
-    def __init__(self, caller: otp.Pid, ref: otp.Ref, kind: str) -> None:
-        self.caller, self.ref, self.kind = caller, ref, kind
-        self.caller_monitor = otp.monitor(caller)
-        self.started = time.monotonic()
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    def _caller_down(self, m: object) -> bool:
-        return isinstance(m, otp.DOWN) and m.ref == self.caller_monitor
-
-    def wait_for_go(self) -> None:
-        """Wait until the caller monitors this session (its :class:`SessionGo`);
-        exit if the caller dies first."""
-        ref = self.ref
-        msg = otp.receive(None, lambda m: (type(m) is SessionGo and m.ref == ref) or self._caller_down(m))
-        if isinstance(msg, otp.DOWN):
-            raise otp.ProcessExit(CALLER_DOWN)
-        self.started = time.monotonic()
-
-    def ask_agents(self, requests: Sequence[AgentRequest], timeout: float) -> list[Outcome]:
-        """Ask the agents (see :class:`AgentCalls`) and take their answers
-        as they arrive, for at most ``timeout`` seconds; the outcomes in
-        the order of ``requests``.  Stops the session if the caller dies
-        meanwhile."""
-        self.check_caller()
-        calls = AgentCalls(requests, timeout)
-        if calls.wait_or(self._caller_down) is not None:
-            raise otp.ProcessExit(CALLER_DOWN)
-        return calls.outcomes
-
-    def ask_all(self, agent_ids: Sequence[Hashable], payload: Any, kind: str, timeout: float) -> list[Outcome]:
-        """:meth:`ask_agents` with one payload for every agent."""
-        return self.ask_agents([AgentRequest(agent_id, kind, payload) for agent_id in agent_ids], timeout)
-
-    def check_caller(self) -> None:
-        """Exit if the caller is gone (between steps)."""
-        try:
-            otp.receive(0, self._caller_down)
-        except otp.Timeout:
-            return
-        raise otp.ProcessExit(CALLER_DOWN)
-
-
-def _session_main(caller: otp.Pid, ref: otp.Ref, kind: str, body: Callable[..., Any], args: tuple) -> None:
-    ctx = Context(caller, ref, kind)
-    ctx.wait_for_go()
-    otp.pg.join(SESSIONS_GROUP)
-    reply: otp.Ok | otp.Failed
+def list_sessions(timeout: float = 5.0) -> list[SessionInfo]:
+    """The sessions running now on every host (a host that is restarting
+    has none to report); outcomes waiting to be taken are not listed."""
     try:
-        reply = otp.Ok(body(ctx, *args))
-    except (CoordinationError, ValueError, otp.OTPError) as exc:  # typed errors go back to the caller
-        reply = otp.Failed(exc)
-    try:
-        otp.send(caller, SessionOutcome(ref, reply))
-    except otp.EncodeError as exc:
-        otp.send(caller, SessionOutcome(ref, otp.Failed(UnsendableResult(f"the result cannot be sent: {exc}"))))
+        hosts = [h for h in partition_supervisor.children(HOSTS) if h is not None]
+    except otp.NoProc:
+        return []
+    out: list[SessionInfo] = []
+    for status, answer in otp.multi_call([(h, otp.Request("list_sessions", (), {})) for h in hosts], timeout):
+        if status == "ok" and type(answer) is otp.Ok:
+            out.extend(answer.value)
+    return out
