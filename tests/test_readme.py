@@ -3,9 +3,10 @@
 Each example is taken from README.md as it stands (the first ``python``
 block under its heading), written to a script in a temporary directory and
 run in its own interpreter, as a reader would run it.  A ``print(...)``
-line that ends in a comment states what it prints: the comment's text
-must appear in that output line (a prefix such as ``EXIT(pid, Crash(`` is
-enough; ``...`` marks where the rest is elided).
+line that ends in a comment states what it prints: the comment's text,
+up to the first ``: ``, `` (`` or ``; `` (what follows explains it) and
+up to a ``...`` (where the rest is elided), must appear in that output
+line.
 """
 
 from __future__ import annotations
@@ -21,7 +22,12 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 
 #: Headings whose first python block is a complete program.
-EXAMPLES = ["## A first look", "## MABEAM (`mabeam`)"]
+EXAMPLES = [
+    "## A first look",
+    "## MABEAM (`mabeam`)",
+    "### Coordination sessions: hosts",
+    "### Byzantine agreement among the agents",
+]
 
 
 def example(heading: str) -> str:
@@ -40,7 +46,9 @@ def expectations(code: str) -> list[str | None]:
         if "print(" not in line:
             continue
         comment = line.split("#", 1)[1].strip() if "#" in line else None
-        found.append(comment.split("...")[0].strip() if comment else None)
+        if comment:  # what is printed comes first; after ": ", " (" or "; " the words explain it
+            comment = re.split(r":\s|\s\(|;\s", comment)[0].split("...")[0].strip()
+        found.append(comment or None)
     return found
 
 
