@@ -314,9 +314,9 @@ def raw_auction_client(parent: otp.Pid, index: int, endpoints: list[str], bids: 
             seq[0] += 1
             aid = (index, seq[0])
             sock = socks[seq[0] % len(socks)]
-            t0 = clock()
+            t_create = clock()
             answer = ask(sock, ("create", aid, "item", 1.0))
-            create_lat.append(clock() - t0)
+            create_lat.append(clock() - t_create)
             if answer == ("ok", aid):
                 created.append((aid, sock))
         bid_ok = {aid: 0 for aid, _ in created}

@@ -15,27 +15,34 @@ started with ``otp.spawn`` (see :mod:`stress._mabeam_floor`).
   timeout 5 s) after another among :data:`VOTERS` agents, each voting from
   its own process; rounds decided correctly per second.  Floor: the harness
   sends the proposal to as many plain ROUTER processes at once, waits for
-  every vote and tallies a strict majority.  Ours also starts a session
-  process and a task process per round (its design: every session is a
-  supervised process); the note shows what the same votes cost through
+  every vote and tallies a strict majority.  Ours is one call to a session
+  host (a long-lived process holding sessions as state: no process per
+  round), which asks the agents with asynchronous requests and answers the
+  call with the tally; the note shows what the same votes cost through
   ``mabeam.broadcast`` without a session, and the rate with
-  :data:`IN_FLIGHT` sessions running at once.
+  :data:`IN_FLIGHT` sessions running at once
+  (``run_consensus_async``, then ``result``).
 * ``mabeam_auctions``: :data:`CLIENTS` client processes; per batch each
   creates its share of ``n`` sealed-bid (Vickrey) auctions with
   ``economics.create_auction(..., linger=0)``, so all ``n`` are open at once,
   then places :data:`BIDS` explicit bids on each, then closes each and
   checks winner and price; auctions completed correctly per second, create
-  latency p95 and the success rate (must exceed 99%) in the note.  Floor:
-  the same messages (one create, one per bid, one close: pickled round
-  trips) to :data:`CLIENTS` plain auctioneer processes that hold their
-  auctions in a dict and clear them with the same rules function.  The
-  floor starts no process per auction; ours starts a supervised auction
-  process per auction (its design), which writes a board snapshot and
-  publishes an event per change; the ratio is the price of that.
+  latency p95, the seconds per phase and the success rate (must exceed 99%)
+  in the note.  Floor: the same messages (one create, one per bid, one
+  close: pickled round trips) to :data:`CLIENTS` plain auctioneer processes
+  that hold their auctions in a dict and clear them with the same rules
+  function.  Ours holds the auctions in the economics hosts (one per core,
+  at least 2: its design), answers each call through ``otp.Service``, and
+  writes a board snapshot and publishes an event per change (in batches,
+  by each host's writer process); the ratio is the price of that.  After
+  the timed rounds the note also gives what :data:`OPEN_FOR_MEMORY` open
+  auctions add to the PSS of the node's processes (all of them: hosts,
+  writers, board, the rest), created from the harness and then closed.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from typing import Any
@@ -66,6 +73,7 @@ from ._mabeam_floor import (
     summary,
     vote_of,
 )
+from ._pss import rollup, uss_kib
 
 #: Position of this module's benchmarks in the suite.
 ORDER = 90
@@ -76,6 +84,9 @@ VOTERS = 5
 IN_FLIGHT = 8
 #: Explicit bids on every auction; Vickrey: b1 wins and pays 17.5.
 BIDS = [("b0", 10.0), ("b1", 25.0), ("b2", 17.5)]
+#: Open auctions whose memory the auctions benchmark reports (issue 13:
+#: 1,000 must add at most 200 MB of PSS to the node).
+OPEN_FOR_MEMORY = 1000
 
 
 class BenchAgent(mabeam.Agent):
@@ -218,8 +229,12 @@ def _describe_consensus(e: dict) -> str:
 def bench_consensus(run: Run) -> dict:
     """coordination.run_consensus rounds per second among 5 agent processes."""
     from mabeam import coordination  # here: every agent process imports this module
+    from mabeam.coordination._session import HOSTS
 
     sup = _start_app(VOTERS)
+    if otp.whereis(HOSTS) is None:  # a tree without the session hosts
+        for spec in coordination.child_specs():
+            otp.supervisor.start_child(sup, spec)
     ids = list(range(VOTERS))
     eps = [endpoint(run.node, "voter", i) for i in range(VOTERS)]
     raw_pids = start_servers(raw_agent, eps)
@@ -298,7 +313,8 @@ def mabeam_auction_client(parent: otp.Pid, index: int, bids: list) -> None:
     expected = rules.clear_vickrey([rules.Bid(b, a) for b, a in bids], reserve=1.0)
 
     def work(count: int) -> tuple:
-        created, create_lat, errors = [], [], {}
+        created, create_lat = [], []
+        errors: dict[str, int] = {}
         t0 = clock()
         for _ in range(count):
             t1 = clock()
@@ -332,12 +348,72 @@ def mabeam_auction_client(parent: otp.Pid, index: int, bids: list) -> None:
 def _describe_auctions(e: dict) -> str:
     o, f = e["ours"], e["floor"]
     errors = f"; errors {o['errors']}" if o.get("errors") else ""
+    memory = e.get("open_memory")
+    open_mem = (
+        f"; {memory['auctions']:,} open auctions add {memory['added_mib']:+,.1f} MiB PSS to the node "
+        f"({memory['before_mib']:,.0f} -> {memory['open_mib']:,.0f} MiB over {memory['processes']} processes; "
+        f"private memory {memory['added_private_mib']:+,.1f} MiB, of the hosts and the board "
+        f"{memory['added_holders_mib']:+,.1f} MiB)"
+        if memory
+        else ""
+    )
     return (
         f"{e['concurrent']:,} auctions open at once ({e['clients']} clients, {e['bids']} bids each): "
         f"success ours {_success(o)}, floor {_success(f)}; create latency median/p95 ours "
         f"{_ms(o['p50_s'])}/{_ms(o['p95_s'])}, floor {_ms(f['p50_s'])}/{_ms(f['p95_s'])}; seconds per batch "
-        f"creating/bidding/closing ours {_phases(o)}, floor {_phases(f)}{errors}"
+        f"creating/bidding/closing ours {_phases(o)}, floor {_phases(f)}{open_mem}{errors}"
     )
+
+
+def _node_memory_kib(node: otp.Node) -> tuple[int, int, int, int]:
+    """``(PSS, private memory, private memory of the economics hosts and
+    the board, processes)`` of every OS process of the node (its
+    processes, its zygote, the harness), in KiB.  PSS moves a little when
+    other processes come and go (a shared page is charged to fewer or more
+    of them), and the node's other processes free and take memory of their
+    own meanwhile; the hosts and the board hold the auctions."""
+    from mabeam import economics
+
+    holders = {
+        p.ospid for p in [*otp.partition_supervisor.children(economics.HOSTS), otp.whereis(economics.BOARD)] if p
+    }
+    pss, private, held, count = 0, 0, 0, 0
+    for ospid in {*node.os_pids(), node.zygote_ospid, os.getpid()}:
+        if ospid is None:
+            continue
+        try:
+            fields = rollup(ospid)
+        except OSError:  # gone meanwhile
+            continue
+        pss += fields["Pss"]
+        private += uss_kib(fields)
+        held += uss_kib(fields) if ospid in holders else 0
+        count += 1
+    return pss, private, held, count
+
+
+def _open_auctions_memory(node: otp.Node, count: int) -> dict:
+    """What ``count`` open auctions add to the node's PSS: measured before,
+    with all of them open (created from here, linger 0), then they are
+    closed.  Raises if one cannot be created or closed."""
+    from mabeam import economics
+
+    before, private_before, held_before, _ = _node_memory_kib(node)
+    refs = [economics.create_auction("vickrey", "item", reserve=1.0, linger=0) for _ in range(count)]
+    for ref in refs:
+        economics.place_bid(ref, "b0", 2.0)
+    opened, private_open, held_open, processes = _node_memory_kib(node)
+    for ref in refs:
+        economics.close(ref)
+    return {
+        "auctions": count,
+        "before_mib": before / 1024,
+        "open_mib": opened / 1024,
+        "added_mib": (opened - before) / 1024,
+        "added_private_mib": (private_open - private_before) / 1024,
+        "added_holders_mib": (held_open - held_before) / 1024,
+        "processes": processes,
+    }
 
 
 def _phases(side: dict) -> str:
@@ -376,6 +452,7 @@ def bench_auctions(run: Run) -> dict:
     our_clients.stop()
     floor_clients.stop()
     stop_servers(eps, raw_pids)
+    memory = _open_auctions_memory(run.node, OPEN_FOR_MEMORY)
     mabeam.stop(sup)
     out["extra"] = {
         "concurrent": each * CLIENTS,
@@ -383,5 +460,6 @@ def bench_auctions(run: Run) -> dict:
         "bids": len(BIDS),
         "floor": summary(tallies["floor"]),
         "ours": summary(tallies["ours"]),
+        "open_memory": memory,
     }
     return out

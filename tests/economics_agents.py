@@ -102,7 +102,7 @@ def auction_runner(parent, kind, item, participants, options):
 def ask_and_report(parent, ids, payload, kind, timeout):
     """Ask ``ids`` as an auction does (``ask_agents``); report each answer
     as ``(error class name or None, value or the error's reason)``."""
-    from mabeam.economics._auction_server import ask_agents
+    from mabeam.economics._asks import ask_agents
     from mabeam.economics._mechanisms import reason_of
 
     answers = ask_agents(ids, payload, kind, timeout)
@@ -130,3 +130,28 @@ def call_and_report(parent, fn_name, *args):
         otp.send(parent, ("result", getattr(economics, fn_name)(*args)))
     except Exception as exc:  # noqa: BLE001 - reported to the test
         otp.send(parent, ("raised", otp.Failed(exc)))
+
+
+def break_auction(auction_id, method, host):
+    """For ``otp.sys.replace_state`` on an economics host: make the
+    mechanism ``method`` (``'clear'``, ``'step'``...) of the auction
+    ``auction_id`` raise, as a custom mechanism with a bug would."""
+    mech = host.items[("auction", auction_id)].mech
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError(f"{method} of a broken mechanism")
+
+    setattr(mech, method, broken)
+    return host
+
+
+def break_market(market_id, method, host):
+    """For ``otp.sys.replace_state`` on an economics host: make the order
+    book's ``method`` (``'submit'``...) of the market ``market_id`` raise."""
+    book = host.items[("market", market_id)].book
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError(f"{method} of a broken order book")
+
+    setattr(book, method, broken)
+    return host

@@ -1,8 +1,10 @@
-"""Auctions end to end: every kind run by its own process under
-``mabeam.economics``, with bids answered by real agents from their own
-processes (``handle_bid`` / ``handle_offer``), explicit bids, reserve
-prices, dying and slow bidders, board reads while an auction waits, and the
-rules' typed errors raised in the caller."""
+"""Auctions end to end: every kind held by an economics host (a few
+processes under ``mabeam.economics.hosts``), with bids answered by real
+agents from their own processes (``handle_bid`` / ``handle_offer``),
+explicit bids, reserve prices, dying and slow bidders, board reads while
+an auction waits, and the rules' typed errors raised in the caller.  The
+faults of hosting (a host SIGKILLed, an auction whose code raises, a slow
+bidder beside another auction) are in test_economics_hosts.py."""
 
 from __future__ import annotations
 
@@ -18,9 +20,11 @@ import mabeam
 import otp
 from mabeam import economics as E
 from mabeam._agent_registry import AGENT_SUPERVISOR
-from mabeam._app import ECONOMICS
 from mabeam._errors import MabeamError
-from mabeam.economics._auction_server import auction_key
+
+
+def hosts():
+    return set(otp.partition_supervisor.children(E.HOSTS))
 
 
 def result_of(ref, timeout=15):
@@ -36,7 +40,6 @@ def result_of(ref, timeout=15):
 def test_vickrey_winner_pays_the_second_price(app):
     """Bids 10, 7, 3 (each agent bids its value from its own process): the
     10 wins and pays 7.  Called exactly as the demo calls it."""
-    otp.supervisor.subscribe(ECONOMICS)
     start_bidders({"ten": {"value": 10}, "seven": {"value": 7}, "three": {"value": 3}})
     auction = E.create_auction(
         "vickrey", item="slot-1", reserve=1.0, participants=["ten", "seven", "three"], bid_timeout=5
@@ -47,10 +50,8 @@ def test_vickrey_winner_pays_the_second_price(app):
     assert outcome.payments == {"ten": 7, "seven": 0.0, "three": 0.0}
     assert sorted((b.bidder, b.amount) for b in outcome.bids) == [("seven", 7), ("ten", 10), ("three", 3)]
     assert outcome.not_bidding == {} and outcome.rejected == {} and outcome.rounds == 1
-    # the auction ran as its own temporary child of the economics supervisor
-    started = recv_tagged("$supervisor")
-    assert started[2:5] == ("started", auction_key(auction.auction_id), auction.pid)
-    assert otp.supervisor.get_childspec(ECONOMICS, auction.pid).restart == "temporary"
+    # the auction is held by an economics host, not by a process of its own
+    assert auction.pid in hosts() and len(hosts()) >= 2
     assert auction.pid not in {mabeam.whereis_agent(a) for a in ("ten", "seven", "three")}
     # running again returns the stored outcome
     assert E.run(auction.auction_id, timeout=5) == outcome
@@ -254,7 +255,7 @@ def test_board_reads_while_an_auction_waits_on_a_slow_bidder(app):
     assert state["status"] == "closed" and state["winner"] == "ten" and state["price"] == 7
 
 
-def test_concurrent_auctions_each_in_its_own_process(app):
+def test_concurrent_auctions_on_shared_hosts(app):
     me = otp.self()
     start_bidders({f"b{i}": {"value": 10 + i} for i in range(4)} | {"slow": {"value": 1, "hold": True, "notify": me}})
     bidders = [f"b{i}" for i in range(4)]
@@ -262,9 +263,7 @@ def test_concurrent_auctions_each_in_its_own_process(app):
     assert recv_tagged("holding") == ("holding", "slow")
     kinds = ["vickrey", "first_price", "english", "vickrey", "first_price", "english"]
     refs = [E.create_auction_async(k, f"lot-{i}", participants=bidders, increment=1) for i, k in enumerate(kinds)]
-    assert len({r.pid for r in [held, *refs]}) == 7
-    children = {c.pid for c in otp.supervisor.which_children(ECONOMICS)}
-    assert {r.pid for r in [held, *refs]} <= children
+    assert {r.pid for r in [held, *refs]} <= hosts()
     # every other auction clears while the held one still waits on its bidder
     outcomes = {r.auction_id: result_of(r) for r in refs}
     expected = {"vickrey": 12, "first_price": 13, "english": 13}  # b3 (13) wins each
@@ -295,7 +294,8 @@ def test_typed_errors_in_the_caller(app):
         E.create_auction("vickrey", "x", reserve=-1)
     with pytest.raises(E.InvalidAuctionParameter):
         E.create_auction("dutch", "x")  # no clock
-    assert otp.supervisor.count_children(ECONOMICS)["active"] == 0  # refused before any process started
+    # refused in the caller: no host holds anything
+    assert [otp.ask(h, "count_items")["auctions"] for h in hosts()] == [0] * len(hosts())
     auction = E.create_auction("vickrey", "x", auction_id="fixed")
     with pytest.raises(E.DuplicateAuction):
         E.create_auction("vickrey", "y", auction_id="fixed")
@@ -320,13 +320,16 @@ def test_typed_errors_in_the_caller(app):
 def test_async_result_and_lifecycle(app):
     start_bidders({"ten": {"value": 10}, "seven": {"value": 7}})
     auction = E.create_auction("vickrey", "x", participants=["ten", "seven"], linger=0.2)
+    mabeam.subscribe(E.auction_topic(auction.auction_id))
     tag = E.get_auction_result_async(auction)
-    ref = otp.monitor(auction.pid)
     outcome = E.run(auction, 10)
     assert result_of(tag) == outcome
     late = E.get_auction_result_async(auction)  # already closed: answered at once
-    assert result_of(late) == outcome
-    assert down_of(ref).reason == "normal"  # it lingered, then left
+    assert E.await_auction_result(auction, late) == outcome
+    # it lingered, then left its host
+    assert recv(
+        lambda m: m[:2] == ("$mabeam_event", E.auction_topic(auction.auction_id)) and m[2][0] == "auction_removed"
+    )
     assert E.get_auction_state(auction) is None
     with pytest.raises(E.UnknownAuction):
         E.run(auction, 5)

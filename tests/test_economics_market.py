@@ -1,4 +1,4 @@
-"""The continuous double-auction market: one process per market, orders
+"""The continuous double-auction market: held by an economics host, orders
 matched on arrival with price-time priority at the resting order's price,
 partial fills, cancels, board reads, budget settlement, and the property
 that no sequence of orders leaves the book crossed or loses a lot."""
@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 import mabeam
 import otp
 from mabeam import economics as E
-from mabeam._app import ECONOMICS
 from mabeam.economics.orderbook import Order, OrderBook
 
 
@@ -28,8 +27,7 @@ def fills(result):
 
 def test_crossing_orders_fill_at_the_resting_price(app):
     market = E.create_market("apples")
-    assert market.pid in {c.pid for c in otp.supervisor.which_children(ECONOMICS)}
-    assert otp.supervisor.get_childspec(ECONOMICS, market.pid).restart == "temporary"
+    assert market.pid in otp.partition_supervisor.children(E.HOSTS)  # held by an economics host
     rest = E.submit_order(market, "seller", "sell", 10, 5)
     assert rest.trades == () and rest.resting == 5
     taker = E.submit_order(market, "buyer", "buy", 12, 3)  # willing to pay 12; the ask was 10
@@ -107,7 +105,7 @@ def test_typed_errors_and_close(app):
     E.submit_order("dates", "b", "buy", 8, 1)
     E.submit_order("dates", "b", "buy", 10, 1)
     assert [s["market_id"] for s in E.list_markets(status="open")] == ["dates"]
-    ref = otp.monitor(market.pid)
+    mabeam.subscribe(E.market_topic("dates"))
     outcome = E.close_market(market)
     assert (outcome.volume, outcome.last_price, len(outcome.trades)) == (1, 10, 1)
     assert sorted((o.trader, o.side, o.quantity) for o in outcome.cancelled) == [("b", "buy", 1), ("s", "sell", 2)]
@@ -116,8 +114,12 @@ def test_typed_errors_and_close(app):
         E.submit_order(market, "s", "sell", 10, 1)
     state = E.get_market_state(market)
     assert state["status"] == "closed" and state["bids"] == state["asks"] == []
-    assert down_of(ref).reason == "normal"  # lingered, then left
+    assert [s["market_id"] for s in E.list_markets(status="closed")] == ["dates"]  # our own write, at once
+    # lingered, then left its host
+    assert recv(lambda m: m[:2] == ("$mabeam_event", E.market_topic("dates")) and m[2][0] == "market_removed")
     assert E.get_market_state(market) is None
+    with pytest.raises(E.InvalidMarketParameter):
+        E.create_market("figs", linger=float("inf"))  # a closed market may not stay forever
 
 
 def test_concurrent_traders_never_cross_the_book(app):
@@ -198,9 +200,7 @@ def test_property_never_crossed_and_quantities_conserved(app, ops):
         state = E.get_market_state(market)
         assert state["best_bid"] is None or state["best_ask"] is None or state["best_bid"] < state["best_ask"]
     check_conservation(market, results, cancelled)
-    ref = otp.monitor(market.pid)
     E.close_market(market)
-    down_of(ref)
 
 
 # ------------------------------------------------------------------ budget settlement

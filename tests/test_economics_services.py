@@ -24,10 +24,12 @@ from mabeam.economics import reputation as reputation_rules
 
 
 def test_services_are_in_the_application_and_started_in_order(app):
-    assert [spec.id for spec in E.child_specs()] == [E.BOARD, E.REPUTATION, E.BUDGETS]
+    assert [spec.id for spec in E.child_specs()] == [E.BOARD, E.REPUTATION, E.BUDGETS, E.HOSTS]
     ids = [c.id for c in otp.supervisor.which_children(APP)]
-    assert ids.index(E.BOARD) < ids.index(E.REPUTATION) < ids.index(E.BUDGETS)
-    assert all(otp.whereis(name) is not None for name in (E.BOARD, E.REPUTATION, E.BUDGETS))
+    assert ids.index(E.BOARD) < ids.index(E.REPUTATION) < ids.index(E.BUDGETS) < ids.index(E.HOSTS)
+    assert all(otp.whereis(name) is not None for name in (E.BOARD, E.REPUTATION, E.BUDGETS, E.HOSTS))
+    hosts = otp.partition_supervisor.children(E.HOSTS)
+    assert len(hosts) == otp.partition_supervisor.default_partitions() and None not in hosts
 
 
 def test_every_economics_error_is_an_economics_error_and_a_mabeam_error():

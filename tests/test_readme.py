@@ -27,6 +27,7 @@ EXAMPLES = [
     "## MABEAM (`mabeam`)",
     "### Coordination sessions: hosts",
     "### Byzantine agreement among the agents",
+    "### Auctions and markets: hosts",
 ]
 
 

@@ -2,7 +2,7 @@
 then a vote on the winning configuration.
 
 Per round, ``slots`` training slots are sold in sealed-bid second-price
-(Vickrey) auctions run by auction processes under the economics supervisor;
+(Vickrey) auctions held by the economics hosts;
 each learner bids from its own estimate, the winners pay the second price
 from their budgets and train one configuration each (a real 3-fold
 cross-validation, concurrently, in their own processes); the results are

@@ -1,17 +1,25 @@
 """The economics board: the read side of every economics process (CQRS).
 
 ``mabeam.economics.board`` is a keyed registry (unique keys).  Every
-auction, market and service *owns* its entries and is their only writer:
-after each change it writes a plain snapshot (with a sequence number
-``seq``) as its registry value.  Readers look entries up from their own
-replica of the registry (``otp.Registry.lookup``), so a read never queues
-behind the owner's work (an auction waiting for slow bidders still answers
-reads at once).
+auction, market and service has its entries written by one process only,
+its owner (the budget and reputation services; for an auction or a
+market, the host process that holds it): after each change the owner
+writes a plain snapshot (with a sequence number ``seq``) as the registry
+value.  Readers look entries up from their own replica of the registry
+(``otp.Registry.lookup``), so a read never queues behind the owner's work
+(a host with auctions waiting for slow bidders still answers reads at
+once, and reads never reach it).
+
+A host of auctions and markets writes its items' entries in batches
+(:mod:`._board_writer`), and its answers and the events of a change go
+out once the board shows the change.
 
 Read-your-writes: a write through this package's API remembers the ``seq``
 its reply carried (:func:`note_seq`), and a read that finds an older
-snapshot (the change is still in flight to the caller's replica) asks the
-owner for its current one, through the owner's ``view`` operation.
+snapshot (the change is still on its way to the caller's replica) asks the
+owner for its current one, through the owner's ``view`` operation.  (A
+host answers a write only once the board shows it, so this is a
+safeguard there.)
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from ._errors import EconomicsError, NotStarted
 
 log = logging.getLogger("mabeam.economics")
 
-__all__ = ["BOARD", "post", "read", "note_seq", "announce", "absent_as"]
+__all__ = ["BOARD", "post", "read", "note_seq", "announce", "absent_as", "metadata_of"]
 
 BOARD = "mabeam.economics.board"
 
@@ -48,12 +56,12 @@ def post(key: Any, value: Any) -> None:
         try:
             otp.Registry.set_value(BOARD, key, value)
         except LookupError:
-            otp.Registry.register(BOARD, key, value, _metadata(key))
+            otp.Registry.register(BOARD, key, value, metadata_of(key))
     except (otp.NoProc, otp.Timeout) as exc:
         log.debug("economics: board write of %r dropped: %r", key, exc)
 
 
-def _metadata(key: Any) -> dict | None:
+def metadata_of(key: Any) -> dict | None:
     """The metadata index entry of a board key (``('auction', id)`` ->
     ``{'type': 'auction'}``), so that a re-registered entry is listed again."""
     if isinstance(key, tuple) and key and isinstance(key[0], str):
@@ -109,9 +117,8 @@ def announce(topic: Any, payload: Any) -> None:
 @contextmanager
 def absent_as(error: EconomicsError) -> Iterator[None]:
     """Raise ``error`` instead of ``otp.NoProc``, or of the server's normal
-    exit before it answered (an auction or market that lingered and left).
-    Any other exit of the server is a crash and stays ``otp.CalleeExit``,
-    with its reason."""
+    exit before it answered.  Any other exit of the server is a crash and
+    stays ``otp.CalleeExit``, with its reason."""
     try:
         yield
     except otp.NoProc:

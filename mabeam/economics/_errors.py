@@ -4,6 +4,12 @@ Every error of this package derives from :class:`EconomicsError`; the
 rules' error bases (``AuctionError``, ``BudgetError``, ``OrderBookError``,
 ``ReputationError``) also derive from ``ValueError``, since they refuse
 input, and the errors of a missing auction or market from ``LookupError``.
+
+Auctions and markets live in host processes (``_host``), many to a host,
+so two causes belong to hosting: :class:`AuctionCrashed` /
+:class:`MarketCrashed` (the item's own code raised: that item failed, its
+host and the items beside it go on) and :class:`AuctionLost` /
+:class:`MarketLost` (the host process died, and the items it held with it).
 """
 
 from __future__ import annotations
@@ -11,7 +17,15 @@ from __future__ import annotations
 from .._errors import MabeamError
 from .._errors import NotStarted as MabeamNotStarted
 
-__all__ = ["EconomicsError", "NotStarted", "BiddersExited"]
+__all__ = [
+    "EconomicsError",
+    "NotStarted",
+    "BiddersExited",
+    "AuctionCrashed",
+    "AuctionLost",
+    "MarketCrashed",
+    "MarketLost",
+]
 
 
 class EconomicsError(MabeamError):
@@ -39,3 +53,84 @@ class BiddersExited(EconomicsError):
     def __str__(self) -> str:
         names = ", ".join(repr(b) for b in self.exited)
         return f"auction {self.auction_id!r} has no live winner: the bidders {names} exited with their bids standing"
+
+
+class _Crashed(EconomicsError):
+    """The item's own code raised ``crash`` (an ``otp.Crash``: type,
+    message, traceback); it failed alone and stays failed until it leaves."""
+
+    what = "item"
+
+    def __init__(self, item_id: object, crash: object) -> None:
+        super().__init__(item_id, crash)
+        self.crash = crash
+
+    @property
+    def item_id(self) -> object:
+        return self.args[0]
+
+    def __str__(self) -> str:
+        return f"{self.what} {self.item_id!r} failed: its code raised {self.crash!r}"
+
+
+class _Lost(EconomicsError):
+    """The host process that held the item exited with ``reason`` (SIGKILL:
+    ``'killed'``); the item's state went with it."""
+
+    what = "item"
+
+    def __init__(self, item_id: object, reason: object) -> None:
+        super().__init__(item_id, reason)
+        self.reason = reason
+
+    @property
+    def item_id(self) -> object:
+        return self.args[0]
+
+    def __str__(self) -> str:
+        return f"{self.what} {self.item_id!r} is lost: its host process exited ({self.reason!r})"
+
+
+class AuctionCrashed(_Crashed):
+    """The auction's own code (its mechanism, the rules it called) raised
+    an unexpected exception: this auction failed (``run``, ``close`` and the
+    result waiters get this error), the others on its host go on."""
+
+    what = "auction"
+
+    @property
+    def auction_id(self) -> object:
+        return self.args[0]
+
+
+class AuctionLost(_Lost):
+    """The host process of the auction died (its state with it) while the
+    caller waited on it, or before the result was sent."""
+
+    what = "auction"
+
+    @property
+    def auction_id(self) -> object:
+        return self.args[0]
+
+
+class MarketCrashed(_Crashed):
+    """The market's own code raised an unexpected exception: this market
+    failed and takes no more orders; the others on its host go on."""
+
+    what = "market"
+
+    @property
+    def market_id(self) -> object:
+        return self.args[0]
+
+
+class MarketLost(_Lost):
+    """The host process of the market died (its book with it) while the
+    caller waited on it."""
+
+    what = "market"
+
+    @property
+    def market_id(self) -> object:
+        return self.args[0]

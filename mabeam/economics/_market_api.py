@@ -1,9 +1,10 @@
 """The market API: create, submit, cancel, close, read.
 
-A market is addressed by its :class:`MarketRef`, its pid or its id (looked
-up on the economics board).  Writes go to the market's process, its single
-owner; :func:`get_market_state` and :func:`list_markets` read the board (the
-caller's replica), never the market process.
+A market is addressed by its :class:`MarketRef` or its id (looked up on
+the economics board, whose entry names the host that holds it).  Writes go
+to that host, the market's single owner; :func:`get_market_state` and
+:func:`list_markets` read the board (the caller's replica), never the host.
+A call in flight when the host dies raises :class:`MarketLost` at once.
 """
 
 from __future__ import annotations
@@ -11,22 +12,24 @@ from __future__ import annotations
 import itertools
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import otp
 
-from .._names import ECONOMICS
 from . import _board
-from ._errors import EconomicsError, NotStarted
-from ._market_server import (
-    DEFAULT_LINGER,
+from ._errors import MarketLost
+from ._host import placed_call
+from ._hosting import DEFAULT_LINGER, check_linger
+from ._market import (
     Cancelled,
-    DuplicateMarket,
+    InvalidMarketParameter,
     MarketOutcome,
-    MarketServer,
     MarketSpec,
     OrderResult,
+    UnknownMarket,
     market_key,
 )
 from .orderbook import Order, Trade
@@ -47,51 +50,61 @@ _ids = itertools.count(1)
 _prefix = uuid.uuid4().hex[:8]
 
 
-class UnknownMarket(EconomicsError, LookupError):
-    """No market with this id or pid is running."""
-
-
 @dataclass(frozen=True)
 class MarketRef:
-    """A running market; equal to another ref with the same id."""
+    """A running market (``pid``: the host process that holds it); equal
+    to another ref with the same id."""
 
     market_id: Any
     pid: otp.Pid | None = field(compare=False)
     item: Any = field(compare=False)
 
 
-def _server(market: Any) -> Any:
+def _host(market: Any) -> otp.Pid:
+    """The host of ``market``: the ref's, or the board's owner of the id."""
     if isinstance(market, MarketRef):
+        assert market.pid is not None  # the refs the API returns have their host
         return market.pid
     if isinstance(market, otp.Pid):
-        return market
-    return otp.via(_board.BOARD, market_key(market))
+        raise TypeError("a market is addressed by its MarketRef or its id (a pid is its host's, shared)")
+    key = market_key(market)
+    host = otp.Registry.whereis_name(_board.BOARD, key)
+    if host is None:
+        raise UnknownMarket(market)
+    return host
 
 
 def _id_of(market: Any) -> Any:
     return market.market_id if isinstance(market, MarketRef) else market
 
 
+@contextmanager
+def _calling(market: Any) -> Iterator[None]:
+    """A call to the market's host: a host that is not there is
+    :class:`UnknownMarket`; one that died during the call :class:`MarketLost`."""
+    try:
+        yield
+    except otp.NoProc:
+        raise UnknownMarket(_id_of(market)) from None
+    except otp.CalleeExit as exc:
+        if exc.reason == "noproc":  # OTP's reason for a server that was already gone
+            raise UnknownMarket(_id_of(market)) from None
+        raise MarketLost(_id_of(market), exc.reason) from None
+
+
 def create_market(
     item: Any, *, market_id: Any = None, settle: bool = False, linger: float = DEFAULT_LINGER
 ) -> MarketRef:
-    """Start a market for ``item`` (its own process) and return its ref.
-    ``settle=True`` settles every trade in the budget service (see
-    ``_market_server``); ``linger``: seconds a closed market stays readable.
-    Raises ``DuplicateMarket`` or ``NotStarted``."""
+    """Create a market for ``item`` on an economics host and return its
+    ref.  ``settle=True`` settles every trade in the budget service (see
+    ``_market``); ``linger``: seconds a closed market stays readable (a
+    finite number).  Raises ``DuplicateMarket``, ``InvalidMarketParameter``,
+    or ``NotStarted``."""
     if market_id is None:
         market_id = f"market-{_prefix}-{os.getpid()}-{next(_ids)}"
-    spec = MarketSpec(market_id, item, bool(settle), linger)
-    child = otp.child_spec(market_key(market_id), start=(MarketServer.start_link, (spec,)), restart="temporary")
-    try:
-        pid = otp.supervisor.start_child(ECONOMICS, child)
-    except otp.NoProc:
-        raise NotStarted("mabeam is not started (no mabeam.economics supervisor)") from None
-    except otp.SupervisorError as exc:
-        if isinstance(exc.reason, DuplicateMarket):
-            raise exc.reason from None
-        raise
-    return MarketRef(market_id, pid, item)
+    spec = MarketSpec(market_id, item, bool(settle), check_linger(linger, InvalidMarketParameter))
+    host, _ = placed_call(market_key(market_id), "create_market", spec)
+    return MarketRef(market_id, host, item)
 
 
 def submit_order(
@@ -108,9 +121,9 @@ def submit_order(
     Raises ``InvalidOrder``, ``DuplicateOrderId``, ``MarketClosed``,
     :class:`UnknownMarket`; with settlement ``InsufficientFunds``,
     ``UnknownBudget``..."""
-    with _board.absent_as(UnknownMarket(_id_of(market))):
+    with _calling(market):
         result: OrderResult = otp.ask(
-            _server(market), "order", agent_id, side, price, quantity, order_id, timeout=timeout
+            _host(market), "order", _id_of(market), agent_id, side, price, quantity, order_id, timeout=timeout
         )
     _board.note_seq(market_key(result.market_id), result.seq)
     return result
@@ -121,8 +134,8 @@ def cancel_order(market: Any, order_id: Any, agent_id: Any = None, timeout: floa
     ``agent_id`` only that trader's order is cancelled (``NotOrderOwner``).
     Raises ``UnknownOrder`` if the order is not resting (filled, cancelled,
     never submitted)."""
-    with _board.absent_as(UnknownMarket(_id_of(market))):
-        cancelled: Cancelled = otp.ask(_server(market), "cancel", order_id, agent_id, timeout=timeout)
+    with _calling(market):
+        cancelled: Cancelled = otp.ask(_host(market), "cancel", _id_of(market), order_id, agent_id, timeout=timeout)
     _board.note_seq(market_key(_id_of(market)), cancelled.seq)
     return cancelled.order
 
@@ -130,23 +143,23 @@ def cancel_order(market: Any, order_id: Any, agent_id: Any = None, timeout: floa
 def close_market(market: Any, timeout: float | None = 5.0) -> MarketOutcome:
     """Close the market (resting orders are cancelled) and return its
     outcome; closing again returns the same outcome."""
-    with _board.absent_as(UnknownMarket(_id_of(market))):
-        outcome: MarketOutcome = otp.ask(_server(market), "close", timeout=timeout)
+    with _calling(market):
+        outcome: MarketOutcome = otp.ask(_host(market), "close_market", _id_of(market), timeout=timeout)
     _board.note_seq(market_key(outcome.market_id), outcome.seq)
     return outcome
 
 
 def list_market_trades(market: Any, timeout: float | None = 5.0) -> list[Trade]:
-    """Every trade of the market, oldest first (asked from the market
-    process, which keeps them all; the board shows the newest ones)."""
-    with _board.absent_as(UnknownMarket(_id_of(market))):
-        trades: list[Trade] = otp.ask(_server(market), "trades", timeout=timeout)
+    """Every trade of the market, oldest first (asked from its host, which
+    keeps them all; the board shows the newest ones)."""
+    with _calling(market):
+        trades: list[Trade] = otp.ask(_host(market), "trades", _id_of(market), timeout=timeout)
     return trades
 
 
 def get_market_state(market: Any) -> dict | None:
     """The market's public state from the economics board (the caller's
-    replica; the market process is not asked), or None."""
+    replica; the host is not asked), or None."""
     if isinstance(market, otp.Pid):
         raise TypeError("get_market_state reads by market id or MarketRef (the board is keyed by id)")
     state: dict | None = _board.read(market_key(_id_of(market)))

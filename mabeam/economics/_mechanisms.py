@@ -1,11 +1,19 @@
-"""Auction mechanisms: what an auction process does for each kind.
+"""Auction mechanisms: what an auction does for each kind.
 
 A mechanism holds the bids of one auction and knows three things: how to
 take an explicit bid (validated by :mod:`mabeam.economics.auctions`, whose typed
-errors go back to the bidder), how to run one *driven* step (ask the
-participant agents with real calls, through the function ``ask(ids,
-payload, kind)`` the auction process gives it), and how to clear (a rules
-function; every price and payment comes from there).
+errors go back to the bidder), how to run one *driven* step, and how to
+clear (a rules function; every price and payment comes from there).
+
+A driven step is a generator: it yields at most one :class:`Question`
+(which agents to ask, what, with which agent operation) and is resumed
+with their answers, in the order of the ids; its return value says
+whether the auction can be cleared.  The auction's host sends the
+questions as asynchronous requests and resumes the step when every agent
+answered or the bid timeout passed, so a mechanism never waits itself and
+the host serves every other auction meanwhile::
+
+    answers = yield Question(todo, view, "bid")
 
 Driven steps, per kind:
 
@@ -23,11 +31,11 @@ Driven steps, per kind:
   clock price, via :func:`~mabeam.economics.auctions.clear_dutch`.
 
 A participant that cannot answer (dead, timed out, hook raised) is recorded
-in ``not_bidding`` with the reason and never blocks the others (the calls
-are concurrent and each has a timeout).
+in ``not_bidding`` with the reason and never blocks the others (the
+requests are concurrent and the wait has a timeout).
 
 A bid stands only while the process behind it lives.  When the auction
-process learns that a bidder's process exited (its monitor), it calls
+learns that a bidder's process exited (its monitor), it calls
 :meth:`Mechanism.withdraw`: every bid of that bidder is taken back, as if it
 had never been placed (an English high bid falls back to the best standing
 bid of another bidder, a Vickrey price is taken among the live bids, VCG is
@@ -37,7 +45,7 @@ exit reason and is not asked again.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import replace
 from functools import partial
 from typing import Any, NamedTuple
@@ -48,7 +56,7 @@ from .._errors import AgentError, AgentExited, CommsError, HookFailed
 from . import auctions as rules
 from .auctions import AuctionError, Bid, BundleBid, InvalidAuctionParameter, InvalidBid
 
-__all__ = ["KINDS", "AgentAnswer", "Ask", "Mechanism", "make_mechanism", "reason_of"]
+__all__ = ["KINDS", "AgentAnswer", "Question", "Step", "Mechanism", "make_mechanism", "reason_of"]
 
 KINDS = ("english", "dutch", "first_price", "vickrey", "combinatorial")
 MAX_ROUNDS = 1000
@@ -63,8 +71,19 @@ class AgentAnswer(NamedTuple):
     error: BaseException | None = None
 
 
-#: ``ask(agent_ids, payload, kind)``: the answers of the agents, in their order.
-Ask = Callable[[list, Any, str], "list[AgentAnswer]"]
+class Question(NamedTuple):
+    """What a driven step asks: run the agent operation ``kind``
+    (``'bid'``, ``'offer'``) on ``payload`` in every agent of ``ids``."""
+
+    ids: list
+    payload: Any
+    kind: str
+
+
+#: A driven step: yields at most one :class:`Question`, is sent the
+#: answers (one :class:`AgentAnswer` per id, in order), returns True when
+#: the auction can be cleared.
+Step = Generator[Question, "list[AgentAnswer]", bool]
 
 
 def reason_of(exc: BaseException) -> Any:
@@ -137,12 +156,14 @@ class Mechanism:
         return {}
 
     # -- driving
-    def step(self, ask: Ask, participants: list, base_view: dict) -> bool:
-        """One driven step; True when the auction can be cleared."""
+    def step(self, participants: list, base_view: dict) -> Step:
+        """One driven step (a generator, see the module doc); returns True
+        when the auction can be cleared."""
         todo = [p for p in participants if self._may_ask(p)]
         if todo:
             self.rounds += 1
-            for agent, answer in zip(todo, ask(todo, {**base_view, **self.view()}, "bid")):
+            answers = yield Question(todo, {**base_view, **self.view()}, "bid")
+            for agent, answer in zip(todo, answers):
                 self.take(agent, answer)
         return True
 
@@ -237,14 +258,15 @@ class English(Mechanism):
             "round": self.rounds,
         }
 
-    def step(self, ask: Ask, participants: list, base_view: dict) -> bool:
+    def step(self, participants: list, base_view: dict) -> Step:
         high = self.state.high_bid
         todo = [p for p in participants if p not in self.dropped and (high is None or p != high.bidder)]
         if not todo or self.rounds >= self.max_rounds:
             return True
         self.rounds += 1
         offers = []
-        for agent, (value, error) in zip(todo, ask(todo, {**base_view, **self.view()}, "bid")):
+        answers = yield Question(todo, {**base_view, **self.view()}, "bid")
+        for agent, (value, error) in zip(todo, answers):
             if error is not None or value is None:
                 self.dropped.add(agent)
                 if error is not None:
@@ -320,7 +342,7 @@ class Dutch(Mechanism):
     def view(self) -> dict:
         return {"start": self.start, "decrement": self.decrement, "clock": self.ticked[-1] if self.ticked else None}
 
-    def step(self, ask: Ask, participants: list, base_view: dict) -> bool:
+    def step(self, participants: list, base_view: dict) -> Step:
         todo = [p for p in participants if self._may_ask(p)]
         if self.done or not todo:
             return self._stop()
@@ -331,7 +353,8 @@ class Dutch(Mechanism):
         self.rounds = len(self.ticked)
         if any(b.amount >= price for b in self.explicit):
             return self._stop()
-        for agent, (value, error) in zip(todo, ask(todo, ({**base_view, **self.view()}, price), "offer")):
+        answers = yield Question(todo, ({**base_view, **self.view()}, price), "offer")
+        for agent, (value, error) in zip(todo, answers):
             self.asked[agent] = True
             if error is not None:
                 self.not_bidding[agent] = reason_of(error)

@@ -1,15 +1,16 @@
-"""The market: a continuous double auction, one server per market
-(``restart='temporary'``) under the ``mabeam.economics`` dynamic supervisor.
+"""The market: a continuous double auction, as state inside a host process
+(see :mod:`._host`).
 
-The process owns its :class:`~mabeam.economics.orderbook.OrderBook`: orders
+The market owns its :class:`~mabeam.economics.orderbook.OrderBook`: orders
 match on arrival with price-time priority, a trade happens at the resting
 (maker) order's price, partial fills leave the remainder resting, and the
 book is never crossed between two requests.  Every trade is kept in the
-process (``list_market_trades``, and the :class:`MarketOutcome` of
+market (``list_market_trades``, and the :class:`MarketOutcome` of
 ``close_market``); after each change the public state (depth per price
 level, best bid and ask, last price, volume, the newest trades) is written
 to the economics board, where ``get_market_state`` reads it from the caller's
-replica, and published on :func:`market_topic`.
+replica, and published on :func:`market_topic` (in the host's batches:
+see :mod:`._board`).
 
 A resting order stands while its trader lives.  When the trader id names a
 running agent, the market monitors the agent's process from its first
@@ -41,25 +42,26 @@ from typing import Any, ClassVar, NamedTuple
 import otp
 
 from .._agent import agent_name
-from ..telemetry import emit_event
-from . import _board
 from ._backers import Backers
 from ._budget_api import apply_budget_batch, deposit_funds, release_funds, require_budget, reserve_funds, to_money
 from ._budget_server import BudgetStep, Commit, Reserve
-from ._errors import EconomicsError
+from ._errors import EconomicsError, MarketCrashed
+from ._hosting import DEFAULT_LINGER, Hosted, HostSide
 from .budgets import Amount
 from .orderbook import BUY, SELL, DuplicateOrderId, InvalidOrder, Order, OrderBook, OrderBookError, Side, Trade
 
 __all__ = [
     "MARKETS_TOPIC",
-    "MarketServer",
+    "Market",
     "MarketSpec",
     "OrderResult",
     "MarketOutcome",
     "Cancelled",
     "MarketClosed",
+    "InvalidMarketParameter",
     "NotOrderOwner",
     "DuplicateMarket",
+    "UnknownMarket",
     "market_key",
     "market_topic",
     "DEFAULT_LINGER",
@@ -67,13 +69,16 @@ __all__ = [
 
 #: Lifecycle events of every market: ``('market_created', view)``, ``('market_closed', outcome)``.
 MARKETS_TOPIC = "mabeam.markets"
-DEFAULT_LINGER = 30.0
 #: How many of the newest trades the board snapshot shows.
 RECENT_TRADES = 50
 
 
 class MarketClosed(OrderBookError):
     """The market is closed: it takes no more orders or cancels."""
+
+
+class InvalidMarketParameter(OrderBookError):
+    """A market parameter is unusable (``linger``)."""
 
 
 class NotOrderOwner(OrderBookError):
@@ -84,6 +89,11 @@ class DuplicateMarket(EconomicsError):
     """A market with this id is already running."""
 
 
+class UnknownMarket(EconomicsError, LookupError):
+    """No market with this id is running (never created, or it left after
+    its linger time, or it was lost with its host)."""
+
+
 def market_key(market_id: Any) -> tuple:
     return ("market", market_id)
 
@@ -91,13 +101,14 @@ def market_key(market_id: Any) -> tuple:
 def market_topic(market_id: Any) -> tuple:
     """The pub/sub topic of one market: ``('order', order_id, side, price,
     quantity)``, ``('trade', trade)``, ``('cancel', order_id)``,
-    ``('market_closed', outcome)``."""
+    ``('withdrawn', order_id, trader, reason)``, ``('market_closed',
+    outcome)``, and ``('market_removed', market_id)`` when it leaves."""
     return ("mabeam.market", market_id)
 
 
 @dataclass(frozen=True)
 class MarketSpec:
-    """What a market process starts from."""
+    """What a market starts from."""
 
     market_id: Any
     item: Any
@@ -161,16 +172,19 @@ class _Hold(NamedTuple):
     limit: Amount
 
 
-class MarketServer(otp.Service):
+class Market(Hosted):
+    """One market in its host (see the module doc)."""
+
+    kind_of_item: ClassVar[str] = "market"
     # The rules' errors, and a budget service that did not answer: both are
     # the caller's answer, the market carries on.
     errors: ClassVar[tuple[type[BaseException], ...]] = (ValueError, otp.OTPError)
 
-    def init(self, spec: MarketSpec) -> Any:
+    def __init__(self, host: HostSide, spec: MarketSpec, serial: int) -> None:
+        super().__init__(host, spec.market_id, serial, spec.linger)
         self.market_id = spec.market_id
         self.item = spec.item
         self.settle = spec.settle
-        self.linger = spec.linger
         self.book = OrderBook()
         self.traded: list[Trade] = []  # every trade, oldest first
         self.owners: dict[Any, Any] = {}  # every order id ever used -> trader
@@ -179,45 +193,35 @@ class MarketServer(otp.Service):
         self.orders = itertools.count(1)
         self.settlement_errors: dict = {}
         # The process behind each trader with resting orders, and its monitor.
-        self.backers = Backers()
+        self.backers = Backers(host.routes, self)
         self.withdrawn: list[Order] = []
-        self.status = "open"
-        self.seq = 0
         self.outcome: MarketOutcome | None = None
-        self.created = time.monotonic()
-        self.deadline: float | None = None
-        try:
-            otp.Registry.register(_board.BOARD, market_key(self.market_id), self._public(), {"type": "market"})
-        except otp.AlreadyRegistered:
-            return otp.Stop(DuplicateMarket(self.market_id))
-        _board.announce(MARKETS_TOPIC, ("market_created", self._public()))
-        emit_event(("mabeam", "economics", "market", "created"), {"count": 1}, {"market_id": self.market_id})
-        return None
+        self.error: EconomicsError | None = None
 
-    def next_action(self) -> float | None:
-        """While the closed market lingers: the time left before it leaves."""
-        return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+    def opened(self) -> None:
+        """The market is on the board (registered by the host): announce it."""
+        self.host.writer.announce(MARKETS_TOPIC, ("market_created", self.public()))
+        self.host.writer.emit(("mabeam", "economics", "market", "created"), {"count": 1}, {"market_id": self.market_id})
 
-    def handle_info(self, msg: Any, state: Any) -> Any:
+    def take(self, msg: otp.Response | otp.DOWN) -> None:
         if (exit_ := self.backers.exit_of(msg)) is not None:
             self._withdraw(*exit_)
-        elif msg == "timeout" and self.outcome is not None and self.next_action() == 0.0:
-            return otp.Stop("normal", state)
-        return otp.NoReply(state, self.next_action())
+
+    def topic(self) -> tuple:
+        return market_topic(self.market_id)
 
     # ------------------------------------------------------------ operations
 
-    @otp.operation
-    def view(self, key: tuple) -> dict:
-        """The current public state (read-your-writes)."""
-        return self._public()
-
-    @otp.operation
     def trades(self) -> list[Trade]:
+        self._check_failed()
         return list(self.traded)
 
-    @otp.operation
+    def _check_failed(self) -> None:
+        if self.error is not None:
+            raise self.error
+
     def order(self, trader: Any, side: Side, price: float | None, quantity: int, order_id: Any) -> OrderResult:
+        self._check_failed()
         if self.outcome is not None:
             raise MarketClosed(f"market {self.market_id!r} is closed")
         if order_id is None:
@@ -238,13 +242,10 @@ class MarketServer(otp.Service):
         resting = self.book.remaining(order_id)
         if resting:
             self._back(trader)
-        self.seq += 1
-        _board.post(market_key(self.market_id), self._public())
-        topic = market_topic(self.market_id)
-        _board.announce(topic, ("order", order_id, side, price, quantity))
+        self.changed(("order", order_id, side, price, quantity))
         for trade in trades:
-            _board.announce(topic, ("trade", trade))
-            emit_event(
+            self.host.writer.announce(self.topic(), ("trade", trade))
+            self.host.writer.emit(
                 ("mabeam", "economics", "market", "trade"),
                 {"price": trade.price, "quantity": trade.quantity},
                 {"market_id": self.market_id},
@@ -254,8 +255,8 @@ class MarketServer(otp.Service):
             quantity - filled - resting, errors, self.seq,
         )  # fmt: skip
 
-    @otp.operation
     def cancel(self, order_id: Any, trader: Any) -> Cancelled:
+        self._check_failed()
         if self.outcome is not None:
             raise MarketClosed(f"market {self.market_id!r} is closed")
         owner = self.owners.get(order_id)
@@ -263,14 +264,11 @@ class MarketServer(otp.Service):
             raise NotOrderOwner(f"order {order_id!r} belongs to {owner!r}, not {trader!r}")
         cancelled = self.book.cancel(order_id)  # UnknownOrder if it is not resting
         self._release(order_id, {})
-        self.seq += 1
-        _board.post(market_key(self.market_id), self._public())
-        _board.announce(market_topic(self.market_id), ("cancel", order_id))
-        return Cancelled(cancelled, self.seq)
+        return Cancelled(cancelled, self.changed(("cancel", order_id)))
 
-    @otp.operation
     def close(self) -> MarketOutcome:
         """Close the market (once; closing again answers the same outcome)."""
+        self._check_failed()
         if self.outcome is None:
             self._close()
         assert self.outcome is not None
@@ -278,7 +276,7 @@ class MarketServer(otp.Service):
 
     # ------------------------------------------------------------ state
 
-    def _public(self) -> dict:
+    def public(self) -> dict:
         book = self.book
         return {
             "market_id": self.market_id,
@@ -296,7 +294,14 @@ class MarketServer(otp.Service):
             "trade_count": len(self.traded),
             "recent_trades": self.traded[-RECENT_TRADES:],
             "seq": self.seq,
+            **({} if self.error is None else {"error": f"{type(self.error).__name__}: {self.error}"}),
         }
+
+    def minimal_view(self) -> dict:
+        view = {"market_id": self.market_id, "item": self.item}
+        if self.error is not None:
+            view["error"] = f"{type(self.error).__name__}: {self.error}"
+        return view
 
     def _close(self) -> None:
         self.backers.clear()
@@ -306,7 +311,6 @@ class MarketServer(otp.Service):
                 cancelled.append(self.book.cancel(order.order_id))
                 self._release(order.order_id, {})
         self.status = "closed"
-        self.seq += 1
         outcome = MarketOutcome(
             self.market_id,
             self.item,
@@ -316,17 +320,40 @@ class MarketServer(otp.Service):
             tuple(cancelled),
             dict(self.settlement_errors),
             time.monotonic() - self.created,
-            self.seq,
+            self.seq + 1,  # the change that shows it
             tuple(self.withdrawn),
         )
         self.outcome = outcome
-        self.deadline = time.monotonic() + self.linger
-        _board.post(market_key(self.market_id), self._public())
-        _board.announce(market_topic(self.market_id), ("market_closed", outcome))
-        _board.announce(MARKETS_TOPIC, ("market_closed", outcome))
-        emit_event(
+        self.changed(("market_closed", outcome))
+        self.host.writer.announce(MARKETS_TOPIC, ("market_closed", outcome))
+        self.host.writer.emit(
             ("mabeam", "economics", "market", "closed"), {"trades": len(self.traded)}, {"market_id": self.market_id}
         )
+        self.host.retire(self)
+
+    def crashed_error(self, crash: otp.Crash) -> EconomicsError:
+        return MarketCrashed(self.market_id, crash)
+
+    def fail(self, error: EconomicsError) -> None:
+        """The market's code raised: it takes no more orders; the holds of
+        its resting orders are released (best effort), its state shows
+        the failure."""
+        self.backers.clear()
+        self.error = error
+        self.status = "failed"
+        for order_id in list(self.holds):
+            self._release(order_id, {})
+        self.changed(("market_failed", error))
+        self.host.writer.announce(MARKETS_TOPIC, ("market_failed", self.market_id, error))
+        self.host.retire(self)
+
+    def stop(self) -> None:
+        self.backers.clear()
+
+    def removed(self) -> None:
+        """The market left its host (its linger is over)."""
+        self.stop()
+        self.host.writer.announce(self.topic(), ("market_removed", self.market_id))
 
     # ------------------------------------------------------------ traders that exit
 
@@ -355,14 +382,12 @@ class MarketServer(otp.Service):
         gone = [o for side in (BUY, SELL) for o in self.book.resting_orders(side) if o.trader == trader]
         if not gone:
             return
-        topic = market_topic(self.market_id)
         for order in gone:
             self.withdrawn.append(self.book.cancel(order.order_id))
             self._release(order.order_id, {})
-        self.seq += 1
-        _board.post(market_key(self.market_id), self._public())
+        self.changed(None)
         for order in gone:
-            _board.announce(topic, ("withdrawn", order.order_id, trader, reason))
+            self.host.writer.announce(self.topic(), ("withdrawn", order.order_id, trader, reason))
 
     # ------------------------------------------------------------ settlement
 
