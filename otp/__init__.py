@@ -16,8 +16,10 @@ from . import (
     application,  # noqa: E402 - the application controller's calls, as otp.application.*
     cluster,  # noqa: E402 - cluster membership through etcd, as otp.cluster.*
     global_,  # noqa: E402 - global names, as otp.global_.*
+    net_kernel,  # noqa: E402 - node events and the gateway, as otp.net_kernel.*
     partition_supervisor,  # noqa: E402 - lookups by key, as otp.partition_supervisor.*
     pg,  # noqa: E402
+    rpc,  # noqa: E402 - calls on other nodes, as otp.rpc.*
     supervisor,  # noqa: E402 - the management calls, as otp.supervisor.*
     sys,  # noqa: E402 - OTP's sys module, as otp.sys.*
 )
@@ -39,12 +41,15 @@ from ._api import (
 )
 from ._api import self_ as self
 from ._child_spec import ChildInfo, ChildSpec, SupervisorError, SupFlags, child_spec
+from ._dist import connect_node, disconnect_node, monitor_node, node, nodes
+from ._dist_wire import NodeAddress
 from ._errors import (
     BadArguments,
     CalleeExit,
     CallError,
     CallTimeout,
     EncodeError,
+    NoConnection,
     NodeError,
     NoProc,
     NotAProcess,
@@ -104,11 +109,12 @@ from ._gen_statem import (
     StopAndReply,
     UpdateTimeout,
 )
+from ._keys import KeyFileError, KeyFileExposed, KeyFileMalformed, KeyPair
 from ._node import Node
 from ._partition_supervisor import PartitionSupervisor
 from ._pid import Pid, Ref
 from ._process_info import ProcessInfo, process_info, processes
-from ._reasons import DOWN, EXIT, Crash, Response, is_clean, is_normal, is_shutdown
+from ._reasons import DOWN, EXIT, Crash, NodeDown, NodeUp, Response, is_clean, is_normal, is_shutdown
 from ._requests import (
     NO_REPLY,
     NoRequests,
@@ -155,6 +161,21 @@ _naming.install(RegistryNames())
 
 __all__ = [
     "Node",
+    "node",
+    "nodes",
+    "connect_node",
+    "disconnect_node",
+    "monitor_node",
+    "net_kernel",
+    "rpc",
+    "NodeUp",
+    "NodeDown",
+    "NodeAddress",
+    "KeyPair",
+    "KeyFileError",
+    "KeyFileExposed",
+    "KeyFileMalformed",
+    "NoConnection",
     "Pid",
     "Ref",
     "EXIT",

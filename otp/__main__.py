@@ -4,6 +4,7 @@ Each command lives in its own module, imported only when asked for::
 
     python -m otp observer [NODE] --port P     # the web view (otp.observer)
     python -m otp top [NODE]                   # the same view in the terminal
+    python -m otp keys new PATH                # a node's CURVE key pair (0600)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "observer": ("otp.observer._cli", "a web view of a running node, with Prometheus metrics"),
     "top": ("otp.observer._top_cli", "the observer in the terminal (textual), for SSH and 80x24"),
+    "keys": ("otp._keys", "CURVE key pairs of nodes: new PATH, public PATH, check PATH"),
 }
 
 

@@ -45,6 +45,7 @@ class SpawnOptions(TypedDict, total=False):
     link: bool
     monitor: bool
     max_mailbox: int
+    node: str
 
 
 @overload
@@ -56,6 +57,7 @@ def spawn_opt(
     link: bool = False,
     monitor: Literal[False] = False,
     max_mailbox: int | None = None,
+    node: str | None = None,
 ) -> Pid: ...
 
 
@@ -68,6 +70,7 @@ def spawn_opt(
     link: bool = False,
     monitor: Literal[True],
     max_mailbox: int | None = None,
+    node: str | None = None,
 ) -> tuple[Pid, Ref]: ...
 
 
@@ -79,6 +82,7 @@ def spawn_opt(
     link: bool = False,
     monitor: bool = False,
     max_mailbox: int | None = None,
+    node: str | None = None,
 ) -> Pid | tuple[Pid, Ref]:
     """Start ``fn(*args, **kwargs)`` in a new OS process.
 
@@ -90,18 +94,28 @@ def spawn_opt(
     ``max_mailbox=n`` bounds the process's queue: past ``n`` messages it
     exits with reason ``('max_mailbox', n)``; None (the default) leaves it
     unbounded, as in Erlang.  A bad bound raises before anything is spawned.
+
+    ``node=name`` starts it on another node of the cluster (Erlang's
+    ``spawn_opt(Node, ...)``): the call returns once it exists there, with
+    the link or monitor in place before it runs.  If that node cannot be
+    reached the pid returned is of that node and dead at once: the link
+    brings an exit signal ``'noconnection'``, the monitor a DOWN with it.
     """
-    options = spawn_options(link, monitor, max_mailbox)
+    options = spawn_options(link, monitor, max_mailbox, node)
     return _process.current().spawn(fn, args, kwargs or {}, **options)
 
 
-def spawn_options(link: bool, monitor: bool, max_mailbox: object) -> SpawnOptions:
-    """Keywords for ``Process.spawn``, ``max_mailbox`` checked; it is passed
-    only when set, so that a ``Process.spawn`` without the keyword still
-    serves everything else."""
+def spawn_options(link: bool, monitor: bool, max_mailbox: object, node: object = None) -> SpawnOptions:
+    """Keywords for ``Process.spawn``, ``max_mailbox`` and ``node`` checked;
+    each is passed only when set, so that a ``Process.spawn`` without the
+    keyword still serves everything else."""
     options: SpawnOptions = {"link": link, "monitor": monitor}
     if max_mailbox is not None:
         options["max_mailbox"] = checked_max_mailbox(max_mailbox)
+    if node is not None:
+        if not isinstance(node, str) or not node:
+            raise TypeError(f"node must be a node name, not {node!r}")
+        options["node"] = node
     return options
 
 

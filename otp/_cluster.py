@@ -14,9 +14,9 @@ every name bound to it, and every other member sees the deletion.
 
 What a member tells its subscribers (:func:`subscribe`), as messages:
 
-* :class:`NodeUp` ``(node, info)``: a node record appeared (or changed:
+* :class:`MemberUp` ``(node, info)``: a node record appeared (or changed:
   a restarted node comes back with another incarnation);
-* :class:`NodeDown` ``(node, reason)``: it was deleted, reason
+* :class:`MemberDown` ``(node, reason)``: it was deleted, reason
   ``'left'`` (the node left on purpose and deleted it) or
   ``'lease_expired'`` (its lease ran out);
 * :class:`NamesLost` ``(names, reason)``: this node's lease is gone
@@ -84,8 +84,8 @@ __all__ = [
     "ClusterError",
     "ClusterUnavailable",
     "NotLocalPid",
-    "NodeUp",
-    "NodeDown",
+    "MemberUp",
+    "MemberDown",
     "NamesLost",
     "MEMBER",
     "subscribe",
@@ -154,12 +154,12 @@ class ClusterConfig:
         return self.names_prefix + name
 
 
-class NodeUp(NamedTuple):
+class MemberUp(NamedTuple):
     node: str
     info: dict
 
 
-class NodeDown(NamedTuple):
+class MemberDown(NamedTuple):
     node: str
     reason: str
 
@@ -300,11 +300,11 @@ class ClusterMember(Service):
         seen = {kv.key[len(self.config.nodes_prefix) :]: _record(kv.value) for kv in snapshot.items}
         for node in [n for n in self.nodes if n not in seen]:
             del self.nodes[node]
-            self._tell(NodeDown(node, "lease_expired"))
+            self._tell(MemberDown(node, "lease_expired"))
         for node, info in seen.items():
             if self.nodes.get(node) != info:
                 self.nodes[node] = info
-                self._tell(NodeUp(node, info))
+                self._tell(MemberUp(node, info))
         args = (_api.self_(), self.config.endpoints, self.config.nodes_prefix, snapshot.revision + 1)
         self.watcher = _api.spawn_link(_watch_main, *args)
 
@@ -324,14 +324,14 @@ class ClusterMember(Service):
             if self.nodes.get(node) != record:
                 self.nodes[node] = record
                 if not record.get("leaving"):  # a leaving node's last word: its deletion follows
-                    self._tell(NodeUp(node, record))
+                    self._tell(MemberUp(node, record))
         elif isinstance(event, DeleteEvent):
             node = event.key[len(prefix) :]
             last = self.nodes.pop(node, None)
             if last is not None:
-                self._tell(NodeDown(node, "left" if last.get("leaving") else "lease_expired"))
+                self._tell(MemberDown(node, "left" if last.get("leaving") else "lease_expired"))
 
-    def _tell(self, event: NodeUp | NodeDown | NamesLost) -> None:
+    def _tell(self, event: MemberUp | MemberDown | NamesLost) -> None:
         for pid in self.subscribers:
             _api.send(pid, event)
 
@@ -462,7 +462,7 @@ def _is_local(pid: Pid) -> bool:
 
 
 def subscribe(timeout: float = 5.0) -> dict[str, dict]:
-    """Receive :class:`NodeUp`, :class:`NodeDown` and :class:`NamesLost`
+    """Receive :class:`MemberUp`, :class:`MemberDown` and :class:`NamesLost`
     from the node's member; returns the nodes it sees now.  Raises
     ``otp.NoProc`` if the node is in no cluster."""
     nodes: dict[str, dict] = ask(MEMBER, "subscribe", _api.self_(), timeout=timeout)

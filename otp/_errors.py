@@ -16,6 +16,7 @@ __all__ = [
     "CallTimeout",
     "NoProc",
     "CalleeExit",
+    "NoConnection",
     "StartError",
     "EncodeError",
     "NotAProcess",
@@ -67,6 +68,15 @@ class NoProc(CallError):
 
 class CalleeExit(CallError):
     """The server exited while the caller waited; ``reason`` is its exit reason."""
+
+
+class NoConnection(CalleeExit):
+    """The server is on another node, which could not be reached or whose
+    connection was lost while the caller waited (OTP's ``noconnection``).
+    The server itself may still run."""
+
+    def __init__(self, server: object = None, request: object = None) -> None:
+        super().__init__("noconnection", server, request)
 
 
 class StartError(OTPError):

@@ -175,9 +175,13 @@ class GenServer:
         name: ServerName | None = None,
         timeout: float | None = DEFAULT_CALL_TIMEOUT,
         max_mailbox: int | None = None,
+        node: str | None = None,
     ) -> Pid | None:
         """Start a server (not linked); return its pid once ``init`` returned,
-        None if ``init`` returned ``Ignore``.
+        None if ``init`` returned ``Ignore``.  ``node``: start it on that node
+        of the cluster (its name is registered there), see
+        :func:`otp.spawn_opt`; a node that cannot be reached fails the start
+        with ``StartError('noconnection')``.
 
         ``timeout`` bounds the wait for ``init`` (None or ``math.inf``:
         forever); ``max_mailbox`` bounds the server's queue (see
@@ -189,7 +193,7 @@ class GenServer:
         on a clash, ``StartError(('invalid_name', name, Crash))`` for any other
         error of the registry (a via registry that does not exist...).
         """
-        return _start(cls, args, name, timeout, False, max_mailbox)
+        return _start(cls, args, name, timeout, False, max_mailbox, node)
 
     @classmethod
     def start_link(
@@ -199,11 +203,12 @@ class GenServer:
         name: ServerName | None = None,
         timeout: float | None = DEFAULT_CALL_TIMEOUT,
         max_mailbox: int | None = None,
+        node: str | None = None,
     ) -> Pid | None:
         """Like :meth:`start`, linked to the caller.  A failed start (a bad
         name included) raises in the caller and never kills it through the
         link."""
-        return _start(cls, args, name, timeout, True, max_mailbox)
+        return _start(cls, args, name, timeout, True, max_mailbox, node)
 
     @classmethod
     def child_spec(
@@ -308,11 +313,17 @@ def stop(server: ServerRef, reason: Any = "normal", timeout: float | None = None
 
 
 def _start(
-    cls: type, args: Any, name: ServerName | None, timeout: float | None, link: bool, max_mailbox: int | None
+    cls: type,
+    args: Any,
+    name: ServerName | None,
+    timeout: float | None,
+    link: bool,
+    max_mailbox: int | None,
+    node: str | None = None,
 ) -> Pid | None:
     if not (isinstance(cls, type) and issubclass(cls, GenServer)):
         raise TypeError(f"{cls!r} is not a GenServer subclass")
-    return start_behaviour(_server_main, cls, args, name, timeout, link, max_mailbox)
+    return start_behaviour(_server_main, cls, args, name, timeout, link, max_mailbox, node)
 
 
 def behaviour_child_spec(
@@ -342,6 +353,7 @@ def start_behaviour(
     timeout: float | None,
     link: bool,
     max_mailbox: int | None,
+    node: str | None = None,
 ) -> Pid | None:
     """Spawn ``main(cls, args, name, parent, ack, link)`` (a behaviour's
     loop, which registers ``name`` and acknowledges with a
@@ -362,6 +374,7 @@ def start_behaviour(
         link=link,
         monitor=True,
         max_mailbox=bound,
+        node=node,
     )
 
     def answer(m: object) -> bool:

@@ -14,7 +14,8 @@ from typing import Any, Literal, overload
 
 from . import _naming
 from ._codec import dumps, dumps_by_value
-from ._pid import Pid, Ref, make_ref
+from ._errors import NoProc, SpawnError
+from ._pid import Pid, Ref, make_ref, new_uid
 from ._process_base import ProcessBase
 from ._signal_records import Dead, Demonitor, Link, Monitor, Unlink
 from ._signals import NOTICE_SEND_TIMEOUT, chunked_refs
@@ -23,7 +24,10 @@ from ._zygote_protocol import SpawnSpec, absolute_path
 
 log = logging.getLogger("otp")
 
-__all__ = ["LifecycleMixin"]
+__all__ = ["LifecycleMixin", "REMOTE_SPAWN_TIMEOUT"]
+
+#: Seconds a spawn on another node may take, connection set-up included.
+REMOTE_SPAWN_TIMEOUT = 30.0
 
 
 class LifecycleMixin(ProcessBase):
@@ -41,6 +45,7 @@ class LifecycleMixin(ProcessBase):
         monitor: Literal[False] = False,
         module: str | None = None,
         max_mailbox: int | None = None,
+        node: str | None = None,
     ) -> Pid: ...
 
     @overload
@@ -54,6 +59,7 @@ class LifecycleMixin(ProcessBase):
         monitor: Literal[True],
         module: str | None = None,
         max_mailbox: int | None = None,
+        node: str | None = None,
     ) -> tuple[Pid, Ref]: ...
 
     @overload
@@ -67,6 +73,7 @@ class LifecycleMixin(ProcessBase):
         monitor: bool,
         module: str | None = None,
         max_mailbox: int | None = None,
+        node: str | None = None,
     ) -> Pid | tuple[Pid, Ref]: ...
 
     def spawn(
@@ -79,6 +86,7 @@ class LifecycleMixin(ProcessBase):
         monitor: bool = False,
         module: str | None = None,
         max_mailbox: int | None = None,
+        node: str | None = None,
     ) -> Pid | tuple[Pid, Ref]:
         """Start ``fn(*args, **kwargs)`` in a new process.  ``module`` names the
         module whose code the process will run (default ``fn``'s), which the
@@ -89,10 +97,16 @@ class LifecycleMixin(ProcessBase):
         ``('max_mailbox', N)`` (see :class:`otp._process.Process`).  None,
         the default, leaves it unbounded, as in Erlang.  Anything but a
         positive int raises TypeError or ValueError before anything starts.
+
+        ``node``: the name of another node to start it on (see
+        :meth:`_spawn_remote`); None or this node's name: here.
         """
         module = module or getattr(fn, "__module__", None)
         if max_mailbox is not None:
             fn, args, kwargs = _run_bounded, (checked_max_mailbox(max_mailbox), fn, tuple(args), dict(kwargs)), {}
+        if node is not None and not self.node.is_local(node):
+            pid, ref = self._spawn_remote(node, fn, args, kwargs, link, monitor, module)
+            return (pid, ref) if ref is not None else pid
         with self.kernel_code:
             blob = dumps_by_value((fn, tuple(args), dict(kwargs)))
             ref = make_ref() if monitor else None
@@ -103,7 +117,7 @@ class LifecycleMixin(ProcessBase):
             registered: list[Pid] = []
 
             def register(uid: int, ospid: int, start: int) -> bytes:
-                pid = Pid(self.node.name, uid, ospid, start)
+                pid = Pid(self.node.name, uid, ospid, start, self.node.creation)
                 registered.append(pid)
                 with sig.lock:
                     if link:
@@ -126,6 +140,111 @@ class LifecycleMixin(ProcessBase):
                     self.spawned = [p for p in self.spawned if os.path.exists(self.node.mailbox_path(p.uid))]
                     self._spawned_sweep_at = max(256, 2 * len(self.spawned))
             return (pid, ref) if ref is not None else pid
+
+    def spawn_for(
+        self,
+        parent: Pid,
+        blob: bytes,
+        link: bool,
+        ref: Ref | None,
+        module: str | None,
+        path: list[str],
+        on_register: Callable[[Pid], None],
+    ) -> Pid:
+        """Spawn ``blob`` (pickled ``(fn, args, kwargs)``) with ``parent``, a
+        process of another node, as its parent: linked to it and monitored by
+        it under ``ref`` as asked, before it runs (what a gateway does for a
+        spawn asked from another node, see :meth:`_spawn_remote`).  Nothing
+        is recorded in this process's own tables; ``on_register(pid)`` is
+        called before the new process can run.  ``path`` (the parent's
+        ``sys.path``) is added to the new process's, as a local spawner's is."""
+        with self.kernel_code:
+            zygote = self._zygote
+            if zygote is None:
+                zygote = self._zygote = ZygoteClient(self.node.zygote_address)
+            registered: list[Pid] = []
+
+            def register(uid: int, ospid: int, start: int) -> bytes:
+                pid = Pid(self.node.name, uid, ospid, start, self.node.creation)
+                registered.append(pid)
+                on_register(pid)
+                return dumps(SpawnSpec(parent, link, ref, absolute_path(path), blob))
+
+            zygote.spawn(register, module)
+            return registered[0]
+
+    def _spawn_remote(
+        self,
+        node: str,
+        fn: Callable[..., object],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        link: bool,
+        monitor: bool,
+        module: str | None,
+    ) -> tuple[Pid, Ref | None]:
+        """Start ``fn`` on ``node``: the gateway asks that node's gateway,
+        which spawns it with this process as its parent (linked and
+        monitored as asked, before it runs), and answers its pid.
+
+        The new process may die before its pid gets here; the 'dead' notices
+        of processes of that node this process does not know yet are held
+        aside meanwhile (``SignalPort.spawning``) and handled once the link
+        or monitor is in the tables, so that it is as atomic as a local
+        spawn.  A node that cannot be reached gives what Erlang gives: a pid
+        of that node, dead at once with ``'noconnection'`` (an exit signal
+        through the link, a DOWN through the monitor).  A spawn the other
+        node refuses (no process could be forked) raises SpawnError."""
+        with self.kernel_code:
+            blob = dumps_by_value((fn, tuple(args), dict(kwargs)))
+            ref = make_ref() if monitor else None
+            sig = self.sig
+            with sig.lock:
+                sig.spawning = node
+                sig.spawn_stash = []
+            answer: object = ("noconnection", None)
+            try:
+                if self.node.gateway:
+                    answer = self.gateway_call(
+                        ("spawn", node, link, ref, module, absolute_path(sys.path), blob), REMOTE_SPAWN_TIMEOUT
+                    )
+            except NoProc:
+                pass  # no gateway running (the node is stopping)
+            finally:
+                if not isinstance(answer, tuple) or answer[0] != "ok":
+                    with sig.lock:
+                        sig.spawning = None
+                        stash, sig.spawn_stash = sig.spawn_stash, []
+                    self._handle_stash(stash)
+            if type(answer) is not tuple or len(answer) != 2:
+                raise SpawnError(f"spawn on {node}: unexpected answer {answer!r}")
+            status, value = answer
+            if status == "error":
+                raise SpawnError(f"spawn on {node}: {value}")
+            pid = value if status == "ok" else Pid(node, new_uid(), 0, 0, 0)
+            with sig.lock:
+                sig.spawning = None
+                stash, sig.spawn_stash = sig.spawn_stash, []
+                if link:
+                    sig.links[pid.uid] = pid
+                    sig.hold(pid)
+                if ref is not None:
+                    sig.monitors[ref] = pid
+                    sig.hold(pid)
+                if link or ref is not None:
+                    sig.watch(pid)  # a process of another node: watches its gateway
+                if status != "ok":
+                    sig.handle(Dead(pid, 0, "noconnection", link, [ref] if ref is not None else [], True))
+            self._handle_stash(stash)
+            return pid, ref
+
+    def _handle_stash(self, stash: list[Dead]) -> None:
+        """Handle the 'dead' notices held aside during a remote spawn."""
+        if stash:
+            sig = self.sig
+            with sig.lock:
+                for dead in stash:
+                    sig.handle(dead)
 
     # ------------------------------------------------------------------ exit
 

@@ -8,15 +8,20 @@ import os
 import time
 from collections.abc import Callable
 
-from . import _oslib
-from ._errors import CalleeExit, CallError, CallTimeout, NoProc, ProcessExit
+from . import _naming, _oslib
+from ._dist_wire import GATEWAY_NAME
+from ._errors import CalleeExit, CallError, CallTimeout, NoConnection, NoProc, ProcessExit
 from ._peers import Peer
 from ._pid import Pid, Ref, make_ref
 from ._process_base import ProcessBase
 from ._reasons import DOWN, EXIT
 from ._signal_records import Demonitor, Exit, Link, Monitor, Signal, Unlink
 
-__all__ = ["LinksMixin"]
+__all__ = ["LinksMixin", "GATEWAY_CALL_TIMEOUT"]
+
+#: Seconds a question to the gateway that crosses to another node (is this
+#: process alive?) may take: a connection set up included.
+GATEWAY_CALL_TIMEOUT = 10.0
 
 
 class LinksMixin(ProcessBase):
@@ -142,10 +147,10 @@ class LinksMixin(ProcessBase):
                 self.mailbox.append(EXIT(self.pid, reason))
                 return
             raise ProcessExit(reason)
-        if reason == "kill":
-            if self.node.is_local(pid.node):
-                _oslib.pidfd_kill(pid.ospid, pid.start)
+        if reason == "kill" and self.node.is_local(pid.node):
+            _oslib.pidfd_kill(pid.ospid, pid.start)
             return
+        # To another node, 'kill' travels as an exit signal: its gateway kills.
         signal = Exit(self.pid, self.seq_to(pid.uid), reason)
         try:
             self.sig.send(pid, signal, self.node.signal_address(pid.uid))
@@ -159,17 +164,34 @@ class LinksMixin(ProcessBase):
         p = self.peers.get(pid.uid)
         if p is not None and p.dead is not None:
             return False
-        return (
-            self.node.is_local(pid.node)
-            and _oslib.os_process_alive(pid.ospid, pid.start)
-            and os.path.exists(self.node.signal_address(pid.uid))
-        )
+        if not self.node.is_local(pid.node):
+            return self.remote_alive(pid)
+        return _oslib.os_process_alive(pid.ospid, pid.start) and os.path.exists(self.node.signal_address(pid.uid))
+
+    def remote_alive(self, pid: Pid) -> bool:
+        """Whether ``pid``, of another node, is alive: asked of its node
+        through the gateway; False if its node cannot be reached."""
+        if not self.node.gateway:
+            return False
+        try:
+            return bool(self.gateway_call(("alive", pid), GATEWAY_CALL_TIMEOUT))
+        except CallError:
+            return False
+
+    def gateway_call(self, request: object, timeout: float | None) -> object:
+        """Call the node's gateway (see :mod:`otp._gateway`, which answers
+        ``$gen_call`` requests); :class:`NoProc` if the node has none."""
+        gateway = _naming.resolve(GATEWAY_NAME)
+        me = self.pid
+        return self.call(gateway, lambda ref: ("$gen_call", (me, ref), request), timeout, GATEWAY_NAME, request)
 
     # ----------------------------------------------------------------- calls
 
     def call_peer(self, pid: Pid) -> Peer:
         """The peer, with an internal monitor that tells calls of its death."""
         p = self.peer(pid)
+        if p.dead == "noconnection" and p.send is not None:
+            p.dead = None  # a lost connection: its node may be back, ask again
         if p.dead is not None or p.call_ref is not None:
             return p
         ref = make_ref()
@@ -194,6 +216,8 @@ class LinksMixin(ProcessBase):
                 raise CallError("calling_self", server, request)
             p = self.call_peer(pid)
             if p.dead is not None:
+                if p.dead == "noconnection":
+                    raise NoConnection(server, request)
                 raise NoProc(server, request)
             ref = make_ref()
             self.active_calls[ref] = p
@@ -205,6 +229,8 @@ class LinksMixin(ProcessBase):
                     if p.dead is not None:
                         if p.dead == "noproc":
                             raise NoProc(server, request)
+                        if p.dead == "noconnection":
+                            raise NoConnection(server, request)
                         raise CalleeExit(p.dead, server, request)
                     if deadline is None:
                         self.pump(None)
@@ -241,7 +267,8 @@ class LinksMixin(ProcessBase):
                     continue
                 p = self.call_peer(pid)
                 if p.dead is not None:
-                    results[i] = ("error", NoProc(pid, request))
+                    dead = "noconnection" if p.dead == "noconnection" else "noproc"
+                    results[i] = ("error", _call_error(dead, pid, request))
                     continue
                 ref = make_ref()
                 self.active_calls[ref] = p
@@ -256,7 +283,7 @@ class LinksMixin(ProcessBase):
                     for ref, (i, p, pid, request) in list(pending.items()):
                         if p.dead is not None and ref not in replies:
                             del pending[ref]
-                            error = NoProc(pid, request) if p.dead == "noproc" else CalleeExit(p.dead, pid, request)
+                            error = _call_error(p.dead, pid, request)
                             results[i] = ("error", error)
                     if not pending:
                         break
@@ -271,3 +298,13 @@ class LinksMixin(ProcessBase):
                     self.active_calls.pop(ref, None)
                     self.replies.pop(ref, None)
             return results
+
+
+def _call_error(dead: object, server: object, request: object) -> CallError:
+    """What a call to a process that died (or whose node went) with
+    ``dead`` raises."""
+    if dead == "noproc":
+        return NoProc(server, request)
+    if dead == "noconnection":
+        return NoConnection(server, request)
+    return CalleeExit(dead, server, request)

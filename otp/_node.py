@@ -54,6 +54,20 @@ every process of the node with it: the root logs the cause, and spawning or
 any other use of the zygote raises :class:`otp.NodeError` naming it.  A
 subprocess that calls ``setsid`` itself leaves the session and is not found.
 
+Distribution.  ``listen`` (a ZeroMQ tcp endpoint, ``"tcp://0.0.0.0:0"`` for
+any port) makes the node reachable from other nodes: it then runs a gateway
+(:mod:`otp._gateway`) under its kernel supervisor, authenticated and
+encrypted with CURVE.  ``keys`` (a secret key file of ``python -m otp keys
+new``, or a :class:`~otp._keys.KeyPair`) is required with it: there is no
+unauthenticated tcp mode.  ``peers`` is the static list of the cluster's
+other members, ``{name: (endpoint, public_key)}`` (endpoint None: learnt
+when that node connects; the key as Z85 text or the path of a key file):
+only their keys may connect.  ``net_ticktime``
+bounds how long a silent node takes to be counted down.  A node without
+``listen`` behaves as it always did (ipc only); its processes cannot reach
+other nodes (``'noconnection'``).  Every start gives the node a fresh
+``creation`` (see :mod:`otp._pid`).
+
 ``embryos`` is how many processes the zygote keeps forked and bootstrapped
 in advance (see :mod:`otp._embryo`); 2 keeps a spawn under a millisecond
 after a pause, at the cost of two idle processes (about 10 MB RSS each,
@@ -74,7 +88,7 @@ import sys
 import tempfile
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import FrameType, TracebackType
 from typing import Any, NoReturn
 
@@ -83,8 +97,12 @@ import multiprocess.util
 from . import _logging, _oslib, _process
 from ._application import CONTROLLER, ApplicationController
 from ._child_spec import ChildSpec, child_spec
+from ._dist_wire import NodeAddress
 from ._errors import NodeError, ProcessExit, Timeout
-from ._pid import Pid, new_uid
+from ._gateway import NET_TICKTIME, GatewayConfig
+from ._gateway import start_link as start_gateway
+from ._keys import KeyPair, check_key, load_keypair, load_public_key
+from ._pid import Pid, new_creation, new_uid
 from ._reasons import DOWN, Crash
 from ._signals import INTERRUPT_SIGNAL
 from ._supervisor import Supervisor
@@ -264,14 +282,24 @@ class Node:
         embryos: int = 2,
         registry_backend: object = "sqlite",
         base_dir: str = "/tmp",
+        listen: str | None = None,
+        keys: str | os.PathLike[str] | KeyPair | None = None,
+        peers: Mapping[str, NodeAddress | tuple[str | None, str | bytes]] | None = None,
+        net_ticktime: float = NET_TICKTIME,
+        advertise: str | None = None,
     ) -> None:
         """``start_method``: ``'forkserver'`` or ``'fork'`` (default
         ``$OTP_START_METHOD``, else forkserver); ``preload``: modules the
         zygote imports before forking; ``embryos``: processes kept forked in
         advance; ``registry_backend``: ``'sqlite'``, ``'memory'`` or a spec
         for :func:`otp.registry.open_backend`; ``base_dir``: where the node
-        directory is made.  ValueError for a bad start method, name or
-        embryo count."""
+        directory is made; ``listen``, ``keys``, ``peers``,
+        ``net_ticktime``: see the module docstring (``advertise``: the
+        endpoint other nodes should connect to, when the bound one is not
+        it).  ValueError for a bad start method, name, embryo count, peer or
+        tick time, or ``listen`` without ``keys``; the key file's errors
+        (:class:`~otp.KeyFileExposed`...) for a key file that cannot be
+        used."""
         method = start_method or os.environ.get("OTP_START_METHOD") or "forkserver"
         if method not in START_METHODS:
             raise ValueError(f"start_method must be one of {START_METHODS}, not {method!r}")
@@ -284,6 +312,11 @@ class Node:
             raise ValueError(f"embryos must be a non-negative int, not {embryos!r}")
         self.embryos = embryos
         self.registry_backend = registry_backend
+        self.gateway: GatewayConfig | None = None
+        if listen is not None:
+            self.gateway = _gateway_config(listen, keys, peers, net_ticktime, advertise)
+        elif keys is not None or peers:
+            raise ValueError("keys and peers are for a node that listens (listen=...)")
         self.kernel: Pid | None = None
         self.base_dir = base_dir
         self.info: NodeInfo | None = None
@@ -322,9 +355,18 @@ class Node:
         if len(node_dir) + 20 > IPC_PATH_MAX:
             shutil.rmtree(node_dir, ignore_errors=True)
             raise NodeError(f"node directory {node_dir!r} is too long for ipc paths")
-        info = NodeInfo(self.name, node_dir, f"{node_dir}/zygote", self.start_method)
+        info = NodeInfo(
+            self.name,
+            node_dir,
+            f"{node_dir}/zygote",
+            self.start_method,
+            creation=new_creation(),
+            gateway=self.gateway is not None,
+        )
         try:
             _write_owner(node_dir)
+            with open(os.path.join(node_dir, "name"), "x") as f:  # how `python -m otp observer NAME` finds it
+                f.write(f"{self.name}\n")
             self._log_listener = _logging.start_listener(info)
             self._start_zygote(info)
             proc = _process.Process(info, new_uid(), root=True)
@@ -355,6 +397,8 @@ class Node:
         it; the node stops them in reverse order):
 
         * the name registry;
+        * the gateway, if the node listens (registered as ``net_kernel``;
+          see :mod:`otp._gateway`);
         * the timer server (registered as ``TIMER_SERVER``; it resolves
           timers to names through the registry);
         * the application controller (registered as ``application_controller``;
@@ -363,8 +407,12 @@ class Node:
         backend = self.registry_backend
         if backend == "sqlite":
             backend = ("sqlite", os.path.join(info.dir, "registry.db"))
+        gateway = []
+        if self.gateway is not None:
+            gateway = [child_spec("net_kernel", start=(start_gateway, (self.gateway,)), shutdown=5.0)]
         return [
             child_spec("registry", start=(start_registry, ({"names": True, "backend": backend},)), shutdown=5.0),
+            *gateway,
             TimerServer.child_spec(None, id="timer_server", name=TIMER_SERVER, shutdown=5.0),
             ApplicationController.child_spec(root, id=CONTROLLER, name=CONTROLLER, shutdown="infinity"),
         ]
@@ -533,6 +581,43 @@ class Node:
 
     def __repr__(self) -> str:
         return f"<Node {self.name} {self.start_method} {'running' if self.process else 'stopped'}>"
+
+
+def _is_key(value: object) -> bool:
+    try:
+        check_key(value)  # type: ignore[arg-type]
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+def _gateway_config(
+    listen: object,
+    keys: object,
+    peers: Mapping[str, object] | None,
+    net_ticktime: object,
+    advertise: object,
+) -> GatewayConfig:
+    """The gateway's configuration from Node's arguments, checked."""
+    if not isinstance(listen, str) or not listen.startswith("tcp://"):
+        raise ValueError(f"listen must be a tcp:// endpoint, not {listen!r}")
+    if keys is None:
+        raise ValueError(
+            "a node that listens needs keys (python -m otp keys new PATH): there is no unauthenticated tcp"
+        )
+    pair = keys if isinstance(keys, KeyPair) else load_keypair(keys)  # type: ignore[arg-type]
+    table: dict[str, NodeAddress] = {}
+    for name, value in (peers or {}).items():
+        if not isinstance(name, str) or not name or "/" in name:
+            raise ValueError(f"invalid peer name {name!r}")
+        if isinstance(value, tuple) and len(value) == 2 and not _is_key(value[1]):
+            value = (value[0], load_public_key(value[1]))  # a key file's path
+        table[name] = NodeAddress.of(value)
+    if isinstance(net_ticktime, bool) or not isinstance(net_ticktime, (int, float)) or not 0 < net_ticktime < 3600:
+        raise ValueError(f"net_ticktime must be seconds in (0, 3600), not {net_ticktime!r}")
+    if advertise is not None and not isinstance(advertise, str):
+        raise ValueError(f"advertise must be an endpoint, not {advertise!r}")
+    return GatewayConfig(listen, pair, table, float(net_ticktime), advertise)
 
 
 def _run_zygote_child(root_end: socket.socket, fd: int) -> NoReturn:

@@ -12,6 +12,16 @@ Since a sender closes and reopens sockets, its frames can reach a mailbox
 over two connections, out of order: the receiving side here sets aside a
 frame that comes before its predecessors and takes it in at its turn.
 
+Processes of other nodes.  A peer of another node has no socket of its own:
+its frames go to the node's gateway over one PUSH socket the process keeps
+for all of them (opened on first use, kept for the process's life, so its
+frames to the gateway stay in order), each behind a route (target, sender,
+number) and a prefix naming this node (:mod:`otp._dist_wire`).  Without a
+gateway such a peer is unreachable: frames to it are dropped, as Erlang
+drops a message to a node it cannot connect to.  Sweeps count a process of
+another node alive while the gateway is connected to its node
+(:meth:`PeersMixin.node_up`).
+
 Mixed into :class:`otp._process.Process`; runs in the process's main thread.
 """
 
@@ -31,7 +41,7 @@ import zmq
 
 from . import _oslib
 from ._codec import WAKE_FRAME
-from ._errors import NoProc
+from ._dist_wire import ROUTE, remote_prefix
 from ._pid import Pid, Ref
 from ._process_base import ProcessBase
 from ._transport import (
@@ -146,6 +156,12 @@ class PeersMixin(ProcessBase):
         )  # when the lingers of closed sockets end, in order
         # A PUSH socket made ahead of need (see warm_peer_sockets).
         self._spare_socket: zmq.Socket | None = None
+        # Processes of other nodes: the socket to the gateway's intake, the
+        # prefix of frames for them, and the nodes of the remote processes
+        # that sent us frames (see _accept_remote).
+        self._gateway_sock: zmq.Socket | None = None
+        self._remote_prefix = b""
+        self.remote_senders: dict[int, str] = {}
 
     def peer(self, pid: Pid) -> Peer:
         p = self.peers.get(pid.uid)
@@ -153,10 +169,10 @@ class PeersMixin(ProcessBase):
             return p
         if not isinstance(pid, Pid):
             raise TypeError(f"expected a Pid, got {type(pid).__name__}")
-        if not self.node.is_local(pid.node):
-            raise NoProc(pid)  # remote nodes: not connected (no transport yet)
         p = Peer(pid, None, self)
-        if os.path.exists(self.node.mailbox_path(pid.uid)):
+        if not self.node.is_local(pid.node):
+            self._remote_peer(p)
+        elif os.path.exists(self.node.mailbox_path(pid.uid)):
             p.dead = None
             self._open_peer(p)
         self.peers[pid.uid] = p
@@ -164,13 +180,63 @@ class PeersMixin(ProcessBase):
             self._sweep_peers()
         return p
 
+    def _remote_peer(self, p: Peer) -> None:
+        """Make ``p``, a process of another node, a peer reached through the
+        gateway (see the module docstring); unreachable without one."""
+        if not self.node.gateway:
+            p.dead = "noconnection"
+            return
+        sock = self._gateway_sock
+        if sock is None:
+            sock = self._gateway_sock = self.ctx.socket(zmq.PUSH)
+            sock.setsockopt(zmq.SNDHWM, 0)
+            sock.setsockopt(zmq.LINGER, EXIT_LINGER_MS)
+            sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
+            sock.connect(self.node.gateway_intake())
+            self._remote_prefix = remote_prefix(self.node.name, self.node.creation)
+        send = _base_send.__get__(sock)
+        pack = ROUTE.pack
+        target = p.pid
+        uid, creation, me = target.uid, target.creation, self.uid
+        node = target.node.encode("utf-8")
+        head = bytes((len(node),)) + node
+        prefix = self._remote_prefix
+        port = self.sig
+
+        def send_remote(frame: bytes) -> None:
+            # Process.send counts the frame (p.seq) once this returns.
+            send(b"".join((head, pack(uid, creation, me, p.seq + 1, port.remote_signals), prefix, frame)))
+
+        p.dead = None
+        p.send = send_remote
+
+    def node_up(self, node: str) -> bool:
+        """True while the gateway is connected to ``node``."""
+        return os.path.exists(self.node.node_up_path(node))
+
+    def peer_may_live(self, pid: Pid) -> bool:
+        """False if ``pid`` surely exited: its mailbox is gone, or, for a
+        process of another node, the connection to its node."""
+        if self.node.is_local(pid.node):
+            return os.path.exists(self.node.mailbox_path(pid.uid))
+        return self.node_up(pid.node)
+
+    def sender_may_live(self, uid: int) -> bool:
+        """:meth:`peer_may_live` for a process known by its uid only (one
+        that sent us frames)."""
+        node = self.remote_senders.get(uid)
+        if node is None:
+            return os.path.exists(self.node.mailbox_path(uid))
+        return self.node_up(node)
+
     def _sweep_peers(self) -> None:
-        """Forget peers that are dead (their mailbox file is gone)."""
+        """Forget peers that are dead (their mailbox file is gone, or the
+        connection to their node)."""
         watched = set(p.uid for p in self.sig.call_watches.values())
         for uid, p in list(self.peers.items()):
             if uid in watched or uid in self.held:
                 continue
-            if p.dead is not None or not os.path.exists(self.node.mailbox_path(uid)):
+            if p.dead is not None or not self.peer_may_live(p.pid):
                 self._close_peer(p)
                 del self.peers[uid]
                 self.peers_forgotten_seq += p.seq
@@ -355,13 +421,21 @@ class PeersMixin(ProcessBase):
         tell whether everything was delivered: it was if the context ended
         before that."""
         shortest = None
+        gateway = self._gateway_sock
+        if gateway is not None:
+            self._gateway_sock = None
+            linger = FLUSH_LINGER_MS if os.path.exists(self.node.gateway_signals()) else 0
+            gateway.close(linger=linger)
+            if linger:
+                shortest = linger
         flushing = self._flushing
         if flushing:
             now = _monotonic()
             while flushing and flushing[0] <= now:
                 flushing.popleft()
             if flushing:
-                shortest = max(1, int((flushing[0] - now) * 1000))
+                left = max(1, int((flushing[0] - now) * 1000))
+                shortest = left if shortest is None else min(shortest, left)
         for uid, p in self.peers.items():
             sock = p.sock
             if sock is None:
@@ -593,7 +667,7 @@ class PeersMixin(ProcessBase):
         gone = self._early_gone
         still = {}
         for uid in list(self._early):
-            if os.path.exists(self.node.mailbox_path(uid)):
+            if self.sender_may_live(uid):
                 continue
             since = gone.get(uid, now)
             if now - since < EXIT_LINGER_MS / 1000 + 0.5:

@@ -3,10 +3,18 @@
 A :class:`Pid` names one process for its whole life and never another one.
 Its identity is ``uid``, a random 64-bit number chosen by the spawner, so two
 pids are equal exactly when their ``uid`` is; the other fields say where the
-process lives (``node``) and how the host's kernel knows it (``ospid`` and
-``start``, the kernel start time that disambiguates a reused OS pid).  Nothing
-in a pid assumes that sender and receiver share a host: routing is by
-``node``, and only the local transport looks at ``ospid``.
+process lives (``node``, and ``creation``, the incarnation of that node: a
+fresh number each time a node starts) and how the host's kernel knows it
+(``ospid`` and ``start``, the kernel start time that disambiguates a reused
+OS pid).  Nothing in a pid assumes that sender and receiver share a host:
+routing is by ``node``, and only the local transport looks at ``ospid``.
+
+``creation`` lets a node's gateway refuse a pid of an earlier incarnation of
+a node at once (``'noproc'``), without asking the node; its uid could not
+name a live process of the new incarnation anyway.  0 means "not recorded"
+(a pid rebuilt from the fields a registry table keeps): such a pid is taken
+to be of the node's current incarnation, and is still never confused with
+another process, since its uid is unique.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from __future__ import annotations
 import itertools
 import os
 
-__all__ = ["Pid", "Ref", "make_ref", "new_uid"]
+__all__ = ["Pid", "Ref", "make_ref", "new_uid", "new_creation"]
 
 
 def new_uid() -> int:
@@ -25,6 +33,15 @@ def new_uid() -> int:
             return uid
 
 
+def new_creation() -> int:
+    """A fresh random 32-bit node incarnation (never 0, which means "not
+    recorded"; 32 bits, as Erlang's creation since OTP 23)."""
+    while True:
+        creation = int.from_bytes(os.urandom(4), "little")
+        if creation:
+            return creation
+
+
 class Pid:
     """Identifier of one OTP process (an OS process with a mailbox).
 
@@ -32,13 +49,14 @@ class Pid:
     ``<Pid 12345@node 1f2e3d4c5b6a7980>``.
     """
 
-    __slots__ = ("node", "uid", "ospid", "start")
+    __slots__ = ("node", "uid", "ospid", "start", "creation")
 
-    def __init__(self, node: str, uid: int, ospid: int, start: int) -> None:
+    def __init__(self, node: str, uid: int, ospid: int, start: int, creation: int = 0) -> None:
         self.node = node
         self.uid = uid
         self.ospid = ospid
         self.start = start
+        self.creation = creation
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Pid) and other.uid == self.uid
@@ -57,7 +75,7 @@ class Pid:
         return f"<Pid {self.ospid}@{self.node} {self.uid:016x}>"
 
     def __reduce__(self):
-        return (Pid, (self.node, self.uid, self.ospid, self.start))
+        return (Pid, (self.node, self.uid, self.ospid, self.start, self.creation))
 
 
 class Ref:

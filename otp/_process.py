@@ -14,6 +14,13 @@ from one PUSH socket per sender (so frames of one sender stay in order).
 ``receive`` moves frames into ``mailbox`` (a deque) and scans it; messages a
 ``match`` rejects stay queued in order (Erlang's selective receive).
 
+Frames from processes of other nodes come through the node's gateway with a
+prefix naming the sender's node (:mod:`otp._dist_wire`), which makes them
+fail the plain decode; :meth:`Process._accept_remote` takes them in, with
+the same checks and the same order bookkeeping, and remembers the sender's
+node (``remote_senders``) so that sweeps do not take it for dead while its
+node is connected.
+
 Replies to calls carry their call's reference and go to ``replies`` rather
 than the mailbox; replies to an alias (``aliases``: the refs of
 ``otp.send_request``) reach the mailbox as :class:`~otp._reasons.Response`
@@ -49,6 +56,7 @@ import zmq
 
 from . import _naming, _oslib
 from ._codec import WAKE_FRAME, dumps, encode_frame, is_frame
+from ._dist_wire import REMOTE_MARK, parse_remote_prefix
 from ._errors import NotAProcess, ProcessExit, Timeout
 from ._lifecycle import LifecycleMixin
 from ._links import LinksMixin
@@ -136,7 +144,7 @@ class Process(PeersMixin, LinksMixin, LifecycleMixin):
         self.root = root
         self.thread_id = threading.get_ident()
         ospid = os.getpid()
-        self.pid = Pid(node.name, uid, ospid, _oslib.proc_start_time(ospid) or 0)
+        self.pid = Pid(node.name, uid, ospid, _oslib.proc_start_time(ospid) or 0, node.creation)
         self.ctx = zmq.Context(io_threads=1)
         self.ctx.set(zmq.MAX_SOCKETS, context_socket_limit(_oslib.raise_fd_limit()))
         self.inbox = self.ctx.socket(zmq.PULL)
@@ -157,6 +165,9 @@ class Process(PeersMixin, LinksMixin, LifecycleMixin):
             address_of=node.signal_address,
             state=self.state,
             info_address_of=node.info_address,
+            gateway_address=node.gateway_signals() if node.gateway else None,
+            node_up=self.node_up,
+            gateway_pid_path=node.gateway_pid_path() if node.gateway else None,
         )
         self.mailbox = collections.deque()
         self._init_peers()
@@ -223,8 +234,9 @@ class Process(PeersMixin, LinksMixin, LifecycleMixin):
             for uid in [u for u in self.recv_seq if u not in self.peers and u not in self.held]:
                 if uid in sig.refs or uid in pending:
                     continue
-                if not os.path.exists(self.node.mailbox_path(uid)):
+                if not self.sender_may_live(uid):
                     self._received_forgotten += self.recv_seq.pop(uid)
+                    self.remote_senders.pop(uid, None)
         self._recv_sweep_at = max(_SWEEP_MIN, 2 * len(self.recv_seq))
 
     # ------------------------------------------------------------------ send
@@ -297,6 +309,8 @@ class Process(PeersMixin, LinksMixin, LifecycleMixin):
         except Exception as exc:
             if frame == WAKE_FRAME:
                 self.sig.wake_pending = False
+            elif frame[:1] == REMOTE_MARK and self._accept_remote(frame):
+                pass
             else:
                 self._drop_frame(None, self._undecodable(frame, exc))
                 self._skip_undecodable(frame)
@@ -332,6 +346,50 @@ class Process(PeersMixin, LinksMixin, LifecycleMixin):
             self._release_held(uid, seq)
         if self._early and uid in self._early:
             self._take_early(uid)
+
+    def _accept_remote(self, frame: bytes) -> bool:
+        """Take in a frame from a process of another node (see the module
+        docstring); False if ``frame`` is not one (it is dropped as any
+        undecodable frame)."""
+        head = parse_remote_prefix(frame)
+        if head is None:
+            return False
+        node, _, offset = head
+        body = memoryview(frame)[offset:]
+        try:
+            t = _loads(body)
+        except Exception as exc:
+            self._drop_frame(None, self._undecodable(frame, exc))
+            self._skip_undecodable(bytes(body))
+            return True
+        if not is_frame(t):
+            self._drop_frame(_sender(t), _shape(t))
+            self._skip_malformed(t)
+            return True
+        uid, seq = t[0], t[1]
+        if uid not in self.remote_senders:
+            self.remote_senders[uid] = node
+        recv_seq = self.recv_seq
+        last = recv_seq.get(uid)
+        if last is None:
+            last = 0
+            if len(recv_seq) >= self._recv_sweep_at:
+                self._sweep_recv_seq()
+        if seq != last + 1:
+            self._out_of_order(uid, seq, t)
+            return True
+        if len(t) == 3:
+            self.mailbox.append(t[2])
+        elif t[2] in self.active_calls:
+            self.replies[t[2]] = t[3]
+        elif t[2] in self.aliases:
+            self.mailbox.append(Response(t[2], t[3]))
+        recv_seq[uid] = seq
+        if uid in self.held:
+            self._release_held(uid, seq)
+        if self._early and uid in self._early:
+            self._take_early(uid)
+        return True
 
     @staticmethod
     def _undecodable(frame: bytes, exc: Exception) -> str:
@@ -665,7 +723,10 @@ class Process(PeersMixin, LinksMixin, LifecycleMixin):
             if p is not None:
                 p.dead = payload
                 p.call_ref = None
-                self._close_peer(p)
+                if payload != "noconnection":
+                    self._close_peer(p)
+                # else its node may come back: the next call asks again
+                # (see LinksMixin.call_peer), frames go on to the gateway.
 
     def remember_dead(self, pid: Pid) -> None:
         """Note that this process learned of ``pid``'s death (a DOWN, an

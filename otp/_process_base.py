@@ -74,6 +74,7 @@ class ProcessBase(abc.ABC):
     info_socket: socket.socket | None  # where answers to process_info questions arrive
     _exited: bool
     _drop_log: dict[int | None, list]
+    remote_senders: dict[int, str]  # uid -> node of processes of other nodes that sent us frames
 
     @abc.abstractmethod
     def send(self, dest: Pid, msg: object) -> None: ...
@@ -113,3 +114,12 @@ class ProcessBase(abc.ABC):
 
     @abc.abstractmethod
     def _forced_exit(self, reason: object) -> None: ...
+
+    @abc.abstractmethod
+    def gateway_call(self, request: object, timeout: float | None) -> object: ...
+
+    @abc.abstractmethod
+    def node_up(self, node: str) -> bool: ...
+
+    @abc.abstractmethod
+    def sender_may_live(self, uid: int) -> bool: ...

@@ -266,14 +266,14 @@ def processes() -> list[Pid]:
             continue
         stat = _oslib.proc_state(row.ospid)
         if stat is not None and not stat.dead:
-            out.append(Pid(node.name, row.uid, row.ospid, stat.start))
+            out.append(Pid(node.name, row.uid, row.ospid, stat.start, node.creation))
     for uid in uids - forked:
         if uid == proc.uid:
             out.append(proc.pid)
         elif os.path.exists(node.mailbox_path(uid)):
             root = _root_of(node.dir)
             if root is not None:
-                out.append(Pid(node.name, uid, root[0], root[1]))
+                out.append(Pid(node.name, uid, root[0], root[1], node.creation))
     return out
 
 

@@ -13,7 +13,18 @@ from typing import NamedTuple
 
 from ._pid import Pid, Ref
 
-__all__ = ["EXIT", "DOWN", "Response", "Crash", "format_reason", "is_normal", "is_shutdown", "is_clean"]
+__all__ = [
+    "EXIT",
+    "DOWN",
+    "NodeUp",
+    "NodeDown",
+    "Response",
+    "Crash",
+    "format_reason",
+    "is_normal",
+    "is_shutdown",
+    "is_clean",
+]
 
 
 class EXIT(NamedTuple):
@@ -28,6 +39,30 @@ class DOWN(NamedTuple):
 
     ref: Ref
     pid: Pid
+    reason: object
+
+
+class NodeUp(NamedTuple):
+    """The connection to ``node`` is up (``otp.net_kernel.monitor_nodes``)."""
+
+    node: str
+
+
+class NodeDown(NamedTuple):
+    """The connection to ``node`` is lost, or could not be made
+    (``otp.monitor_node``, ``otp.net_kernel.monitor_nodes``).  ``reason``:
+    ``'connection_closed'`` (the peer closed it, or died: its host closed
+    its sockets), ``'net_tick_timeout'`` (nothing heard within the tick
+    time), ``'disconnect'`` (``otp.disconnect_node`` here or there),
+    ``'connect_failed'`` (no connection could be set up within the set-up
+    timeout, or the node is not a member), ``'handshake_failed'`` (the CURVE
+    handshake failed: a key that does not match), ``('refused', why)`` (the
+    node refused our HELLO), ``'restarted'`` (a new incarnation of the node
+    connected).  A process that links to or monitors processes of other
+    nodes also learns when this node's gateway itself dies: every such link
+    and monitor fires ``'noconnection'``."""
+
+    node: str
     reason: object
 
 

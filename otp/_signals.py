@@ -23,6 +23,17 @@ to the receiver so far.  Signals that become mailbox entries (``EXIT``,
 from the sender have arrived, so an exit signal never overtakes a message the
 same process sent before it.
 
+Processes of other nodes.  A signal to a process of another node goes to the
+node's gateway (:mod:`otp._gateway`) as one datagram on its signal socket,
+by the same ``send``; the gateway passes it on and answers for the peer:
+``'noproc'`` if it does not exist, ``'killed'`` if it dies without a word
+(the remote gateway watches it with a pidfd), ``'noconnection'`` for every
+link and monitor across a connection that is lost, each as the ``Dead``
+notice the peer would have sent.  So nothing here watches a remote process
+itself (:meth:`SignalPort.watch` says yes to it); without a gateway (a node
+that does not listen) a link or monitor to a remote process is answered
+``'noconnection'`` at once, here.
+
 Locking.  ``lock`` guards the tables below.  Nobody sends while holding it:
 a datagram send may block until the receiver's thread drains its queue, and
 that thread needs its own lock.  The thread itself never sends, except when
@@ -46,6 +57,7 @@ from collections.abc import Callable
 import zmq
 
 from ._codec import WAKE_FRAME, DecodeError
+from ._dist_wire import encode_forward
 from ._oslib import fd_readable as _readable
 from ._oslib import open_verified_pidfd
 from ._pid import Pid, Ref
@@ -98,6 +110,9 @@ _MAX_REFS_PER_DATAGRAM = 512
 
 _DEAD_CLOSE = (errno.ENOENT, errno.ECONNREFUSED, errno.ENOTCONN, errno.EPIPE)
 
+#: The key of the gateway's watch in ``SignalPort.watches`` (never a uid).
+_GATEWAY = 0
+
 
 class _Watch:
     """A pidfd on a peer."""
@@ -124,8 +139,27 @@ class SignalPort:
         address_of: Callable[[int], str] | None = None,
         state: Callable[[], ProcessState] | None = None,
         info_address_of: Callable[[int], str] | None = None,
+        gateway_address: str | None = None,
+        node_up: Callable[[str], bool] | None = None,
+        gateway_pid_path: str | None = None,
     ) -> None:
         self.pid = pid
+        # Processes of other nodes: their signals go to the gateway's socket
+        # (None: the node has no gateway); node_up(name) says whether the
+        # gateway is connected to that node (for sweeps).
+        self._gateway_address = gateway_address
+        self._node_up = node_up
+        self._gateway_pid_path = gateway_pid_path  # "ospid start" of the gateway
+        # Signals handed to the gateway so far: each frame for another node
+        # carries the count (see otp._dist_wire), so the gateway never lets
+        # a frame overtake a signal this process sent before it.
+        self.remote_signals = 0
+        # While this process waits for a spawn on another node (see
+        # Process.spawn): that node, and the 'dead' notices that came from a
+        # process of it we do not know yet (the new one, dying before the
+        # spawn returned).
+        self.spawning: str | None = None
+        self.spawn_stash: list[Dead] = []
         self.address = address
         self.root = root
         self.lock = threading.Lock()
@@ -197,6 +231,8 @@ class SignalPort:
 
         Raises what pickle raises for a field that cannot be pickled."""
         data = encode_signal(signal)
+        if target.node != self.pid.node:
+            return self._send_remote(target, signal, data, timeout)
         try:
             self.tx.sendto(data, address)
             return True
@@ -206,6 +242,76 @@ class SignalPort:
             if isinstance(exc, FileNotFoundError) or exc.errno in _DEAD_CLOSE:
                 return False
             raise
+        return self._send_waiting(target, signal, data, address, timeout)
+
+    def _send_remote(self, target: Pid, signal: Signal, data: bytes, timeout: float) -> bool:
+        """Hand a signal for a process of another node to the gateway.
+        Without a gateway (or with a gateway gone) the link or monitor it
+        asks for is answered ``'noconnection'`` at once, as a lost
+        connection's would be."""
+        address = self._gateway_address
+        if address is not None:
+            packet = encode_forward(target, data)
+            sent = False
+            try:
+                self.tx.sendto(packet, address)
+                sent = True
+            except (BlockingIOError, InterruptedError):
+                sent = self._send_waiting(target, signal, packet, address, timeout)
+            except OSError as exc:
+                if not (isinstance(exc, FileNotFoundError) or exc.errno in _DEAD_CLOSE):
+                    raise
+            if sent:
+                self.remote_signals += 1
+                return True
+        if isinstance(signal, (Link, Monitor)):
+            refs = [signal.ref] if isinstance(signal, Monitor) else []
+            with self.lock:
+                self._handle(Dead(target, 0, "noconnection", isinstance(signal, Link), refs, True))
+        return True
+
+    def _watch_gateway(self) -> None:
+        """Watch the gateway (a pidfd) once this process has a link or
+        monitor across it: if the gateway dies, nobody is left to tell this
+        process that those connections are gone, so it tells itself
+        (:meth:`_gateway_gone`).  Lock held."""
+        if _GATEWAY in self.watches or self._gateway_pid_path is None:
+            return
+        try:
+            with open(self._gateway_pid_path) as f:
+                ospid, start = (int(x) for x in f.read().split())
+        except (OSError, ValueError):
+            return
+        fd = open_verified_pidfd(ospid, start)
+        if fd is None:
+            return
+        w = _Watch(Pid(self.pid.node, _GATEWAY, ospid, start), fd)
+        self.watches[_GATEWAY] = w
+        self._fd_uid[fd] = _GATEWAY
+        self._epoll.register(fd, select.EPOLLIN)
+        # If it is gone already, the epoll reports it at once.
+
+    def _gateway_gone(self, w: _Watch) -> None:
+        """The gateway died: every link and monitor to a process of another
+        node is gone with its connection (``'noconnection'``), as the
+        gateway would have said on a node down.  Lock held."""
+        self._close_watch(_GATEWAY, w)
+        local = self.pid.node
+        for uid, pid in [(u, p) for u, p in self.links.items() if p.node != local]:
+            del self.links[uid]
+            self.release(uid)
+            self._link_exit(pid, "noconnection", 0, Complete.NO)
+        for ref, pid in [(r, p) for r, p in self.monitors.items() if p.node != local]:
+            del self.monitors[ref]
+            self.release(pid.uid)
+            self.post(pid, 0, Complete.NO, Action.DEATH, DOWN(ref, pid, "noconnection"))
+        for ref, pid in [(r, p) for r, p in self.call_watches.items() if p.node != local]:
+            del self.call_watches[ref]
+            self.release(pid.uid)
+            self.post(pid, 0, Complete.NO, Action.PEER_DEAD, "noconnection")
+
+    def _send_waiting(self, target: Pid, signal: Signal, data: bytes, address: str, timeout: float) -> bool:
+        """The slow path of a send to a full queue (see :meth:`send`)."""
         waiter = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         try:
             waiter.settimeout(timeout)
@@ -248,8 +354,14 @@ class SignalPort:
             self._close_watch(uid, w)
 
     def watch(self, pid: Pid) -> bool:
-        """Make sure a pidfd watches ``pid``; False if it has exited."""
+        """Make sure a pidfd watches ``pid``; False if it has exited.  A
+        process of another node is watched by the gateways (see the module
+        docstring): True."""
         if pid.uid in self.watches:
+            return True
+        if pid.node != self.pid.node:
+            if _GATEWAY not in self.watches:
+                self._watch_gateway()
             return True
         fd = open_verified_pidfd(pid.ospid, pid.start)
         if fd is None:
@@ -348,7 +460,11 @@ class SignalPort:
                         self._drain()
                         for uid in dead:
                             w = self.watches.get(uid)
-                            if w is not None and _readable(w.fd):
+                            if w is None or not _readable(w.fd):
+                                continue
+                            if uid == _GATEWAY:
+                                self._gateway_gone(w)
+                            else:
                                 self._peer_gone(uid, w)
                     if (
                         self._fatal_deadline is not None
@@ -429,6 +545,12 @@ class SignalPort:
         while self._maybe_dead:
             self.settle_dead(self._maybe_dead.pop())
 
+    def handle(self, sig: Signal) -> None:
+        """Handle ``sig`` as if it came in on the port (lock held): for
+        notices held aside (``spawn_stash``) or made up for a process of
+        another node that cannot be reached."""
+        self._handle(sig)
+
     def _handle(self, sig: Signal) -> None:
         sender = sig.sender
         uid = sender.uid
@@ -439,6 +561,9 @@ class SignalPort:
             elif reason != "normal":
                 self._set_fatal(reason)
         elif isinstance(sig, Dead):
+            if self.spawning is not None and sender.node == self.spawning and uid not in self.refs:
+                self.spawn_stash.append(sig)  # perhaps the new process: see Process.spawn
+                return
             complete = Complete.YES if sig.flushed else Complete.NO
             if uid in self.refs:
                 self._notified.add(uid)
@@ -479,8 +604,12 @@ class SignalPort:
         """Forget monitors held by processes that are gone (every caller of a
         server monitors it; a long-lived server outlives most of them)."""
         if self._address_of is not None:
+            local, node_up = self.pid.node, self._node_up
             for ref, pid in list(self.monitored_by.items()):
-                if not os.path.exists(self._address_of(pid.uid)):
+                if pid.node == local:
+                    if not os.path.exists(self._address_of(pid.uid)):
+                        del self.monitored_by[ref]
+                elif node_up is None or not node_up(pid.node):
                     del self.monitored_by[ref]
         self._monitored_sweep_at = max(256, 2 * len(self.monitored_by))
 

@@ -177,7 +177,7 @@ class Arm(NamedTuple):
     ref_id: int  # the id of the timer's Ref
     deadline: float  # on the monotonic clock
     #: The destination pid's (node, uid, ospid, start), or None for a name.
-    pid_fields: tuple[str, int, int, int] | None
+    pid_fields: tuple[str, int, int, int, int] | None
     name: ServerName | None  # the destination name, or None for a pid
     msg: Any
     interval: float | None  # None: a one-shot timer
@@ -228,7 +228,7 @@ def _arm(seconds: object, dest: object, msg: object, *, wrap: bool, repeat: bool
         return tref
     server = _server(proc)
     if type(dest) is Pid:
-        pid_fields, name = (dest.node, dest.uid, dest.ospid, dest.start), None
+        pid_fields, name = (dest.node, dest.uid, dest.ospid, dest.start, dest.creation), None
     else:
         pid_fields, name = None, dest
     interval = delay if repeat else None

@@ -4,9 +4,12 @@ The local transport is ZeroMQ over ``ipc://`` for mailboxes and Unix datagram
 sockets for signals, all in one directory per node created with mode 0700:
 only the owning user can connect, which is the trust boundary that makes
 unpickling frames acceptable (see :mod:`otp._codec`).  Every address is
-derived from ``(node, uid)``; a transport for another host (tcp + CURVE
-through a node gateway) plugs in behind :meth:`NodeInfo.is_local` without
-changing pids or the codec.
+derived from ``(node, uid)``.  Processes of other nodes are reached behind
+:meth:`NodeInfo.is_local`, through the node's gateway (tcp + CURVE, see
+:mod:`otp._gateway`), without changing pids or the codec: a process hands
+their frames to the gateway's intake and their signals to its datagram
+socket (both in the node directory), and the gateway delivers what comes
+from other nodes to mailboxes and signal ports as their senders would.
 
 Defaults (measured on the 2-core reference machine, see ``stress/``):
 
@@ -127,15 +130,46 @@ def context_socket_limit(fd_limit: int) -> int:
 
 @dataclass(frozen=True)
 class NodeInfo:
-    """What every process of a node knows about its node."""
+    """What every process of a node knows about its node.
+
+    ``creation`` is the node's incarnation (see :mod:`otp._pid`);
+    ``gateway`` says whether the node runs a gateway (it listens on tcp, see
+    :mod:`otp._gateway`): its processes then reach processes of other nodes
+    through it, at :meth:`gateway_intake` (frames) and
+    :meth:`gateway_signals` (signals); without one, a process of another
+    node is unreachable (``'noconnection'``)."""
 
     name: str
     dir: str
     zygote_address: str
     start_method: str
+    creation: int = 0
+    gateway: bool = False
 
     def is_local(self, node: str) -> bool:
         return node == self.name
+
+    def gateway_intake(self) -> str:
+        """The gateway's PULL socket, where processes push frames for
+        processes of other nodes."""
+        return f"ipc://{self.dir}/gw.m"
+
+    def gateway_signals(self) -> str:
+        """The gateway's datagram socket, where processes send signals for
+        processes of other nodes."""
+        return f"{self.dir}/gw.s"
+
+    def gateway_pid_path(self) -> str:
+        """``"ospid start"`` of the running gateway, written before it binds
+        its sockets: processes with links or monitors across it watch it
+        (see ``SignalPort._watch_gateway``)."""
+        return f"{self.dir}/gw.pid"
+
+    def node_up_path(self, node: str) -> str:
+        """A file that exists while the gateway is connected to ``node``:
+        what processes look at to tell whether a process of that node may
+        still be alive (their sweeps forget the dead; see otp._peers)."""
+        return f"{self.dir}/up/{node}"
 
     def mailbox_path(self, uid: int) -> str:
         return f"{self.dir}/{uid:016x}.m"

@@ -5,7 +5,7 @@
     config = otp.cluster.ClusterConfig(endpoints=("http://127.0.0.1:2379",),
                                        cluster="prod", node="alpha@10.0.0.5")
     otp.cluster.start_link(config)        # or ClusterMember.child_spec under a supervisor
-    otp.cluster.subscribe()               # NodeUp / NodeDown / NamesLost messages
+    otp.cluster.subscribe()               # MemberUp / MemberDown / NamesLost messages
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from ._cluster import (
     ClusterError,
     ClusterMember,
     ClusterUnavailable,
+    MemberDown,
+    MemberUp,
     NamesLost,
-    NodeDown,
-    NodeUp,
     NotLocalPid,
     nodes,
     subscribe,
@@ -31,8 +31,8 @@ __all__ = [
     "ClusterError",
     "ClusterUnavailable",
     "NotLocalPid",
-    "NodeUp",
-    "NodeDown",
+    "MemberUp",
+    "MemberDown",
     "NamesLost",
     "MEMBER",
     "start_link",

@@ -5,7 +5,7 @@ commands, one JSON object per line on stdin, one per line on stdout.
     python cluster_node.py '{"node": "n0", "endpoints": [...], "cluster": "t", "lease_ttl": 3}'
 
 Commands: ``register`` / ``whereis`` a global name, ``await_nodes`` (wait,
-on the member's NodeUp/NodeDown messages, until this node sees exactly the
+on the member's MemberUp/MemberDown messages, until this node sees exactly the
 given nodes), ``quit``.  The first line it prints says it is ready, with
 its OS pids (to check that a killed node leaves nothing behind) and the
 directory of its otp node.
@@ -24,9 +24,9 @@ from otp import cluster, global_
 
 
 def _view_after(view: dict, msg: object) -> None:
-    if type(msg) is cluster.NodeUp:
+    if type(msg) is cluster.MemberUp:
         view[msg.node] = msg.info
-    elif type(msg) is cluster.NodeDown:
+    elif type(msg) is cluster.MemberDown:
         view.pop(msg.node, None)
 
 
@@ -37,7 +37,7 @@ def _await_nodes(view: dict, want: set, timeout: float) -> dict:
         if left <= 0:
             return {"error": "timeout", "nodes": sorted(view)}
         try:
-            msg = otp.receive(left, lambda m: type(m) in (cluster.NodeUp, cluster.NodeDown))
+            msg = otp.receive(left, lambda m: type(m) in (cluster.MemberUp, cluster.MemberDown))
         except otp.Timeout:
             continue
         _view_after(view, msg)

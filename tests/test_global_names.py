@@ -3,7 +3,7 @@
 Two members of one cluster run in one test node as two "nodes" (the
 second is unnamed and asked by pid), which is all the store can tell
 apart: a node is its record and its lease.  Waits are on the members'
-messages (NodeUp, NodeDown, NamesLost), monitors, EXITs and store
+messages (MemberUp, MemberDown, NamesLost), monitors, EXITs and store
 watches, never on time.
 """
 
@@ -53,18 +53,18 @@ def test_nodes_see_each_other_join_leave_and_expire(node):
         alpha = cluster.start_link(config(etcd, "alpha", lease_ttl=2))
         assert set(cluster.subscribe()) == {"alpha"}
         beta = cluster.ClusterMember.start_link(config(etcd, "beta", lease_ttl=2))
-        up = member_event(cluster.NodeUp, "beta")
+        up = member_event(cluster.MemberUp, "beta")
         assert up.info == {"endpoint": "tcp://beta", "node": "beta"}
         assert set(cluster.nodes()) == {"alpha", "beta"}
 
         stop(beta)  # leaves: deletes its record, revokes its lease
-        assert member_event(cluster.NodeDown, "beta").reason == "left"
+        assert member_event(cluster.MemberDown, "beta").reason == "left"
 
         beta = cluster.ClusterMember.start_link(config(etcd, "beta", lease_ttl=2))
-        member_event(cluster.NodeUp, "beta")
+        member_event(cluster.MemberUp, "beta")
         otp.unlink(beta)
         os.kill(beta.ospid, signal.SIGKILL)  # renews nothing more: the store lets its lease run out
-        assert member_event(cluster.NodeDown, "beta").reason == "lease_expired"
+        assert member_event(cluster.MemberDown, "beta").reason == "lease_expired"
         assert set(cluster.nodes()) == {"alpha"}
         stop(alpha)
 
@@ -144,7 +144,7 @@ def test_a_node_that_loses_its_lease_says_its_names_are_lost_and_rejoins(node):
         assert lost == cluster.NamesLost(("leader",), "lease_expired")
         assert global_.whereis_name("leader") is None
         # It took a new lease and wrote its record again: registering works.
-        member_event(cluster.NodeUp, "alpha")
+        member_event(cluster.MemberUp, "alpha")
         assert global_.register_name("leader", otp.self())
         stop(alpha)
 

@@ -150,9 +150,19 @@ def test_drill_down_into_a_child(view):
         async with app.run_test(size=SIZE) as pilot:
             tree = app.query_one("#suptree")
             await until(pilot, lambda: line_of(app, "echo"), "the echo child")
-            target = next(n for n in _walk(tree.root) if str(n.label).startswith("echo "))
-            tree.move_cursor(target)
             tree.focus()
+            await pilot.pause()
+
+            def on_echo() -> bool:
+                # A redraw may land between moving the cursor and reading it:
+                # move it again until it is seen on the child.
+                node = tree.cursor_node
+                if node is not None and str(node.label).startswith("echo "):
+                    return True
+                tree.move_cursor(next(n for n in _walk(tree.root) if str(n.label).startswith("echo ")))
+                return False
+
+            await until(pilot, on_echo, "the cursor on the echo child")
             await pilot.press("enter")
             await until(pilot, lambda: isinstance(app.screen, DetailScreen), "the drill-down")
             screen = app.screen
