@@ -40,6 +40,17 @@ sockets), which forwards each event as a message; if the watch ends (the
 store unreachable for longer than its timeout), the member starts a new
 one from a fresh read and reports the difference.
 
+Discovery (``ClusterConfig(discover=True)``, on a node started with
+``listen=`` and named as ``config.node``): the node's record carries its
+gateway's endpoint and public key, and every other node seen in the store
+is made a peer of the gateway (``otp.net_kernel.add_peer``) before the
+member reports it, so ``otp.connect_node``, sends and calls reach it as
+if it had been in a static peer list.  The store is then trusted with the
+cluster's membership: whoever may write to it may add a key that the
+gateways accept (the store client speaks plain HTTP, without
+authentication), so run etcd where only the cluster's hosts reach it, or
+give the nodes a static peer list instead.
+
 Python note: a global name is a ``str`` (Erlang's may be any term): it is
 a key in the store, and a string keeps it readable there.
 """
@@ -68,7 +79,8 @@ from ._cluster_store import (
     WatchEnded,
     WatchEvent,
 )
-from ._errors import NoProc, OTPError, ProcessExit
+from ._dist import add_peer, net_kernel_info
+from ._errors import NodeError, NoProc, OTPError, ProcessExit
 from ._gen_server import NoReply
 from ._pid import Pid, Ref
 from ._reasons import DOWN, EXIT
@@ -128,6 +140,8 @@ class ClusterConfig:
     info: dict[str, Any] = field(default_factory=dict)
     lease_ttl: int = 10
     prefix: str = "/otp"
+    #: Connect the nodes found in the store (see :class:`ClusterMember`).
+    discover: bool = False
 
     def __post_init__(self) -> None:
         if not self.endpoints:
@@ -221,6 +235,9 @@ class ClusterMember(Service):
     def init(self, config: ClusterConfig) -> None:
         _api.trap_exit(True)
         self.config = config
+        self.record = {**config.info, "node": config.node}
+        if config.discover:
+            self.record.update(_gateway_address(config.node))
         self.store = EtcdStore(config.endpoints)
         self.lease: Lease | None = None
         self.renewed_at = 0.0
@@ -253,7 +270,7 @@ class ClusterMember(Service):
         """Take a lease and write the node's record under it."""
         config = self.config
         lease = self.store.grant_lease(config.lease_ttl, timeout=STORE_TIMEOUT)
-        record = json.dumps({**config.info, "node": config.node}).encode()
+        record = json.dumps(self.record).encode()
         self.store.put(config.node_key(config.node), record, lease=lease, timeout=STORE_TIMEOUT)
         self.lease, self.renewed_at = lease, time.monotonic()
 
@@ -304,6 +321,7 @@ class ClusterMember(Service):
         for node, info in seen.items():
             if self.nodes.get(node) != info:
                 self.nodes[node] = info
+                self._discovered(node, info)
                 self._tell(MemberUp(node, info))
         args = (_api.self_(), self.config.endpoints, self.config.nodes_prefix, snapshot.revision + 1)
         self.watcher = _api.spawn_link(_watch_main, *args)
@@ -324,12 +342,30 @@ class ClusterMember(Service):
             if self.nodes.get(node) != record:
                 self.nodes[node] = record
                 if not record.get("leaving"):  # a leaving node's last word: its deletion follows
+                    self._discovered(node, record)
                     self._tell(MemberUp(node, record))
         elif isinstance(event, DeleteEvent):
             node = event.key[len(prefix) :]
             last = self.nodes.pop(node, None)
             if last is not None:
                 self._tell(MemberDown(node, "left" if last.get("leaving") else "lease_expired"))
+
+    def _discovered(self, node: str, record: dict) -> None:
+        """With ``discover``: make a node seen in the store a peer of this
+        node's gateway (its key may connect, its endpoint is where to
+        connect), before anyone hears of it."""
+        if not self.config.discover or node == self.config.node:
+            return
+        endpoint, key = record.get("endpoint"), record.get("public_key")
+        if not isinstance(endpoint, str) or not isinstance(key, str):
+            log.warning(
+                "cluster %r: node %r has no endpoint and key in its record: not connected", self.config.cluster, node
+            )
+            return
+        try:
+            add_peer(node, endpoint, key)
+        except (ValueError, OTPError) as exc:
+            log.warning("cluster %r: cannot add node %r as a peer: %s", self.config.cluster, node, exc)
 
     def _tell(self, event: MemberUp | MemberDown | NamesLost) -> None:
         for pid in self.subscribers:
@@ -434,7 +470,7 @@ class ClusterMember(Service):
             # revoke the lease, which deletes every name bound to it.
             key = self.config.node_key(self.config.node)
             try:
-                leaving = json.dumps({**self.config.info, "node": self.config.node, "leaving": True}).encode()
+                leaving = json.dumps({**self.record, "leaving": True}).encode()
                 self.store.put(key, leaving, lease=self.lease, timeout=STORE_TIMEOUT)
                 self.store.revoke_lease(self.lease, timeout=STORE_TIMEOUT)
             except ClusterStoreError as exc:
@@ -445,6 +481,19 @@ class ClusterMember(Service):
                     exc,
                 )
         self.store.close()
+
+
+def _gateway_address(node: str) -> dict[str, str]:
+    """What other nodes need to connect to this one: its gateway's endpoint
+    and public key.  ValueError unless this node listens under the name
+    ``node``."""
+    try:
+        info = net_kernel_info()
+    except NodeError:
+        raise ValueError("discover needs a listening node (otp.Node(listen=..., keys=...))") from None
+    if info.get("name") != node:
+        raise ValueError(f"discover: the cluster's node name {node!r} is not this node's, {info.get('name')!r}")
+    return {"endpoint": str(info["endpoint"]), "public_key": str(info["public_key"])}
 
 
 def _check_name(name: object) -> None:

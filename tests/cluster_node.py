@@ -4,6 +4,10 @@ commands, one JSON object per line on stdin, one per line on stdout.
 
     python cluster_node.py '{"node": "n0", "endpoints": [...], "cluster": "t", "lease_ttl": 3}'
 
+(:class:`RemoteNode` starts it and talks to it, from a test.)  With
+``"discover": true`` the node listens on 127.0.0.1 with a fresh key pair
+and finds the other nodes through the store.
+
 Commands: ``register`` / ``whereis`` a global name, ``await_nodes`` (wait,
 on the member's MemberUp/MemberDown messages, until this node sees exactly the
 given nodes), ``quit``.  The first line it prints says it is ready, with
@@ -14,13 +18,68 @@ directory of its otp node.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
+import threading
 import time
+from collections.abc import Sequence
 
 import psutil
 
 import otp
 from otp import cluster, global_
+from otp._keys import generate_keypair
+
+#: How long the test side waits for a node's answer beyond its own timeout.
+WAIT = 60.0
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class RemoteNode:
+    """This script run as a node of the test's cluster: ``prefix`` is what
+    runs it (``ip netns exec NS``, or nothing), ``options`` go into its
+    configuration (``cluster``, ``lease_ttl``, ``discover``)."""
+
+    def __init__(self, name: str, endpoints: list[str], base_dir: str, prefix: Sequence[str] = (), **options) -> None:
+        self.name = name
+        config = {"node": name, "endpoints": endpoints, "base_dir": base_dir, "cluster": "test", **options}
+        argv = [*prefix, sys.executable, os.path.abspath(__file__), json.dumps(config)]
+        env = {**os.environ, "PYTHONPATH": _ROOT}
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=base_dir
+        )
+        self.ready = self._line(WAIT)
+        assert self.ready.get("ready"), self.ready
+
+    def _line(self, timeout: float) -> dict:
+        """The node's next line; the read runs in a thread so that a node
+        that says nothing fails the test at ``timeout`` instead of hanging."""
+        out: list[str] = []
+        reader = threading.Thread(target=lambda: out.append(self.proc.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(timeout)
+        if not out or not out[0]:
+            raise AssertionError(f"{self.name} said nothing within {timeout} s (exit code {self.proc.poll()})")
+        return json.loads(out[0])
+
+    def ask(self, op: str, **args) -> dict:
+        self.proc.stdin.write(json.dumps({"op": op, **args}) + "\n")
+        self.proc.stdin.flush()
+        return self._line(WAIT + args.get("timeout", 0))
+
+    def quit(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write('{"op": "quit"}\n')
+                self.proc.stdin.flush()
+            except BrokenPipeError:
+                pass
+            try:
+                self.proc.wait(WAIT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 def _view_after(view: dict, msg: object) -> None:
@@ -53,6 +112,8 @@ def _answer(view: dict, command: dict) -> dict:
         elif op == "whereis":
             pid = global_.whereis_name(command["name"], timeout=command.get("timeout", 5.0))
             out = {"holder": None if pid is None else pid.node}
+        elif op == "rpc_node":  # a call that needs a connection to the other node
+            out = {"node": otp.rpc.call(command["node"], otp.node, timeout=command.get("timeout", 10.0))}
         elif op == "await_nodes":
             out = _await_nodes(view, set(command["nodes"]), command.get("timeout", 30.0))
         else:
@@ -64,10 +125,15 @@ def _answer(view: dict, command: dict) -> dict:
 
 
 def main(config: dict) -> None:
-    with otp.Node(name=config["node"], base_dir=config.get("base_dir", "/tmp")) as node:
+    listen = {"listen": "tcp://127.0.0.1:0", "keys": generate_keypair()} if config.get("discover") else {}
+    with otp.Node(name=config["node"], base_dir=config.get("base_dir", "/tmp"), **listen) as node:
         otp.trap_exit(True)
         cluster_config = cluster.ClusterConfig(
-            tuple(config["endpoints"]), config["cluster"], config["node"], lease_ttl=config.get("lease_ttl", 3)
+            tuple(config["endpoints"]),
+            config["cluster"],
+            config["node"],
+            lease_ttl=config.get("lease_ttl", 3),
+            discover=bool(config.get("discover")),
         )
         cluster.start_link(cluster_config)
         view = cluster.subscribe()

@@ -14,72 +14,22 @@ NodeUp/NodeDown messages) or on a process's exit.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 
 import psutil
 import pytest
+from cluster_node import WAIT, RemoteNode
 from etcd_server import requires_etcd, running_etcd
 from netns import partitionable, requires_netns
 
 pytestmark = [requires_etcd, requires_netns, pytest.mark.slow]
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 #: Bound on convergence after a heal, and on waits for what must happen.
 CONVERGE_S = 10.0
-WAIT = 60.0
-
-
-class RemoteNode:
-    """A tests/cluster_node.py process in namespace ``index``."""
-
-    def __init__(self, net, index: int, endpoints: list[str], base_dir: str) -> None:
-        self.name = f"n{index}"
-        config = {"node": self.name, "endpoints": endpoints, "cluster": "parts", "lease_ttl": 5, "base_dir": base_dir}
-        argv = net.command(index, [sys.executable, os.path.join(HERE, "cluster_node.py"), json.dumps(config)])
-        env = {**os.environ, "PYTHONPATH": ROOT}
-        self.proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=base_dir
-        )
-        self.ready = self._line(WAIT)
-        assert self.ready.get("ready"), self.ready
-
-    def _line(self, timeout: float) -> dict:
-        """The node's next line; the read runs in a thread so that a node
-        that says nothing fails the test at ``timeout`` instead of hanging."""
-        out: list[str] = []
-        reader = threading.Thread(target=lambda: out.append(self.proc.stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(timeout)
-        if not out or not out[0]:
-            raise AssertionError(f"{self.name} said nothing within {timeout} s (exit code {self.proc.poll()})")
-        return json.loads(out[0])
-
-    def ask(self, op: str, **args) -> dict:
-        self.proc.stdin.write(json.dumps({"op": op, **args}) + "\n")
-        self.proc.stdin.flush()
-        return self._line(WAIT + args.get("timeout", 0))
-
-    def quit(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.write('{"op": "quit"}\n')
-                self.proc.stdin.flush()
-            except BrokenPipeError:
-                pass
-            try:
-                self.proc.wait(WAIT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def test_a_3_2_split_and_its_heal(node):
@@ -91,7 +41,10 @@ def test_a_3_2_split_and_its_heal(node):
             hosts = [net.address(i) for i in range(3)]
             prefixes = [tuple(net.command(i, [])) for i in range(3)]
             with running_etcd(3, hosts=hosts, argv_prefixes=prefixes) as etcd:
-                nodes = [RemoteNode(net, i, etcd.endpoints, base_dir) for i in range(5)]
+                nodes = [
+                    RemoteNode(f"n{i}", etcd.endpoints, base_dir, net.command(i, []), cluster="parts", lease_ttl=5)
+                    for i in range(5)
+                ]
                 for n in nodes:
                     assert n.ask("await_nodes", nodes=names, timeout=WAIT)["nodes"] == names
 
