@@ -46,6 +46,7 @@ import otp
 
 from ._bench import Run, alternate, await_down, benchmark, inject, timed_ops
 from ._common import REQUEST
+from .kernel import CastCounter, EchoServer
 
 #: Position of this module's benchmarks in the suite (after the kernel's).
 ORDER = 15
@@ -58,25 +59,6 @@ NODEDOWN_TICKTIME = 2.0
 
 
 # ----------------------------------------------------------- processes
-
-
-class Echo(otp.GenServer):
-    def init(self, args):
-        return None
-
-    def handle_call(self, request, from_, state):
-        return otp.Reply(request, state)
-
-
-class CastCounter(otp.GenServer):
-    def init(self, args):
-        return 0
-
-    def handle_cast(self, request, count):
-        return otp.NoReply(count + 1)
-
-    def handle_call(self, request, from_, count):
-        return otp.Reply(count, count)
 
 
 def raw_curve_router(endpoint: str, public: bytes, secret: bytes, parent: otp.Pid) -> None:
@@ -248,7 +230,7 @@ def _call(run: dict) -> dict:
             dealer.send(pickle.dumps(REQUEST))
             pickle.loads(dealer.recv())
 
-        server = Echo.start(None, node=PEER)
+        server = EchoServer.start(None, node=PEER)
         assert server is not None
 
         def ours(i: int) -> None:

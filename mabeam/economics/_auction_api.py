@@ -16,8 +16,7 @@ from __future__ import annotations
 import itertools
 import os
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +26,7 @@ from . import _board
 from ._auction_data import AuctionOutcome, AuctionSpec, Cleared, UnknownAuction, auction_key
 from ._errors import AuctionLost
 from ._host import placed_call
-from ._hosting import DEFAULT_LINGER, check_linger
+from ._hosting import DEFAULT_LINGER, check_linger, host_call
 from ._mechanisms import make_mechanism
 from .auctions import InvalidAuctionParameter
 
@@ -85,19 +84,9 @@ def _id_of(auction: Any) -> Any:
     return auction
 
 
-@contextmanager
-def _calling(auction: Any) -> Iterator[None]:
-    """A call to the auction's host: a host that is not there (the auction
-    left, or was lost earlier) is :class:`UnknownAuction`; a host that
-    died during the call is :class:`AuctionLost`, at once."""
-    try:
-        yield
-    except otp.NoProc:
-        raise UnknownAuction(_id_of(auction)) from None
-    except otp.CalleeExit as exc:
-        if exc.reason == "noproc":  # OTP's reason for a server that was already gone
-            raise UnknownAuction(_id_of(auction)) from None
-        raise AuctionLost(_id_of(auction), exc.reason) from None
+def _calling(auction: Any) -> AbstractContextManager[None]:
+    """A call to the auction's host (see :func:`._hosting.host_call`)."""
+    return host_call(_id_of(auction), UnknownAuction, AuctionLost)
 
 
 def _start(

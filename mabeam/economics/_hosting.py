@@ -31,6 +31,8 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar, Protocol
 
 import otp
@@ -40,11 +42,28 @@ from ._errors import EconomicsError
 
 log = logging.getLogger("mabeam.economics")
 
-__all__ = ["TIMER", "DEFAULT_LINGER", "HostSide", "Hosted", "check_linger", "log"]
+__all__ = ["TIMER", "DEFAULT_LINGER", "HostSide", "Hosted", "check_linger", "host_call", "log"]
 
 #: The first element of every message a host sends itself for an item.
 TIMER = "$economics"
 DEFAULT_LINGER = 30.0
+
+
+@contextmanager
+def host_call(
+    item_id: Any, unknown: Callable[[Any], Exception], lost: Callable[[Any, Any], Exception]
+) -> Iterator[None]:
+    """A call to an item's host: a host that is not there (the item left,
+    or was lost earlier) is ``unknown(item_id)``; a host that died during
+    the call is ``lost(item_id, reason)``, at once."""
+    try:
+        yield
+    except otp.NoProc:
+        raise unknown(item_id) from None
+    except otp.CalleeExit as exc:
+        if exc.reason == "noproc":  # OTP's reason for a server that was already gone
+            raise unknown(item_id) from None
+        raise lost(item_id, exc.reason) from None
 
 
 def check_linger(linger: Any, error: type[Exception]) -> float:

@@ -12,8 +12,7 @@ from __future__ import annotations
 import itertools
 import os
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +21,7 @@ import otp
 from . import _board
 from ._errors import MarketLost
 from ._host import placed_call
-from ._hosting import DEFAULT_LINGER, check_linger
+from ._hosting import DEFAULT_LINGER, check_linger, host_call
 from ._market import (
     Cancelled,
     InvalidMarketParameter,
@@ -78,18 +77,9 @@ def _id_of(market: Any) -> Any:
     return market.market_id if isinstance(market, MarketRef) else market
 
 
-@contextmanager
-def _calling(market: Any) -> Iterator[None]:
-    """A call to the market's host: a host that is not there is
-    :class:`UnknownMarket`; one that died during the call :class:`MarketLost`."""
-    try:
-        yield
-    except otp.NoProc:
-        raise UnknownMarket(_id_of(market)) from None
-    except otp.CalleeExit as exc:
-        if exc.reason == "noproc":  # OTP's reason for a server that was already gone
-            raise UnknownMarket(_id_of(market)) from None
-        raise MarketLost(_id_of(market), exc.reason) from None
+def _calling(market: Any) -> AbstractContextManager[None]:
+    """A call to the market's host (see :func:`._hosting.host_call`)."""
+    return host_call(_id_of(market), UnknownMarket, MarketLost)
 
 
 def create_market(
