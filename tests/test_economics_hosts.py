@@ -79,7 +79,8 @@ def test_killed_host_fails_its_waiters_at_once_and_comes_back_empty(app):
     os.kill(host.ospid, signal.SIGKILL)
     with pytest.raises(E.AuctionLost) as lost:
         E.await_auction_result(waited, timeout=60)
-    assert lost.value.reason == "killed" and lost.value.auction_id == async_id
+    # the waiter's monitor may be set after the host died: OTP reports that as noproc
+    assert lost.value.reason in ("killed", "noproc") and lost.value.auction_id == async_id
     _, failed = recv(lambda m: type(m) is tuple and m[0] in ("raised", "result"), timeout=60)
     assert type(failed.error) is E.AuctionLost and failed.error.reason == "killed"
     assert time.monotonic() - started < AT_ONCE_S
