@@ -79,7 +79,12 @@ def request(agent_id: Hashable, message: Any, timeout: float | None = DEFAULT_TI
     time (:class:`AgentTimeout`) or exits after the request was sent
     (:class:`AgentExited`, with its exit reason), and :class:`HookFailed`
     if its hook raised."""
-    pid = whereis_agent(agent_id)
+    # The name alone, not whereis_agent: an agent whose death anyone has
+    # seen has exited, and a call to a process that has exited is refused
+    # with NoProc (the kernel's monitor finds it gone), which is what
+    # whereis_agent's look at the process would have told, at a third of the
+    # cost of a request.
+    pid = otp.whereis(agent_name(agent_id))
     if pid is None:
         raise AgentNotRunning(agent_id)
     try:

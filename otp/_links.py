@@ -219,6 +219,12 @@ class LinksMixin(ProcessBase):
                 if p.dead == "noconnection":
                     raise NoConnection(server, request)
                 raise NoProc(server, request)
+            # The call reuses the monitor of an earlier one.  A callee that
+            # has exited already is 'noproc', as for the fresh monitor an
+            # OTP call sets up, not the exit reason this process has not
+            # read yet: whoever saw the death first, the call agrees.
+            if self.sig.exited(pid.uid):
+                raise NoProc(server, request)
             ref = make_ref()
             self.active_calls[ref] = p
             try:

@@ -353,6 +353,13 @@ class SignalPort:
         if w is not None:
             self._close_watch(uid, w)
 
+    def exited(self, uid: int) -> bool:
+        """Whether the watched process ``uid`` has exited (its pidfd turned
+        readable), though this thread may not have settled its death yet."""
+        with self.lock:
+            w = self.watches.get(uid)
+            return w is not None and _readable(w.fd)
+
     def watch(self, pid: Pid) -> bool:
         """Make sure a pidfd watches ``pid``; False if it has exited.  A
         process of another node is watched by the gateways (see the module

@@ -57,6 +57,29 @@ def test_call_to_dead_server_raises_noproc(node):
         otp.call(server, "hello")
 
 
+def _report_down(server, to):
+    ref = otp.monitor(server)
+    otp.send(to, ("watching", server))
+    otp.send(to, ("down", otp.receive(30, lambda m: isinstance(m, otp.DOWN) and m.ref == ref).reason))
+
+
+def test_call_to_a_server_someone_saw_die_raises_noproc_though_called_before(node):
+    """This process called the server before (its call monitor stays), then
+    another process sees it die: a call now finds it gone ('noproc', as a
+    fresh OTP monitor would), not CalleeExit with the reason this process
+    may not have read yet."""
+    me = otp.self()
+    for _ in range(20):
+        server = Echo.start(None)
+        assert otp.call(server, "hello") == "hello"
+        otp.spawn(_report_down, server, me)
+        recv_tagged("watching")
+        os.kill(server.ospid, signal.SIGKILL)
+        assert recv_tagged("down") == ("down", "killed")
+        with pytest.raises(otp.NoProc):
+            otp.call(server, "hello")
+
+
 def test_call_to_server_that_crashes_mid_call_raises_callee_exit(node):
     otp.trap_exit(True)
     server = Echo.start_link(None)
