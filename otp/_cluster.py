@@ -70,7 +70,6 @@ from . import _api
 from ._cluster_store import (
     ClusterStoreError,
     DeleteEvent,
-    EtcdStore,
     KeyValue,
     Lease,
     LeaseExpired,
@@ -80,6 +79,7 @@ from ._cluster_store import (
     WatchEvent,
 )
 from ._dist import add_peer, net_kernel_info
+from ._etcd_store import EtcdStore
 from ._errors import NodeError, NoProc, OTPError, ProcessExit
 from ._gen_server import NoReply
 from ._pid import Pid, Ref

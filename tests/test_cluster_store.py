@@ -21,7 +21,6 @@ from otp import OTPError
 from otp._cluster_store import (
     ClusterStore,
     DeleteEvent,
-    EtcdStore,
     Lease,
     LeaseExpired,
     PutEvent,
@@ -31,6 +30,7 @@ from otp._cluster_store import (
     WatchEnded,
     WatchEvent,
 )
+from otp._etcd_store import EtcdStore
 
 pytestmark = requires_etcd
 

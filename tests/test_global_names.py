@@ -18,7 +18,8 @@ from etcd_server import post, requires_etcd, running_etcd
 
 import otp
 from otp import cluster, global_
-from otp._cluster_store import DeleteEvent, EtcdStore
+from otp._cluster_store import DeleteEvent
+from otp._etcd_store import EtcdStore
 
 pytestmark = requires_etcd
 
