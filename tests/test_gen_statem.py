@@ -15,9 +15,9 @@ from helpers import down_of, exit_of, nothing_matching, recv, wait_dead
 
 import otp
 import otp.sys as otp_sys
+from otp import HIBERNATE
 from otp import supervisor as sup_api
 from otp._gen_statem import (
-    HIBERNATE,
     Call,
     CancelTimeout,
     EventTimeout,
