@@ -40,6 +40,7 @@ from ._api import (
     unlink,
 )
 from ._api import self_ as self
+from ._app_records import Application, AppSpec
 from ._child_spec import ChildInfo, ChildSpec, SupervisorError, SupFlags, child_spec
 from ._dist import connect_node, disconnect_node, monitor_node, node, nodes
 from ._dist_wire import NodeAddress
@@ -265,6 +266,8 @@ __all__ = [
     "HandlerNotFound",
     "HandlerError",
     "Agent",
+    "Application",
+    "AppSpec",
     "sys",
     "application",
     "Service",

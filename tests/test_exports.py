@@ -17,6 +17,8 @@ import pytest
 PUBLIC: dict[str, set[str]] = {
     "otp": {
         "Agent",
+        "Application",
+        "AppSpec",
         "AlreadyRegistered",
         "BadArguments",
         "Call",
