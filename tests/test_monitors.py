@@ -192,10 +192,11 @@ def test_demonitor_info_of_an_active_monitor_is_true(node):
 def test_demonitor_info_after_the_down_is_false(node):
     """erlang:demonitor(Ref, [info]): false when the monitor was not found,
     its DOWN already queued (which stays, without flush) or taken."""
-    pid = otp.spawn(lambda: None)
+    pid = otp.spawn(wait_forever)  # alive while monitored: no 'noproc' DOWN, each settled on its own
     ref = otp.monitor(pid)
     other = otp.monitor(pid)
-    down_of(other)  # both DOWNs come from the same notice: ref's is queued too
+    otp.exit(pid, "kill")
+    down_of(other)  # both DOWNs come from the same death: ref's is queued too
     assert otp.demonitor(ref, info=True) is False
     assert down_of(ref, timeout=0).ref == ref
     assert otp.demonitor(ref, info=True) is False

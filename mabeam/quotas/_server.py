@@ -278,6 +278,11 @@ class QuotaManager(otp.Service):
 
     def _watch(self, agent_id: Hashable, pid: otp.Pid) -> None:
         self._unwatch(agent_id)
+        if otp.node(pid) != otp.node():
+            # Measured and signalled by its OS pid, which means something on
+            # this host only: an agent of another node is left alone.
+            log.warning("quota of agent %r not enforced: it runs on node %s", agent_id, otp.node(pid))
+            return
         quota = self.quotas[agent_id]
         ref = otp.monitor(pid)
         self.watched[agent_id] = _Watch(agent_id, pid, ref, Escalator(agent_id, quota.spec, quota.policy))
