@@ -79,8 +79,8 @@ from ._cluster_store import (
     WatchEvent,
 )
 from ._dist import add_peer, net_kernel_info
-from ._etcd_store import EtcdStore
 from ._errors import NodeError, NoProc, OTPError, ProcessExit
+from ._etcd_store import EtcdStore
 from ._gen_server import NoReply
 from ._pid import Pid, Ref
 from ._reasons import DOWN, EXIT

@@ -35,8 +35,8 @@ from typing import Any
 from . import _api
 from ._cluster import MEMBER, ClusterError, ClusterUnavailable, NotLocalPid, decode_holder, member_config
 from ._cluster_store import ClusterStoreError
-from ._etcd_store import EtcdStore
 from ._errors import CallTimeout, NoProc
+from ._etcd_store import EtcdStore
 from ._pid import Pid
 from ._service import ask
 
