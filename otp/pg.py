@@ -1,5 +1,6 @@
 """Process groups (OTP's ``pg``): ``join``, ``leave``, ``get_members``,
-``which_groups``, ``monitor_scope``, ``monitor``, ``demonitor``, in scopes.
+``get_local_members``, ``which_groups``, ``which_local_groups``,
+``monitor_scope``, ``monitor``, ``demonitor``, in scopes, across nodes.
 
 A group is a str, int, bytes or tuple of those, like a process name (OTP
 allows any term; here a group holding another object raises
@@ -23,6 +24,18 @@ leave, Group, Pids}``) until :func:`demonitor` or its own exit.  A member
 that exits leaves each group once per membership, each a ``PgLeave``.  A
 monitor lives as long as the scope's process: monitor the scope (its pid
 is ``otp.whereis(scope)``) to learn that it restarted, then monitor again.
+
+Across nodes.  On nodes that listen (``otp.Node(listen=...)``), a scope
+spans every connected node that runs a scope of the same name, as OTP's pg:
+:func:`get_members`, :func:`which_groups` and monitors see the members of
+every node, :func:`get_local_members` and :func:`which_local_groups` this
+node's.  Only processes of this node join or leave here
+(``otp.registry.PidNotLocal`` otherwise); each scope's distribution process
+(:mod:`otp.registry._pg_dist`) tells the other nodes, and a node's members
+leave everywhere at its ``nodedown``.  Eventually consistent: another node
+sees a join once its message arrives, and after a partition heals the
+nodes sync again at ``nodeup``.  A node that does not listen has only its
+own members, and no extra process.
 
 Memberships across a restart of the scope's process.  The memberships of
 the default scope are persisted by the node registry's backend, as names
@@ -80,7 +93,7 @@ def start_link(scope: Any, backend: Any = "memory") -> Pid:
     name raises ``StartError(('already_started', pid))``."""
     if scope is None:
         raise ValueError("a pg scope needs a name (None is the node's default scope)")
-    return start_named({"mode": "duplicate", "backend": backend}, scope)
+    return start_named({"mode": "duplicate", "backend": backend, "pg_scope": True}, scope)
 
 
 def child_spec(scope: Any, backend: Any = "memory", id: Any = None) -> ChildSpec:  # noqa: A002
@@ -97,7 +110,8 @@ def _members_arg(pid: Pid | Sequence[Pid] | None) -> Pid | list[Pid]:
 def join(group: Any, pid: Pid | Sequence[Pid] | None = None, scope: Any = None) -> None:
     """Add ``pid`` (default: the caller; or each of a list of pids, a pid
     listed twice joining twice) to ``group``; one ``PgJoin`` to monitors.
-    ``PidNotAlive`` if one of them is dead (then none joins)."""
+    ``PidNotAlive`` if one of them is dead, ``PidNotLocal`` if one of them
+    runs on another node (then none joins)."""
     registry_client(scope).request("pg_join", group, _members_arg(pid))
 
 
@@ -109,8 +123,8 @@ def leave(group: Any, pid: Pid | Sequence[Pid] | None = None, scope: Any = None)
 
 
 def get_members(group: Any, scope: Any = None) -> list[Pid]:
-    """The members of ``group`` (with repeats), from the replica when this
-    process reads often."""
+    """The members of ``group`` (with repeats) on every node, from the
+    replica when this process reads often."""
     client = registry_client(scope)
     replica = client.counted_replica()
     if replica is None:
@@ -119,18 +133,19 @@ def get_members(group: Any, scope: Any = None) -> list[Pid]:
 
 
 def get_local_members(group: Any, scope: Any = None) -> list[Pid]:
-    """:func:`get_members`: every member of a scope runs on this node."""
-    return get_members(group, scope)
+    """The members of ``group`` that run on this node."""
+    node = _process.current().node.name
+    return [p for p in get_members(group, scope) if p.node == node]
 
 
 def which_groups(scope: Any = None) -> list[Any]:
-    """Every group that has at least one member."""
+    """Every group that has at least one member, on any node."""
     return registry_client(scope).request("pg_groups")
 
 
 def which_local_groups(scope: Any = None) -> list[Any]:
-    """:func:`which_groups`: every member of a scope runs on this node."""
-    return which_groups(scope)
+    """Every group that has at least one member on this node."""
+    return registry_client(scope).request("pg_local_groups")
 
 
 def monitor_scope(scope: Any = None) -> tuple[Ref, dict[Any, list[Pid]]]:

@@ -8,9 +8,17 @@ commands, one JSON object per line on stdin, one per line on stdout.
 ``"discover": true`` the node listens on 127.0.0.1 with a fresh key pair
 and finds the other nodes through the store.
 
+With ``"listen_host": ADDRESS`` it listens on that address instead (its
+namespace's, in the partition tests), with discovery, and
+``"net_ticktime"`` sets its tick time.
+
 Commands: ``register`` / ``whereis`` a global name, ``await_nodes`` (wait,
 on the member's MemberUp/MemberDown messages, until this node sees exactly the
-given nodes), ``quit``.  The first line it prints says it is ready, with
+given nodes), ``connect`` (to each of ``nodes``), ``rpc_node`` (a call on
+another node), ``pg_join`` (the node's root process joins ``group`` of the
+default pg scope), ``pg_await`` (wait, on the PgJoin/PgLeave messages of a
+monitor of the scope taken at start, until the members of ``group`` are
+exactly one per given node), ``quit``.  The first line it prints says it is ready, with
 its OS pids (to check that a killed node leaves nothing behind) and the
 directory of its otp node.
 """
@@ -103,7 +111,22 @@ def _await_nodes(view: dict, want: set, timeout: float) -> dict:
     return {"nodes": sorted(view)}
 
 
-def _answer(view: dict, command: dict) -> dict:
+def _await_pg(ref: otp.Ref, group: str, want: list, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        members = sorted(p.node for p in otp.pg.get_members(group))
+        if members == sorted(want):
+            return {"nodes": members}
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return {"error": "timeout", "nodes": members}
+        try:
+            otp.receive(left, lambda m: type(m) in (otp.pg.PgJoin, otp.pg.PgLeave) and m.ref == ref)
+        except otp.Timeout:
+            continue
+
+
+def _answer(view: dict, command: dict, pg_ref: otp.Ref | None = None) -> dict:
     op = command["op"]
     started = time.monotonic()
     try:
@@ -114,6 +137,14 @@ def _answer(view: dict, command: dict) -> dict:
             out = {"holder": None if pid is None else pid.node}
         elif op == "rpc_node":  # a call that needs a connection to the other node
             out = {"node": otp.rpc.call(command["node"], otp.node, timeout=command.get("timeout", 10.0))}
+        elif op == "connect":
+            timeout = command.get("timeout", 10.0)
+            out = {"up": {n: otp.connect_node(n, timeout=timeout) for n in command["nodes"] if n != otp.node()}}
+        elif op == "pg_join":
+            otp.pg.join(command["group"])
+            out = {"ok": True}
+        elif op == "pg_await" and pg_ref is not None:
+            out = _await_pg(pg_ref, command["group"], command["nodes"], command.get("timeout", 30.0))
         elif op == "await_nodes":
             out = _await_nodes(view, set(command["nodes"]), command.get("timeout", 30.0))
         else:
@@ -125,7 +156,13 @@ def _answer(view: dict, command: dict) -> dict:
 
 
 def main(config: dict) -> None:
-    listen = {"listen": "tcp://127.0.0.1:0", "keys": generate_keypair()} if config.get("discover") else {}
+    listen: dict = {}
+    if config.get("listen_host"):
+        config["discover"] = True
+        listen = {"listen": f"tcp://{config['listen_host']}:0", "keys": generate_keypair()}
+        listen["net_ticktime"] = config.get("net_ticktime", 8.0)
+    elif config.get("discover"):
+        listen = {"listen": "tcp://127.0.0.1:0", "keys": generate_keypair()}
     with otp.Node(name=config["node"], base_dir=config.get("base_dir", "/tmp"), **listen) as node:
         otp.trap_exit(True)
         cluster_config = cluster.ClusterConfig(
@@ -137,13 +174,14 @@ def main(config: dict) -> None:
         )
         cluster.start_link(cluster_config)
         view = cluster.subscribe()
+        pg_ref = otp.pg.monitor_scope()[0] if listen else None
         pids = [p.pid for p in psutil.Process().children(recursive=True)]
         print(json.dumps({"ready": True, "dir": node.info.dir, "pids": pids}), flush=True)
         for line in sys.stdin:
             command = json.loads(line)
             if command["op"] == "quit":
                 break
-            print(json.dumps(_answer(view, command)), flush=True)
+            print(json.dumps(_answer(view, command, pg_ref)), flush=True)
 
 
 if __name__ == "__main__":

@@ -281,6 +281,7 @@ PUBLIC: dict[str, set[str]] = {
         "PgJoin",
         "PgLeave",
         "PidNotAlive",
+        "PidNotLocal",
         "Registered",
         "RegistryBackend",
         "RegistryDown",

@@ -196,6 +196,35 @@ def test_a_monitor_ends_with_its_process(node):
     otp.pg.join("g")  # nobody to notify
 
 
+def _join_leave_on_demand(group) -> None:
+    while True:
+        msg = otp.receive()
+        if msg == "join":
+            otp.pg.join(group)
+        elif msg == "leave":
+            otp.pg.leave(group)
+        else:
+            return
+
+
+def test_a_notified_change_is_in_get_members(node):
+    """OTP's pg writes its table before it notifies: a process that took a
+    PgJoin or PgLeave finds the change in get_members, also when it reads
+    from its replica (a reader that reads often)."""
+    ref, _ = otp.pg.monitor("g")
+    for _ in range(20):  # hot: get_members reads the replica
+        otp.pg.get_members("g")
+    other = otp.spawn(_join_leave_on_demand, "g")
+    for _ in range(30):
+        otp.send(other, "join")
+        recv(lambda m: isinstance(m, otp.registry.PgJoin) and m.ref == ref)
+        assert otp.pg.get_members("g") == [other]
+        otp.send(other, "leave")
+        recv(lambda m: isinstance(m, otp.registry.PgLeave) and m.ref == ref)
+        assert otp.pg.get_members("g") == []
+    otp.send(other, "stop")
+
+
 # ------------------------------------------------------------------ restart
 
 

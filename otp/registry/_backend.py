@@ -93,6 +93,19 @@ class PidNotAlive(RegistryError):
         return f"{self.pid!r} is not alive"
 
 
+class PidNotLocal(RegistryError):
+    """pg's ``join`` or ``leave`` was given a process of another node: only a
+    node's own processes join its scope, as in OTP (the scope on that node
+    tells the others)."""
+
+    def __init__(self, pid: Pid) -> None:
+        super().__init__(pid)
+        self.pid = pid
+
+    def __str__(self) -> str:
+        return f"{self.pid!r} is a process of another node: only local processes join or leave a pg group here"
+
+
 class InvalidKey(RegistryError, TypeError):
     """The key is not a str, int, bytes, or a tuple of those."""
 

@@ -64,6 +64,7 @@ from .._pid import Pid, new_uid
 from .._timeouts import check_timeout
 from ._backend import RegistryDown
 from ._protocol import (
+    VERSION_BITS,
     Change,
     EntryAdded,
     EntryRemoved,
@@ -494,6 +495,23 @@ class Replica:
             return True
         return self.registry_pid is not None and self.client.is_dead(self.registry_pid)
 
+    def _wait_for_notified(self) -> None:
+        """A pg monitor's PgJoin or PgLeave leaves the registry after it
+        stamped the change: a process that took one finds the change in
+        ``get_members``, as OTP's pg readers find it in the scope's table,
+        written before the notification goes.  The stamp word says which
+        change the registry has made last (a memory read): the next read
+        waits for it when the replica lacks it."""
+        word = self.client.stamp_word()
+        if word is None:
+            return
+        stamp = word[0]
+        if stamp >> VERSION_BITS != self.stamp() >> VERSION_BITS:
+            return  # another generation: a successor, which refresh finds by itself
+        version = stamp & ((1 << VERSION_BITS) - 1)
+        if version > self.client.seen_version:
+            self.client.seen_version = version
+
     def lookup(self, key: Any) -> list[tuple[Pid, Any]]:
         if self.version < self.client.seen_version or time.monotonic() >= self.fresh_until:
             self.refresh()
@@ -501,6 +519,7 @@ class Replica:
         return [(r.pid, r.value) for r in self.table.get(key, ()) if not seen_dead(r.pid)]
 
     def members(self, group: Any) -> list[Pid]:
+        self._wait_for_notified()
         if self.version < self.client.seen_version or time.monotonic() >= self.fresh_until:
             self.refresh()
         seen_dead = self.proc.seen_dead

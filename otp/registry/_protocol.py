@@ -254,6 +254,18 @@ def _pids(arg: object) -> tuple[Pid, ...]:
     raise InvalidPid(f"expected an otp.Pid or a list of them, got {type(arg).__name__}")
 
 
+def _remote_changes(arg: object) -> tuple[tuple[bool, Any, tuple[Pid, ...]], ...]:
+    """``pg_remote``'s list of ``(joined, group, pids)``."""
+    if type(arg) not in (list, tuple):
+        raise MalformedRequest(f"expected a list of (joined, group, pids), got {type(arg).__name__}")
+    changes = []
+    for change in arg:  # type: ignore[attr-defined]
+        if type(change) is not tuple or len(change) != 3 or type(change[0]) is not bool:
+            raise MalformedRequest(f"expected (joined, group, pids), got {change!r:.80}")
+        changes.append((change[0], canonical_key(change[1]), _pids(change[2])))
+    return tuple(changes)
+
+
 def _ref(arg: object) -> Ref:
     if type(arg) is not Ref or type(arg.id) is not int:  # an id of another type would compare by its own code
         raise MalformedRequest(f"expected an otp.Ref, got {type(arg).__name__}")
@@ -305,6 +317,7 @@ OPS: dict[str, OpSpec] = {
     "update_metadata": _spec(canonical_key, _metadata, write=True),
     "pg_join": _spec(canonical_key, _pids, write=True),
     "pg_leave": _spec(canonical_key, _pids, write=True),
+    "pg_remote": _spec(_remote_changes, write=True),
     "pg_monitor_scope": _spec(_pid),
     "pg_monitor": _spec(_pid, canonical_key),
     "pg_demonitor": _spec(_ref),
@@ -320,6 +333,7 @@ OPS: dict[str, OpSpec] = {
     "snapshot": _spec(),
     "pg_members": _spec(canonical_key),
     "pg_groups": _spec(),
+    "pg_local_groups": _spec(),
 }
 
 #: Operations whose one argument is a key, and the key types that are their

@@ -49,6 +49,12 @@ membership when a member exits, as OTP's pg sends them; the server watches
 it and forgets its monitors when it exits.  Both are sent before the reply
 to the request that caused them.
 
+Process groups.  The ``pg_*`` operations are :class:`._pg_ops.PgOps`'s.
+On a node that listens, a registry that serves a pg scope (the node's
+name registry, or one of ``otp.pg.start_link``) spawns and links the
+scope's distribution process (:mod:`._pg_dist`), which makes the scope
+span the connected nodes; an exit of that process ends this one too.
+
 Restart.  With the sqlite backend (the node registry's default) the entries
 and the pg memberships survive a crash of this process: the restarted
 server reopens the file, drops entries and memberships of dead processes
@@ -70,7 +76,7 @@ import os
 import select
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import zmq
 
@@ -84,16 +90,14 @@ from .._signal_records import Named
 from .._start_result import StartAck, Started, StartFailed
 from ._backend import AlreadyRegistered, MembershipStore, PidNotAlive, RegistryError, RegistryFull
 from ._backends import open_backend
-from ._events import PgEvent, PgJoin, PgLeave, Registered, RegistryEvent, Unregistered
+from ._events import PgEvent, Registered, RegistryEvent, Unregistered
+from ._pg_ops import PgOps
 from ._protocol import (
     OPS,
     READ_OPS,
     Change,
     EntryAdded,
     EntryRemoved,
-    Joined,
-    Left,
-    LeftAll,
     MetadataUpdated,
     PgMonitorEnded,
     Refused,
@@ -147,6 +151,9 @@ def _main(config: dict[str, Any], parent: Pid, ack: Ref) -> None:
         proc.send(parent, StartAck(ack, StartFailed(("registry_init", repr(exc)))))
         raise
     proc.send(parent, StartAck(ack, Started(proc.pid)))
+    from ._pg_dist import start_link as start_pg_dist  # not at import: it needs _names, which imports this module
+
+    server.pg_dist = start_pg_dist(proc, config)
     server.serve(parent)
 
 
@@ -203,14 +210,7 @@ class DropLog:
             self._emit("registry dropped a request it cannot answer: %s", reason)
 
 
-class _PgMonitor(NamedTuple):
-    """A process watching a pg scope (``group`` None) or one group."""
-
-    pid: Pid
-    group: Any
-
-
-class _Server:
+class _Server(PgOps):
     def __init__(self, proc: _process.Process, config: dict[str, Any]) -> None:
         self.proc = proc
         # uid -> alive, while a batch of requests is answered (see _alive).
@@ -253,9 +253,6 @@ class _Server:
         # uid -> the keys the process holds (an ordered set): what its exit
         # unregisters, even where the backend already dropped the entries.
         self.held: dict[int, dict[Any, None]] = {}
-        self.groups: dict[Any, list[Pid]] = {}  # pg: group -> members (with repeats)
-        self.pg_monitors: dict[Ref, _PgMonitor] = {}
-        self.pg_monitors_of: dict[int, set[Ref]] = {}  # uid of a monitoring process -> its refs
         self._handlers = {op: getattr(self, "op_" + op) for op in OPS}
         self.watch_cap = watch_cap(raise_fd_limit())
         for entry in self.backend.list_all():  # after a restart: watch the survivors
@@ -266,30 +263,8 @@ class _Server:
                 self.backend.unregister(entry.key, entry.pid)
                 continue
             self.held.setdefault(entry.pid.uid, {})[entry.key] = None
-        self._restore_groups()
+        self._init_groups()
         proc.exit_hooks.append(lambda reason: self.close())
-
-    def _restore_groups(self) -> None:
-        """The memberships a predecessor stored, of processes still alive."""
-        store = self.member_store
-        if store is None:
-            return
-        verdicts: dict[Pid, bool] = {}
-        for group, pid in store.memberships():
-            alive = verdicts.get(pid)
-            if alive is None:
-                try:
-                    alive = self._alive(pid)
-                    if alive:
-                        self._watch(pid)
-                except RegistryFull:
-                    log.error("registry: dropping the memberships of %r: no descriptor to watch it", pid)
-                    alive = False
-                if not alive:
-                    store.remove_member_pid(pid)
-                verdicts[pid] = alive
-            if alive:
-                self.groups.setdefault(group, []).append(pid)
 
     @staticmethod
     def _bind(sock, endpoint: str) -> None:
@@ -410,7 +385,7 @@ class _Server:
                 return
             if isinstance(msg, DOWN):
                 self._dead(msg.pid)
-            elif isinstance(msg, EXIT) and msg.pid == parent:
+            elif isinstance(msg, EXIT) and (msg.pid == parent or msg.pid == self.pg_dist):
                 raise ProcessExit(msg.reason)
 
     def _dead(self, pid: Pid) -> None:
@@ -419,19 +394,7 @@ class _Server:
         held = self.held.pop(pid.uid, {})
         for key in dict.fromkeys([*held, *self.backend.unregister_pid(pid)]):
             self._removed(key, pid)
-        if self.member_store is not None and any(pid in members for members in self.groups.values()):
-            self.member_store.remove_member_pid(pid)
-        for group, members in list(self.groups.items()):
-            if pid in members:
-                times = members.count(pid)
-                self.groups[group] = [m for m in members if m != pid]
-                if not self.groups[group]:
-                    del self.groups[group]
-                self._publish(LeftAll(group, pid))
-                for _ in range(times):  # OTP's pg: one leave per membership
-                    self._notify_pg(PgLeave, group, [pid])
-        for ref in self.pg_monitors_of.pop(pid.uid, ()):
-            self.pg_monitors.pop(ref, None)
+        self._pg_dead(pid)
 
     def _publish(self, change: Change) -> None:
         self.version += 1
@@ -504,11 +467,6 @@ class _Server:
             event = Unregistered(self.proc.pid if self.name is None else self.name, key, pid)
             for listener in self.listeners:
                 self._tell(listener, event)
-
-    def _notify_pg(self, kind: type[PgJoin] | type[PgLeave], group: Any, pids: list[Pid]) -> None:
-        for ref, monitor in list(self.pg_monitors.items()):
-            if monitor.group is None or monitor.group == group:
-                self._tell(monitor.pid, kind(ref, group, pids))
 
     # ------------------------------------------------------------ operations
 
@@ -620,89 +578,6 @@ class _Server:
     def op_snapshot(self) -> Snapshot:
         entries = [EntryAdded(e.key, e.pid, e.value, e.metadata) for e in self.backend.list_all()]
         return Snapshot(self.version, entries, {g: list(m) for g, m in self.groups.items()}, self.mode, self.generation)
-
-    # ------------------------------------------------------------ process groups
-
-    def op_pg_join(self, group: Any, pids: tuple[Pid, ...]) -> None:
-        for pid in pids:
-            if not self._alive(pid):
-                raise PidNotAlive(pid)
-        watched = []
-        try:
-            for pid in dict.fromkeys(pids):
-                if pid.uid not in self.monitors:
-                    self._watch(pid)
-                    watched.append(pid)
-            if self.member_store is not None:
-                self.member_store.add_members(group, pids)
-        except RegistryError:
-            for pid in watched:
-                self._unwatch_if_unused(pid)
-            raise
-        self.groups.setdefault(group, []).extend(pids)
-        for pid in pids:
-            self._publish(Joined(group, pid))
-        if pids:
-            self._notify_pg(PgJoin, group, list(pids))
-
-    def op_pg_leave(self, group: Any, pids: tuple[Pid, ...]) -> bool:
-        """One membership less for each of ``pids`` that has one; False if
-        none had (OTP's ``not_joined``)."""
-        members = self.groups.get(group, [])
-        left = []
-        for pid in pids:
-            if pid in members:
-                members.remove(pid)
-                left.append(pid)
-        if not left:
-            return False
-        if not members:
-            del self.groups[group]
-        if self.member_store is not None:
-            self.member_store.remove_members(group, left)
-        for pid in left:
-            self._publish(Left(group, pid))
-        self._notify_pg(PgLeave, group, left)
-        for pid in dict.fromkeys(left):
-            self._unwatch_if_unused(pid)
-        return True
-
-    def op_pg_members(self, group: Any) -> list:
-        return [p for p in self.groups.get(group, []) if self._alive(p)]
-
-    def op_pg_groups(self) -> list:
-        return [g for g, members in self.groups.items() if any(self._alive(p) for p in members)]
-
-    def _pg_monitor(self, pid: Pid, group: Any) -> Ref:
-        if not self._alive(pid):
-            raise PidNotAlive(pid)
-        self._watch(pid)  # its monitors go when it exits
-        ref = _api.make_ref()
-        self.pg_monitors[ref] = _PgMonitor(pid, group)
-        self.pg_monitors_of.setdefault(pid.uid, set()).add(ref)
-        return ref
-
-    def op_pg_monitor_scope(self, pid: Pid) -> tuple[Ref, dict[Any, list[Pid]]]:
-        ref = self._pg_monitor(pid, None)
-        return ref, {g: [p for p in members if self._alive(p)] for g, members in self.groups.items()}
-
-    def op_pg_monitor(self, pid: Pid, group: Any) -> tuple[Ref, list[Pid]]:
-        return self._pg_monitor(pid, group), self.op_pg_members(group)
-
-    def op_pg_demonitor(self, ref: Ref) -> Pid | None:
-        """End the monitor ``ref``; its owner, or None if there is none.
-        The owner then gets :class:`PgMonitorEnded`, after every
-        notification of ``ref``."""
-        monitor = self.pg_monitors.pop(ref, None)
-        if monitor is None:
-            return None
-        refs = self.pg_monitors_of.get(monitor.pid.uid, set())
-        refs.discard(ref)
-        if not refs:
-            self.pg_monitors_of.pop(monitor.pid.uid, None)
-        self._tell(monitor.pid, PgMonitorEnded(ref))
-        self._unwatch_if_unused(monitor.pid)
-        return monitor.pid
 
     def close(self) -> None:
         self.router.close(linger=0)
