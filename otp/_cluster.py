@@ -394,7 +394,7 @@ class ClusterMember(Service):
         return self.config
 
     @operation
-    def register_name(self, name: str, pid: Pid) -> bool:
+    def register_name(self, name: str, pid: Pid, timeout: float = STORE_TIMEOUT) -> bool:
         _check_name(name)
         if not isinstance(pid, Pid):
             raise TypeError(f"a global name is given to a pid, not {type(pid).__name__}")
@@ -406,13 +406,17 @@ class ClusterMember(Service):
             return False
         key = self.config.name_key(name)
         try:
-            taken = self.store.put_if_absent(
-                key, pickle.dumps(pid, protocol=4), lease=self.lease, timeout=STORE_TIMEOUT
-            )
+            taken = self.store.put_if_absent(key, pickle.dumps(pid, protocol=4), lease=self.lease, timeout=timeout)
         except LeaseExpired:
             self._lose_names("lease_expired")
             raise ClusterUnavailable(f"node {self.config.node!r} lost its lease") from None
         except ClusterStoreError as exc:
+            # The put may have been applied with its answer lost: take the
+            # name back (if our lease holds it), so that a caller told
+            # "unavailable" is never left holding a name nobody watches.
+            # Should the store not answer that either, the name goes with
+            # the lease.
+            self._delete_name(name, timeout=min(timeout, STORE_TIMEOUT))
             raise ClusterUnavailable(f"global name {name!r}: {exc}") from None
         if taken and name not in self.names:
             ref = _api.monitor(pid)
@@ -430,11 +434,11 @@ class ClusterMember(Service):
         _api.demonitor(held[1], flush=True)
         self._delete_name(name)
 
-    def _delete_name(self, name: str) -> None:
+    def _delete_name(self, name: str, timeout: float = STORE_TIMEOUT) -> None:
         if self.lease is None:
             return  # gone with the lease already
         try:
-            self.store.delete(self.config.name_key(name), lease=self.lease, timeout=STORE_TIMEOUT)
+            self.store.delete(self.config.name_key(name), lease=self.lease, timeout=timeout)
         except ClusterStoreError as exc:
             # The name stays bound to the lease: it goes when the lease does.
             log.warning("cluster %r: could not delete global name %r now: %s", self.config.cluster, name, exc)

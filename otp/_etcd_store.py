@@ -335,7 +335,11 @@ class EtcdStore:
         data = json.dumps(body).encode()
         attempts: list[tuple[str, str]] = []
         backoff = BACKOFF_FIRST
-        attempt_cap = ATTEMPT_FIRST if resend else math.inf
+        # The first round gives each member its share of the budget (and no
+        # more than ATTEMPT_FIRST): the member last heard from may be the
+        # one cut off, and its silence must not spend the whole budget of a
+        # request others would answer at once.
+        attempt_cap = min(ATTEMPT_FIRST, budget / len(self._endpoints)) if resend else math.inf
         while True:
             for index in self._order():
                 remaining = deadline - time.monotonic()

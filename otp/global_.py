@@ -33,7 +33,7 @@ import os
 from typing import Any
 
 from . import _api
-from ._cluster import MEMBER, ClusterError, ClusterUnavailable, NotLocalPid, decode_holder, member_config
+from ._cluster import MEMBER, STORE_TIMEOUT, ClusterError, ClusterUnavailable, NotLocalPid, decode_holder, member_config
 from ._cluster_store import ClusterStoreError
 from ._errors import CallTimeout, NoProc
 from ._etcd_store import EtcdStore
@@ -76,8 +76,10 @@ def register_name(name: str, pid: Pid, timeout: float = DEFAULT_TIMEOUT) -> bool
     :class:`ClusterUnavailable` if the store cannot be reached or has no
     quorum, :class:`NotLocalPid`, TypeError for a name that is not a
     non-empty str."""
+    # The store gets most of the caller's time, the rest is the call's.
+    store_timeout = STORE_TIMEOUT if timeout is None else max(0.05, min(timeout * 0.8, timeout - 0.2))
     try:
-        taken: bool = ask(MEMBER, "register_name", name, pid, timeout=timeout)
+        taken: bool = ask(MEMBER, "register_name", name, pid, store_timeout, timeout=timeout)
     except CallTimeout:
         # The member is busy with a store that does not answer.
         raise ClusterUnavailable(f"global name {name!r}: no answer within {timeout} s") from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import queue
+import socket
 import threading
 import time
 import uuid
@@ -456,6 +457,24 @@ def test_a_hung_store_raises_store_unavailable_within_the_timeout(own_etcd):
         finally:
             member.resume()
         assert store.get("k", timeout=EVENT_WAIT).value in (b"v", b"w")
+
+
+def test_a_silent_first_member_costs_its_share_of_the_budget_only(etcd, prefix):
+    """The member a store tries first accepts connections and never answers
+    (a member cut off by a partition looks so): a call still gets through
+    another member within a timeout shorter than one full attempt, because
+    each member's first attempt gets its share of the budget."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        with EtcdStore([f"http://127.0.0.1:{silent.getsockname()[1]}", *etcd.endpoints]) as store:
+            started = time.monotonic()
+            store.put(prefix + "k", b"v", timeout=2.0)
+            assert time.monotonic() - started < 2.0
+            assert store.get(prefix + "k").value == b"v"
+    finally:
+        silent.close()
 
 
 # -- a cluster of three -----------------------------------------------------

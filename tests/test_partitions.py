@@ -168,12 +168,6 @@ def test_a_3_2_split_and_its_heal(node):
         shutil.rmtree(base_dir, ignore_errors=True)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="otp/_cluster.py asks the store with a fixed 2 s (STORE_TIMEOUT) whatever the caller's timeout, and "
-    "otp/_cluster_store.py spends a whole first attempt (2 s) on the member it last heard from: a node of the "
-    "quorum side whose member is on the other side cannot register",
-)
 def test_the_quorum_side_registers_when_the_first_etcd_member_is_cut_off(node):
     """Issue 12: a 3/2 split keeps the majority registering global names.
     Node n3 (alone in its namespace) has only ever talked to etcd member 0;
