@@ -11,35 +11,36 @@ node's directory).
 Log records of every process of the node go through this process's logging
 (see :mod:`otp._logging`): to stderr, above the live display, or to
 ``--log-file``.
+
+``--nodes N`` (N > 1) runs the learners on N nodes: this process's node,
+which runs MABEAM, and N - 1 more, each a separate OS process, all talking
+tcp + CURVE on 127.0.0.1 (see :mod:`mabeam.demo.nodes`: keys in a
+temporary directory removed at the end, nodes stopped by pid).  Their log
+records go to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import logging
 import os
 import signal
 import sys
+import tempfile
 from types import FrameType
 
 import otp
+
+from . import demo as _demo_package
 
 #: The modules of the ``demo`` extra (setup.cfg), checked before anything starts.
 DEMO_MODULES = ("numpy", "sklearn", "rich")
 MISSING_EXTRA = "mabeam demo needs its extra: pip install 'mabeam[demo]'"
 EXIT_INTERRUPTED = 130
-#: The zygote imports scikit-learn once; every learner process is forked
-#: with it loaded instead of importing it (about a second each).
-PRELOAD = (
-    "mabeam.demo.learners",
-    "sklearn.svm",
-    "sklearn.neighbors",
-    "sklearn.ensemble",
-    "sklearn.linear_model",
-    "sklearn.model_selection",
-    "sklearn.datasets",
-)
+#: What each node's zygote imports once (scikit-learn): see mabeam.demo.
+PRELOAD = _demo_package.PRELOAD
 
 
 def _positive(text: str) -> int:
@@ -66,7 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--agents", type=_positive, default=4, help="learner agents, OS processes (default: %(default)s)")
     demo.add_argument("--rounds", type=_positive, default=6, help="auction/training rounds (default: %(default)s)")
     demo.add_argument("--slots", type=_positive, default=2, help="training slots sold per round (default: %(default)s)")
-    demo.add_argument("--chaos", action="store_true", help="SIGKILL random agents during the run (default: off)")
+    demo.add_argument(
+        "--chaos",
+        action="store_true",
+        help="SIGKILL random agents during the run, and with --nodes one whole node (default: off)",
+    )
+    demo.add_argument(
+        "--nodes",
+        type=_positive,
+        default=1,
+        help="nodes the learners run on, each an OS process on 127.0.0.1 talking tcp+CURVE (default: %(default)s)",
+    )
     demo.add_argument("--seed", type=int, default=0, help="seed of the agents' searches (default: %(default)s)")
     demo.add_argument(
         "--log-level",
@@ -136,11 +147,28 @@ def _demo(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
 
     _configure_logging(args)
     config = DemoConfig(agents=args.agents, rounds=args.rounds, slots=args.slots, chaos=args.chaos, seed=args.seed)
-    with otp.Node(name="mabeam-demo", preload=PRELOAD, base_dir=args.base_dir) as node:
+    with contextlib.ExitStack() as stack:
+        cluster = None
+        options: dict = {"name": "mabeam-demo"}
+        if args.nodes > 1:
+            from .demo.nodes import DemoNodes
+
+            key_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="mabeam-demo-keys-"))
+            cluster = DemoNodes(args.nodes, key_dir, base_dir=args.base_dir)
+            options = cluster.home_options()
+            stack.callback(cluster.stop)  # if this node does not start
+            cluster.launch()  # the extra nodes start while this one does
+        node = stack.enter_context(otp.Node(preload=PRELOAD, base_dir=args.base_dir, **options))
         ctrl_c.node = node
         try:
+            if cluster is not None:
+                try:
+                    stack.enter_context(cluster)  # connected; stopped before this node stops
+                except RuntimeError as exc:  # a node that did not start or cannot be reached
+                    print(f"mabeam demo: {exc}", file=sys.stderr)
+                    return 1
             with Display() as display:
-                progress = run(config, display)
+                progress = run(config, display, cluster)
             display.summary(progress)
         except KeyboardInterrupt:
             count = "the node's processes" if ctrl_c.running is None else f"{ctrl_c.running} processes"

@@ -38,6 +38,13 @@ Restarts.  ``AgentConfig.restart`` says which exits the agent registry
 restarts it after; ``max_restarts`` and ``restart_period`` are its own
 restart budget (see :mod:`mabeam._agent_registry`).
 
+Nodes.  ``AgentConfig.node`` places an agent on another node of the
+cluster (see :class:`AgentConfig` for the rule): it is still a child of the
+agent supervisor of the node MABEAM runs on (linked to it across the
+gateway), and its name is registered on both nodes, so every lookup on
+MABEAM's node (``whereis_agent``, requests, sessions, auctions) finds it as
+it finds a local agent.
+
 Operations (what :mod:`mabeam._comms` and the features ask, each with one
 ``payload``; the ``kind=`` of :func:`mabeam.request`): ``request``,
 ``vote``, ``bid``, ``offer`` (``(auction, price)``), ``proposal``
@@ -55,7 +62,7 @@ of a protocol run among the agents' processes go to the agent's
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeVar
@@ -66,7 +73,16 @@ from ._errors import AgentError, HookFailed
 
 log = logging.getLogger("mabeam")
 
-__all__ = ["Agent", "AgentConfig", "AgentError", "RestartPolicy", "agent_name", "NAME_PREFIX", "PROTOCOL"]
+__all__ = [
+    "Agent",
+    "AgentConfig",
+    "AgentError",
+    "RestartPolicy",
+    "agent_name",
+    "start_agent_process",
+    "NAME_PREFIX",
+    "PROTOCOL",
+]
 
 #: Agents register themselves in the node's name registry as
 #: ``(NAME_PREFIX, agent_id)``: lookups by id are served from each caller's
@@ -81,6 +97,11 @@ PROTOCOL = "$mabeam_protocol"
 RestartPolicy = Literal["permanent", "transient", "temporary"]
 
 T = TypeVar("T")
+
+#: Seconds an agent's start on another node may take, its ``setup``
+#: included: the first process spawned there imports the agent's module
+#: (and what it imports) on that node.
+REMOTE_START_TIMEOUT = 30.0
 
 
 def agent_name(agent_id: Hashable) -> tuple[str, Hashable]:
@@ -98,7 +119,31 @@ class AgentConfig:
     restarts within ``restart_period`` seconds are this agent's budget
     (None: the application's ``agent_intensity`` and ``agent_period``); one
     more crash and it is ``'failed'``, not restarted.  ``shutdown``: the
-    seconds its ``teardown`` has on a stop before it is killed."""
+    seconds its ``teardown`` has on a stop before it is killed.
+
+    ``node``: where the agent runs.  None: on the node MABEAM runs on (its
+    home node).  A node name, or a tuple of names in order of preference
+    (kept as a tuple): at each start and each restart the agent goes to the
+    first of them that is up now (the home node, or a node it is connected
+    to); if none is, to the first a connection can be made to, in order.
+    A node that cannot be reached costs the kernel's connection set-up time
+    (7 s) before the next is tried, and the agent supervisor starts nothing
+    else meanwhile; a node that just went down is no longer connected, so a
+    restart passes over it at once.  If none can be reached the start fails
+    with ``'noconnection'`` (for a restart: one more crash, within the
+    budget).  An agent running never moves: an agent lost with its node
+    (``'crashed'``, reason ``'noconnection'``) is restarted on the next node
+    of its list that is up, and goes back to a preferred node only at a
+    later restart.  Name the home node last (``otp.node()``) for an agent
+    that must run somewhere whatever node is lost.
+
+    Why a list, and not OTP's rule or "anywhere": an OTP supervisor restarts
+    a child where it ran, which fails while that node is gone (a platform of
+    agents wants them working elsewhere); "any node" would move an agent to
+    a node its work may not suit (its data, its hardware), which only the
+    operator knows.  A list in order of preference is what Erlang's
+    distributed applications take (``{App, [NodeA, NodeB]}``), and needs no
+    rule of ours beyond "the first that is up"."""
 
     agent_id: Hashable
     agent_class: type[Agent]
@@ -109,6 +154,7 @@ class AgentConfig:
     shutdown: float = 5.0
     max_restarts: int | None = None
     restart_period: float | None = None
+    node: str | tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.agent_class, type) and issubclass(self.agent_class, Agent)):
@@ -132,18 +178,99 @@ class AgentConfig:
         caps = frozenset(self.capabilities) | frozenset(self.agent_class.capabilities)
         object.__setattr__(self, "capabilities", caps)
         object.__setattr__(self, "metadata", dict(self.metadata))
+        object.__setattr__(self, "node", _node_list(self.node))
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        """The nodes the agent may run on, in order of preference (empty:
+        the home node)."""
+        return () if self.node is None else tuple(self.node)
 
     def child_spec(self) -> otp.ChildSpec:
         """The agent supervisor's child spec of this agent: temporary,
         whatever its ``restart``, because the agent registry restarts
         agents, each within its own budget (the supervisor's intensity
-        would be one budget shared by all)."""
+        would be one budget shared by all).  It starts the agent with
+        :func:`start_agent_process`."""
         return otp.child_spec(
             self.agent_id,
-            start=(self.agent_class.start_link, (self,)),
+            start=(start_agent_process, (self,)),
             restart="temporary",
             shutdown=self.shutdown,
         )
+
+
+def _node_list(node: object) -> tuple[str, ...] | None:
+    """``AgentConfig.node`` as kept: None, or a tuple of node names (each
+    once, in the order given)."""
+    if node is None:
+        return None
+    names = [node] if isinstance(node, str) else list(node) if isinstance(node, Sequence) else []
+    if not names:
+        raise TypeError(f"node must be a node name or a non-empty sequence of them, not {node!r}")
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"node names must be non-empty strings, not {name!r}")
+    return tuple(dict.fromkeys(str(name) for name in names))
+
+
+def start_agent_process(config: AgentConfig) -> otp.Pid | None:
+    """Start the agent's process, linked to the caller (the agent
+    supervisor, whose child spec's start function this is): on this node,
+    or on a node of ``config.node`` chosen by the rule
+    :class:`AgentConfig` states.  An agent started on another node is also
+    registered on this one under :func:`agent_name`, before the supervisor
+    reports it started, so that lookups here find it.  Raises
+    ``otp.StartError('noconnection')`` if no node of its list can be
+    reached."""
+    start = config.agent_class.start_link
+    if config.node is None:
+        return start(config)
+    here = otp.node()
+    for node in _in_order_of_reach(config.nodes, here):
+        if node == here:
+            return start(config)
+        try:
+            pid = start(config, node=node, timeout=REMOTE_START_TIMEOUT)
+        except otp.StartError as exc:
+            if exc.reason == "noconnection":
+                continue
+            raise
+        if pid is not None:
+            _register_here(config.agent_id, pid)
+        return pid
+    raise otp.StartError("noconnection")
+
+
+def _in_order_of_reach(nodes: tuple[str, ...], here: str) -> list[str]:
+    """``nodes``, those up now first (this node, connected nodes), each
+    part in the order given."""
+    try:
+        connected = set(otp.nodes())
+    except otp.NodeError:  # the gateway restarts: nothing is connected
+        connected = set()
+    up = [n for n in nodes if n == here or n in connected]
+    return up + [n for n in nodes if n not in up]
+
+
+def _register_here(agent_id: Hashable, pid: otp.Pid) -> None:
+    """Register the agent ``pid`` of another node under its name on this
+    node.  A holder of the name that is dead (of another node, its DOWN
+    still on its way to the name registry) gives it up; a live one fails
+    the start as the agent's own registration would have, and the new
+    process is killed."""
+    name = agent_name(agent_id)
+    for attempt in (1, 2):
+        try:
+            otp.register(name, pid)
+            return
+        except otp.AlreadyRegistered as exc:
+            holder = exc.existing_pid
+            if attempt == 2 or holder is None or otp.is_alive(holder):
+                otp.unlink(pid)
+                otp.exit(pid, "kill")
+                raise otp.StartError(("already_started", holder)) from None
+            otp.unregister(name)
 
 
 class Agent(otp.Service):

@@ -38,6 +38,11 @@ class AgentRecord:
     def agent_id(self) -> Hashable:
         return self.config.agent_id
 
+    @property
+    def node(self) -> str | None:
+        """The node its process runs on (None: it has none)."""
+        return None if self.pid is None else otp.node(self.pid)
+
 
 @dataclass(frozen=True)
 class RegistryOptions:

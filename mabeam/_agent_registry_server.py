@@ -46,8 +46,15 @@ the agents that died with the old one are crashes (``'killed'``), restarted
 under the new one within their budgets, and agents started under the new
 one are tracked like any other.
 
+Agents of other nodes (``AgentConfig.node``) are followed the same way:
+their pids are remote pids, monitored across the gateway.  When their node
+goes down each one exits with ``'noconnection'``: a crash, restarted on the
+next node of its list that is up (the rule is :class:`AgentConfig`'s, applied
+by the agent's start function in the agent supervisor).
+
 Running agents are found by pid through their registered names (see
-:mod:`mabeam._comms`), not through this process.
+:mod:`mabeam._comms`), not through this process; an agent of another node
+is registered on this node too.
 """
 
 from __future__ import annotations

@@ -14,17 +14,23 @@ whole training set and scored on the test set.
 With ``chaos``, a chaos process SIGKILLs a random learner every one to three
 seconds; the agent registry restarts it, the run goes on, and the table
 shows the restarts.
+
+On several nodes (``nodes``, a :class:`Cluster`: ``mabeam demo --nodes N``)
+the learners are placed round-robin on them, each with the other nodes as
+the next places to run in order (``AgentConfig.node``); with ``chaos`` the
+run also SIGKILLs a whole node once, as its middle round's training starts
+(the first extra node: it holds learners): its learners are lost with
+``'noconnection'``, restarted on the next of their nodes that is up, and
+the run goes on without it.
 """
 
 from __future__ import annotations
 
-import os
 import random
-import signal
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import mabeam
 import otp
@@ -33,7 +39,7 @@ from mabeam.coordination.voting import Tally
 
 from .learners import FAMILIES, Learner, build_model, load_data
 
-__all__ = ["DemoConfig", "run"]
+__all__ = ["DemoConfig", "Cluster", "NodeKill", "run"]
 
 SCORES_TOPIC = "mabeam.demo.scores"
 
@@ -47,6 +53,30 @@ class DemoConfig:
     chaos: bool = False
     seed: int = 0
     timeout: float = 30.0
+
+
+class Cluster(Protocol):
+    """The nodes a run places its learners on (:class:`mabeam.demo.nodes.DemoNodes`)."""
+
+    @property
+    def names(self) -> list[str]:
+        """Every node, the one the run is on first."""
+        ...
+
+    def kill(self, name: str) -> None:
+        """SIGKILL node ``name`` (not the run's own)."""
+        ...
+
+
+@dataclass
+class NodeKill:
+    """The chaos SIGKILLed ``node`` in round ``round``; ``lost`` were its
+    learners, ``now`` says where each runs at the end (None: nowhere)."""
+
+    node: str
+    round: int
+    lost: list[Hashable]
+    now: dict[Hashable, str | None] = field(default_factory=dict)
 
 
 class Failure(NamedTuple):
@@ -69,8 +99,11 @@ class Progress:
     results: list[dict[str, Any]] = field(default_factory=list)
     auctions: list[economics.AuctionOutcome] = field(default_factory=list)
     kills: list[Hashable] = field(default_factory=list)
+    node_kills: list[NodeKill] = field(default_factory=list)
+    #: The nodes the learners run on (one: this node alone).
+    nodes: list[str] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
-    #: Agent id -> its record's status, restarts and family.
+    #: Agent id -> its record's status, restarts, family and node.
     agents: dict[Hashable, dict[str, Any]] = field(default_factory=dict)
     winner: dict[str, Any] | None = None
     vote: coordination.ConsensusResult | None = None
@@ -106,7 +139,7 @@ def chaos_monkey(parent: otp.Pid, agent_ids: list[Hashable], seed: int) -> None:
         victim = rng.choice(agent_ids)
         pid = mabeam.whereis_agent(victim)
         if pid is not None:
-            os.kill(pid.ospid, signal.SIGKILL)
+            otp.exit(pid, "kill")  # SIGKILL, by the gateway of its node for a learner of another node
             otp.send(parent, Killed(victim, pid))
 
 
@@ -116,7 +149,27 @@ def _refresh_agents(progress: Progress) -> None:
             "status": record.status,
             "restarts": record.restarts,
             "family": record.config.args["family"],
+            "node": record.node,
         }
+    for kill in progress.node_kills:
+        kill.now = {agent_id: progress.agents[agent_id]["node"] for agent_id in kill.lost}
+
+
+def _placement(nodes: list[str], i: int) -> tuple[str, ...] | None:
+    """Learner ``i``'s nodes: round-robin, then the others in order (None:
+    a run on this node alone)."""
+    if len(nodes) < 2:
+        return None
+    first = i % len(nodes)
+    return tuple(nodes[first:] + nodes[:first])
+
+
+def _kill_node(progress: Progress, cluster: Cluster, round_number: int) -> None:
+    """The chaos's SIGKILL of a whole node: the first extra node."""
+    node = progress.nodes[1]
+    lost = [agent_id for agent_id, info in progress.agents.items() if info["node"] == node]
+    cluster.kill(node)
+    progress.node_kills.append(NodeKill(node, round_number, lost))
 
 
 def _sell_slot(ids: list[Hashable], round_number: int, slot: int, timeout: float) -> economics.AuctionOutcome:
@@ -132,9 +185,11 @@ def _vote(ids: list[Hashable], candidates: list[dict[str, Any]], timeout: float)
     return coordination.run_consensus(ids, {"candidates": candidates}, method="majority", timeout=timeout)
 
 
-def run(config: DemoConfig, display: Show | None = None) -> Progress:
-    """Run the search on the current node; returns the final progress."""
+def run(config: DemoConfig, display: Show | None = None, cluster: Cluster | None = None) -> Progress:
+    """Run the search from the current node, its learners on the nodes of
+    ``cluster`` (None: on this node); returns the final progress."""
     progress = Progress(config)
+    progress.nodes = list(cluster.names) if cluster is not None else [otp.node()]
     show = display or (lambda p: None)
     otp.trap_exit(True)
     app = mabeam.start(agent_intensity=1000, agent_period=10.0)
@@ -143,13 +198,21 @@ def run(config: DemoConfig, display: Show | None = None) -> Progress:
         family = FAMILIES[i % len(FAMILIES)]
         args = {"family": family, "seed": config.seed * 100 + i, "budget": config.budget}
         mabeam.register_agent(
-            mabeam.AgentConfig(agent_id, Learner, args=args, capabilities={family}, metadata={"family": family})
+            mabeam.AgentConfig(
+                agent_id,
+                Learner,
+                args=args,
+                capabilities={family},
+                metadata={"family": family},
+                node=_placement(progress.nodes, i),
+            )
         )
     for agent_id in ids:
         mabeam.start_agent(agent_id)
     _refresh_agents(progress)
     mabeam.subscribe(SCORES_TOPIC)  # we hear the scores too (kept in order)
     chaos = otp.spawn_link(chaos_monkey, otp.self(), ids, config.seed) if config.chaos else None
+    middle = (config.rounds + 1) // 2
     try:
         for round_number in range(1, config.rounds + 1):
             progress.round, progress.phase = round_number, "auction"
@@ -172,6 +235,8 @@ def run(config: DemoConfig, display: Show | None = None) -> Progress:
                     except (mabeam.CommsError, mabeam.AgentError) as exc:
                         progress.failures.append(Failure(round_number, result.winner, "charge", exc))
             progress.phase = "training"
+            if config.chaos and cluster is not None and not progress.node_kills and round_number >= middle:
+                _kill_node(progress, cluster, round_number)
             show(progress)
             outcomes = mabeam.broadcast(winners, ("train", round_number), timeout=config.timeout)
             fresh: list[dict[str, Any]] = []
@@ -194,12 +259,24 @@ def run(config: DemoConfig, display: Show | None = None) -> Progress:
             otp.unlink(chaos)
             otp.send(chaos, "stop")
             otp.receive(10, lambda m: isinstance(m, otp.DOWN) and m.ref == ref)
+            _await_restarts(ids, config.timeout)
         _drain_chaos(progress)
         _refresh_agents(progress)
         mabeam.stop(app)
     progress.phase = "done"
     show(progress)
     return progress
+
+
+def _await_restarts(ids: list[Hashable], timeout: float) -> None:
+    """Wait (``timeout`` seconds at most each) for the learners the chaos
+    left crashed to run again, so that the table says where they run."""
+    for agent_id in ids:
+        try:
+            if mabeam.get_agent_status(agent_id) == "crashed":
+                mabeam.await_status(agent_id, "running", timeout=timeout)
+        except (otp.CallTimeout, mabeam.MabeamError):
+            pass  # the table shows it as it is
 
 
 def _drain_chaos(progress: Progress) -> None:

@@ -23,6 +23,7 @@ class Display:
         self.console = console or Console()
         self.live: Live | None = None
         self._last_round: tuple[int, str] | None = None
+        self._node_kills_told = 0
 
     def __enter__(self) -> Display:
         if self.console.is_terminal:
@@ -35,6 +36,13 @@ class Display:
             self.live.__exit__(*exc)
 
     def __call__(self, progress: Progress) -> None:
+        for kill in progress.node_kills[self._node_kills_told :]:
+            self._node_kills_told += 1
+            lost = ", ".join(map(str, kill.lost)) or "none"
+            self.console.print(
+                f"[{time.monotonic() - progress.started:5.1f}s] chaos: node {kill.node} SIGKILLed in round "
+                f"{kill.round} (its learners: {lost}); they are restarted on live nodes"
+            )
         if self.live is not None:
             self.live.update(self.render(progress))
         elif progress.phase in ("training", "done") and (progress.round, progress.phase) != self._last_round:
@@ -51,11 +59,13 @@ class Display:
             f"round {progress.round}/{progress.config.rounds} - {progress.phase} - "
             f"{time.monotonic() - progress.started:.1f}s - kills {len(progress.kills)}"
         )
+        several = len(progress.nodes) > 1
         agents = Table(title="learner agents (OS processes)", expand=False)
-        for col in ("agent", "family", "status", "restarts"):
+        for col in ("agent", "family", "status", "restarts", *(("node",) if several else ())):
             agents.add_column(col)
         for agent_id, info in sorted(progress.agents.items()):
-            agents.add_row(str(agent_id), info["family"], info["status"], str(info["restarts"]))
+            row = [str(agent_id), info["family"], info["status"], str(info["restarts"])]
+            agents.add_row(*row, *((info["node"] or "-",) if several else ()))
         board = Table(title="leaderboard (3-fold CV accuracy)")
         for col in ("score", "configuration", "agent", "round"):
             board.add_column(col)
@@ -69,6 +79,8 @@ class Display:
         table.add_column("value")
         auctions = [a for a in progress.auctions if a.winner is not None]
         table.add_row("learner agents", str(progress.config.agents))
+        if len(progress.nodes) > 1:
+            table.add_row("nodes (OS processes, tcp + CURVE)", ", ".join(progress.nodes))
         table.add_row("rounds x slots", f"{progress.config.rounds} x {progress.config.slots}")
         table.add_row("trainings (real cross-validations)", str(len(progress.results)))
         table.add_row("auctions cleared (Vickrey)", f"{len(auctions)} of {len(progress.auctions)}")
@@ -76,6 +88,9 @@ class Display:
             "mean price paid", f"{sum(a.price or 0.0 for a in auctions) / len(auctions):.2f}" if auctions else "-"
         )
         table.add_row("chaos kills (SIGKILL)", str(len(progress.kills)))
+        for kill in progress.node_kills:
+            moved = ", ".join(f"{a} -> {node or 'not running'}" for a, node in kill.now.items()) or "no learner"
+            table.add_row(f"chaos: node killed in round {kill.round}", f"{kill.node}; restarted: {moved}")
         table.add_row("agent restarts (supervisor)", str(sum(a["restarts"] for a in progress.agents.values())))
         table.add_row("failed requests (tolerated)", str(len(progress.failures)))
         if progress.winner is not None:

@@ -298,6 +298,12 @@ class _Server(PgOps):
         return alive
 
     def _check_alive(self, pid: Pid) -> bool:
+        if not self.proc.node.is_local(pid.node):
+            # Asking its node goes through the gateway, which is found by
+            # name, that is by asking this very process: taken as alive.
+            # The monitor _watch sets next gives DOWN 'noproc' at once for
+            # a process that is gone, and that drops its entries.
+            return True
         sig = self.proc.sig
         with sig.lock:  # the signal thread closes the pidfd of a process it finds dead
             w = sig.watches.get(pid.uid)
@@ -491,6 +497,8 @@ class _Server(PgOps):
         """Let the process know it holds a name: its exit drops the name
         before anyone hears of its death."""
         proc = self.proc
+        if not proc.node.is_local(pid.node):
+            return  # its exit hook knows its own node's registry only: its names here go on its DOWN
         proc.sig.send(pid, Named(proc.pid, 0), proc.node.signal_address(pid.uid))
 
     def op_unregister(self, key: Any, pid: Pid | None = None) -> None:
