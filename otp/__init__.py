@@ -111,6 +111,7 @@ from ._gen_statem import (
     UpdateTimeout,
 )
 from ._keys import KeyFileError, KeyFileExposed, KeyFileMalformed, KeyPair
+from ._naming import RemoteName
 from ._node import Node
 from ._partition_supervisor import PartitionSupervisor
 from ._pid import Pid, Ref
@@ -266,6 +267,7 @@ __all__ = [
     "HandlerNotFound",
     "HandlerError",
     "Agent",
+    "RemoteName",
     "Application",
     "AppSpec",
     "sys",

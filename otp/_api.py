@@ -2,18 +2,24 @@
 
 Each acts on the calling thread's process and raises :class:`NotAProcess`
 from a thread that is not one.  Destinations may be pids or, where the
-registry is running, registered names (see :func:`otp.whereis`).
+registry is running, registered names (see :func:`otp.whereis`), and
+names of other nodes (:class:`otp.RemoteName`): ``send`` hands a message
+for one to the gateways, which resolve it on that node (see
+:mod:`otp._dist_wire`); the others ask that node which process holds the
+name (one round trip, :func:`resolve`) and then act on the pid, as they
+do for a local name.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, Literal, TypedDict, overload
 
-from . import _process
-from ._errors import NoProc
+from . import _naming, _process
+from ._errors import CallTimeout, NoConnection, NoProc
 from ._lifecycle import checked_max_mailbox
-from ._naming import resolve
+from ._naming import RemoteName
 from ._pid import Pid, Ref, make_ref
 from ._reasons import DOWN
 from ._timeouts import check_timeout
@@ -35,8 +41,56 @@ __all__ = [
     "trap_exit",
     "make_ref",
     "resolve",
+    "RESOLVE_TIMEOUT",
     "check_max_mailbox",
 ]
+
+#: Seconds a lookup of a name on another node waits by default: the
+#: connection set-up (7 s at most: a node that cannot be reached answers
+#: ``'noconnection'`` by then) and a margin.
+RESOLVE_TIMEOUT = 10.0
+
+
+def resolve(dest: Pid | object, timeout: float | None = RESOLVE_TIMEOUT) -> Pid:
+    """The pid ``dest`` names: ``dest`` itself if it is a pid, the process
+    holding a name of this node (see :func:`otp._naming.resolve`), or the
+    process holding a :class:`RemoteName` on its node, as that node says
+    (Erlang's ``{Name, Node}``).  Raises :class:`NoProc` for a name nobody
+    holds; for a RemoteName :class:`otp.NoConnection` if its node cannot
+    be reached (this node included, if it does not listen) and
+    :class:`otp.CallTimeout` if it does not answer within ``timeout``."""
+    if type(dest) is Pid:
+        return dest
+    if type(dest) is not RemoteName:
+        return _naming.resolve(dest)
+    proc = _process.current()
+    if proc.node.is_local(dest.node):
+        return _naming.resolve(dest.name)
+    if not proc.node.gateway:
+        raise NoConnection(dest, "whereis")
+    try:
+        answer = proc.gateway_call(("whereis", dest.node, dest.name), timeout)
+    except NoProc:  # no gateway running: the node is stopping
+        raise NoConnection(dest, "whereis") from None
+    except CallTimeout:
+        raise CallTimeout(dest, "whereis") from None
+    if type(answer) is not tuple or len(answer) != 2 or answer[0] != "ok":
+        raise NoConnection(dest, "whereis")
+    if answer[1] is None:
+        raise NoProc(dest)
+    pid: Pid = answer[1]
+    return pid
+
+
+def resolve_within(dest: Pid | object, timeout: float | None) -> tuple[Pid, float | None]:
+    """:func:`resolve` ``dest`` within ``timeout`` seconds; the pid and what
+    is left of the timeout (for a call to a RemoteName: its lookup and the
+    call share the caller's timeout)."""
+    if type(dest) is not RemoteName or timeout is None:
+        return resolve(dest, timeout if timeout is not None else RESOLVE_TIMEOUT), timeout
+    start = time.monotonic()
+    pid = resolve(dest, timeout)
+    return pid, max(0.0, timeout - (time.monotonic() - start))
 
 
 class SpawnOptions(TypedDict, total=False):
@@ -204,15 +258,20 @@ def unlink(pid: Pid | object) -> None:
 def monitor(pid: Pid | object) -> Ref:
     """Monitor ``pid``: exactly one ``DOWN(ref, pid, reason)`` when it exits
     (``'noproc'`` at once if it is already dead, or if ``pid`` is a name
-    nobody holds).  Monitors stack; returns the monitor's ``ref``."""
+    nobody holds).  Monitors stack; returns the monitor's ``ref``.
+
+    A :class:`otp.RemoteName` is looked up on its node first (Erlang's
+    monitor of ``{Name, Node}``): ``'noproc'`` at once if nobody holds it
+    there, ``'noconnection'`` if that node cannot be reached."""
     p = _process.current()
     try:
         target = resolve(pid)
-    except NoProc:
+    except (NoProc, NoConnection, CallTimeout) as exc:
         ref = make_ref()
         # The name stands where the pid would, as in Erlang's DOWN for a
         # monitor by name.
-        p.mailbox.append(DOWN(ref, pid, "noproc"))  # type: ignore[arg-type]
+        reason = "noproc" if isinstance(exc, NoProc) else "noconnection"
+        p.mailbox.append(DOWN(ref, pid, reason))  # type: ignore[arg-type]
         return ref
     with p.kernel_code:
         return p.monitor(target)

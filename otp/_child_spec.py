@@ -12,6 +12,19 @@ to the caller* and return its pid (``GenServer.start_link`` and
 (the supervisor keeps the spec of an ignored child unless it is temporary);
 raising :class:`StartError` means the start failed with its reason.
 
+A child on another node.  ``child_spec(..., node="beta@10.0.0.6")`` runs
+the child there: the supervisor calls the start function with the keyword
+``node=`` (as ``GenServer.start_link(node=)``, ``Supervisor.start_link``
+and ``otp.spawn_opt`` take it), so the start function must accept it; the
+default None calls it without, and the child runs on the supervisor's own
+node.  The node is a field of the spec rather than an argument of the start
+function so that the supervisor, ``get_childspec`` and a
+``DynamicSupervisor.start_child(sup, spec, node=)`` can read and set it
+without knowing the start function's arguments.  The child is linked to its
+supervisor across the gateway, so a child lost with its node's connection
+exits with ``'noconnection'`` and is restarted by the usual rules (see
+:mod:`otp._sup_children`).
+
 Defaults, as supervisor.erl's: restart ``'permanent'``, type ``'worker'``,
 shutdown 5 seconds for workers and ``'infinity'`` for supervisors,
 significant ``False``.  A shutdown of ``math.inf`` is stored as
@@ -27,7 +40,8 @@ the term supervisor.erl uses: ``'missing_id'``, ``'missing_start'``,
 ``('invalid_child_id', id)``, ``('invalid_mfa', start)``,
 ``('invalid_restart_type', r)``, ``('invalid_child_type', t)``,
 ``('invalid_shutdown', s)``, ``('invalid_significant', s)``,
-``('invalid_child_spec', x)``, ``('duplicate_child_name', id)`` for specs;
+``('invalid_child_spec', x)``, ``('duplicate_child_name', id)`` for specs
+(and ``('invalid_node', n)``, which OTP's specs do not have);
 ``('invalid_flags', x)``, ``('invalid_strategy', s)``,
 ``('invalid_intensity', i)``, ``('invalid_period', p)``,
 ``('invalid_auto_shutdown', a)`` and ``('invalid_max_children', n)`` for
@@ -56,6 +70,7 @@ __all__ = [
     "normalize_spec",
     "validate_flags",
     "check_max_children",
+    "check_node",
     "RESTART_TYPES",
     "STRATEGIES",
 ]
@@ -105,6 +120,13 @@ class ChildSpec:
     shutdown: Shutdown = WORKER_SHUTDOWN
     type: ChildType = "worker"
     significant: bool = False
+    #: The node the child runs on (passed to the start function as
+    #: ``node=``); None: the supervisor's node.
+    node: str | None = None
+
+    def with_node(self, node: str | None) -> ChildSpec:
+        """The spec with its child on ``node`` (None: the supervisor's)."""
+        return replace(self, node=check_node(node))
 
     def with_args(self, extra: tuple) -> ChildSpec:
         """The spec with ``extra`` appended to the start arguments
@@ -173,6 +195,14 @@ def _valid_shutdown(shutdown: Any, child_type: ChildType) -> Shutdown:
     raise SupervisorError(("invalid_shutdown", shutdown))
 
 
+def check_node(node: Any) -> str | None:
+    """``node`` if it is None or a node name (a non-empty str); else
+    ``SupervisorError(('invalid_node', node))``."""
+    if node is not None and (not isinstance(node, str) or not node):
+        raise SupervisorError(("invalid_node", node))
+    return node
+
+
 def child_spec(
     id: Any = _UNSET,  # noqa: A002 - OTP's key
     start: Any = _UNSET,
@@ -180,6 +210,7 @@ def child_spec(
     shutdown: Shutdown | None = _UNSET,
     type: ChildType = "worker",  # noqa: A002 - OTP's key
     significant: bool = False,
+    node: str | None = None,
 ) -> ChildSpec:
     """A validated :class:`ChildSpec`.  ``start`` is a callable or
     ``(callable, args)``; ``shutdown`` defaults by type (see the module
@@ -188,7 +219,9 @@ def child_spec(
     ``('invalid_mfa', start)``, ``('invalid_restart_type', restart)``,
     ``('invalid_child_type', type)``, ``('invalid_shutdown', shutdown)``,
     ``('invalid_significant', significant)`` (not a bool, or True for a
-    permanent child, which would end its supervisor at every restart)."""
+    permanent child, which would end its supervisor at every restart),
+    ``('invalid_node', node)`` (not None or a non-empty str).  ``node``
+    runs the child on that node (see the module doc)."""
     if id is _UNSET:
         raise SupervisorError("missing_id")
     if start is _UNSET:
@@ -207,7 +240,7 @@ def child_spec(
     if significant and restart == "permanent":
         # A permanent child is restarted, never "ends": it cannot be significant.
         raise SupervisorError(("invalid_significant", significant))
-    return ChildSpec(id, start_fn, restart, _valid_shutdown(shutdown, type), type, significant)
+    return ChildSpec(id, start_fn, restart, _valid_shutdown(shutdown, type), type, significant, check_node(node))
 
 
 def normalize_spec(spec: Any) -> ChildSpec:
@@ -215,7 +248,7 @@ def normalize_spec(spec: Any) -> ChildSpec:
     class (its ``child_spec()``).  Raises :class:`SupervisorError`: what
     :func:`child_spec` raises, or ``('invalid_child_spec', spec)``."""
     if isinstance(spec, ChildSpec):
-        return child_spec(spec.id, spec.start, spec.restart, spec.shutdown, spec.type, spec.significant)
+        return child_spec(spec.id, spec.start, spec.restart, spec.shutdown, spec.type, spec.significant, spec.node)
     if isinstance(spec, dict):
         try:
             return child_spec(**spec)

@@ -113,7 +113,8 @@ def net_kernel_info() -> dict[str, Any]:
     ``endpoint`` and ``public_key`` (what other nodes need to reach it),
     ``net_ticktime``, ``nodes`` up and ``connecting``, ``refused`` (handshakes
     and HELLOs refused), ``unauthenticated_dropped`` (messages of connections
-    that had not said HELLO), ``relations`` (local processes with links or
+    that had not said HELLO), ``names_unknown`` (messages for names of this
+    node, ``otp.RemoteName``, that nobody held when they came), ``relations`` (local processes with links or
     monitors across the gateway), ``max_silence`` (per node, the longest it
     went unheard while up: ticks come every quarter tick time)."""
     proc = _distributed()

@@ -18,6 +18,21 @@ last frame they passed on, which the exit signals they make up
 (``'noconnection'``, ``'killed'``) carry so that they come after those
 frames, as a process's own exit signal does.
 
+A frame for a *name* on another node (``otp.RemoteName``) is pushed the
+same way, with a route whose target uid is 0 (never a process's: see
+:func:`otp._pid.new_uid`) and sequence number 0, and between the route and
+the remote frame the name (:func:`pack_name`): the gateway of that node
+resolves the name there and hands the remote frame to the process it names
+(dropped, as Erlang drops it, if nobody holds the name).  The frame inside
+is numbered 0, which a receiver takes in at once without counting it (see
+``PeersMixin._out_of_order``): the sender cannot number it in its sequence
+to a process it does not know.  Its order comes from its path: one socket
+from the sender to its gateway, one connection between the gateways, one
+socket from the gateway to the receiver, the path of every frame from that
+sender to that receiver.  A signal the sender sends afterwards (its exit)
+may overtake it: a receiver holds a signal until the frames numbered
+before it are in, and this one has no number.
+
 A signal for a process of another node is one datagram to the gateway's
 signal socket (``NodeInfo.gateway_signals``): :func:`encode_forward`, the
 target pid and the signal datagram of :mod:`otp._signal_records`.  A
@@ -40,7 +55,8 @@ its own DEALER, so one connection carries one direction, in order.  Messages
   encryption and one system call for many frames;
 * ``SIG pid datagram``: ``pid`` the pickled target pid;
 * ``CTL record``: a pickled :class:`SpawnRequest`, :class:`SpawnReply`,
-  :class:`AliveRequest` or :class:`AliveReply`;
+  :class:`AliveRequest`, :class:`AliveReply`, :class:`WhereisRequest` or
+  :class:`WhereisReply`;
 * ``TICK``: nothing, sent every quarter tick time (see
   :data:`otp._gateway.NET_TICKTIME`);
 * ``BYE``: "you are down to me" (sent on the ROUTER to a connection the
@@ -87,6 +103,11 @@ __all__ = [
     "SpawnReply",
     "AliveRequest",
     "AliveReply",
+    "WhereisRequest",
+    "WhereisReply",
+    "NAMED_UID",
+    "pack_name",
+    "parse_name",
     "WIRE_VERSION",
 ]
 
@@ -103,6 +124,8 @@ _MARK = REMOTE_MARK[0]
 #: Gateway._from_intake: a frame never overtakes a signal sent before it).
 ROUTE = struct.Struct("<QIQQQ")
 _CREATION = struct.Struct("<I")
+#: The target uid of a route to a name (see the module docstring).
+NAMED_UID = 0
 #: Bumped when gateways of one version could not understand another's.
 WIRE_VERSION = 1
 
@@ -157,6 +180,28 @@ def parse_route(message: bytes | memoryview) -> tuple[bytes, tuple[int, int, int
 
 
 _LENGTH = struct.Struct("<I")
+
+
+def pack_name(name: object) -> bytes:
+    """A name for a frame to a name of another node: its pickle behind its
+    length."""
+    data = pickle.dumps(name, _PROTOCOL)
+    return _LENGTH.pack(len(data)) + data
+
+
+def parse_name(body: bytes | memoryview) -> tuple[object, int]:
+    """``(name, offset of what follows)`` of :func:`pack_name`'s output at
+    the start of ``body``; ValueError if malformed."""
+    if len(body) < 4:
+        raise ValueError("named frame cut short")
+    (n,) = _LENGTH.unpack_from(body, 0)
+    if len(body) < 4 + n:
+        raise ValueError("named frame cut short")
+    try:
+        name = pickle.loads(body[4 : 4 + n])
+    except Exception as exc:
+        raise ValueError(f"malformed name: {exc!r}") from exc
+    return name, 4 + n
 
 
 def pack_batch(messages: list[bytes]) -> bytes:
@@ -300,4 +345,18 @@ class AliveReply(NamedTuple):
     alive: bool
 
 
-CONTROL_RECORDS = (SpawnRequest, SpawnReply, AliveRequest, AliveReply)
+class WhereisRequest(NamedTuple):
+    """Which process holds ``name`` on the receiving node?"""
+
+    req: int
+    name: object
+
+
+class WhereisReply(NamedTuple):
+    """The pid holding the name of :class:`WhereisRequest` ``req``, or None."""
+
+    req: int
+    pid: Pid | None
+
+
+CONTROL_RECORDS = (SpawnRequest, SpawnReply, AliveRequest, AliveReply, WhereisRequest, WhereisReply)

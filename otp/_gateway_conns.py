@@ -7,8 +7,10 @@ handshake and the disconnect.  It is made on first use (a frame, a signal,
 ``connect_node``, a spawn) or when that node says HELLO to us, starts with
 our HELLO, and is *up* once that node's WELCOME arrives; until then what is
 sent waits in it.  It goes down when libzmq reports it disconnected (the
-peer died, or the heartbeats timed out), when the set-up takes longer than
-the set-up timeout, when nothing was heard from the node for the tick time,
+peer died, or the heartbeats timed out), when its tcp connect is refused
+(nothing listens there: the node is not running; Erlang's connect fails at
+once too), when the set-up takes longer than the set-up timeout (a host
+that does not answer), when nothing was heard from the node for the tick time,
 or when either side says so; everything about that node is then settled at
 once (:meth:`ConnsMixin._node_down`).
 """
@@ -46,6 +48,7 @@ _EVENTS = (
     | zmq.EVENT_HANDSHAKE_FAILED_AUTH
     | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_CONNECT_RETRIED
 )
 _FAILED = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 #: Milliseconds between attempts of a tcp connect that was refused, while
@@ -180,7 +183,10 @@ class ConnsMixin:
             except zmq.Again:
                 return
             kind = event["event"]
-            if kind & _FAILED:
+            if kind == zmq.EVENT_CONNECT_RETRIED:
+                if not conn.up:  # refused: libzmq would only try again
+                    self._node_down(conn.name, "connect_failed")
+            elif kind & _FAILED:
                 log.warning("%s: the handshake with %s failed (%s)", self.name, conn.name, _event_name(kind))
                 self._node_down(conn.name, "handshake_failed")
             elif kind in (zmq.EVENT_DISCONNECTED, zmq.EVENT_CLOSED):

@@ -10,6 +10,11 @@ local processes are delivered with a non-blocking ``sendto``: a full queue
 (a stopped process) keeps them here, in order, retried for as long as a
 local sender would wait (``SIGNAL_SEND_TIMEOUT``), so one stopped process
 never holds the whole node's traffic.
+
+A frame for a name of this node (``otp.RemoteName``, see
+:mod:`otp._dist_wire`) is delivered to the process the node's name
+service resolves the name to, when it arrives; a ``WhereisRequest`` is
+answered the same way.
 """
 
 from __future__ import annotations
@@ -24,12 +29,13 @@ from typing import TYPE_CHECKING, cast
 import zmq
 import zmq.utils.z85
 
-from . import _oslib, _process
+from . import _naming, _oslib, _process
 from ._dist_wire import (
     BYE,
     CTL,
     HELLO,
     MSGS,
+    NAMED_UID,
     REFUSED,
     ROUTE,
     SIG,
@@ -39,9 +45,12 @@ from ._dist_wire import (
     NodeAddress,
     SpawnReply,
     SpawnRequest,
+    WhereisReply,
+    WhereisRequest,
     decode_hello,
     encode_hello,
     iter_batch,
+    parse_name,
 )
 from ._gateway_links import Relations
 from ._pid import Pid
@@ -92,6 +101,8 @@ class InboundMixin:
     _spawn_for: Callable[[str, SpawnRequest], None]
     _spawn_reply: Callable[[SpawnReply], None]
     _alive_reply: Callable[[AliveReply], None]
+    _whereis_reply: Callable[[WhereisReply], None]
+    names_unknown: int
 
     def _zap(self) -> None:
         """Answer the ZAP requests of the CURVE handshakes (RFC 27): a member's
@@ -217,12 +228,40 @@ class InboundMixin:
         for msg in iter_batch(batch):
             n = msg[0]
             tuid, tcreation, suid, seq, _ = unpack(msg, 1 + n)
+            if tuid == NAMED_UID:
+                self._deliver_named(msg[head + n :])
+                continue
             if tcreation and tcreation != creation:
                 continue  # for a process of an earlier incarnation of this node
             p = peers.get(tuid) or proc.peer(Pid(self.name, tuid, 0, 0, creation))
             if p.send is not None:
                 p.send(cast(bytes, msg[head + n :]))  # a memoryview: zmq copies it once
             frame_in(suid, tuid, seq)
+
+    def _deliver_named(self, body: memoryview) -> None:
+        """A frame for a name of this node: to the process holding it now,
+        dropped (and counted) if none does."""
+        try:
+            name, offset = parse_name(body)
+        except ValueError as exc:
+            log.warning("%s dropped a frame for a malformed name: %s", self.name, exc)
+            return
+        pid = self._whereis(name)
+        if pid is None:
+            self.names_unknown += 1
+            return
+        proc = self.proc
+        p = proc.peers.get(pid.uid) or proc.peer(pid)
+        if p.send is not None:
+            p.send(cast(bytes, body[offset:]))
+
+    def _whereis(self, name: object) -> Pid | None:
+        """The local process registered as ``name``, or None (a name the
+        name service cannot take is nobody's)."""
+        try:
+            return _naming.resolve(name)
+        except Exception:  # noqa: BLE001 - NoProc, or a name of the wrong shape
+            return None
 
     def _deliver_signal(self, node: str, pid_bytes: bytes, data: bytes) -> None:
         target = pickle.loads(pid_bytes)
@@ -305,6 +344,10 @@ class InboundMixin:
             self._control_to(node, AliveReply(record.req, alive))
         elif isinstance(record, AliveReply):
             self._alive_reply(record)
+        elif isinstance(record, WhereisRequest):
+            self._control_to(node, WhereisReply(record.req, self._whereis(record.name)))
+        elif isinstance(record, WhereisReply):
+            self._whereis_reply(record)
 
     def _control_to(self, node: str, record: object) -> bool:
         conn = self._ensure_conn(node)

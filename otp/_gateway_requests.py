@@ -16,6 +16,9 @@ Requests (``from`` is the caller's ``(pid, ref)``):
 * ``("spawn", node, link, ref, module, path, blob)``: spawn on ``node`` with
   the caller as parent (see ``LifecycleMixin._spawn_remote``);
 * ``("alive", pid)``: is this process of another node alive?
+* ``("whereis", node, name)``: ``("ok", pid or None)``, the process
+  holding ``name`` on ``node`` as that node says, or ``("noconnection",
+  None)`` if it cannot be reached;
 * ``("info",)``: a dict about the gateway (its endpoint, key, counters);
 * ``("add_peer", name, endpoint, public_key)``: a new member (what a cluster
   store will do on its own).
@@ -31,7 +34,15 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from . import _process
-from ._dist_wire import AliveReply, AliveRequest, NodeAddress, SpawnReply, SpawnRequest
+from ._dist_wire import (
+    AliveReply,
+    AliveRequest,
+    NodeAddress,
+    SpawnReply,
+    SpawnRequest,
+    WhereisReply,
+    WhereisRequest,
+)
 from ._errors import ProcessExit
 from ._gateway_links import Relations
 from ._pid import Pid, Ref
@@ -68,6 +79,7 @@ class RequestsMixin:
         self.sub_refs: dict[int, Ref] = {}  # subscriber uid -> our monitor on it
         self.pending: dict[int, tuple[str, str, tuple[Pid, Any], Any]] = {}  # req -> (kind, node, from, extra)
         self._req_ids = itertools.count(1)
+        self.names_unknown = 0  # frames for names of this node nobody held
 
     # ------------------------------------------------------------ mailbox
 
@@ -128,6 +140,13 @@ class RequestsMixin:
                 self.pending[req] = ("alive", pid.node, from_, None)
             else:
                 self._reply(from_, False)
+        elif kind == "whereis":
+            _, node, name = request
+            req = next(self._req_ids)
+            if self._control_to(node, WhereisRequest(req, name)):
+                self.pending[req] = ("whereis", node, from_, None)
+            else:
+                self._reply(from_, ("noconnection", None))
         elif kind == "info":
             self._reply(from_, self._info())
         elif kind == "add_peer":
@@ -150,6 +169,7 @@ class RequestsMixin:
             "connecting": sorted(n for n, c in self.conns.items() if not c.up),
             "refused": self.refused,
             "unauthenticated_dropped": self.unauthenticated_dropped,
+            "names_unknown": self.names_unknown,
             "relations": len(self.relations.ends),
             "max_silence": dict(self.max_silence),
         }
@@ -258,12 +278,19 @@ class RequestsMixin:
         if pending is not None and pending[0] == "alive":
             self._reply(pending[2], bool(record.alive))
 
+    def _whereis_reply(self, record: WhereisReply) -> None:
+        pending = self.pending.pop(record.req, None)
+        if pending is not None and pending[0] == "whereis":
+            pid = record.pid
+            self._reply(pending[2], ("ok", pid if type(pid) is Pid and pid.node == pending[1] else None))
+
     def _node_down_requests(self, node: str) -> None:
-        """Answer what waited on ``node``: spawns get 'noconnection', liveness False."""
+        """Answer what waited on ``node``: spawns and name lookups get
+        'noconnection', liveness False."""
         for req, (kind, where, from_, _) in list(self.pending.items()):
             if where == node:
                 del self.pending[req]
-                self._reply(from_, ("noconnection", None) if kind == "spawn" else False)
+                self._reply(from_, False if kind == "alive" else ("noconnection", None))
 
     # Provided by the other parts of the gateway.
     def _ensure_conn(self, name: str) -> Conn | None:

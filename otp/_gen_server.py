@@ -80,7 +80,7 @@ __all__ = [
 #: or ``otp.via(registry, key)`` (checked by :func:`check_name`).
 ServerName = str | int | bytes | tuple
 #: What calls and casts are addressed to: a pid or a name.
-ServerRef = Pid | ServerName
+ServerRef = Pid | ServerName | _naming.RemoteName
 
 #: OTP's default call timeout (5000 ms).
 DEFAULT_CALL_TIMEOUT = 5.0
@@ -238,10 +238,17 @@ def call(server: ServerRef, request: Any, timeout: float | None = DEFAULT_CALL_T
     it exits before replying.  ``timeout=None`` waits forever (but never
     past the server's death), as does ``math.inf``; a bad timeout raises
     ValueError or TypeError before anything is sent.
+
+    ``server`` may be an :class:`otp.RemoteName`: the name is looked up on
+    its node, then called, both within ``timeout``; :class:`NoConnection`
+    if that node cannot be reached.
     """
     timeout = check_timeout(timeout)
     p = _process.current()
-    pid = _api.resolve(server)
+    if type(server) is _naming.RemoteName:
+        pid, timeout = _api.resolve_within(server, timeout)
+    else:
+        pid = _naming.resolve(server)
     me = p.pid
     return p.call(pid, lambda ref: ("$gen_call", (me, ref), request), timeout, server, request)
 
@@ -262,7 +269,7 @@ def multi_call(
     for i, (server, request) in enumerate(requests):
         try:
             targets.append((_api.resolve(server), request))
-        except NoProc as exc:
+        except CallError as exc:  # NoProc; for a RemoteName NoConnection, CallTimeout
             early[i] = ("error", exc)
             targets.append(None)
     live = [(i, t) for i, t in enumerate(targets) if t is not None]
@@ -275,7 +282,11 @@ def multi_call(
 
 def cast(server: ServerRef, request: Any) -> None:
     """Send ``request`` without waiting; never fails, not even for a server
-    that does not exist."""
+    that does not exist.  To an :class:`otp.RemoteName`, resolved on its
+    node (see :func:`otp.send`)."""
+    if type(server) is _naming.RemoteName:
+        _api.send(server, ("$gen_cast", request))
+        return
     try:
         pid = _api.resolve(server)
     except NoProc:

@@ -7,10 +7,14 @@ declares what it needs from a name service (:class:`NameService`) and
 holds one, installed by ``otp/__init__.py`` once every layer is imported
 (:func:`install`).  Without one, a name resolves to nothing (``NoProc``)
 and a server cannot be started with a name.
+
+Names of other nodes (Erlang's ``{Name, Node}``) are :class:`RemoteName`
+records, resolved on that node, never here (see its docstring).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._errors import NoProc
@@ -19,7 +23,39 @@ from ._pid import Pid
 if TYPE_CHECKING:
     from ._process_base import ProcessBase
 
-__all__ = ["NameService", "install", "service", "resolve"]
+__all__ = ["NameService", "RemoteName", "install", "service", "resolve"]
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteName:
+    """The process registered as ``name`` on node ``node`` (Erlang's
+    ``{Name, Node}``): ``otp.send(otp.RemoteName("db", "beta@10.0.0.6"), m)``,
+    and wherever a pid goes (``otp.call``, ``cast``, ``monitor``, ``link``,
+    ``exit``...).  The name is looked up on that node, by that node.
+
+    A record of its own, not Erlang's tuple: here a tuple is already a
+    name of this node (``(partition_sup, 3)``, ``("sessions",
+    "beta@10.0.0.6")`` are legal local names), so reading ``(name, node)``
+    as a remote name would make a tuple's meaning depend on which nodes
+    exist when it is used, and a local name could silently start to mean
+    a process elsewhere when a node of that name joins.  A
+    ``RemoteName`` is never a local name (it is not a tuple, and
+    ``GenServer.start(name=...)`` refuses it), so nothing is ambiguous.
+    A ``RemoteName`` of this node's own name is the local name.
+
+    ``name`` is what that node's name service takes (a str, int, bytes,
+    tuple of those or ``otp.via(...)``; ValueError for None, a pid or a
+    RemoteName, which name nothing); ``node`` a node name (ValueError
+    otherwise)."""
+
+    name: Any
+    node: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.node, str) or not self.node:
+            raise ValueError(f"a RemoteName's node is a node name, not {self.node!r}")
+        if isinstance(self.name, (Pid, RemoteName)) or self.name is None:
+            raise ValueError(f"a RemoteName's name is a registered name, not {self.name!r}")
 
 
 class NameService(Protocol):
@@ -63,9 +99,13 @@ def resolve(dest: Pid | Any) -> Pid:
     """The pid ``dest`` names: ``dest`` itself if it is a pid, else what
     the name service resolves it to; :class:`NoProc` if it names nothing
     (:class:`TypeError` for something that cannot be a name when no name
-    service is installed)."""
+    service is installed).  A :class:`RemoteName` is resolved by
+    ``otp._api.resolve``, which can ask its node: here it is
+    :class:`TypeError`."""
     if isinstance(dest, Pid):
         return dest
+    if type(dest) is RemoteName:
+        raise TypeError(f"{dest!r} names a process of another node: resolve it with otp._api.resolve")
     names = _service
     if names is None:
         if not isinstance(dest, (str, tuple)):

@@ -186,15 +186,7 @@ class PeersMixin(ProcessBase):
         if not self.node.gateway:
             p.dead = "noconnection"
             return
-        sock = self._gateway_sock
-        if sock is None:
-            sock = self._gateway_sock = self.ctx.socket(zmq.PUSH)
-            sock.setsockopt(zmq.SNDHWM, 0)
-            sock.setsockopt(zmq.LINGER, EXIT_LINGER_MS)
-            sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
-            sock.connect(self.node.gateway_intake())
-            self._remote_prefix = remote_prefix(self.node.name, self.node.creation)
-        send = _base_send.__get__(sock)
+        send = _base_send.__get__(self.gateway_socket())
         pack = ROUTE.pack
         target = p.pid
         uid, creation, me = target.uid, target.creation, self.uid
@@ -209,6 +201,20 @@ class PeersMixin(ProcessBase):
 
         p.dead = None
         p.send = send_remote
+
+    def gateway_socket(self) -> zmq.Socket:
+        """The PUSH socket to the gateway's intake that carries every frame
+        of this process for other nodes (opened on first use, kept for the
+        process's life: one socket keeps them in order)."""
+        sock = self._gateway_sock
+        if sock is None:
+            sock = self._gateway_sock = self.ctx.socket(zmq.PUSH)
+            sock.setsockopt(zmq.SNDHWM, 0)
+            sock.setsockopt(zmq.LINGER, EXIT_LINGER_MS)
+            sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
+            sock.connect(self.node.gateway_intake())
+            self._remote_prefix = remote_prefix(self.node.name, self.node.creation)
+        return sock
 
     def node_up(self, node: str) -> bool:
         """True while the gateway is connected to ``node``."""

@@ -56,7 +56,7 @@ import zmq
 
 from . import _naming, _oslib
 from ._codec import WAKE_FRAME, dumps, encode_frame, is_frame
-from ._dist_wire import REMOTE_MARK, parse_remote_prefix
+from ._dist_wire import NAMED_UID, REMOTE_MARK, ROUTE, pack_name, parse_remote_prefix
 from ._errors import NotAProcess, ProcessExit, Timeout
 from ._lifecycle import LifecycleMixin
 from ._links import LinksMixin
@@ -108,11 +108,17 @@ def send(dest: Pid | object, msg: object) -> None:
     Never blocks, and never fails for a dead pid (a no-op, as in Erlang).
     The message is a copy, also to oneself.  Raises :class:`otp.EncodeError`
     if ``msg`` cannot be serialised, :class:`otp.NoProc` for a name nobody
-    holds, and :class:`otp.NotAProcess` outside a process."""
+    holds, and :class:`otp.NotAProcess` outside a process.  An
+    :class:`otp.RemoteName` is resolved on its node, by its node's gateway
+    (see :meth:`Process.send_to_name`): nothing is raised for a name nobody
+    holds there, as in Erlang."""
     p = _current
     if p is None or (p.root and _get_ident() != p.thread_id):
         p = current()
     if type(dest) is not Pid:
+        if type(dest) is _naming.RemoteName:
+            p.send_to_name(dest, msg)
+            return
         dest = _naming.resolve(dest)
     p.send(dest, msg)
 
@@ -254,6 +260,25 @@ class Process(PeersMixin, LinksMixin, LifecycleMixin):
         # here must not announce a frame nobody will ever receive.
         p.send(frame)
         p.seq = seq
+
+    def send_to_name(self, dest: _naming.RemoteName, msg: object) -> None:
+        """Send ``msg`` to the process registered as ``dest.name`` on node
+        ``dest.node``: handed to our gateway behind a route to a name (see
+        :mod:`otp._dist_wire`), resolved by that node's gateway.  Dropped
+        when this node does not listen (nothing can reach that node); on
+        this node's own name, the local name."""
+        if self.node.is_local(dest.node):
+            self.send(_naming.resolve(dest.name), msg)
+            return
+        if not self.node.gateway:
+            return
+        frame = encode_frame((self.uid, 0, msg), self._main_by_value)
+        node = dest.node.encode("utf-8")
+        if len(node) > 255:
+            raise ValueError(f"node name longer than 255 bytes: {dest.node!r}")
+        send = self.gateway_socket().send
+        route = ROUTE.pack(NAMED_UID, 0, self.uid, 0, self.sig.remote_signals)
+        send(b"".join((bytes((len(node),)), node, route, pack_name(dest.name), self._remote_prefix, frame)))
 
     def send_reply(self, dest: Pid, ref: Ref, value: object) -> None:
         if dest.uid == self.uid:

@@ -12,6 +12,18 @@ process is stopped come from ``/proc``.  A process stopped by SIGSTOP
 cannot answer: its status says ``'suspended'`` and the fields only it knows
 are None.
 
+A process of another node.  Its node answers: ``process_info`` spawns a
+helper there (``otp.spawn_opt(node=)``, monitored) that asks the process as
+above and sends the answer back, as ``otp.rpc.call`` would (this module
+sits below ``otp.rpc``).  A helper process rather than a question the
+gateway answers: the local question waits on the process's signal thread
+(up to ``timeout``), which must never hold the gateway and with it every
+message between the two nodes.  The cost is a remote spawn (a few
+milliseconds); ``timeout`` bounds the wait for the answer, and a node that
+cannot be reached raises :class:`otp.NoConnection` at once if nothing
+listens there, within the connection set-up time (7 s) if its host does
+not answer.
+
 ``otp.processes()`` asks nobody but the zygote (one request): the processes
 it forked whose mailbox exists, and the root.
 """
@@ -28,8 +40,9 @@ from typing import Literal
 
 from . import _naming, _oslib, _process
 from ._codec import DecodeError
-from ._errors import Timeout
+from ._errors import CalleeExit, NoConnection, Timeout
 from ._pid import Pid, make_ref
+from ._reasons import DOWN
 from ._signal_records import InfoReply, InfoRequest, ProcessState, decode_signal
 from ._timeouts import check_timeout
 from ._zygote_client import ZygoteClient
@@ -99,9 +112,13 @@ def process_info(pid: Pid, items: Sequence[str] | None = None, timeout: float | 
     Without ``items``, a :class:`ProcessInfo`; with a list of field names
     of ProcessInfo, a dict of those (erlang:process_info/2), which skips
     the work of the others (reading its memory, asking for its name).  An
-    unknown item raises ValueError (Erlang's badarg), as does a pid of
-    another node.  :class:`otp.Timeout` if a running process does not
-    answer within ``timeout`` seconds (None: wait as long as it runs)."""
+    unknown item raises ValueError (Erlang's badarg).  :class:`otp.Timeout`
+    if a running process does not answer within ``timeout`` seconds (None:
+    wait as long as it runs).
+
+    A pid of another node is asked of its node (see the module doc): the
+    same answers, and :class:`otp.NoConnection` if that node cannot be
+    reached or is lost meanwhile."""
     if items is not None:
         if isinstance(items, str):
             raise TypeError("items must be a list of item names, not a str")
@@ -113,7 +130,7 @@ def process_info(pid: Pid, items: Sequence[str] | None = None, timeout: float | 
     if not isinstance(pid, Pid):
         raise TypeError(f"expected a Pid, got {type(pid).__name__}")
     if not proc.node.is_local(pid.node):
-        raise ValueError(f"process_info of {pid!r}: not a process of this node")
+        return _remote_info(proc, pid, None if items is None else list(items), timeout)
     wanted = ITEMS if items is None else frozenset(items)
     info = _gather(proc, pid, wanted, timeout)
     if info is None:
@@ -165,6 +182,51 @@ def _gather(proc: _process.Process, pid: Pid, wanted: frozenset[str], timeout: f
         memory=0 if memory is None else memory.uss,
         rss=0 if memory is None else memory.rss,
     )
+
+
+_TAG = "$process_info"
+
+
+def _remote_info(proc: _process.Process, pid: Pid, items: list[str] | None, timeout: float | None) -> object:
+    """``process_info`` of ``pid``, asked of its node by a helper process
+    spawned there (see the module doc)."""
+    ref = make_ref()
+    helper, mref = proc.spawn(
+        _answer_info, (proc.pid, ref, pid, items, timeout), {}, monitor=True, node=pid.node, module=__name__
+    )
+
+    def answer(m: object) -> bool:
+        return (type(m) is tuple and len(m) == 4 and m[0] == _TAG and m[1] == ref) or (
+            isinstance(m, DOWN) and m.ref == mref
+        )
+
+    try:
+        msg = proc.receive(timeout, answer)
+    except Timeout:
+        proc.exit_signal(helper, "kill")
+        proc.demonitor(mref, flush=True)
+        raise Timeout(f"{pid!r} did not answer process_info within {timeout}s") from None
+    if isinstance(msg, DOWN):
+        if msg.reason == "noconnection":
+            raise NoConnection(pid, "process_info")
+        raise CalleeExit(msg.reason, pid, "process_info")
+    proc.demonitor(mref, flush=True)
+    _, _, status, value = msg
+    if status == "raise":
+        raise value
+    return value
+
+
+def _answer_info(caller: Pid, ref: object, pid: Pid, items: list[str] | None, timeout: float | None) -> None:
+    """The helper on ``pid``'s node: ask, send the answer (or the exception
+    raised: a Timeout) back to ``caller``."""
+    proc = _process.current()
+    try:
+        value = process_info(pid, items, timeout)
+    except Timeout as exc:
+        proc.send(caller, (_TAG, ref, "raise", exc))
+        return
+    proc.send(caller, (_TAG, ref, "ok", value))
 
 
 class _Dead:

@@ -6,6 +6,28 @@ A child's state is :data:`ChildState` (``Running(pid)``, ``RESTARTING``,
 ``STOPPED``) and a start function's outcome an
 :data:`otp._start_result.StartResult` (``Started(pid)``, ``IGNORED``,
 ``StartFailed(reason)``).
+
+Children on other nodes (a spec's ``node``, see :mod:`otp._child_spec`).
+Nothing here is special about them: the start function spawns the child
+there, linked to the supervisor across the gateways, and every rule is the
+local one.  A child whose node is lost (SIGKILLed, cut off, counted down
+after its tick time) exits, to its supervisor, with ``'noconnection'``:
+an abnormal exit, so a permanent or transient child is restarted, and the
+restart counts toward the intensity.  The restart goes to the spec's node:
+if that node cannot be reached the start fails with ``'noconnection'``, at
+once when nothing listens there (a node that is down), within the
+connection set-up time (``otp.net_kernel.SETUP_TIMEOUT``, 7 s) when its
+host does not answer, and it is retried through the supervisor's mailbox
+as any failed restart is, each attempt counted: a supervisor whose child's
+node stays down exceeds its intensity and shuts down (escalating to its
+own supervisor), unless its period is shorter than the time an attempt
+takes, in which case the child stays ``'restarting'`` until its node is
+back.  The child itself, on the other side of a lost connection, gets the
+``'noconnection'`` exit signal of the link too, and exits with it (a
+behaviour also when it traps exits: the EXIT is its parent's), so a
+restart elsewhere does not leave a second copy running after a heal.  Shutting a remote child down is the local protocol
+(``'shutdown'``, then ``'kill'`` after its shutdown time, waiting on a
+monitor, which fires ``'noconnection'`` at once if the node is gone).
 """
 
 from __future__ import annotations
@@ -17,7 +39,16 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 from . import _api, _logging
-from ._child_spec import ChildInfo, ChildSpec, DynamicOptions, Shutdown, SupervisorError, SupFlags, normalize_spec
+from ._child_spec import (
+    ChildInfo,
+    ChildSpec,
+    DynamicOptions,
+    Shutdown,
+    SupervisorError,
+    SupFlags,
+    check_node,
+    normalize_spec,
+)
 from ._errors import ProcessExit, StartError, Timeout
 from ._gen_server import Ignore
 from ._pid import Pid, Ref
@@ -104,12 +135,13 @@ class RetryRestart(NamedTuple):
 
 
 def start_one(spec: ChildSpec) -> StartResult:
-    """Run a start function.  A :class:`StartError` is a failure with its
-    reason, any other exception one with its :class:`Crash`, a return value
-    other than a pid or an ignore ``('bad_return_value', value)``."""
+    """Run a start function (with ``node=spec.node`` for a child of another
+    node).  A :class:`StartError` is a failure with its reason, any other
+    exception one with its :class:`Crash`, a return value other than a pid
+    or an ignore ``('bad_return_value', value)``."""
     fn, args = spec.start
     try:
-        result = fn(*args)
+        result = fn(*args) if spec.node is None else fn(*args, node=spec.node)
     except StartError as exc:
         return StartFailed(exc.reason)
     except ProcessExit:
@@ -295,19 +327,24 @@ class Children:
                 self._add(Child(spec), result)
         return None
 
-    def start_child(self, arg: Any) -> Pid | None:
+    def start_child(self, arg: Any, node: str | None = None) -> Pid | None:
         """Management ``start_child``; returns the pid or None (ignore).
+        ``node`` (not None) replaces the spec's node (see
+        :mod:`otp._child_spec`).
 
         Raises :class:`SupervisorError`: ``'max_children'`` (dynamic);
-        what :func:`normalize_spec` raises; ``('invalid_significant', True)``
-        without auto_shutdown; ``('already_started', pid)`` or
-        ``'already_present'`` for an id in use; the start's failure reason
-        (the spec is then discarded)."""
+        what :func:`normalize_spec` raises; ``('invalid_node', node)``;
+        ``('invalid_significant', True)`` without auto_shutdown;
+        ``('already_started', pid)`` or ``'already_present'`` for an id in
+        use; the start's failure reason (the spec is then discarded)."""
+        check_node(node)
         if self.dynamic:
             limit = self.options.max_children
             if limit is not None and len(self.order) >= limit:
                 raise SupervisorError("max_children")
             spec = self._dynamic_spec(arg)
+            if node is not None:
+                spec = spec.with_node(node)
             result = start_one(spec)
             if isinstance(result, StartFailed):
                 raise SupervisorError(result.reason)
@@ -316,6 +353,8 @@ class Children:
                 return result.pid
             return None
         spec = normalize_spec(arg)
+        if node is not None:
+            spec = spec.with_node(node)
         if spec.significant and self.flags.auto_shutdown == "never":
             raise SupervisorError(("invalid_significant", True))
         existing = self.order.get(spec.id)

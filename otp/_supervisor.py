@@ -104,6 +104,7 @@ class Supervisor:
         intensity: int | None = None,
         period: float | None = None,
         auto_shutdown: AutoShutdown | None = None,
+        node: str | None = None,
     ) -> Pid | None:
         """Start a supervisor linked to the caller; returns once every child
         started, or None if ``init`` returned ``otp.Ignore`` (OTP's
@@ -115,9 +116,11 @@ class Supervisor:
         (``error`` as :func:`check_childspecs` and :func:`validate_flags`
         raise it), ``('bad_start_spec', specs)`` for a simple_one_for_one
         without exactly one spec, ``('bad_return', (cls, 'init', value))``,
-        and what ``GenServer.start_link`` raises."""
+        and what ``GenServer.start_link`` raises.  ``node``: start it on
+        that node of the cluster (as ``GenServer.start_link(node=)``), so
+        that a supervisor's child spec with ``node=`` can be a supervisor."""
         flags = _flags(strategy=strategy, intensity=intensity, period=period, auto_shutdown=auto_shutdown)
-        return _SupervisorServer.start_link(cls._config(args, flags), name=name, timeout=timeout)
+        return _SupervisorServer.start_link(cls._config(args, flags), name=name, timeout=timeout, node=node)
 
     @classmethod
     def start(
@@ -130,10 +133,11 @@ class Supervisor:
         intensity: int | None = None,
         period: float | None = None,
         auto_shutdown: AutoShutdown | None = None,
+        node: str | None = None,
     ) -> Pid | None:
         """Like :meth:`start_link`, not linked."""
         flags = _flags(strategy=strategy, intensity=intensity, period=period, auto_shutdown=auto_shutdown)
-        return _SupervisorServer.start(cls._config(args, flags), name=name, timeout=timeout)
+        return _SupervisorServer.start(cls._config(args, flags), name=name, timeout=timeout, node=node)
 
     @classmethod
     def child_spec(cls, args: Any = None, id: Any = None, **kw: Any) -> ChildSpec:  # noqa: A002
@@ -176,13 +180,15 @@ class DynamicSupervisor(Supervisor):
         period: float = DYNAMIC_FLAGS.period,
         name: ServerName | None = None,
         timeout: float | None = None,
+        node: str | None = None,
     ) -> Pid:
         """Start a dynamic supervisor linked to the caller.  Raises
         ``SupervisorError(('invalid_max_children', n))`` before anything is
         spawned, ``StartError(('start_spec', error))`` for a bad intensity
-        or period, and what ``GenServer.start_link`` raises."""
+        or period, and what ``GenServer.start_link`` raises.  ``node``: as
+        :meth:`Supervisor.start_link`'s."""
         config = _dynamic(max_children, extra_arguments, intensity, period)
-        return _started(_SupervisorServer.start_link(config, name=name, timeout=timeout))
+        return _started(_SupervisorServer.start_link(config, name=name, timeout=timeout, node=node))
 
     @classmethod
     def start(  # type: ignore[override]
@@ -194,10 +200,34 @@ class DynamicSupervisor(Supervisor):
         period: float = DYNAMIC_FLAGS.period,
         name: ServerName | None = None,
         timeout: float | None = None,
+        node: str | None = None,
     ) -> Pid:
         """Like :meth:`start_link`, not linked."""
         config = _dynamic(max_children, extra_arguments, intensity, period)
-        return _started(_SupervisorServer.start(config, name=name, timeout=timeout))
+        return _started(_SupervisorServer.start(config, name=name, timeout=timeout, node=node))
+
+    @staticmethod
+    def start_child(sup: ServerRef, spec: Any, node: str | None = None, timeout: float | None = None) -> Pid | None:
+        """Start a child from ``spec`` (Elixir's
+        ``DynamicSupervisor.start_child``), on ``node`` if given (else on the
+        spec's node, by default the supervisor's): see
+        :func:`otp.supervisor.start_child`."""
+        return start_child(sup, spec, timeout, node=node)
+
+    @staticmethod
+    def terminate_child(sup: ServerRef, pid: Pid, timeout: float | None = None) -> None:
+        """Stop the child ``pid``: see :func:`otp.supervisor.terminate_child`."""
+        terminate_child(sup, pid, timeout)
+
+    @staticmethod
+    def which_children(sup: ServerRef, timeout: float | None = None) -> list[ChildInfo]:
+        """See :func:`otp.supervisor.which_children`."""
+        return which_children(sup, timeout)
+
+    @staticmethod
+    def count_children(sup: ServerRef, timeout: float | None = None) -> dict[str, int]:
+        """See :func:`otp.supervisor.count_children`."""
+        return count_children(sup, timeout)
 
 
 def _dynamic(max_children: int | None, extra_arguments: tuple, intensity: int, period: float) -> _Dynamic:
@@ -282,8 +312,8 @@ class _SupervisorServer(Service):
     # ------------------------------------------------------------ operations
 
     @operation
-    def start_child(self, spec_or_args: Any) -> Pid | None:
-        return self.children.start_child(spec_or_args)
+    def start_child(self, spec_or_args: Any, node: str | None = None) -> Pid | None:
+        return self.children.start_child(spec_or_args, node)
 
     @operation
     def terminate_child(self, id_or_pid: Any) -> None:
@@ -354,13 +384,21 @@ def _after(must_stop: bool, state: Any) -> NoReply | Stop:
 # and SupervisorError with the reasons listed.
 
 
-def start_child(sup: ServerRef, spec_or_args: Any, timeout: float | None = None) -> Pid | None:
+def start_child(
+    sup: ServerRef, spec_or_args: Any, timeout: float | None = None, *, node: str | None = None
+) -> Pid | None:
     """Start a child: a child spec, or for simple_one_for_one the extra start
-    arguments.  Returns its pid, or None if it returned ignore.  Raises
-    ``SupervisorError``: ``'max_children'``, a spec error (as
-    :func:`otp.child_spec`), ``('already_started', pid)``,
-    ``'already_present'``, or the start's failure reason."""
-    result: Pid | None = ask(sup, "start_child", spec_or_args, timeout=timeout)
+    arguments.  Returns its pid, or None if it returned ignore.  ``node``
+    (not None) starts it on that node of the cluster, in place of the
+    spec's (see :func:`otp.child_spec`); the spec kept for its restarts
+    says that node.  Raises ``SupervisorError``: ``'max_children'``, a spec
+    error (as :func:`otp.child_spec`), ``('invalid_node', node)``,
+    ``('already_started', pid)``, ``'already_present'``, or the start's
+    failure reason (``'noconnection'`` if ``node`` cannot be reached)."""
+    if node is None:
+        result: Pid | None = ask(sup, "start_child", spec_or_args, timeout=timeout)
+    else:
+        result = ask(sup, "start_child", spec_or_args, node, timeout=timeout)
     return result
 
 

@@ -93,9 +93,17 @@ class RemoteNode:
         """SIGKILL the node's gateway, which holds its connections, and its
         root (its zygote then ends every other process of the node and
         removes its directory): to other nodes it is gone at once, as a host
-        losing power would be."""
-        self.seen += self.os_processes()
-        for ospid in (self.info.get("gateway_ospid"), self.ospid):
+        losing power would be.  Every other process but the zygote is
+        stopped first, so that the kernel supervisor cannot start a new
+        gateway (on the same port) in the moment before the zygote ends it."""
+        procs = self.os_processes()
+        self.seen += procs
+        gateway = self.info.get("gateway_ospid")
+        for p in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if p.pid != self.ospid and not any(c.pid == gateway for c in p.children()):
+                    p.send_signal(signal.SIGSTOP)
+        for ospid in (gateway, self.ospid):
             if ospid:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(ospid, signal.SIGKILL)

@@ -279,3 +279,19 @@ def test_the_death_of_our_gateway_is_noconnection_for_every_link_and_monitor(met
             otp.exit(linked, "kill")
         finally:
             otp.trap_exit(False)
+
+
+def test_a_node_that_is_gone_is_unreachable_at_once(method):
+    """Nothing listens at a killed node's endpoint: the tcp connect is
+    refused, and the node is down at once (connect_failed), not after the
+    set-up timeout, so a spawn or a supervisor's restart there fails at once."""
+    with dist_nodes.cluster(["b"], start_method=method) as c:
+        b = c.name("b")
+        otp.monitor_node(b)
+        c.remote["b"].kill()
+        otp.receive(10, lambda m: isinstance(m, otp.NodeDown) and m.node == b)
+        started = time.monotonic()
+        assert otp.connect_node(b) is False
+        pid, ref = otp.spawn_opt(wait_forever, node=b, monitor=True)
+        assert down_of(ref).reason == "noconnection"
+        assert time.monotonic() - started < otp.net_kernel.SETUP_TIMEOUT / 2

@@ -17,6 +17,7 @@ import pytest
 PUBLIC: dict[str, set[str]] = {
     "otp": {
         "Agent",
+        "RemoteName",
         "Application",
         "AppSpec",
         "AlreadyRegistered",
