@@ -53,8 +53,11 @@ from ._errors import (
     NotStarted,
     UnknownAgent,
 )
+from ._observe import add_observer_panel, observe
 
 __all__ = [
+    "observe",
+    "add_observer_panel",
     "Agent",
     "AgentConfig",
     "AgentRecord",

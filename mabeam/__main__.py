@@ -80,6 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seed", type=int, default=0, help="seed of the agents' searches (default: %(default)s)")
     demo.add_argument(
+        "--observe",
+        action="store_true",
+        help="serve the observer's web view of the node during the run and print its URL, with its access token "
+        "(default: off)",
+    )
+    demo.add_argument(
+        "--observe-port", type=int, default=0, help="the observer's port on 127.0.0.1 (default: one the OS picks)"
+    )
+    demo.add_argument(
         "--log-level",
         default="WARNING",
         choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
@@ -98,6 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"{MISSING_EXTRA} (missing: {', '.join(missing)})", file=sys.stderr)
         return 2
+    if args.observe:
+        from .demo._observe import MISSING_OBSERVER_EXTRA, missing_observer_extra
+
+        if missing_observer_extra():
+            print(MISSING_OBSERVER_EXTRA, file=sys.stderr)
+            return 2
     # One BLAS thread per process: the agents are the parallelism, and the
     # node's zygote must stay single threaded to fork safely.
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -142,6 +157,7 @@ class _CtrlC:
 
 def _demo(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
     # The demo's modules need its extra (numpy, scikit-learn, rich), checked by main first.
+    from .demo._observe import observing
     from .demo.run import DemoConfig, run
     from .demo.ui import Display
 
@@ -167,6 +183,7 @@ def _demo(args: argparse.Namespace, ctrl_c: _CtrlC) -> int:
                 except RuntimeError as exc:  # a node that did not start or cannot be reached
                     print(f"mabeam demo: {exc}", file=sys.stderr)
                     return 1
+            stack.enter_context(observing(args.observe, port=args.observe_port))
             with Display() as display:
                 progress = run(config, display, cluster)
             display.summary(progress)

@@ -22,7 +22,9 @@ Parts, each on a fresh node (fork start method by default, like the suite):
    without the view and on a node with ``otp.observer.serve()`` and a
    viewer refreshing at 1 Hz (a separate OS process, as a browser would be:
    the event stream, the processes page on every round, the tree on every
-   change), alternating ``--repeat`` times.  Compared: each run's ratio to
+   change; with ``--panel``, the default, also a panel on every round, whose
+   provider runs in a fresh process each time: an upper bound, a browser
+   shows one tab at a time), alternating ``--repeat`` times.  Compared: each run's ratio to
    its own floor (the suite's measure), and the raw medians.  Target:
    <= 2 % change.  Also reported: the CPU the view's three processes used
    during the runs, as a share of one core (what it takes from the
@@ -189,7 +191,7 @@ def part_real(processes: int) -> dict:
 
 _VIEWER = r"""
 import sys, httpx
-base, token = sys.argv[1], sys.argv[2]
+base, token, panel = sys.argv[1], sys.argv[2], sys.argv[3]
 headers = {"X-Observer-Token": token}
 with httpx.Client(base_url=base, headers=headers, timeout=30) as c:
     c.get("/api/tree")
@@ -199,9 +201,46 @@ with httpx.Client(base_url=base, headers=headers, timeout=30) as c:
                 print("ready", flush=True)
             if line == "event: round":
                 c.get("/api/processes", params={"sort": "rss", "desc": "1", "limit": "50"})
+                if panel:
+                    c.get("/api/panel/" + panel)
             elif line == "event: tree":
                 c.get("/api/tree")
 """
+#: The panel the viewer reads on every round (``--panel``).
+BENCH_PANEL = "bench"
+_WITH_PANEL = [True]
+
+
+def bench_panel() -> dict:
+    """The benchmark's panel provider: a small table and a few values, as
+    a library's panel would give (run in a fresh process per read)."""
+    import otp
+
+    return {
+        "tables": {"Here": [{"pid": otp.self(), "n": i} for i in range(20)]},
+        "values": {"a": 1.0, "b": 2.0, "c": 3.0},
+    }
+
+
+def _start_view() -> tuple:
+    """The web view, the bench panel and a viewer process; (server, viewer)."""
+    import otp.observer as observer
+
+    panel = ""
+    if _WITH_PANEL[0]:
+        observer.add_panel(BENCH_PANEL, "stress.observer_bench:bench_panel")
+        panel = BENCH_PANEL
+    server = observer.serve()
+    viewer = subprocess.Popen(
+        [sys.executable, "-c", _VIEWER, f"http://127.0.0.1:{server.port}", server.token, panel],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    if viewer.stdout is None or viewer.stdout.readline().strip() != "ready":  # its event stream is open
+        viewer.terminate()
+        viewer.wait(10)
+        raise RuntimeError("the viewer did not connect")
+    return server, viewer
 
 
 def _cpu_seconds(ospid: int) -> float:
@@ -225,14 +264,7 @@ def _run_bench(name: str, view: bool) -> dict:
     with otp.Node(start_method=os.environ.get("OTP_START_METHOD", "fork")) as node:
         viewer = None
         if view:
-            server = observer.serve()
-            viewer = subprocess.Popen(
-                [sys.executable, "-c", _VIEWER, f"http://127.0.0.1:{server.port}", server.token],
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            if viewer.stdout is None or viewer.stdout.readline().strip() != "ready":  # its event stream is open
-                raise RuntimeError("the viewer did not connect")
+            server, viewer = _start_view()
         watched: dict[str, int] = {}
         if viewer is not None:
             collector = otp.whereis(observer.COLLECTOR_NAME)
@@ -271,15 +303,8 @@ def _paired(rounds: int) -> dict:
 
     out: dict = {}
     with otp.Node(start_method=os.environ.get("OTP_START_METHOD", "fork")):
-        server = observer.serve()
-        viewer = subprocess.Popen(
-            [sys.executable, "-c", _VIEWER, f"http://127.0.0.1:{server.port}", server.token],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        server, viewer = _start_view()
         try:
-            if viewer.stdout is None or viewer.stdout.readline().strip() != "ready":
-                raise RuntimeError("the viewer did not connect")
             collector = otp.whereis(observer.COLLECTOR_NAME)
             assert collector is not None
             view = [collector.ospid, server.pid.ospid, viewer.pid]
@@ -365,9 +390,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=4)
     parser.add_argument("--pairs", type=int, default=30, help="paired rounds of the view frozen and live")
     parser.add_argument("--parts", nargs="+", default=PARTS, choices=PARTS, help="which parts to run (default: all)")
+    parser.add_argument(
+        "--panel", action=argparse.BooleanOptionalAction, default=True, help="the viewer reads a panel every round too"
+    )
     parser.add_argument("--out", default=DEFAULT_OUT)
     args = parser.parse_args(argv)
-    report: dict = {"when": datetime.datetime.now().isoformat(timespec="seconds")}
+    _WITH_PANEL[0] = args.panel
+    report: dict = {"when": datetime.datetime.now().isoformat(timespec="seconds"), "panel": args.panel}
     if "rows" in args.parts:
         report["rows"] = part_rows(args.rows)
         print(json.dumps(report["rows"], indent=1), flush=True)

@@ -335,6 +335,8 @@ PUBLIC: dict[str, set[str]] = {
         "which_applications",
     },
     "mabeam": {
+        "add_observer_panel",
+        "observe",
         "Agent",
         "AgentAlreadyRegistered",
         "AgentAlreadyRunning",

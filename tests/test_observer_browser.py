@@ -87,3 +87,35 @@ def test_page_shows_a_restart_pushed_by_events_without_reloading(node, browser):
     server.stop()
     otp.unlink(sup)
     otp.exit(sup, "shutdown")
+
+
+def test_mabeam_panel_renders_agents_and_charts(node, browser):
+    from mabeam_agents import EchoAgent
+
+    import mabeam
+    import mabeam._observe as mabeam_observe
+
+    otp.trap_exit(True)
+    app = mabeam.start()
+    try:
+        for agent_id in ("scout-1", "scout-2"):
+            mabeam.register_agent(mabeam.AgentConfig(agent_id, EchoAgent, capabilities={"maps"}))
+            mabeam.start_agent(agent_id)
+        server = mabeam_observe.observe()
+        browser.get(server.url)
+        wait = WebDriverWait(browser, WAIT)
+        wait.until(lambda d: d.find_element(By.ID, "live").text == "live")
+        tab = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, 'button[data-tab="panel:MABEAM"]'))
+        tab[0].click()
+        agents = '[data-table="Agents"] tbody tr'
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, agents)) == 2)
+        text = browser.find_element(By.CSS_SELECTOR, '[data-table="Agents"]').text
+        assert "scout-1" in text and "echo, maps" in text and "running" in text
+        # the panel refreshes on each round (1 Hz): a chart gets its second point and a line
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-series="agents running"] svg polyline'))
+        if os.environ.get("OBSERVER_SCREENSHOT"):  # how docs/observer-mabeam.png is made
+            browser.set_window_size(1400, 1000)
+            browser.save_screenshot(os.environ["OBSERVER_SCREENSHOT"])
+        server.stop()
+    finally:
+        mabeam.stop(app)

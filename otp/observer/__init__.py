@@ -19,6 +19,13 @@ counters; front ends read it::
     otp.observer.process_detail(pid).state   # its otp.sys.get_state, rendered safely
     otp.observer.watch()                     # ObserverEvent messages from now on
 
+Libraries add panels (a tab of the web view) without ``otp`` importing
+them: ``otp.observer.add_panel("MABEAM", "mabeam._observe:read_panel")``
+names a provider that runs in a process of the node when the panel is
+shown (see :mod:`otp.observer._panels`).  On a node of a cluster the view
+also shows every connected node (a node picker, a cluster-wide process
+search: :mod:`otp.observer._cluster`).
+
 ``python -m otp observer [NODE] --port P`` attaches the web view to a
 running node of the same user from another shell (see
 :mod:`otp.observer._attach`).  The package sits above every layer of
@@ -28,7 +35,7 @@ imported only by the web server process.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._pid import Pid
@@ -43,6 +50,7 @@ from ._client import (
     metrics_text,
     names,
     process_detail,
+    process_rows,
     processes,
     refresh,
     release,
@@ -54,8 +62,11 @@ from ._client import (
     unwatch,
     watch,
 )
+from ._cluster import cluster_nodes, search_cluster
 from ._collector import COLLECTOR_NAME, Collector
+from ._errors import InvalidProvider, NotInCluster, ObserverError, PanelFailed, PanelTimeout, UnknownPanel
 from ._metrics import render_text
+from ._panels import PanelSpec, add_panel, list_panels, read_panel, remove_panel
 from ._records import (
     SORT_KEYS,
     CollectorStats,
@@ -99,6 +110,7 @@ __all__ = [
     "tree",
     "processes",
     "process_detail",
+    "process_rows",
     "names",
     "logs",
     "metrics",
@@ -113,6 +125,19 @@ __all__ = [
     "resume",
     "install_report_tap",
     "safe_repr",
+    "add_panel",
+    "remove_panel",
+    "list_panels",
+    "read_panel",
+    "PanelSpec",
+    "cluster_nodes",
+    "search_cluster",
+    "ObserverError",
+    "InvalidProvider",
+    "UnknownPanel",
+    "PanelFailed",
+    "PanelTimeout",
+    "NotInCluster",
     "Config",
     "Collector",
     "COLLECTOR_NAME",
@@ -141,16 +166,24 @@ __all__ = [
 
 
 def serve(
-    host: str = "127.0.0.1", port: int = 0, token: str | None = None, tap: bool = True, roots: Sequence[Pid] = ()
+    host: str = "127.0.0.1",
+    port: int = 0,
+    token: str | None = None,
+    tap: bool = True,
+    roots: Sequence[Pid] = (),
+    panels: Mapping[str, str] | None = None,
 ) -> Server:
     """Start the web view of this node and return its :class:`Server`
     (``server.url`` carries the access token).  Binds ``host`` (127.0.0.1
     unless asked) and ``port`` (0: the OS picks); in the root process
     installs the report tap (``tap``); ``roots``: supervisors to show
-    besides the kernel's and the applications' trees.  See
+    besides the kernel's and the applications' trees; ``panels``: ``{name:
+    "module:function"}`` to :func:`add_panel` first.  See
     :func:`otp.observer._server.serve`."""
     from ._server import serve as _serve
 
+    for name, provider in (panels or {}).items():
+        add_panel(name, provider)
     return _serve(host, port, token, tap, roots)
 
 

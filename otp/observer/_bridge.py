@@ -13,6 +13,11 @@ of its own.  The collector's events go out to every event-stream client,
 coalesced per batch of messages: at most one ``tree`` and one ``round``
 notice each time the main thread wakes.
 
+Panels are read by one runner process per panel (:func:`._panels.run_runner`),
+kept between reads: a read a second costs no fork.  A read that outlives
+the panel's timeout kills its runner (the next read starts another); reads
+asked while one is in flight share its answer.
+
 The collector is held (it keeps running while the server does) and
 watched only while at least one event-stream client is connected.
 """
@@ -24,6 +29,7 @@ import collections
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import _api, _process
@@ -32,8 +38,11 @@ from .._pid import Pid, Ref
 from .._reasons import DOWN, Response
 from .._requests import RequestId, check_response, send_request
 from .._service import Failed, Ok, Request, ask, tell
+from .._timers import TimerRef, cancel_timer, send_after
 from ._client import ensure_collector
-from ._json import log_json
+from ._errors import PanelFailed, PanelTimeout, UnknownPanel
+from ._json import log_json, text
+from ._panels import MAX_TIMEOUT, RUN, find_panel, is_answer, run_runner
 from ._records import LogAdded, ProcessesRefreshed, TreeChanged
 
 log = logging.getLogger("otp.observer")
@@ -47,6 +56,19 @@ _CLIENT_QUEUE = 256
 _ACTION_DONE = "$observer_action_done"
 #: ``(WHERE, pid, ref)`` asks the server where it listens: ``(ref, host, port)``.
 WHERE = "$observer_web_where"
+_PANEL_LATE = "$observer_panel_late"
+
+
+@dataclass
+class _Runner:
+    """A panel's runner process, and the read in flight (``token``)."""
+
+    pid: Pid
+    ref: Ref
+    token: Ref | None = None
+    futures: list[asyncio.Future[Any]] = field(default_factory=list)
+    timer: TimerRef | None = None
+    timeout: float = 0.0
 
 
 def _run_action(reply_to: Pid, token: Ref, fn: Callable[..., Any], args: tuple) -> None:
@@ -71,6 +93,7 @@ class Bridge:
         self._collector: Pid | None = None
         self._collector_ref: Ref | None = None
         self._watching = False
+        self._runners: dict[str, _Runner] = {}
         #: (host, port) the server listens on.
         self.where: tuple[str, int] | None = None
 
@@ -98,6 +121,14 @@ class Bridge:
         future: asyncio.Future[Any] = self.loop.create_future()
         self._submit(("act", fn, args, future))
         return await asyncio.wait_for(future, timeout)
+
+    async def panel(self, name: str) -> Any:
+        """The panel ``name`` of this node, read by its runner (see the
+        module docstring); raises what :func:`._panels.read_panel` raises."""
+        self.loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = self.loop.create_future()
+        self._submit(("panel", name, future))
+        return await asyncio.wait_for(future, MAX_TIMEOUT + 15.0)
 
     async def subscribe(self) -> asyncio.Queue[dict[str, Any] | None]:
         """A queue of events for one event-stream client, returned once the
@@ -190,6 +221,9 @@ class Bridge:
             _, mref = _api.spawn_monitor(_run_action, _api.self_(), token, fn, args)
             self._actions[token] = future
             self._action_monitors[mref] = token
+        elif kind == "panel":
+            _, name, future = job
+            self._read_panel(name, [future])
         elif kind == "watch":
             _, on, future = job
             self._watching = bool(on) or bool(self._clients)
@@ -223,6 +257,10 @@ class Bridge:
                 logs += 1
                 if logs <= _LOGS_PER_BATCH:
                     events.append({"type": "log", "entry": log_json(msg.entry)})
+            elif is_answer(msg):
+                self._panel_answer(msg)
+            elif type(msg) is tuple and len(msg) == 3 and msg[0] == _PANEL_LATE:
+                self._panel_late(msg[1], msg[2])
             elif isinstance(msg, (Response, DOWN)) and msg.ref in self._asks:
                 self._answered(msg)
             elif isinstance(msg, DOWN):
@@ -256,7 +294,71 @@ class Bridge:
         else:
             self._resolve(future, True, value)
 
+    # ---------------------------------------------------------- panels
+
+    def _read_panel(self, name: str, futures: list[asyncio.Future[Any]]) -> None:
+        runner = self._runners.get(name)
+        if runner is not None and runner.token is not None:
+            runner.futures += futures  # the read in flight answers these too
+            return
+        try:
+            spec = find_panel(name)
+        except UnknownPanel as exc:
+            for future in futures:
+                self._resolve(future, False, exc)
+            return
+        if runner is None:
+            pid, ref = _api.spawn_monitor(run_runner, _api.self_())
+            runner = self._runners[name] = _Runner(pid, ref)
+        runner.token = _api.make_ref()
+        runner.futures = list(futures)
+        runner.timeout = spec.timeout
+        runner.timer = send_after(spec.timeout, _api.self_(), (_PANEL_LATE, name, runner.token))
+        _api.send(runner.pid, (RUN, runner.token, spec.provider))
+
+    def _panel_answer(self, msg: tuple) -> None:
+        _, token, ok, value = msg
+        for runner in self._runners.values():
+            if runner.token == token:
+                break
+        else:
+            return  # the answer of a read given up (its runner was killed)
+        if runner.timer is not None:
+            cancel_timer(runner.timer)
+        futures, runner.futures, runner.token, runner.timer = runner.futures, [], None, None
+        for future in futures:
+            self._resolve(future, ok, value if ok else PanelFailed(value))
+
+    def _panel_late(self, name: str, token: Ref) -> None:
+        runner = self._runners.get(name)
+        if runner is None or runner.token != token:
+            return
+        del self._runners[name]
+        _api.demonitor(runner.ref, flush=True)
+        _api.exit(runner.pid, "kill")
+        for future in runner.futures:
+            self._resolve(future, False, PanelTimeout(f"the panel {name!r} did not answer within {runner.timeout:g}s"))
+
+    def _runner_down(self, msg: DOWN) -> bool:
+        found = next(((n, r) for n, r in self._runners.items() if r.ref == msg.ref), None)
+        if found is None:
+            return False
+        name, runner = found
+        del self._runners[name]
+        if runner.timer is not None:
+            cancel_timer(runner.timer)
+        if runner.token is None:
+            return True  # it idled out between reads
+        if msg.reason == "normal":  # it idled out as the read was sent: a new runner reads it
+            self._read_panel(name, runner.futures)
+            return True
+        for future in runner.futures:
+            self._resolve(future, False, PanelFailed(f"the panel's process exited: {text(msg.reason)}"))
+        return True
+
     def _down(self, msg: DOWN) -> None:
+        if self._runner_down(msg):
+            return
         if msg.ref in self._action_monitors:
             token = self._action_monitors.pop(msg.ref)
             future = self._actions.pop(token, None)

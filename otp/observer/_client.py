@@ -27,6 +27,7 @@ from ._records import (
     NodeSample,
     ProcessDetail,
     ProcessPage,
+    ProcessRow,
     TreeSnapshot,
 )
 from ._rounds import Config
@@ -42,6 +43,7 @@ __all__ = [
     "tree",
     "processes",
     "process_detail",
+    "process_rows",
     "names",
     "logs",
     "metrics",
@@ -111,6 +113,14 @@ def processes(
 ) -> ProcessPage:
     """A page of the process table (sort keys: :data:`otp.observer.SORT_KEYS`)."""
     result: ProcessPage = ask(ensure_collector(), "processes", sort, descending, offset, limit, search, timeout=TIMEOUT)
+    return result
+
+
+def process_rows(pids: list[Pid]) -> tuple[ProcessRow | None, ...]:
+    """The process table's rows of ``pids`` (None for one it does not hold:
+    not alive, or not listed yet), as of the last round; asking keeps them
+    sampled first for a few rounds."""
+    result: tuple[ProcessRow | None, ...] = ask(ensure_collector(), "process_rows", list(pids), timeout=TIMEOUT)
     return result
 
 

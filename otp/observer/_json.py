@@ -78,6 +78,7 @@ def tree_json(snapshot: TreeSnapshot) -> dict[str, Any]:
 def row_json(row: ProcessRow) -> dict[str, Any]:
     return {
         "pid": pid_id(row.pid),
+        "node": row.pid.node,
         "ospid": row.pid.ospid,
         "name": text(row.name),
         "supervisor": pid_id(row.supervisor),

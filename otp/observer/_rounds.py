@@ -48,8 +48,9 @@ class Config:
     interval: float = 1.0
     #: Time a round may spend asking processes (the rest waits for the next).
     sample_budget: float = 0.2
-    #: USS reads per round (about 1 ms each), the rows viewed lately first.
-    uss_per_round: int = 4
+    #: USS reads per round (1-2 ms each: the kernel walks the process's
+    #: page tables), the rows viewed lately first.
+    uss_per_round: int = 2
     #: A round never takes more than this share of one core: the next one
     #: starts no sooner than ``round time / max_share`` after the last.
     max_share: float = 0.25

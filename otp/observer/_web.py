@@ -10,6 +10,18 @@ Routes: ``GET /`` the page; ``GET /api/tree``, ``/api/processes``,
 ``/api/process/{pid}``, ``/api/names``, ``/api/logs``, ``/api/history``,
 ``/api/stats``; ``POST /api/kill``, ``/api/restart``, ``/api/suspend``,
 ``/api/resume``; ``GET /events``; ``GET /metrics``.
+
+Panels (:mod:`._panels`): ``GET /api/panels`` lists them, ``GET
+/api/panel/{name}`` reads one (its provider runs in a process of the
+node) and returns it with the history of its ``values``, which this
+server keeps (:class:`PanelHistory`: a point per read, so while a viewer
+has the panel on screen).  Cluster (:mod:`._cluster`): ``GET /api/nodes``
+(this node and those connected to it), ``GET /api/search?q=`` (every
+node's processes matching ``q``); the reading routes, the panels and the
+actions take ``node`` (a query parameter; a field of an action's body)
+to ask another node instead of this one.  The event stream and
+``/metrics`` are this node's only: a page showing another node refreshes
+on a timer.
 """
 
 from __future__ import annotations
@@ -18,6 +30,8 @@ import asyncio
 import hmac
 import json
 import pathlib
+import time
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -29,16 +43,51 @@ from starlette.routing import Route
 from .._errors import OTPError
 from ._bridge import Bridge
 from ._client import child_id_at, kill, restart_child, resume, suspend
+from ._cluster import ask_collector, cluster_nodes, on_node, read_panel_on, search_cluster
 from ._json import detail_json, history_json, log_json, names_json, page_json, parse_pid, text, tree_json
 from ._metrics import render_text
+from ._panels import MAX_VALUES, list_panels
 
-__all__ = ["build_app", "KEEPALIVE"]
+__all__ = ["build_app", "KEEPALIVE", "PanelHistory", "PANEL_POINTS"]
 
 _STATIC = pathlib.Path(__file__).with_name("static")
 #: Seconds between comments on an idle event stream (a dead client shows).
 KEEPALIVE = 15.0
 
+#: Points of history kept per panel value, and panels (of any node) kept.
+PANEL_POINTS = 600
+PANELS_KEPT = 16
+#: Reads closer together than this replace the last point (two viewers
+#: reading at 1 Hz make one point a second, not two).
+_POINT_GAP = 0.5
+
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+class PanelHistory:
+    """The history of panels' ``values``: per (node, panel) and value name,
+    the last :data:`PANEL_POINTS` ``[time, value]`` points; the panels read
+    least recently are forgotten past :data:`PANELS_KEPT`."""
+
+    def __init__(self) -> None:
+        self.panels: OrderedDict[tuple[str | None, str], dict[str, deque[list[float]]]] = OrderedDict()
+
+    def add(self, key: tuple[str | None, str], values: dict[str, float], at: float) -> dict[str, list[list[float]]]:
+        series = self.panels.pop(key, None) or {}
+        self.panels[key] = series
+        while len(self.panels) > PANELS_KEPT:
+            self.panels.popitem(last=False)
+        for name, value in values.items():
+            points = series.get(name)
+            if points is None:
+                if len(series) >= MAX_VALUES:
+                    continue
+                points = series[name] = deque(maxlen=PANEL_POINTS)
+            if points and at - points[-1][0] < _POINT_GAP:
+                points[-1] = [points[-1][0], value]
+            else:
+                points.append([at, value])
+        return {name: list(points) for name, points in series.items()}
 
 
 def _page(token: str) -> str:
@@ -82,16 +131,33 @@ def build_app(bridge: Bridge, token: str, node: str) -> Starlette:
         return run
 
     page = _page(token)
+    panel_history = PanelHistory()
+
+    def node_of(request: Request) -> str | None:
+        """The node a request is about: None for this one."""
+        asked = request.query_params.get("node") or None
+        return None if asked == node else asked
+
+    async def collector(request: Request, op: str, *args: Any, timeout: float = 15.0) -> Any:
+        other = node_of(request)
+        if other is None:
+            return await bridge.ask(op, *args, timeout=timeout)
+        return await bridge.act(on_node, other, ask_collector, op, *args, timeout=timeout + 20.0)
+
+    def pid_of(request: Request, value: object, body_node: object = None) -> Any:
+        other = body_node if isinstance(body_node, str) and body_node else node_of(request)
+        return parse_pid(other or node, value)
 
     async def index(request: Request) -> Response:
         return HTMLResponse(page, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
 
     async def tree(request: Request) -> Response:
-        return JSONResponse(tree_json(await bridge.ask("tree")))
+        return JSONResponse(tree_json(await collector(request, "tree")))
 
     async def processes(request: Request) -> Response:
         q = request.query_params
-        page = await bridge.ask(
+        page = await collector(
+            request,
             "processes",
             q.get("sort", "pid"),
             q.get("desc", "0") in ("1", "true"),
@@ -102,27 +168,33 @@ def build_app(bridge: Bridge, token: str, node: str) -> Starlette:
         return JSONResponse(page_json(page))
 
     async def process(request: Request) -> Response:
-        pid = parse_pid(node, request.path_params["pid"])
+        pid = pid_of(request, request.path_params["pid"])
         want_state = request.query_params.get("state", "1") in ("1", "true")
-        detail = await bridge.ask("process_detail", pid, want_state, 2.0, timeout=20.0)
+        detail = await collector(request, "process_detail", pid, want_state, 2.0, timeout=20.0)
         return JSONResponse(detail_json(detail))
 
     async def names(request: Request) -> Response:
-        return JSONResponse(names_json(await bridge.ask("names")))
+        return JSONResponse(names_json(await collector(request, "names")))
 
     async def logs(request: Request) -> Response:
         q = request.query_params
-        pid = parse_pid(node, q["pid"]) if q.get("pid") else None
-        page = await bridge.ask(
-            "logs", pid, q.get("kind") or None, int(q.get("after", "0")), int(q.get("limit", "200")), q.get("search")
+        pid = pid_of(request, q["pid"]) if q.get("pid") else None
+        page = await collector(
+            request,
+            "logs",
+            pid,
+            q.get("kind") or None,
+            int(q.get("after", "0")),
+            int(q.get("limit", "200")),
+            q.get("search"),
         )
         return JSONResponse({"entries": [log_json(e) for e in page.entries], "last": page.last, "tapped": page.tapped})
 
     async def history(request: Request) -> Response:
-        return JSONResponse(history_json(await bridge.ask("history")))
+        return JSONResponse(history_json(await collector(request, "history")))
 
     async def stats(request: Request) -> Response:
-        s = await bridge.ask("stats")
+        s = await collector(request, "stats")
         return JSONResponse({field: getattr(s, field) for field in s.__dataclass_fields__})
 
     async def metrics(request: Request) -> Response:
@@ -138,12 +210,12 @@ def build_app(bridge: Bridge, token: str, node: str) -> Starlette:
     async def do_kill(request: Request) -> Response:
         data = await body(request)
         reason = str(data.get("reason") or "kill")
-        await bridge.act(kill, parse_pid(node, data.get("pid")), reason)
+        await bridge.act(kill, pid_of(request, data.get("pid"), data.get("node")), reason)
         return JSONResponse({"ok": True})
 
     async def do_restart(request: Request) -> Response:
         data = await body(request)
-        sup = parse_pid(node, data.get("supervisor"))
+        sup = pid_of(request, data.get("supervisor"), data.get("node"))
         index = int(data.get("index", -1))
         expected = data.get("child_id")
         child_id = await bridge.act(child_id_at, sup, index)
@@ -154,13 +226,54 @@ def build_app(bridge: Bridge, token: str, node: str) -> Starlette:
 
     async def do_suspend(request: Request) -> Response:
         data = await body(request)
-        await bridge.act(suspend, parse_pid(node, data.get("pid")))
+        await bridge.act(suspend, pid_of(request, data.get("pid"), data.get("node")))
         return JSONResponse({"ok": True})
 
     async def do_resume(request: Request) -> Response:
         data = await body(request)
-        await bridge.act(resume, parse_pid(node, data.get("pid")))
+        await bridge.act(resume, pid_of(request, data.get("pid"), data.get("node")))
         return JSONResponse({"ok": True})
+
+    async def nodes(request: Request) -> Response:
+        return JSONResponse({"self": node, "nodes": await bridge.act(cluster_nodes, timeout=15.0)})
+
+    async def search(request: Request) -> Response:
+        q = request.query_params
+        needle = q.get("q", "")
+        if not needle:
+            raise ValueError("search what? (q=)")
+        answers = await bridge.act(search_cluster, needle, int(q.get("limit", "50")), timeout=40.0)
+        out = []
+        for name, page in answers:
+            if isinstance(page, BaseException):
+                out.append({"node": name, "error": f"{type(page).__name__}: {page}"})
+            else:
+                out.append({"node": name, **page_json(page)})
+        return JSONResponse({"nodes": out})
+
+    async def panels(request: Request) -> Response:
+        specs = await bridge.act(on_node, node_of(request), list_panels, timeout=30.0)
+        return JSONResponse({"panels": [{"name": s.name, "timeout": s.timeout} for s in specs]})
+
+    async def panel(request: Request) -> Response:
+        name = request.path_params["name"]
+        other = node_of(request)
+        at = time.time()
+        try:
+            if other is None:
+                data = await bridge.panel(name)
+            else:
+                data = await bridge.act(read_panel_on, other, name, timeout=90.0)
+        except OTPError as exc:  # shown in the panel, with the charts so far
+            data = {
+                "tables": {},
+                "values": {},
+                "notes": [],
+                "cut": {},
+                "error": str(exc) if type(exc) is OTPError else f"{type(exc).__name__}: {exc}",
+            }
+        history = panel_history.add((other, name), data["values"], at)
+        return JSONResponse({"name": name, "node": other or node, "at": at, **data, "history": history})
 
     async def events(request: Request) -> Response:
         queue = await bridge.subscribe()
@@ -199,5 +312,9 @@ def build_app(bridge: Bridge, token: str, node: str) -> Starlette:
         Route("/api/resume", guarded(do_resume), methods=["POST"]),
         Route("/events", guarded(events)),
         Route("/metrics", guarded(metrics)),
+        Route("/api/nodes", guarded(nodes)),
+        Route("/api/search", guarded(search)),
+        Route("/api/panels", guarded(panels)),
+        Route("/api/panel/{name:path}", guarded(panel)),
     ]
     return Starlette(routes=routes)

@@ -5,8 +5,17 @@
 const state = {
   tab: "tree",
   sort: "pid", desc: false, offset: 0, limit: 50, search: "",
-  detailPid: null, closed: new Set(), logAfter: 0, logPid: "", logKind: "",
+  detailPid: null, detailNode: null, closed: new Set(), logAfter: 0, logPid: "", logKind: "",
+  self: null, node: null, nodes: [], panel: null, cluster: false,
 };
+
+// The node shown: null is the node this page is served by (its events
+// drive the refreshes); another one is asked through this one, on a timer.
+function withNode(path, node) {
+  const target = node === undefined ? state.node : node;
+  if (!target || target === state.self) return path;
+  return path + (path.includes("?") ? "&" : "?") + "node=" + encodeURIComponent(target);
+}
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -45,20 +54,23 @@ function bytes(n) {
 }
 function rate(r) { return r === null || r === undefined ? "" : r < 10 ? r.toFixed(1) : r.toFixed(0); }
 function ago(t) { return t ? new Date(t * 1000).toLocaleTimeString() : ""; }
-function pidLink(id, label) {
-  return el("span", { class: "pidlink", dataset: { pid: id }, onclick: (e) => { e.stopPropagation(); showDetail(id); } },
-    label || ospid(id));
+function pidLink(id, label, node) {
+  return el("span", { class: "pidlink", dataset: { pid: id, node: node || "" },
+    onclick: (e) => { e.stopPropagation(); showDetail(id, false, node); } }, label || ospid(id));
 }
 
 // ------------------------------------------------------------------ tabs
 
-for (const button of document.querySelectorAll("nav button")) {
-  button.addEventListener("click", () => selectTab(button.dataset.tab));
-}
+document.querySelector("nav").addEventListener("click", (e) => {
+  const button = e.target.closest("button[data-tab]");
+  if (button) selectTab(button.dataset.tab);
+});
 function selectTab(tab) {
   state.tab = tab;
+  const section = tab.startsWith("panel:") ? "panel" : tab;
+  if (section === "panel") { state.panel = tab.slice(6); document.getElementById("panel").replaceChildren("loading..."); }
   for (const b of document.querySelectorAll("nav button")) b.classList.toggle("active", b.dataset.tab === tab);
-  for (const s of document.querySelectorAll(".tab")) s.classList.toggle("active", s.id === "tab-" + tab);
+  for (const s of document.querySelectorAll(".tab")) s.classList.toggle("active", s.id === "tab-" + section);
   refresh(tab);
 }
 function refresh(tab) {
@@ -66,11 +78,14 @@ function refresh(tab) {
   else if (tab === "processes") loadProcesses();
   else if (tab === "names") loadNames();
   else if (tab === "logs") loadLogs(true);
+  else if (tab.startsWith("panel:")) loadPanel();
 }
 
 // ------------------------------------------------------------------ tree
 
-async function action(path, body, what) {
+async function action(path, body, what, node) {
+  const target = node === undefined ? state.node : node;
+  if (target && target !== state.self) body = Object.assign({ node: target }, body);
   try { await api(path, { method: "POST", body }); }
   catch (err) { alert(what + " failed: " + err.message); }
 }
@@ -107,7 +122,7 @@ function treeNode(node, sup, path) {
 
 async function loadTree() {
   try {
-    const data = await api("/api/tree");
+    const data = await api(withNode("/api/tree"));
     const root = document.getElementById("tree");
     root.replaceChildren(el("ul", { class: "tree top", dataset: { version: data.version } },
       data.roots.map((r) => treeNode(r, null, ""))));
@@ -132,11 +147,14 @@ function header() {
 }
 
 async function loadProcesses() {
+  if (state.cluster && state.search) return loadClusterSearch();
+  document.getElementById("processes").hidden = false;
+  document.getElementById("search-results").replaceChildren();
   header();
   const q = new URLSearchParams({ sort: state.sort, desc: state.desc ? "1" : "0", offset: state.offset, limit: state.limit });
   if (state.search) q.set("search", state.search);
   try {
-    const page = await api("/api/processes?" + q);
+    const page = await api(withNode("/api/processes?" + q));
     document.getElementById("page-info").textContent =
       ` ${page.total ? page.offset + 1 : 0}-${page.offset + page.rows.length} of ${page.total} (${page.processes} processes, round ${page.round}) `;
     document.querySelector("#processes tbody").replaceChildren(...page.rows.map((r) => el("tr", {
@@ -150,6 +168,30 @@ async function loadProcesses() {
   } catch (err) { document.getElementById("page-info").textContent = "error: " + err.message; }
 }
 
+// Every node's processes matching the search, one table per node (a node
+// that did not answer shows its error).
+async function loadClusterSearch() {
+  const q = new URLSearchParams({ q: state.search, limit: state.limit });
+  const box = document.getElementById("search-results");
+  document.getElementById("processes").hidden = true;
+  try {
+    const data = await api("/api/search?" + q);
+    let total = 0;
+    box.replaceChildren(...data.nodes.map((n) => {
+      if (n.error) return el("div", { class: "cluster-node", dataset: { node: n.node } }, el("h3", {}, n.node), el("p", { class: "error" }, n.error));
+      total += n.total;
+      return el("div", { class: "cluster-node", dataset: { node: n.node } },
+        el("h3", {}, n.node, " (" + n.total + ")"),
+        el("table", {}, el("tbody", {}, n.rows.map((r) => el("tr", { dataset: { pid: r.pid, node: r.node }, onclick: () => showDetail(r.pid, false, r.node) },
+          el("td", { class: "nodecell" }, r.node), el("td", { class: "num" }, r.ospid),
+          el("td", {}, r.name || (r.child_id !== null ? "(" + r.child_id + ")" : "")), el("td", {}, r.behaviour || ""),
+          el("td", {}, r.status), el("td", { class: "num" }, bytes(r.rss)), el("td", {}, r.current_function || ""))))));
+    }));
+    document.getElementById("page-info").textContent = ` ${total} matching on ${data.nodes.length} nodes `;
+  } catch (err) { document.getElementById("page-info").textContent = "error: " + err.message; }
+}
+document.getElementById("cluster-search").onchange = (e) => { state.cluster = e.target.checked; state.offset = 0; loadProcesses(); };
+
 document.getElementById("prev").onclick = () => { state.offset = Math.max(0, state.offset - state.limit); loadProcesses(); };
 document.getElementById("next").onclick = () => { state.offset += state.limit; loadProcesses(); };
 document.getElementById("limit").onchange = (e) => { state.limit = Number(e.target.value); state.offset = 0; loadProcesses(); };
@@ -161,9 +203,9 @@ document.getElementById("search").oninput = (e) => {
 
 // ------------------------------------------------------------------ detail
 
-function killPrompt(pid) {
+function killPrompt(pid, node) {
   const reason = prompt("Exit reason for " + ospid(pid) + " ('kill' cannot be trapped):", "kill");
-  if (reason) action("/api/kill", { pid, reason }, "kill");
+  if (reason) action("/api/kill", { pid, reason }, "kill", node);
 }
 
 function spark(history, index, label) {
@@ -179,36 +221,38 @@ function spark(history, index, label) {
   return el("div", {}, el("div", {}, label + " (max " + (index === 2 ? bytes(max) : rate(max)) + ")"), svg);
 }
 
-async function showDetail(pid, again) {
+async function showDetail(pid, again, node) {
   // Opening asks for the state too; the refresh of every round does not
   // (each ask of a state makes the server pickle it).
   const fresh = state.detailPid !== pid || !again;
+  if (!again) state.detailNode = node === undefined || node === "" ? state.node : node;
+  const where = state.detailNode;
   state.detailPid = pid;
   const aside = document.getElementById("detail");
   aside.hidden = false;
   const body = document.getElementById("detail-body");
   try {
-    const d = await api("/api/process/" + encodeURIComponent(pid) + (fresh ? "" : "?state=0"));
+    const d = await api(withNode("/api/process/" + encodeURIComponent(pid) + (fresh ? "" : "?state=0"), where));
     if (state.detailPid !== pid) return;
     const kept = document.getElementById("state");
     if (!fresh && kept) { d.state = kept.textContent; d.state_error = null; }
     const row = d.row || {};
-    const related = (label, list) => list.length ? [el("dt", {}, label), el("dd", {}, list.map((p) => [pidLink(p.pid, p.name ? p.name + " (" + p.ospid + ")" : p.ospid), " "]))] : [];
+    const related = (label, list) => list.length ? [el("dt", {}, label), el("dd", {}, list.map((p) => [pidLink(p.pid, p.name ? p.name + " (" + p.ospid + ")" : p.ospid, where), " "]))] : [];
     body.replaceChildren(el("div", {},
-      el("h2", {}, "process " + ospid(pid), row.name ? " " + row.name : ""),
+      el("h2", {}, "process " + ospid(pid), row.name ? " " + row.name : "", where && where !== state.self ? " on " + where : ""),
       d.alive ? null : el("p", { class: "error" }, "not alive"),
       el("dl", {},
         Object.entries(d.info).map(([k, v]) => [el("dt", {}, k), el("dd", {}, k === "memory" || k === "rss" ? bytes(v) : v === null ? "" : String(v))]),
         row.behaviour ? [el("dt", {}, "behaviour"), el("dd", {}, row.behaviour + (row.callback ? " " + row.callback : ""))] : [],
-        row.supervisor ? [el("dt", {}, "supervisor"), el("dd", {}, pidLink(row.supervisor), " child ", row.child_id)] : [],
+        row.supervisor ? [el("dt", {}, "supervisor"), el("dd", {}, pidLink(row.supervisor, null, where), " child ", row.child_id)] : [],
         related("links", d.links), related("monitors", d.monitors), related("monitored by", d.monitored_by)),
       el("div", {},
-        el("button", { onclick: () => killPrompt(pid) }, "kill..."),
-        row.behaviour ? el("button", { onclick: () => action("/api/suspend", { pid }, "suspend").then(() => showDetail(pid)) }, "suspend") : null,
-        row.behaviour ? el("button", { onclick: () => action("/api/resume", { pid }, "resume").then(() => showDetail(pid)) }, "resume") : null,
+        el("button", { onclick: () => killPrompt(pid, where) }, "kill..."),
+        row.behaviour ? el("button", { onclick: () => action("/api/suspend", { pid }, "suspend", where).then(() => showDetail(pid, false, where)) }, "suspend") : null,
+        row.behaviour ? el("button", { onclick: () => action("/api/resume", { pid }, "resume", where).then(() => showDetail(pid, false, where)) }, "resume") : null,
         el("button", { onclick: () => { document.getElementById("log-pid").value = pid; state.logPid = pid; selectTab("logs"); } }, "its logs")),
       spark(d.history, 1, "queue length"), spark(d.history, 2, "RSS"), spark(d.history, 3, "messages in/s"),
-      el("h3", {}, "state ", el("button", { onclick: () => showDetail(pid) }, "read again")),
+      el("h3", {}, "state ", el("button", { onclick: () => showDetail(pid, false, where) }, "read again")),
       d.state !== null ? el("pre", { id: "state" }, d.state) : el("p", { class: "error" }, d.state_error || "not asked"),
     ));
   } catch (err) { body.replaceChildren(el("p", { class: "error" }, "error: " + err.message)); }
@@ -219,7 +263,7 @@ document.getElementById("detail-close").onclick = () => { state.detailPid = null
 
 async function loadNames() {
   try {
-    const d = await api("/api/names");
+    const d = await api(withNode("/api/names"));
     document.getElementById("names").replaceChildren(
       el("h3", {}, "Registered names (" + d.names.length + ")"),
       el("table", {}, el("tbody", {}, d.names.map((n) => el("tr", {}, el("td", {}, n.name), el("td", {}, pidLink(n.pid)))))),
@@ -248,7 +292,7 @@ async function loadLogs(reset) {
   if (state.logPid) q.set("pid", state.logPid);
   if (state.logKind) q.set("kind", state.logKind);
   try {
-    const page = await api("/api/logs?" + q);
+    const page = await api(withNode("/api/logs?" + q));
     document.getElementById("log-tap").textContent = page.tapped ? "" : "no report tap: call otp.observer.install_report_tap() in the node's root";
     const box = document.getElementById("logs");
     for (const e of page.entries) box.prepend(logLine(e));
@@ -257,6 +301,106 @@ async function loadLogs(reset) {
 }
 document.getElementById("log-pid").onchange = (e) => { state.logPid = e.target.value.trim(); loadLogs(true); };
 document.getElementById("log-kind").onchange = (e) => { state.logKind = e.target.value; loadLogs(true); };
+
+// ------------------------------------------------------------------ panels
+
+// A panel is what a library's provider returned (see otp.observer.add_panel):
+// notes, numbers charted over time (the server keeps their history while
+// the panel is on screen) and tables of records.
+async function loadPanels() {
+  try {
+    const data = await api(withNode("/api/panels"));
+    const tabs = document.getElementById("panel-tabs");
+    tabs.replaceChildren(...data.panels.map((p) => el("button", {
+      dataset: { tab: "panel:" + p.name }, class: state.tab === "panel:" + p.name ? "active" : null }, p.name)));
+    if (state.tab.startsWith("panel:") && !data.panels.some((p) => "panel:" + p.name === state.tab)) selectTab("tree");
+  } catch (err) { /* the panels' tabs stay as they were */ }
+}
+
+function number(v) {
+  if (v === null || v === undefined) return "";
+  const a = Math.abs(v);
+  return a >= 100 || Number.isInteger(v) ? v.toFixed(0) : a >= 1 ? v.toFixed(2) : v.toPrecision(3);
+}
+
+function chart(label, points, now) {
+  const w = 280, h = 64;
+  const box = el("div", { class: "chart", dataset: { series: label, points: points.length } },
+    el("div", { class: "label" }, label, el("span", { class: "now" }, number(now))));
+  if (points.length < 2) { box.append(el("div", { class: "note" }, "collecting...")); return box; }
+  const t0 = points[0][0], t1 = points[points.length - 1][0];
+  const values = points.map((p) => p[1]);
+  const hi = Math.max(...values, 0), lo = Math.min(...values, 0), span = hi - lo || 1;
+  const xy = points.map(([t, v]) => `${((t - t0) / ((t1 - t0) || 1)) * (w - 2) + 1},${h - 1 - ((v - lo) / span) * (h - 12)}`).join(" ");
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("class", "line"); svg.setAttribute("width", w); svg.setAttribute("height", h);
+  const line = document.createElementNS(ns, "polyline");
+  line.setAttribute("points", xy); line.setAttribute("fill", "none"); line.setAttribute("stroke", "#1565c0"); line.setAttribute("stroke-width", "1.5");
+  const top = document.createElementNS(ns, "text");
+  top.setAttribute("x", 3); top.setAttribute("y", 10); top.setAttribute("font-size", "10"); top.setAttribute("fill", "#777");
+  top.textContent = "max " + number(hi) + ", last " + Math.round(t1 - t0) + " s";
+  svg.append(line, top);
+  box.append(svg);
+  return box;
+}
+
+function cell(v) {
+  if (v && typeof v === "object" && v.$pid) return pidLink(v.$pid, String(v.ospid), v.node);
+  if (v === null || v === undefined) return "";
+  if (typeof v === "number") return number(v);
+  return String(v);
+}
+
+function panelTable(title, rows, cut) {
+  const columns = [];
+  for (const r of rows) for (const k of Object.keys(r)) if (!columns.includes(k)) columns.push(k);
+  return el("div", { class: "panel-table", dataset: { table: title } },
+    el("h3", {}, title, " (" + (rows.length + (cut || 0)) + ")", cut ? " first " + rows.length + " shown" : ""),
+    rows.length ? el("table", {}, el("thead", {}, el("tr", {}, columns.map((c) => el("th", {}, c)))),
+      el("tbody", {}, rows.map((r) => el("tr", {}, columns.map((c) => el("td", {}, cell(r[c]))))))) : el("p", { class: "note" }, "none"));
+}
+
+async function loadPanel() {
+  const name = state.panel, box = document.getElementById("panel");
+  try {
+    const d = await api(withNode("/api/panel/" + encodeURIComponent(name)));
+    if (state.tab !== "panel:" + name) return;
+    box.replaceChildren(el("div", { dataset: { panel: name } },
+      d.error ? el("p", { class: "error panel-error" }, d.error) : null,
+      d.notes.map((n) => el("p", { class: "note" }, n)),
+      el("div", { class: "charts" }, Object.entries(d.history).map(([k, points]) => chart(k, points, d.values[k]))),
+      Object.entries(d.tables).map(([title, rows]) => panelTable(title, rows, d.cut[title]))));
+  } catch (err) { box.replaceChildren(el("p", { class: "error panel-error" }, "error: " + err.message)); }
+}
+
+// ------------------------------------------------------------------ cluster
+
+async function loadNodes() {
+  try {
+    const data = await api("/api/nodes");
+    state.self = data.self;
+    state.nodes = data.nodes;
+    document.getElementById("node").textContent = data.self;
+    const picker = document.getElementById("node-picker");
+    const shown = state.node || data.self;
+    picker.replaceChildren(...data.nodes.map((n) => el("option", { value: n, selected: n === shown }, n === data.self ? n + " (here)" : n)));
+    picker.hidden = data.nodes.length < 2;
+    document.getElementById("cluster-label").hidden = data.nodes.length < 2;
+  } catch (err) { /* the picker stays as it was */ }
+}
+document.getElementById("node-picker").onchange = (e) => {
+  state.node = e.target.value === state.self ? null : e.target.value;
+  state.offset = 0;
+  loadPanels();
+  refresh(state.tab);
+};
+// Another node sends this page no events: its view refreshes every 2 s.
+setInterval(() => {
+  if (!state.node || document.hidden) return;
+  if (state.tab === "logs") loadLogs(false); else refresh(state.tab);
+}, 2000);
+setInterval(loadNodes, 10000);
 
 // ------------------------------------------------------------------ live
 
@@ -269,13 +413,15 @@ function soon(what, fn, ms) {
 function connect() {
   const live = document.getElementById("live");
   const source = new EventSource("/events?token=" + encodeURIComponent(TOKEN));
-  source.addEventListener("hello", () => { live.className = "on"; live.textContent = "live"; refresh(state.tab); });
-  source.addEventListener("tree", () => { if (state.tab === "tree") soon("tree", loadTree, 100); });
+  source.addEventListener("hello", () => { live.className = "on"; live.textContent = "live"; loadNodes(); loadPanels(); refresh(state.tab); });
+  source.addEventListener("tree", () => { if (state.tab === "tree" && !state.node) soon("tree", loadTree, 100); });
   source.addEventListener("round", () => {
+    if (state.node) return;  // another node's view refreshes on its timer
     if (state.tab === "processes") soon("processes", loadProcesses, 50);
+    if (state.tab.startsWith("panel:")) soon("panel", loadPanel, 50);
     if (state.detailPid) soon("detail", () => showDetail(state.detailPid, true), 50);
   });
-  source.addEventListener("log", () => { if (state.tab === "logs") soon("logs", () => loadLogs(false), 100); });
+  source.addEventListener("log", () => { if (state.tab === "logs" && !state.node) soon("logs", () => loadLogs(false), 100); });
   source.addEventListener("reset", () => refresh(state.tab));
   source.onerror = () => { live.className = "off"; live.textContent = "reconnecting"; };
 }
