@@ -49,6 +49,7 @@ from ._transport import (
     FLUSH_LINGER_MS,
     PEER_IDLE_S,
     RECONNECT_IVL_MS,
+    KernelSocket,
     peer_socket_cap,
 )
 
@@ -82,7 +83,7 @@ class Peer:
 
     __slots__ = ("pid", "sock", "send", "seq", "call_ref", "dead", "proc", "mark", "marked", "backlog")
 
-    def __init__(self, pid: Pid, sock: zmq.Socket | None, proc: PeersMixin) -> None:
+    def __init__(self, pid: Pid, sock: KernelSocket | None, proc: PeersMixin) -> None:
         self.pid = pid
         self.sock = sock
         self.send: Callable[[bytes], object] | None = None if sock is None else _base_send.__get__(sock)
@@ -155,7 +156,7 @@ class PeersMixin(ProcessBase):
             collections.deque()
         )  # when the lingers of closed sockets end, in order
         # A PUSH socket made ahead of need (see warm_peer_sockets).
-        self._spare_socket: zmq.Socket | None = None
+        self._spare_socket: KernelSocket | None = None
         # Processes of other nodes: the socket to the gateway's intake, the
         # prefix of frames for them, and the nodes of the remote processes
         # that sent us frames (see _accept_remote).
@@ -298,7 +299,7 @@ class PeersMixin(ProcessBase):
             p.backlog = []
         return p.backlog
 
-    def _push_socket(self) -> zmq.Socket | None:
+    def _push_socket(self) -> KernelSocket | None:
         """A new PUSH socket, or None if none could be had within about 60 ms
         (no descriptor left, or the context's MAX_SOCKETS reached).
 
@@ -313,7 +314,7 @@ class PeersMixin(ProcessBase):
             return spare
         for attempt in range(7):
             try:
-                sock = self.ctx.socket(zmq.PUSH)
+                sock = self.ctx.kernel_socket(zmq.PUSH)
             except zmq.ZMQError as exc:
                 if exc.errno not in _NO_DESCRIPTOR:
                     raise

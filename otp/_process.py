@@ -67,7 +67,7 @@ from ._reasons import Response
 from ._signal_records import Action, Complete, ProcessState
 from ._signals import INTERRUPT_SIGNAL, SignalPort
 from ._timeouts import wait_ms
-from ._transport import BACKLOG, NodeInfo, context_socket_limit
+from ._transport import BACKLOG, KernelContext, KernelSocket, NodeInfo, context_socket_limit
 
 log = logging.getLogger("otp")
 
@@ -151,9 +151,9 @@ class Process(PeersMixin, LinksMixin, LifecycleMixin):
         self.thread_id = threading.get_ident()
         ospid = os.getpid()
         self.pid = Pid(node.name, uid, ospid, _oslib.proc_start_time(ospid) or 0, node.creation)
-        self.ctx = zmq.Context(io_threads=1)
+        self.ctx = KernelContext(io_threads=1)
         self.ctx.set(zmq.MAX_SOCKETS, context_socket_limit(_oslib.raise_fd_limit()))
-        self.inbox = self.ctx.socket(zmq.PULL)
+        self.inbox = self.ctx.kernel_socket(zmq.PULL)
         self.inbox.setsockopt(zmq.RCVHWM, 0)
         self.inbox.setsockopt(zmq.BACKLOG, BACKLOG)
         self.inbox.setsockopt(zmq.LINGER, 0)
@@ -770,7 +770,7 @@ class Process(PeersMixin, LinksMixin, LifecycleMixin):
         return p is not None and p.dead is not None
 
 
-def _has_frames(sock: zmq.Socket) -> bool:
+def _has_frames(sock: zmq.Socket | KernelSocket) -> bool:
     """True if a frame waits on ``sock`` (read without blocking)."""
     return bool(cast(int, sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
 

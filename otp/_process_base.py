@@ -14,12 +14,10 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import zmq
-
 from ._pid import Pid, Ref
 from ._signal_records import Action, InboxItem
 from ._signals import SignalPort
-from ._transport import NodeInfo
+from ._transport import KernelContext, KernelSocket, NodeInfo
 
 if TYPE_CHECKING:
     from ._peers import Peer
@@ -55,8 +53,8 @@ class ProcessBase(abc.ABC):
     root: bool
     pid: Pid
     thread_id: int
-    ctx: zmq.Context
-    inbox: zmq.Socket  # the mailbox's PULL socket
+    ctx: KernelContext
+    inbox: KernelSocket  # the mailbox's PULL socket
     _socket_lock: threading.Lock  # held by whoever reads ``inbox`` (see Process.state)
     sig: SignalPort
     kernel_code: KernelCode

@@ -80,6 +80,7 @@ from ._signal_records import (
     decode_signal,
     encode_signal,
 )
+from ._transport import KernelContext, KernelSocket
 
 log = logging.getLogger("otp")
 
@@ -134,7 +135,7 @@ class SignalPort:
         *,
         root: bool,
         wake_endpoint: str,
-        ctx: zmq.Context,
+        ctx: KernelContext,
         on_forced_exit: Callable[[object], None],
         address_of: Callable[[int], str] | None = None,
         state: Callable[[], ProcessState] | None = None,
@@ -190,7 +191,7 @@ class SignalPort:
         # inproc connection to the same mailbox.
         self._ctx = ctx
         self._wake_endpoint = wake_endpoint
-        self._wake_sock: zmq.Socket | None = None
+        self._wake_sock: KernelSocket | None = None
         self.wake_pending = False
         self._ctl_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._stop = False
@@ -436,7 +437,7 @@ class SignalPort:
     # ----------------------------------------------------------- the thread
 
     def _run(self) -> None:
-        wake_sock = self._wake_sock = self._ctx.socket(zmq.PUSH)
+        wake_sock = self._wake_sock = self._ctx.kernel_socket(zmq.PUSH)
         wake_sock.setsockopt(zmq.LINGER, 0)
         wake_sock.connect(self._wake_endpoint)
         try:

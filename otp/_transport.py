@@ -75,12 +75,29 @@ Order survives closing: a frame carries its number in the sender's count
 for that receiver, over all sockets, and the receiver sets aside a frame
 that arrives before its predecessors (which the mailbox can deliver from
 the old connection after the new one: it reads its connections in turn).
+
+The kernel's own ZeroMQ objects.  A process's context
+(:class:`KernelContext`) and the sockets the kernel makes in every process
+(mailbox, wake socket, peer sockets: :class:`KernelSocket`) are pyzmq's
+Cython classes with only the few methods the kernel calls added, not its
+Python subclasses (``zmq.Context``, ``zmq.Socket``).  A process forked from
+the zygote pays a page for each of the zygote's objects it touches, and the
+Python layer's constructors touch many (a ``WeakSet`` of sockets, the
+socket-type enum, attribute hooks): measured, 2,973 against 2,821 KiB PSS
+per idle process (stress/README.md, "Memory per process").  Sockets that
+servers make for themselves (``ctx.socket``) stay pyzmq's full sockets.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
+
+import zmq
+from zmq.backend import Context as _BaseContext
+from zmq.backend import Socket as _BaseSocket
+from zmq.backend import zmq_poll
 
 __all__ = [
     "NodeInfo",
@@ -92,6 +109,8 @@ __all__ = [
     "PEER_SOCKETS_MAX",
     "peer_socket_cap",
     "context_socket_limit",
+    "KernelContext",
+    "KernelSocket",
 ]
 
 EXIT_LINGER_MS = 2000
@@ -124,8 +143,68 @@ def context_socket_limit(fd_limit: int) -> int:
     does: a process sending to thousands of peers in a loop closes them
     faster than libzmq flushes them, and waits when it reaches this (the
     slot of a closed socket frees once it has flushed, or its linger ran
-    out: measured with a socket that could not connect)."""
-    return peer_socket_cap(fd_limit) + OTHER_SOCKETS
+    out: measured with a socket that could not connect).
+
+    An eighth of the descriptor limit (two descriptors each: a quarter of
+    it), not :data:`PEER_SOCKETS_MAX`: the slots of closed sockets free
+    slowly (a closed socket waits for its peer's I/O thread), and with
+    slots for only the open ones a process calling 400 servers at once
+    (``otp.multi_call``) slept in :meth:`~otp._peers.PeersMixin._push_socket`
+    for 10 s against 0.2 s with enough (stress/README.md, "Scale").  Under
+    a limit of 2,048 or less this is the peer socket cap, as before."""
+    return max(peer_socket_cap(fd_limit), fd_limit // 8) + OTHER_SOCKETS
+
+
+class KernelSocket(_BaseSocket):
+    """A socket of the kernel's: pyzmq's Cython socket, with the sugar
+    layer's names for what the kernel calls (see the module docstring)."""
+
+    setsockopt = _BaseSocket.set
+    getsockopt = _BaseSocket.get
+
+    def poll(self, timeout: int | None = None, flags: int = zmq.POLLIN) -> int:
+        """The events of ``flags`` that are ready within ``timeout`` ms
+        (None: wait), as ``zmq.Socket.poll``."""
+        ready = zmq_poll([(self, flags)], -1 if timeout is None else timeout)
+        return ready[0][1] if ready else 0
+
+
+class KernelContext(_BaseContext):
+    """A process's ZeroMQ context: pyzmq's Cython context, keeping the
+    sockets made through it in ``_sockets`` (a list; a process closes what
+    is left of them before it ends the context, and the list drops closed
+    ones when it has doubled)."""
+
+    _sockets: list[Any]
+    _sweep_at: int
+
+    def kernel_socket(self, socket_type: int) -> KernelSocket:
+        """A kernel socket (mailbox, wake, peer)."""
+        sock = KernelSocket(self, socket_type)
+        self._track(sock)
+        return sock
+
+    def socket(self, socket_type: int) -> zmq.Socket[bytes]:
+        """A full pyzmq socket, for the servers that make their own."""
+        sock: zmq.Socket[bytes] = zmq.Socket(self, socket_type)  # type: ignore[call-overload]
+        self._track(sock)
+        return sock
+
+    def _rm_socket(self, sock: Any) -> None:
+        """Called by a full pyzmq socket as it closes (the list drops closed
+        sockets when it sweeps)."""
+
+    def _track(self, sock: Any) -> None:
+        try:
+            sockets = self._sockets
+        except AttributeError:
+            self._sockets = [sock]
+            self._sweep_at = 64
+            return
+        sockets.append(sock)
+        if len(sockets) >= self._sweep_at:
+            sockets[:] = [s for s in sockets if not s.closed]
+            self._sweep_at = max(64, 2 * len(sockets))
 
 
 @dataclass(frozen=True)
