@@ -6,8 +6,11 @@ leaves no process, node directory or key behind."""
 from __future__ import annotations
 
 import os
+import pathlib
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 
 import psutil
@@ -34,10 +37,20 @@ def _marked(marker: str) -> list[psutil.Process]:
 
 
 @pytest.mark.slow
-def test_demo_on_three_nodes_survives_the_loss_of_one(tmp_path):
-    base_dir, tmp_dir = tmp_path / "nodes", tmp_path / "tmp"
+def test_demo_on_three_nodes_survives_the_loss_of_one():
+    # Short paths: a node's ipc endpoints live under its base directory, and
+    # pytest's tmp_path (under xdist especially) is too long for them.
+    top = pathlib.Path(tempfile.mkdtemp(prefix="mbdemo-", dir="/tmp"))
+    base_dir, tmp_dir = top / "nodes", top / "tmp"
     base_dir.mkdir()
     tmp_dir.mkdir()
+    try:
+        _run_and_check(base_dir, tmp_dir)
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def _run_and_check(base_dir: pathlib.Path, tmp_dir: pathlib.Path) -> None:
     marker = uuid.uuid4().hex
     env = dict(os.environ, MABEAM_DEMO_TEST=marker, TMPDIR=str(tmp_dir), COLUMNS="200")
     # Three slots a round: every learner trains, so that the chaos cannot

@@ -300,10 +300,11 @@ class _Server(PgOps):
     def _check_alive(self, pid: Pid) -> bool:
         if not self.proc.node.is_local(pid.node):
             # Asking its node goes through the gateway, which is found by
-            # name, that is by asking this very process: taken as alive.
-            # The monitor _watch sets next gives DOWN 'noproc' at once for
-            # a process that is gone, and that drops its entries.
-            return True
+            # name, that is by asking this very process: taken as alive if
+            # this node can reach other nodes at all.  The monitor _watch
+            # sets next gives DOWN 'noproc' at once for a process that is
+            # gone, and that drops its entries.
+            return bool(self.proc.node.gateway)
         sig = self.proc.sig
         with sig.lock:  # the signal thread closes the pidfd of a process it finds dead
             w = sig.watches.get(pid.uid)
