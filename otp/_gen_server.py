@@ -474,13 +474,15 @@ class Starter:
         self.proc = _process.current()
         self.registered = False
 
-    def start(self, args: Any) -> tuple[GenServer, Any, Any] | None:
-        """``(server, state, action)``, or None after ``Ignore``; raises
-        ProcessExit after a failure was answered."""
+    def run_init(self, args: Any) -> tuple[Any, Any] | None:
+        """Take the name, make the callback object and run its ``init(args)``:
+        ``(obj, result)`` for the behaviour to check and answer, or None
+        after ``Ignore`` (answered); a crash or ``Stop`` is answered as the
+        failure (raises ProcessExit)."""
         self.register()
         try:
-            server = self.cls()
-            result = server.init(args)
+            obj = self.cls()
+            result = obj.init(args)
         except ProcessExit:
             raise
         except Exception as exc:
@@ -491,6 +493,15 @@ class Starter:
             return None
         if isinstance(result, Stop):
             self.fail(result.reason, log_it=False)
+        return obj, result
+
+    def start(self, args: Any) -> tuple[GenServer, Any, Any] | None:
+        """``(server, state, action)``, or None after ``Ignore``; raises
+        ProcessExit after a failure was answered."""
+        ran = self.run_init(args)
+        if ran is None:
+            return None
+        server, result = ran
         state, action = (result.state, result.action) if isinstance(result, NoReply) else (result, None)
         try:
             action = _valid_action(action)

@@ -69,19 +69,15 @@ from typing import Any, ClassVar
 
 from . import _process
 from ._child_spec import ChildSpec
-from ._errors import ProcessExit
 from ._gen_server import (
     DEFAULT_CALL_TIMEOUT,
-    Ignore,
     ServerName,
     Starter,
-    Stop,
     behaviour_child_spec,
     start_behaviour,
 )
 from ._pid import Pid, Ref
-from ._reasons import Crash
-from ._start_result import IGNORED, Started
+from ._start_result import Started
 from ._statem_loop import Loop
 from ._statem_records import (
     Call,
@@ -227,20 +223,10 @@ class _StatemStarter(Starter):
     def start_machine(self, args: Any) -> tuple[GenStatem, Any, Any, Any] | None:
         """``(machine, state, data, actions)``, or None after ``Ignore``;
         raises ProcessExit after a failure was answered."""
-        self.register()
-        try:
-            machine = self.cls()
-            result = machine.init(args)
-        except ProcessExit:
-            raise
-        except Exception as exc:
-            self.fail(Crash.from_exception(exc), log_it=True)
-        if result is Ignore:
-            self.release()
-            self.answer(IGNORED)
+        ran = self.run_init(args)
+        if ran is None:
             return None
-        if isinstance(result, Stop):
-            self.fail(result.reason, log_it=False)
+        machine, result = ran
         if type(result) is not tuple or len(result) not in (2, 3):
             self.fail(("bad_return_from_init", result), log_it=True)
         self.answer(Started(self.proc.pid))

@@ -26,7 +26,7 @@ from . import _board
 from ._auction_data import AuctionOutcome, AuctionSpec, Cleared, UnknownAuction, auction_key
 from ._errors import AuctionLost
 from ._host import placed_call
-from ._hosting import DEFAULT_LINGER, check_linger, host_call
+from ._hosting import DEFAULT_LINGER, check_linger, host_call, host_of
 from ._mechanisms import make_mechanism
 from .auctions import InvalidAuctionParameter
 
@@ -65,17 +65,7 @@ def _new_id() -> str:
 
 
 def _host(auction: Any) -> otp.Pid:
-    """The host of ``auction``: the ref's, or the board's owner of the id."""
-    if isinstance(auction, AuctionRef):
-        assert auction.pid is not None  # the refs the API returns have their host
-        return auction.pid
-    if isinstance(auction, otp.Pid):
-        raise TypeError("an auction is addressed by its AuctionRef or its id (a pid is its host's, shared)")
-    key = auction_key(auction)
-    host = otp.Registry.whereis_name(_board.BOARD, key)
-    if host is None:
-        raise UnknownAuction(auction)
-    return host
+    return host_of(auction, AuctionRef, auction_key, UnknownAuction)
 
 
 def _id_of(auction: Any) -> Any:

@@ -37,6 +37,7 @@ from typing import Any, ClassVar, Protocol
 
 import otp
 
+from . import _board
 from ._board_writer import BoardWriter
 from ._errors import EconomicsError
 
@@ -64,6 +65,23 @@ def host_call(
         if exc.reason == "noproc":  # OTP's reason for a server that was already gone
             raise unknown(item_id) from None
         raise lost(item_id, exc.reason) from None
+
+
+def host_of(item: Any, ref_type: type, key: Callable[[Any], Any], unknown: Callable[[Any], Exception]) -> otp.Pid:
+    """The host of ``item`` (an auction or a market): its ref's (an
+    instance of ``ref_type``, which carries its host as ``pid``), or the
+    board's owner of ``key(item)`` for an id; ``unknown(item)`` if no host
+    has it.  A pid is refused: it is its host's, shared by many items."""
+    if isinstance(item, ref_type):
+        pid: otp.Pid | None = getattr(item, "pid", None)
+        assert pid is not None  # the refs the API returns have their host
+        return pid
+    if isinstance(item, otp.Pid):
+        raise TypeError(f"an item is addressed by its {ref_type.__name__} or its id (a pid is its host's, shared)")
+    host = otp.Registry.whereis_name(_board.BOARD, key(item))
+    if host is None:
+        raise unknown(item)
+    return host
 
 
 def check_linger(linger: Any, error: type[Exception]) -> float:

@@ -21,7 +21,7 @@ import otp
 from . import _board
 from ._errors import MarketLost
 from ._host import placed_call
-from ._hosting import DEFAULT_LINGER, check_linger, host_call
+from ._hosting import DEFAULT_LINGER, check_linger, host_call, host_of
 from ._market import (
     Cancelled,
     InvalidMarketParameter,
@@ -60,17 +60,7 @@ class MarketRef:
 
 
 def _host(market: Any) -> otp.Pid:
-    """The host of ``market``: the ref's, or the board's owner of the id."""
-    if isinstance(market, MarketRef):
-        assert market.pid is not None  # the refs the API returns have their host
-        return market.pid
-    if isinstance(market, otp.Pid):
-        raise TypeError("a market is addressed by its MarketRef or its id (a pid is its host's, shared)")
-    key = market_key(market)
-    host = otp.Registry.whereis_name(_board.BOARD, key)
-    if host is None:
-        raise UnknownMarket(market)
-    return host
+    return host_of(market, MarketRef, market_key, UnknownMarket)
 
 
 def _id_of(market: Any) -> Any:
