@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mabeam._errors import MabeamError
@@ -300,14 +300,15 @@ def test_collusion_buckets_and_errors():
 
 @settings(max_examples=120)
 @given(
-    estimates=st.lists(st.floats(-1000, 1000), min_size=1, max_size=8),
+    # Estimates from a narrow range too, so that agents share buckets
+    # (suspects) often: filtering for them would discard most inputs.
+    estimates=st.lists(st.one_of(st.floats(-1000, 1000), st.integers(-20, 20).map(float)), min_size=1, max_size=8),
     true_value=st.floats(1, 1000),
 )
 def test_collusion_payments_are_never_negative_and_suspects_are_paid_less(estimates, true_value):
     reports = [ConsensusReport(f"a{k}", e) for k, e in enumerate(estimates)]
     result = resolve_collusion_resistant_consensus(reports, true_value)
     assert all(v >= 0 for v in result.payments.values())
-    assume(result.suspected_colluders)
     for a in result.suspected_colluders:
         assert result.payments[a] <= max(0.0, 50 + 2 * result.accuracy[a] - 100)
 

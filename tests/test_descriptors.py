@@ -272,8 +272,12 @@ def test_messages_wait_for_a_descriptor_and_are_delivered_in_order(node, how):
         down = otp.receive(30, lambda m, ref=ref: isinstance(m, otp.DOWN) and m.ref == ref)
         assert down.reason == "normal"
         if how == "closes_its_own":
-            assert queued == 0  # it closed its idle socket to the parent and sent at once
-            break
+            if queued == 0:
+                break  # it closed its idle socket to the parent and sent at once
+            # On a loaded machine the idle sweep may have closed that socket
+            # before the sender ran out: nothing to close, all waited.
+            assert queued == count, queued
+            continue
         if queued == count:  # no socket could be made, none to close: all waited
             assert still is (how == "at_exit")
             break
