@@ -191,10 +191,14 @@ def _agents(
     return out[:ROWS]
 
 
-def _auctions(states: list[dict], values: dict[str, float]) -> list[dict]:
+def _open_first(states: list[dict], values: dict[str, float], counted: str) -> list[dict]:
+    """The first ROWS of ``states``, open ones first; their number charted as ``counted``."""
     open_ = [s for s in states if s.get("status") == "open"]
-    values["open auctions"] = len(open_)
-    ordered = open_ + [s for s in states if s.get("status") != "open"]
+    values[counted] = len(open_)
+    return (open_ + [s for s in states if s.get("status") != "open"])[:ROWS]
+
+
+def _auctions(states: list[dict], values: dict[str, float]) -> list[dict]:
     return [
         {
             "auction": s.get("auction_id"),
@@ -207,14 +211,11 @@ def _auctions(states: list[dict], values: dict[str, float]) -> list[dict]:
             "price": s.get("price"),
             "error": s.get("error"),
         }
-        for s in ordered[:ROWS]
+        for s in _open_first(states, values, "open auctions")
     ]
 
 
 def _markets(states: list[dict], values: dict[str, float]) -> list[dict]:
-    open_ = [s for s in states if s.get("status") == "open"]
-    values["open markets"] = len(open_)
-    ordered = open_ + [s for s in states if s.get("status") != "open"]
     return [
         {
             "market": s.get("market_id"),
@@ -227,7 +228,7 @@ def _markets(states: list[dict], values: dict[str, float]) -> list[dict]:
             "last price": s.get("last_price"),
             "error": s.get("error"),
         }
-        for s in ordered[:ROWS]
+        for s in _open_first(states, values, "open markets")
     ]
 
 
