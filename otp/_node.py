@@ -476,9 +476,13 @@ class Node:
         info = self.info
         if proc is None or info is None:
             return
+        # Kernel code from here: an interrupt for an exit signal that the
+        # root already took (a second SIGUSR2 whose handler runs late) must
+        # not raise in the middle of the stop.
+        proc.kernel_code.depth += 1
         try:
-            proc.trap_exit(True)  # our links must not kill us while we stop
             proc.sig.fatal = None
+            proc.trap_exit(True)  # our links must not kill us while we stop
             for pid in reversed(proc.spawned):
                 self._stop_one(proc, pid)
             try:
