@@ -324,13 +324,17 @@ class EtcdCluster:
         return [m for m in self.members if m.is_running()]
 
     def leader(self, timeout: float = 5.0) -> Member:
-        """The member that the running members say leads."""
-        for m in self.running():
-            leader_id = m.status(timeout).get("leader")
-            for candidate in self.members:
-                if candidate.id == leader_id:
-                    return candidate
-        raise LookupError("no running member names a leader")
+        """The member that the running members say leads, asked again (each
+        ask a request to them) while an election runs, up to ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for m in self.running():
+                leader_id = m.status(timeout).get("leader")
+                for candidate in self.members:
+                    if candidate.id == leader_id:
+                        return candidate
+            if time.monotonic() >= deadline:
+                raise LookupError("no running member names a leader")
 
     def move_leader(self, to: Member, timeout: float = 10.0) -> None:
         """Make ``to`` the leader (etcd's MoveLeader, asked of the leader)."""
