@@ -46,7 +46,7 @@ import otp
 
 from ._bench import Run, alternate, await_down, benchmark, inject, timed_ops
 from ._common import REQUEST
-from .kernel import CastCounter, EchoServer
+from .kernel import CastCounter, CastRounds, EchoServer
 
 #: Position of this module's benchmarks in the suite (after the kernel's).
 ORDER = 15
@@ -277,19 +277,7 @@ def _cast(run: dict) -> dict:
 
         server = CastCounter.start(None, node=PEER)
         assert server is not None
-        sent = [0]
-
-        def ours(count: int) -> float:
-            t0 = time.perf_counter()
-            for _ in range(count):
-                otp.cast(server, REQUEST)
-            handled = otp.call(server, "count", timeout=300)
-            inject(count)
-            dt = time.perf_counter() - t0
-            sent[0] += count
-            if handled != sent[0]:
-                raise AssertionError(f"the server counted {handled} casts, {sent[0]} were sent")
-            return count / dt
+        ours = CastRounds(server, REQUEST, timeout=300)
 
         raw(run["warmup"])
         ours(run["warmup"])
