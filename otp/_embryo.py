@@ -117,7 +117,7 @@ def embryo_main(node: NodeInfo, uid: int, zygote_channel: socket.socket, zygote_
     try:
         proc.kernel_code.depth = 0
         if proc.sig.fatal is not None:  # an exit signal came during the bootstrap
-            raise ProcessExit(proc.sig.fatal)
+            proc.sig.raise_fatal()
         fn, args, kwargs = pickle.loads(blob)
         fn(*args, **kwargs)
     except ProcessExit as exc:

@@ -57,7 +57,7 @@ import zmq
 from . import _naming, _oslib
 from ._codec import WAKE_FRAME, dumps, encode_frame, is_frame
 from ._dist_wire import NAMED_UID, REMOTE_MARK, ROUTE, pack_name, parse_remote_prefix
-from ._errors import NotAProcess, ProcessExit, Timeout
+from ._errors import NotAProcess, Timeout
 from ._lifecycle import LifecycleMixin
 from ._links import LinksMixin
 from ._peers import PeersMixin
@@ -512,7 +512,7 @@ class Process(PeersMixin, LinksMixin, LifecycleMixin):
         if self.max_mailbox is not None:
             self._bounded_intake(self.max_mailbox)
         if sig.fatal is not None and not sig.exiting:
-            raise ProcessExit(sig.fatal)
+            sig.raise_fatal()
 
     def _bounded_intake(self, limit: int) -> None:
         """The end of ``pump`` for a process with ``max_mailbox``: take in the
@@ -547,7 +547,7 @@ class Process(PeersMixin, LinksMixin, LifecycleMixin):
             # terminate, not a caught ProcessExit) receives again.
             if sig.fatal is None:
                 sig.fatal = reason
-        raise ProcessExit(sig.fatal)
+        sig.raise_fatal()
 
     def poll_sockets(self, sockets: list[zmq.Socket], timeout: float | None) -> list[zmq.Socket]:
         """Wait for any of ``sockets`` (ZeroMQ sockets this process owns) to be
@@ -586,7 +586,7 @@ class Process(PeersMixin, LinksMixin, LifecycleMixin):
             if self.sig.inbox:
                 self.integrate()
             if self.sig.fatal is not None and not self.sig.exiting:
-                raise ProcessExit(self.sig.fatal)
+                self.sig.raise_fatal()
             return [s for s in sockets if s in ready]
 
     def receive(self, timeout: float | None = None, match: Callable[[Any], bool] | None = None) -> Any:
@@ -791,5 +791,8 @@ def _shape(t: object) -> str:
 
 def _on_interrupt(signum: int, frame: FrameType | None) -> None:
     p = _current
-    if p is not None and p.sig.fatal is not None and p.kernel_code.depth == 0 and not p.sig.exiting:
-        raise ProcessExit(p.sig.fatal)
+    if p is None or p.kernel_code.depth:
+        return
+    sig = p.sig
+    if sig.fatal is not None and not sig.exiting and not sig.fatal_raised:
+        sig.raise_fatal()

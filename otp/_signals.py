@@ -53,11 +53,13 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from typing import NoReturn
 
 import zmq
 
 from ._codec import WAKE_FRAME, DecodeError
 from ._dist_wire import encode_forward
+from ._errors import ProcessExit
 from ._oslib import fd_readable as _readable
 from ._oslib import open_verified_pidfd
 from ._pid import Pid, Ref
@@ -183,6 +185,12 @@ class SignalPort:
         self.named = False
         self.exiting = False
         self.fatal: object = None
+        # True once the main thread raised ProcessExit for ``fatal``: the
+        # interrupt exists to get it out of code that never waits, so an
+        # interrupt that lands after (the wake frame can win the race with
+        # SIGUSR2) must not raise a second time in whatever the process, or
+        # the root that caught it, runs next.  Waits still raise it again.
+        self.fatal_raised = False
         self._fatal_deadline: float | None = None
         # Items for the main thread.
         self.inbox: collections.deque[InboxItem] = collections.deque()
@@ -418,6 +426,7 @@ class SignalPort:
         if self.fatal is not None or self.exiting:
             return
         self.fatal = reason
+        self.fatal_raised = False
         self._fatal_deadline = time.monotonic() + FATAL_GRACE
         self.wake()
         if self.interrupt_installed:
@@ -425,6 +434,11 @@ class SignalPort:
                 signal.pthread_kill(self.main_thread_id, INTERRUPT_SIGNAL)
             except (ProcessLookupError, OSError):  # pragma: no cover
                 pass
+
+    def raise_fatal(self) -> NoReturn:
+        """Raise ProcessExit for ``fatal`` in the main thread."""
+        self.fatal_raised = True
+        raise ProcessExit(self.fatal)
 
     def _link_exit(self, pid: Pid, reason: object, seq: int, complete: Complete) -> None:
         """The death of a linked process: an ``EXIT`` message if this one

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 import pytest
 from helpers import down_of, exit_of, nothing_matching, recv_tagged, wait_dead
@@ -207,3 +208,22 @@ def test_root_process_is_killed_by_link_when_not_trapping():
             otp.spawn_link(exit_with, "fatal")
             otp.receive(10)
     assert info.value.reason == "fatal"
+
+
+def test_late_interrupt_does_not_raise_again_after_the_root_took_its_exit():
+    """The wake frame can beat SIGUSR2 to the main thread: the root raises
+    ProcessExit from its wait, and the interrupt lands later, in whatever it
+    runs next.  That interrupt has nothing left to do; a wait still raises."""
+    steps = []
+    with pytest.raises(otp.ProcessExit) as info:
+        with otp.Node(start_method="fork"):
+            otp.spawn_link(exit_with, "fatal")
+            with pytest.raises(otp.ProcessExit):
+                otp.receive(10)
+            signal.pthread_kill(threading.get_ident(), signal.SIGUSR2)  # the late interrupt
+            for _ in range(1000):  # bytecode boundaries where its handler runs
+                pass
+            steps.append("ran on")
+            otp.receive(0)  # a wait raises again: the process is dying
+    assert info.value.reason == "fatal"
+    assert steps == ["ran on"]
