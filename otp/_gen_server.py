@@ -46,14 +46,14 @@ import gc
 import logging
 from collections.abc import Callable
 from functools import partial
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NoReturn
 
-from . import _api, _logging, _naming, _process, _sys
-from ._child_spec import ChildSpec, child_spec
-from ._errors import CalleeExit, CallError, CallTimeout, NoProc, ProcessExit, StartError, Timeout
+from . import _api, _naming, _process, _sys
+from ._behaviour import DEFAULT_CALL_TIMEOUT, Behaviour, ServerName, ServerRef, Starter, exit_after_terminate
+from ._errors import CalleeExit, CallError, CallTimeout, NoProc, ProcessExit, Timeout
 from ._pid import Pid, Ref
-from ._reasons import DOWN, EXIT, Crash, format_reason, is_clean
-from ._start_result import IGNORED, StartAck, Started, StartFailed, StartResult
+from ._reasons import DOWN, EXIT, Crash
+from ._server_records import HIBERNATE, INFINITY, NO_REPLY, Continue, Ignore, NoReply, Reply, Stop
 from ._timeouts import check_timeout
 
 log = logging.getLogger("otp")
@@ -76,58 +76,8 @@ __all__ = [
     "ServerRef",
 ]
 
-#: A name a server can be started with: a str, int, bytes or tuple of those,
-#: or ``otp.via(registry, key)`` (checked by :func:`check_name`).
-ServerName = str | int | bytes | tuple
-#: What calls and casts are addressed to: a pid or a name.
-ServerRef = Pid | ServerName | _naming.RemoteName
 
-#: OTP's default call timeout (5000 ms).
-DEFAULT_CALL_TIMEOUT = 5.0
-_NO_REPLY = object()
-
-
-class _Sentinel:
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def __repr__(self) -> str:
-        return self._name
-
-    def __reduce__(self) -> str:
-        return self._name  # unpickles as the module's own instance: `is` works
-
-
-class Continue(NamedTuple):
-    """Action: run ``handle_continue(term, state)`` before any message."""
-
-    term: Any
-
-
-class Reply(NamedTuple):
-    reply: Any
-    state: Any
-    action: Any = None
-
-
-class NoReply(NamedTuple):
-    state: Any
-    action: Any = None
-
-
-class Stop(NamedTuple):
-    reason: Any
-    state: Any = None
-    reply: Any = _NO_REPLY
-
-
-Ignore = _Sentinel("Ignore")
-#: A timeout action meaning none, as OTP's atom (same as None or math.inf).
-INFINITY = "infinity"
-HIBERNATE = _Sentinel("HIBERNATE")
-
-
-class GenServer:
+class GenServer(Behaviour):
     """Base class of generic servers.  Every callback has a documented default."""
 
     def init(self, args: Any) -> Any:
@@ -165,66 +115,11 @@ class GenServer:
         (default: ``fn(state)``); an exception leaves the state unchanged."""
         return fn(state)
 
-    # ------------------------------------------------------------- starting
-
     @classmethod
-    def start(
-        cls,
-        args: Any = None,
-        *,
-        name: ServerName | None = None,
-        timeout: float | None = DEFAULT_CALL_TIMEOUT,
-        max_mailbox: int | None = None,
-        node: str | None = None,
-    ) -> Pid | None:
-        """Start a server (not linked); return its pid once ``init`` returned,
-        None if ``init`` returned ``Ignore``.  ``node``: start it on that node
-        of the cluster (its name is registered there), see
-        :func:`otp.spawn_opt`; a node that cannot be reached fails the start
-        with ``StartError('noconnection')``.
-
-        ``timeout`` bounds the wait for ``init`` (None or ``math.inf``:
-        forever); ``max_mailbox`` bounds the server's queue (see
-        :func:`otp.spawn_opt`).  A bad timeout or bound raises ValueError or
-        TypeError, and a name of the wrong shape raises
-        ``StartError(('invalid_name', name, why))``, all in the caller before
-        anything is spawned.  A name of the right shape that cannot be
-        registered fails the start: ``StartError(('already_started', pid))``
-        on a clash, ``StartError(('invalid_name', name, Crash))`` for any other
-        error of the registry (a via registry that does not exist...).
-        """
-        return _start(cls, args, name, timeout, False, max_mailbox, node)
-
-    @classmethod
-    def start_link(
-        cls,
-        args: Any = None,
-        *,
-        name: ServerName | None = None,
-        timeout: float | None = DEFAULT_CALL_TIMEOUT,
-        max_mailbox: int | None = None,
-        node: str | None = None,
-    ) -> Pid | None:
-        """Like :meth:`start`, linked to the caller.  A failed start (a bad
-        name included) raises in the caller and never kills it through the
-        link."""
-        return _start(cls, args, name, timeout, True, max_mailbox, node)
-
-    @classmethod
-    def child_spec(
-        cls,
-        args: Any = None,
-        id: Any = None,  # noqa: A002
-        *,
-        name: ServerName | None = None,
-        max_mailbox: int | None = None,
-        **kw: Any,
-    ) -> ChildSpec:
-        """A child spec running ``cls.start_link(args, name=name,
-        max_mailbox=max_mailbox)`` (id defaults to the class name); ``kw``
-        are child_spec's keywords.  A bad ``max_mailbox`` raises here, a
-        bad keyword ``SupervisorError`` as :func:`otp.child_spec`."""
-        return behaviour_child_spec(cls.start_link, cls.__name__, args, id, name, max_mailbox, kw)
+    def _process_main(cls, args: Any, name: ServerName | None, parent: Pid, ack: Ref, linked: bool) -> None:
+        started = _start_server(Starter(cls, name, parent, ack, linked), args)
+        if started is not None:
+            _Loop(started[0], _process.current(), parent, name).run(started[1], started[2])
 
 
 # ------------------------------------------------------------------ client
@@ -323,240 +218,24 @@ def stop(server: ServerRef, reason: Any = "normal", timeout: float | None = None
         raise CalleeExit(down.reason, server, ("stop", reason))
 
 
-def _start(
-    cls: type,
-    args: Any,
-    name: ServerName | None,
-    timeout: float | None,
-    link: bool,
-    max_mailbox: int | None,
-    node: str | None = None,
-) -> Pid | None:
-    if not (isinstance(cls, type) and issubclass(cls, GenServer)):
-        raise TypeError(f"{cls!r} is not a GenServer subclass")
-    return start_behaviour(_server_main, cls, args, name, timeout, link, max_mailbox, node)
-
-
-def behaviour_child_spec(
-    start_link: Callable[..., Pid | None],
-    default_id: str,
-    args: Any,
-    id: Any,  # noqa: A002
-    name: ServerName | None,
-    max_mailbox: int | None,
-    kw: dict[str, Any],
-) -> ChildSpec:
-    """The child spec of a behaviour's ``child_spec`` classmethod:
-    ``start_link(args, name=name, max_mailbox=max_mailbox)``, ``id``
-    defaulting to ``default_id``; a bad ``max_mailbox`` raises here."""
-    options: dict[str, Any] = {"name": name} if name is not None else {}
-    if _api.check_max_mailbox(max_mailbox) is not None:
-        options["max_mailbox"] = max_mailbox
-    start: Callable[..., Pid | None] = partial(start_link, **options) if options else start_link
-    return child_spec(id if id is not None else default_id, (start, (args,)), **kw)
-
-
-def start_behaviour(
-    main: Callable[[type, Any, ServerName | None, Pid, Ref, bool], None],
-    cls: type,
-    args: Any,
-    name: ServerName | None,
-    timeout: float | None,
-    link: bool,
-    max_mailbox: int | None,
-    node: str | None = None,
-) -> Pid | None:
-    """Spawn ``main(cls, args, name, parent, ack, link)`` (a behaviour's
-    loop, which registers ``name`` and acknowledges with a
-    :class:`StartAck` carrying ``ack``) and wait for its answer: the pid,
-    None if ``init`` ignored, :class:`StartError` if it failed, died or
-    did not answer within ``timeout`` (then it is killed).  The caller is
-    never killed through the link by a failed start (OTP 26's proc_lib)."""
-    timeout = check_timeout(timeout)
-    check_name(name)
-    bound = _api.check_max_mailbox(max_mailbox)
-    p = _process.current()
-    ack = _api.make_ref()
-    pid, mref = p.spawn(
-        main,
-        (cls, args, name, p.pid, ack, link),
-        {},
-        module=cls.__module__,
-        link=link,
-        monitor=True,
-        max_mailbox=bound,
-        node=node,
-    )
-
-    def answer(m: object) -> bool:
-        return (type(m) is StartAck and m.ref == ack) or (isinstance(m, DOWN) and m.ref == mref)
-
-    try:
-        msg = p.receive(timeout, answer)
-    except Timeout:
-        if link:
-            p.unlink(pid)
-        p.exit_signal(pid, "kill")
-        p.demonitor(mref, flush=True)
-        raise StartError("timeout") from None
-    p.demonitor(mref, flush=True)
-    if isinstance(msg, DOWN):
-        raise StartError(msg.reason)
-    result = msg.result
-    if isinstance(result, StartFailed):
-        raise StartError(result.reason)
-    return pid if isinstance(result, Started) else None
-
-
-# ------------------------------------------------------------------- names
-
-
-def check_name(name: Any) -> None:
-    """Refuse, in the caller, a ``name=`` no registry could take (OTP's
-    badarg before spawning): ``StartError(('invalid_name', name, why))``.
-
-    A name is a str, int, bytes or tuple of those (no bool: ``True == 1``),
-    or ``otp.via(registry, key)`` with a pid or such a name as registry and
-    such a key.  What only the registry knows (does the registry exist, how
-    deep may tuples nest) is found out by the new process."""
-    if name is None:
-        return
-    why = _name_problem(name)
-    if why is not None:
-        raise StartError(("invalid_name", name, why))
-
-
-def _name_problem(name: Any) -> str | None:
-    try:
-        hash(name)
-    except (TypeError, RecursionError):
-        return "a name must be hashable"
-    if not (isinstance(name, tuple) and name and isinstance(name[0], str) and name[0] == "$via"):
-        return _term_problem(name)
-    if len(name) != 3:
-        return "a via name is otp.via(registry, key)"
-    _, registry, key = name
-    if not isinstance(registry, Pid) and _term_problem(registry) is not None:
-        return "the registry of a via name is a pid or a name"
-    return _term_problem(key)
-
-
-def _term_problem(term: Any, depth: int = 0) -> str | None:
-    if isinstance(term, bool) or not isinstance(term, (str, int, bytes, tuple)):
-        return f"a name is a str, int, bytes or tuple of those, not {type(term).__name__}"
-    if isinstance(term, tuple) and depth < 64:  # deeper: the registry's own limit says
-        for part in term:
-            why = _term_problem(part, depth + 1)
-            if why is not None:
-                return why
-    return None
-
-
 # ------------------------------------------------------------------ server
 
 
-def _server_main(cls: type, args: Any, name: ServerName | None, parent: Pid, ack: Ref, linked: bool) -> None:
-    started = Starter(cls, name, parent, ack, linked).start(args)
-    if started is not None:
-        _Loop(started[0], _process.current(), parent, name).run(started[1], started[2])
-
-
-class Starter:
-    """The start of one server, up to its answer to the starter (synchronous:
-    the starter waits for it).
-
-    Whatever fails (the name, the class, ``init``, its return value), the
-    server unlinks from its starter before it answers, so that the starter
-    gets :class:`StartError` and is not killed by the link (OTP 26)."""
-
-    def __init__(self, cls: type, name: ServerName | None, parent: Pid, ack: Ref, linked: bool) -> None:
-        self.cls, self.name, self.parent, self.ack, self.linked = cls, name, parent, ack, linked
-        self.proc = _process.current()
-        self.registered = False
-
-    def run_init(self, args: Any) -> tuple[Any, Any] | None:
-        """Take the name, make the callback object and run its ``init(args)``:
-        ``(obj, result)`` for the behaviour to check and answer, or None
-        after ``Ignore`` (answered); a crash or ``Stop`` is answered as the
-        failure (raises ProcessExit)."""
-        self.register()
-        try:
-            obj = self.cls()
-            result = obj.init(args)
-        except ProcessExit:
-            raise
-        except Exception as exc:
-            self.fail(Crash.from_exception(exc), log_it=True)
-        if result is Ignore:
-            self.release()
-            self.answer(IGNORED)
-            return None
-        if isinstance(result, Stop):
-            self.fail(result.reason, log_it=False)
-        return obj, result
-
-    def start(self, args: Any) -> tuple[GenServer, Any, Any] | None:
-        """``(server, state, action)``, or None after ``Ignore``; raises
-        ProcessExit after a failure was answered."""
-        ran = self.run_init(args)
-        if ran is None:
-            return None
-        server, result = ran
-        state, action = (result.state, result.action) if isinstance(result, NoReply) else (result, None)
-        try:
-            action = _valid_action(action)
-        except (TypeError, ValueError):
-            self.fail(("bad_return_value", result), log_it=True)
-        self.answer(Started(self.proc.pid))
-        return server, state, action
-
-    def register(self) -> None:
-        if self.name is None:
-            return
-        try:
-            names = _naming.service()
-            if names is None:
-                _no_names(self.name, self.proc.pid)
-            else:
-                names.register_server(self.name, self.proc.pid)
-        except StartError as exc:
-            self.fail(exc.reason, log_it=False)
-        except Exception as exc:  # whatever a registry raises is a failed start, not a crash
-            self.fail(("invalid_name", self.name, Crash.from_exception(exc)), log_it=False)
-        self.registered = True
-
-    def release(self) -> None:
-        """Give the name back and unlink, before the starter hears of the
-        outcome, so that an immediate restart does not find the name taken."""
-        if self.registered:
-            names = _naming.service()
-            try:
-                if names is not None:
-                    names.unregister_server(self.name, self.proc.pid)
-            except Exception:  # noqa: BLE001 - our exit drops the name anyway
-                log.warning("%r could not unregister %r", self.proc.pid, self.name, exc_info=True)
-        if self.linked:
-            self.proc.unlink(self.parent)
-
-    def answer(self, result: StartResult) -> None:
-        self.proc.send(self.parent, StartAck(self.ack, result))
-
-    def fail(self, reason: Any, *, log_it: bool) -> NoReturn:
-        self.release()
-        self.answer(StartFailed(reason))
-        if log_it:
-            log.error(
-                "%s %r failed to start: %s",
-                self.cls.__name__,
-                self.proc.pid,
-                format_reason(reason),
-                extra=_logging.report("crash", pid=self.proc.pid, name=self.name, reason=reason),
-            )
-        raise ProcessExit(reason)
-
-
-def _no_names(name: Any, pid: Pid) -> NoReturn:
-    raise StartError(("no_registry", name))
+def _start_server(starter: Starter, args: Any) -> tuple[GenServer, Any, Any] | None:
+    """``(server, state, action)`` once ``init`` returned and the starter was
+    answered, or None after ``Ignore``; raises ProcessExit after a failure
+    was answered."""
+    ran = starter.run_init(args)
+    if ran is None:
+        return None
+    server, result = ran
+    state, action = (result.state, result.action) if isinstance(result, NoReply) else (result, None)
+    try:
+        action = _valid_action(action)
+    except (TypeError, ValueError):
+        starter.fail(("bad_return_value", result), log_it=True)
+    starter.started()
+    return server, state, action
 
 
 def _valid_action(action: Any) -> Any:
@@ -663,7 +342,7 @@ class _Loop:
                 _sys.trace_event(self, "noreply", None, self.sys_get_state())
             return action
         if kind is Stop:
-            if result.reply is not _NO_REPLY and from_ is not None:
+            if result.reply is not NO_REPLY and from_ is not None:
                 reply(from_, result.reply)
             self.exit(result.reason, result.state)
         self.exit(("bad_return_value", result), state)
@@ -694,19 +373,5 @@ class _Loop:
         }
 
     def exit(self, reason: Any, state: Any) -> NoReturn:
-        try:
-            self.server.terminate(reason, state)
-        except ProcessExit:
-            raise
-        except Exception as exc:
-            reason = Crash.from_exception(exc)
-        if not is_clean(reason):
-            log.error(
-                "%s %r terminating\n** last message: %r\n** reason: %s",
-                type(self.server).__name__,
-                self.proc.pid,
-                self.last,
-                reason.traceback.rstrip() if isinstance(reason, Crash) else repr(reason),
-                extra=_logging.report("crash", pid=self.proc.pid, reason=reason),
-            )
-        raise ProcessExit(reason)
+        server = self.server
+        exit_after_terminate(server, lambda why: server.terminate(why, state), reason, (("last message", self.last),))

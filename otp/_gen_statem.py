@@ -64,74 +64,26 @@ names, ``terminate`` and ``otp.stop`` behave as for :class:`otp.GenServer`.
 
 from __future__ import annotations
 
-import logging
 from typing import Any, ClassVar
 
-from . import _process
-from ._child_spec import ChildSpec
-from ._gen_server import (
-    DEFAULT_CALL_TIMEOUT,
-    ServerName,
-    Starter,
-    behaviour_child_spec,
-    start_behaviour,
-)
+from . import _process, _statem_records
+from ._behaviour import Behaviour, ServerName, Starter
 from ._pid import Pid, Ref
-from ._start_result import Started
 from ._statem_loop import Loop
-from ._statem_records import (
-    Call,
-    CallbackMode,
-    CancelTimeout,
-    EventTimeout,
-    EventType,
-    GenericTimeout,
-    KeepState,
-    KeepStateAndData,
-    NamedTimeout,
-    NextEvent,
-    NextState,
-    PendingTimeout,
-    Postpone,
-    RepeatState,
-    RepeatStateAndData,
-    ReplyTo,
-    StateTimeout,
-    StopAndReply,
-    UpdateTimeout,
-)
+from ._statem_records import *  # noqa: F403 - the records are this module's API too
+from ._statem_records import CallbackMode
 
-log = logging.getLogger("otp")
-
-__all__ = [
-    "GenStatem",
-    "CallbackMode",
-    "EventType",
-    "Call",
-    "NamedTimeout",
-    "NextState",
-    "KeepState",
-    "KeepStateAndData",
-    "RepeatState",
-    "RepeatStateAndData",
-    "StopAndReply",
-    "ReplyTo",
-    "Postpone",
-    "NextEvent",
-    "EventTimeout",
-    "StateTimeout",
-    "GenericTimeout",
-    "CancelTimeout",
-    "UpdateTimeout",
-    "PendingTimeout",
-]
+__all__ = ["GenStatem"]
+__all__ += _statem_records.__all__
 
 
 # --------------------------------------------------------------- behaviour
 
 
-class GenStatem:
-    """Base class of state machines; see the module documentation."""
+class GenStatem(Behaviour):
+    """Base class of state machines; see the module documentation.  Started
+    as :class:`otp.GenServer` is: ``start``, ``start_link`` and
+    ``child_spec`` take the same arguments and fail the same ways."""
 
     #: ``"state_functions"`` or ``"handle_event_function"`` (required).
     callback_mode: ClassVar[CallbackMode | str | None] = None
@@ -151,83 +103,27 @@ class GenStatem:
         """Clean up before the process exits.  Not guaranteed: an exit signal
         the machine does not trap ends it without ``terminate``."""
 
-    # ------------------------------------------------------------- starting
-
     @classmethod
-    def start(
-        cls,
-        args: Any = None,
-        *,
-        name: ServerName | None = None,
-        timeout: float | None = DEFAULT_CALL_TIMEOUT,
-        max_mailbox: int | None = None,
-    ) -> Pid | None:
-        """Start a machine (not linked); as :meth:`otp.GenServer.start`: its
-        pid once ``init`` returned, None after ``Ignore``, StartError for a
-        failed ``init``, a name clash (``('already_started', pid)``) or a
-        start that took longer than ``timeout``."""
-        return _start(cls, args, name, timeout, False, max_mailbox)
-
-    @classmethod
-    def start_link(
-        cls,
-        args: Any = None,
-        *,
-        name: ServerName | None = None,
-        timeout: float | None = DEFAULT_CALL_TIMEOUT,
-        max_mailbox: int | None = None,
-    ) -> Pid | None:
-        """Like :meth:`start`, linked to the caller (a failed start never
-        kills the caller through the link)."""
-        return _start(cls, args, name, timeout, True, max_mailbox)
-
-    @classmethod
-    def child_spec(
-        cls,
-        args: Any = None,
-        id: Any = None,  # noqa: A002
-        *,
-        name: ServerName | None = None,
-        max_mailbox: int | None = None,
-        **kw: Any,
-    ) -> ChildSpec:
-        """A child spec running ``cls.start_link(args, name=name,
-        max_mailbox=max_mailbox)`` (id defaults to the class name); ``kw``
-        are child_spec's keywords."""
-        return behaviour_child_spec(cls.start_link, cls.__name__, args, id, name, max_mailbox, kw)
+    def _process_main(cls, args: Any, name: ServerName | None, parent: Pid, ack: Ref, linked: bool) -> None:
+        started = _start_machine(Starter(cls, name, parent, ack, linked), args)
+        if started is not None:
+            machine, state, data, actions = started
+            Loop(machine, _process.current(), parent, name, state, data, _BEHAVIOUR_NAMES).run(actions)
 
 
 #: What a state may not be called: the behaviour's own attributes.
 _BEHAVIOUR_NAMES = frozenset(dir(GenStatem))
 
 
-def _start(
-    cls: type, args: Any, name: ServerName | None, timeout: float | None, link: bool, max_mailbox: int | None
-) -> Pid | None:
-    if not (isinstance(cls, type) and issubclass(cls, GenStatem)):
-        raise TypeError(f"{cls!r} is not a GenStatem subclass")
-    return start_behaviour(_statem_main, cls, args, name, timeout, link, max_mailbox)
-
-
-def _statem_main(cls: type, args: Any, name: ServerName | None, parent: Pid, ack: Ref, linked: bool) -> None:
-    started = _StatemStarter(cls, name, parent, ack, linked).start_machine(args)
-    if started is not None:
-        machine, state, data, actions = started
-        Loop(machine, _process.current(), parent, name, state, data, _BEHAVIOUR_NAMES).run(actions)
-
-
-class _StatemStarter(Starter):
-    """gen_server's start protocol (name, answer, unlink on failure) around
-    gen_statem's ``init``."""
-
-    def start_machine(self, args: Any) -> tuple[GenStatem, Any, Any, Any] | None:
-        """``(machine, state, data, actions)``, or None after ``Ignore``;
-        raises ProcessExit after a failure was answered."""
-        ran = self.run_init(args)
-        if ran is None:
-            return None
-        machine, result = ran
-        if type(result) is not tuple or len(result) not in (2, 3):
-            self.fail(("bad_return_from_init", result), log_it=True)
-        self.answer(Started(self.proc.pid))
-        return machine, result[0], result[1], result[2] if len(result) == 3 else ()
+def _start_machine(starter: Starter, args: Any) -> tuple[GenStatem, Any, Any, Any] | None:
+    """``(machine, state, data, actions)`` once ``init`` returned and the
+    starter was answered, or None after ``Ignore``; raises ProcessExit
+    after a failure was answered."""
+    ran = starter.run_init(args)
+    if ran is None:
+        return None
+    machine, result = ran
+    if type(result) is not tuple or len(result) not in (2, 3):
+        starter.fail(("bad_return_from_init", result), log_it=True)
+    starter.started()
+    return machine, result[0], result[1], result[2] if len(result) == 3 else ()

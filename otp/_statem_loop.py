@@ -7,7 +7,6 @@ the timers, and answers ``otp.sys``.
 from __future__ import annotations
 
 import gc
-import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -15,16 +14,13 @@ from enum import Enum
 from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
-from . import _logging, _process, _sys
+from . import _process, _sys
+from ._behaviour import ServerName, exit_after_terminate
 from ._errors import ProcessExit, Timeout
-from ._gen_server import (
-    HIBERNATE,
-    ServerName,
-    Stop,
-    reply,
-)
+from ._gen_server import reply
 from ._pid import Pid
-from ._reasons import EXIT, Crash, is_clean
+from ._reasons import EXIT, Crash
+from ._server_records import HIBERNATE, Stop
 from ._statem_records import (
     _ACTIONS,
     _EVENT_TYPES_OF_NEXT_EVENT,
@@ -55,9 +51,6 @@ from ._timeouts import check_timeout
 
 if TYPE_CHECKING:
     from ._gen_statem import GenStatem
-
-log = logging.getLogger("otp")
-
 
 # ------------------------------------------------------------------ machine
 
@@ -375,23 +368,13 @@ class Loop:
             timers[op.kind] = _Timer(deadline, self.timer_seq, op.content)
 
     def exit(self, reason: Any) -> NoReturn:
-        try:
-            self.machine.terminate(reason, self.state, self.data)
-        except ProcessExit:
-            raise
-        except Exception as exc:
-            reason = Crash.from_exception(exc)
-        if not is_clean(reason):
-            log.error(
-                "%s %r terminating\n** last event: %r\n** state: %r\n** reason: %s",
-                type(self.machine).__name__,
-                self.proc.pid,
-                self.last,
-                self.state,
-                reason.traceback.rstrip() if isinstance(reason, Crash) else repr(reason),
-                extra=_logging.report("crash", pid=self.proc.pid, reason=reason),
-            )
-        raise ProcessExit(reason)
+        machine, state, data = self.machine, self.state, self.data
+        exit_after_terminate(
+            machine,
+            lambda why: machine.terminate(why, state, data),
+            reason,
+            (("last event", self.last), ("state", self.state)),
+        )
 
 
 def _action_list(actions: Any) -> list[Any]:

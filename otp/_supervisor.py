@@ -45,7 +45,7 @@ whole seconds).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 
 from . import _api
 from ._child_spec import (
@@ -68,6 +68,9 @@ from ._reasons import DOWN, EXIT
 from ._service import Failed, Service, ask, operation
 from ._sup_children import Children, RetryRestart
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 __all__ = [
     "Supervisor",
     "DynamicSupervisor",
@@ -85,6 +88,30 @@ __all__ = [
 _NO_ARGS: Any = object()
 
 
+class SupervisorStart(TypedDict, total=False):
+    """The keywords of :meth:`Supervisor.start_link` and ``start``."""
+
+    name: ServerName | None
+    timeout: float | None
+    strategy: Strategy | None
+    intensity: int | None
+    period: float | None
+    auto_shutdown: AutoShutdown | None
+    node: str | None
+
+
+class DynamicSupervisorStart(TypedDict, total=False):
+    """The keywords of :meth:`DynamicSupervisor.start_link` and ``start``."""
+
+    max_children: int | None
+    extra_arguments: tuple
+    intensity: int
+    period: float
+    name: ServerName | None
+    timeout: float | None
+    node: str | None
+
+
 class Supervisor:
     """The supervisor behaviour.  Subclass it and define :meth:`init`, or use
     ``Supervisor.start_link(children, ...)`` directly."""
@@ -94,18 +121,7 @@ class Supervisor:
         raise NotImplementedError(f"{type(self).__name__}.init must return (SupFlags, children)")
 
     @classmethod
-    def start_link(
-        cls,
-        args: Any = _NO_ARGS,
-        *,
-        name: ServerName | None = None,
-        timeout: float | None = None,
-        strategy: Strategy | None = None,
-        intensity: int | None = None,
-        period: float | None = None,
-        auto_shutdown: AutoShutdown | None = None,
-        node: str | None = None,
-    ) -> Pid | None:
+    def start_link(cls, args: Any = _NO_ARGS, **options: Unpack[SupervisorStart]) -> Pid | None:
         """Start a supervisor linked to the caller; returns once every child
         started, or None if ``init`` returned ``otp.Ignore`` (OTP's
         ``ignore``).  ``Supervisor.start_link(children, strategy=...,
@@ -119,25 +135,30 @@ class Supervisor:
         and what ``GenServer.start_link`` raises.  ``node``: start it on
         that node of the cluster (as ``GenServer.start_link(node=)``), so
         that a supervisor's child spec with ``node=`` can be a supervisor."""
-        flags = _flags(strategy=strategy, intensity=intensity, period=period, auto_shutdown=auto_shutdown)
-        return _SupervisorServer.start_link(cls._config(args, flags), name=name, timeout=timeout, node=node)
+        return cls._start_as(True, args, **options)
 
     @classmethod
-    def start(
+    def start(cls, args: Any = _NO_ARGS, **options: Unpack[SupervisorStart]) -> Pid | None:
+        """Like :meth:`start_link`, not linked."""
+        return cls._start_as(False, args, **options)
+
+    @classmethod
+    def _start_as(
         cls,
-        args: Any = _NO_ARGS,
+        link: bool,
+        args: Any,
         *,
-        name: ServerName | None = None,
-        timeout: float | None = None,
         strategy: Strategy | None = None,
         intensity: int | None = None,
         period: float | None = None,
         auto_shutdown: AutoShutdown | None = None,
+        name: ServerName | None = None,
+        timeout: float | None = None,
         node: str | None = None,
     ) -> Pid | None:
-        """Like :meth:`start_link`, not linked."""
         flags = _flags(strategy=strategy, intensity=intensity, period=period, auto_shutdown=auto_shutdown)
-        return _SupervisorServer.start(cls._config(args, flags), name=name, timeout=timeout, node=node)
+        start = _SupervisorServer.start_link if link else _SupervisorServer.start
+        return start(cls._config(args, flags), name=name, timeout=timeout, node=node)
 
     @classmethod
     def child_spec(cls, args: Any = None, id: Any = None, **kw: Any) -> ChildSpec:  # noqa: A002
@@ -171,28 +192,23 @@ class DynamicSupervisor(Supervisor):
     # strategy): a dynamic supervisor is a Supervisor for every management
     # call, not for its start.
     @classmethod
-    def start_link(  # type: ignore[override]
-        cls,
-        *,
-        max_children: int | None = None,
-        extra_arguments: tuple = (),
-        intensity: int = DYNAMIC_FLAGS.intensity,
-        period: float = DYNAMIC_FLAGS.period,
-        name: ServerName | None = None,
-        timeout: float | None = None,
-        node: str | None = None,
-    ) -> Pid:
+    def start_link(cls, **options: Unpack[DynamicSupervisorStart]) -> Pid:  # type: ignore[override]
         """Start a dynamic supervisor linked to the caller.  Raises
         ``SupervisorError(('invalid_max_children', n))`` before anything is
         spawned, ``StartError(('start_spec', error))`` for a bad intensity
         or period, and what ``GenServer.start_link`` raises.  ``node``: as
         :meth:`Supervisor.start_link`'s."""
-        config = _dynamic(max_children, extra_arguments, intensity, period)
-        return _started(_SupervisorServer.start_link(config, name=name, timeout=timeout, node=node))
+        return cls._start_dynamic(True, **options)
 
     @classmethod
-    def start(  # type: ignore[override]
+    def start(cls, **options: Unpack[DynamicSupervisorStart]) -> Pid:  # type: ignore[override]
+        """Like :meth:`start_link`, not linked."""
+        return cls._start_dynamic(False, **options)
+
+    @classmethod
+    def _start_dynamic(
         cls,
+        link: bool,
         *,
         max_children: int | None = None,
         extra_arguments: tuple = (),
@@ -202,9 +218,14 @@ class DynamicSupervisor(Supervisor):
         timeout: float | None = None,
         node: str | None = None,
     ) -> Pid:
-        """Like :meth:`start_link`, not linked."""
-        config = _dynamic(max_children, extra_arguments, intensity, period)
-        return _started(_SupervisorServer.start(config, name=name, timeout=timeout, node=node))
+        """A dynamic supervisor runs no user ``init``: it never ignores."""
+        options = DynamicOptions(check_max_children(max_children), tuple(extra_arguments))
+        config = _Dynamic(SupFlags("one_for_one", intensity, period), options)
+        start = _SupervisorServer.start_link if link else _SupervisorServer.start
+        pid = start(config, name=name, timeout=timeout, node=node)
+        if pid is None:
+            raise AssertionError("a dynamic supervisor returned ignore")
+        return pid
 
     @staticmethod
     def start_child(sup: ServerRef, spec: Any, node: str | None = None, timeout: float | None = None) -> Pid | None:
@@ -228,18 +249,6 @@ class DynamicSupervisor(Supervisor):
     def count_children(sup: ServerRef, timeout: float | None = None) -> dict[str, int]:
         """See :func:`otp.supervisor.count_children`."""
         return count_children(sup, timeout)
-
-
-def _dynamic(max_children: int | None, extra_arguments: tuple, intensity: int, period: float) -> _Dynamic:
-    options = DynamicOptions(check_max_children(max_children), tuple(extra_arguments))
-    return _Dynamic(SupFlags("one_for_one", intensity, period), options)
-
-
-def _started(pid: Pid | None) -> Pid:
-    """A dynamic supervisor runs no user ``init``: it never ignores."""
-    if pid is None:
-        raise AssertionError("a dynamic supervisor returned ignore")
-    return pid
 
 
 # ------------------------------------------------------------ the process

@@ -3,14 +3,11 @@ swaps, crash isolation, stop; under both start methods."""
 
 from __future__ import annotations
 
-import logging
-import queue
-
 import pytest
+from crash_reports import crash_reports
 from helpers import down_of, exit_of, recv
 
 import otp
-from otp import _logging
 
 GE = otp.GenEvent
 
@@ -140,9 +137,7 @@ def test_a_crashing_handler_is_removed_and_the_others_carry_on(node):
     terminate({error, {'EXIT', Reason}}, State); no other handler is
     affected and the manager lives on; the failure is logged as a crash
     report."""
-    reports = _Reports()
-    logging.getLogger("otp").addHandler(reports)
-    try:
+    with crash_reports() as reports:
         mgr = GE.start_link()
         me = otp.self()
         GE.add_handler(mgr, (Recorder, 1), (me, 1))
@@ -156,8 +151,6 @@ def test_a_crashing_handler_is_removed_and_the_others_carry_on(node):
         record = reports.wait_for(lambda r: r.otp_pid == mgr)
         assert record.otp_reason.message == "boom 1" and "ValueError: boom 1" in record.getMessage()
         GE.stop(mgr)
-    finally:
-        logging.getLogger("otp").removeHandler(reports)
 
 
 def test_a_bad_return_value_removes_the_handler(node):
@@ -305,21 +298,3 @@ def test_notify_to_a_missing_manager_does_not_fail_and_stop_waits(node):
     GE.notify(mgr, "nobody listens")
     with pytest.raises(otp.NoProc):
         GE.which_handlers(mgr)
-
-
-class _Reports(logging.Handler):
-    """Crash reports the root process emits, as they arrive."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: queue.Queue[logging.LogRecord] = queue.Queue()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if getattr(record, _logging.REPORT, None) == "crash":
-            self.records.put(record)
-
-    def wait_for(self, match, timeout: float = 10.0) -> logging.LogRecord:
-        while True:
-            record = self.records.get(timeout=timeout)
-            if match(record):
-                return record
