@@ -62,13 +62,14 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Hashable
-from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar, NamedTuple
+from dataclasses import replace
+from typing import Any, ClassVar
 
 import otp
 from otp.registry import open_backend
 
 from ._agent import AgentConfig
+from ._agent_jobs import PendingJob, StartJob, StopJob, failure_reason, read_reply
 from ._agent_records import (
     AgentRecord,
     RegistryOptions,
@@ -85,6 +86,7 @@ from ._agent_watch import (
     AgentWatch,
     SupervisorUp,
 )
+from ._common import already_started_pid
 from ._errors import (
     AgentAlreadyRegistered,
     AgentAlreadyRunning,
@@ -102,59 +104,6 @@ REGISTRY = "mabeam.agent_registry"
 DEFAULT_TIMEOUT = 5.0
 
 
-def _reply(msg: Any, req: otp.RequestId) -> otp.Ok | otp.Failed:
-    """The supervisor's answer to ``req`` as a Service reply (its death as
-    a Failed)."""
-    try:
-        reply = otp.check_response(msg, req)
-    except otp.CallError as exc:
-        return otp.Failed(exc)
-    if type(reply) is otp.Ok or type(reply) is otp.Failed:
-        return reply
-    return otp.Failed(TypeError(f"not a Service reply: {reply!r}"))
-
-
-def _holder(reason: Any) -> otp.Pid | None:
-    """The process that holds the agent's name, when its start failed with
-    ``('already_started', pid)``."""
-    if isinstance(reason, tuple) and len(reason) == 2 and reason[0] == "already_started":
-        return reason[1] if isinstance(reason[1], otp.Pid) else None
-    return None
-
-
-def _reason(failed: otp.Failed) -> Any:
-    error = failed.error
-    return error.reason if isinstance(error, otp.SupervisorError) else error
-
-
-@dataclass
-class _Start:
-    """A start of an agent: asked of the agent supervisor (``req``), or
-    waiting for one (``req`` None, between two agent supervisors)."""
-
-    restart: bool  # a restart by the registry (else a start_agent)
-    callers: list[tuple] = field(default_factory=list)  # start_agent callers
-    stoppers: list[tuple] = field(default_factory=list)  # stop_agent callers who came meanwhile
-    req: otp.RequestId | None = None
-
-
-@dataclass
-class _Stop:
-    """A stop of the process ``pid`` of an agent, asked of its supervisor."""
-
-    pid: otp.Pid
-    callers: list[tuple] = field(default_factory=list)
-    req: otp.RequestId | None = None
-
-
-class _Pending(NamedTuple):
-    """What a request to the agent supervisor is for."""
-
-    agent_id: Hashable
-    req: otp.RequestId
-    job: _Start | _Stop
-
-
 class AgentRegistry(otp.Service):
     """The registry process; start it with ``AgentRegistry.start_link(RegistryOptions(...))``."""
 
@@ -168,10 +117,10 @@ class AgentRegistry(otp.Service):
         self.me = otp.self()
         self.waiters: dict[tuple[Hashable, str], list[tuple]] = {}  # callers of await_status
         self.budgets: dict[Hashable, deque[float]] = {}  # monotonic times of recent restarts
-        self.starts: dict[Hashable, _Start] = {}
-        self.stops: dict[Hashable, _Stop] = {}
-        self.pending: dict[otp.Ref, _Pending] = {}
-        self.after_death: dict[otp.Ref, tuple[Hashable, _Start]] = {}  # restarts waiting for a name
+        self.starts: dict[Hashable, StartJob] = {}
+        self.stops: dict[Hashable, StopJob] = {}
+        self.pending: dict[otp.Ref, PendingJob] = {}
+        self.after_death: dict[otp.Ref, tuple[Hashable, StartJob]] = {}  # restarts waiting for a name
         # After a restart of the registry (with a persistent backend) the
         # watch lists who runs now; SupervisorUp reconciles the records.
         self.watch = AgentWatch(monitor_agents=True)
@@ -224,7 +173,7 @@ class AgentRegistry(otp.Service):
         if start is not None:  # a restart is under way: its outcome answers
             start.callers.append(self.caller)
             return otp.DEFER
-        self._start(agent_id, _Start(restart=False, callers=[self.caller]))
+        self._start(agent_id, StartJob(restart=False, callers=[self.caller]))
         return otp.DEFER
 
     @otp.operation
@@ -377,7 +326,7 @@ class AgentRegistry(otp.Service):
         else:
             self._crashed(record)
 
-    def _crashed(self, record: AgentRecord, start: _Start | None = None) -> None:
+    def _crashed(self, record: AgentRecord, start: StartJob | None = None) -> None:
         """A restart (``start``, when a restart that failed is tried again),
         if the agent's budget allows one, else ``'failed'``."""
         agent_id, config = record.agent_id, record.config
@@ -393,7 +342,7 @@ class AgentRegistry(otp.Service):
             self._put(replace(record, status="failed"))
             return
         self._put(record)
-        self._start(agent_id, start or _Start(restart=True))
+        self._start(agent_id, start or StartJob(restart=True))
 
     def _reconcile(self) -> None:
         """The watch follows a new agent supervisor and listed its agents:
@@ -410,7 +359,7 @@ class AgentRegistry(otp.Service):
             if start.req is None:
                 self._start(agent_id, start)
 
-    def _start(self, agent_id: Hashable, start: _Start) -> None:
+    def _start(self, agent_id: Hashable, start: StartJob) -> None:
         self.starts[agent_id] = start
         record = self._get(agent_id)
         sup = self.watch.supervisor
@@ -418,18 +367,18 @@ class AgentRegistry(otp.Service):
             start.req = None  # sent when the watch follows an agent supervisor again
             return
         start.req = otp.send_request(sup, otp.Request("start_child", (record.config.child_spec(),), {}))
-        self.pending[start.req.ref] = _Pending(agent_id, start.req, start)
+        self.pending[start.req.ref] = PendingJob(agent_id, start.req, start)
 
     def _stop(self, agent_id: Hashable, pid: otp.Pid, callers: list[tuple]) -> None:
-        stop = self.stops[agent_id] = _Stop(pid, callers)
+        stop = self.stops[agent_id] = StopJob(pid, callers)
         sup = self.watch.supervisor
         if sup is None:  # between two agent supervisors: it dies with the old one
             stop.req = None
             return
         stop.req = otp.send_request(sup, otp.Request("terminate_child", (pid,), {}))
-        self.pending[stop.req.ref] = _Pending(agent_id, stop.req, stop)
+        self.pending[stop.req.ref] = PendingJob(agent_id, stop.req, stop)
 
-    def _start_answered(self, agent_id: Hashable, start: _Start, reply: otp.Ok | otp.Failed) -> None:
+    def _start_answered(self, agent_id: Hashable, start: StartJob, reply: otp.Ok | otp.Failed) -> None:
         current = self.starts.get(agent_id) is start
         if type(reply) is otp.Failed and isinstance(reply.error, otp.CallError):
             self._start_again(agent_id, start, reply.error)
@@ -444,8 +393,8 @@ class AgentRegistry(otp.Service):
         ):  # started under a supervisor that is gone since: it died with it
             self._start_again(agent_id, start, otp.CalleeExit("shutdown", sup))
             return
-        reason = _reason(reply) if type(reply) is otp.Failed else "ignore"
-        holder = _holder(reason)
+        reason = failure_reason(reply) if type(reply) is otp.Failed else "ignore"
+        holder = already_started_pid(reason)
         if current and start.restart and holder is not None and otp.is_alive(holder):
             # its previous process, dying with a lost supervisor, still has the name
             self.after_death[otp.monitor(holder)] = (agent_id, start)
@@ -478,7 +427,7 @@ class AgentRegistry(otp.Service):
             start.callers = []
             self._crashed(replace(record, status="crashed", pid=None, last_reason=reason), start)
 
-    def _start_again(self, agent_id: Hashable, start: _Start, error: otp.CallError) -> None:
+    def _start_again(self, agent_id: Hashable, start: StartJob, error: otp.CallError) -> None:
         """The agent supervisor asked to start the agent died first: the
         one that follows starts it (now, if the watch follows it already)."""
         dead = start.req.server if start.req is not None else None
@@ -516,7 +465,7 @@ class AgentRegistry(otp.Service):
             for caller in stoppers:
                 self.answer(caller, None)
 
-    def _stop_answered(self, agent_id: Hashable, stop: _Stop, reply: otp.Ok | otp.Failed) -> None:
+    def _stop_answered(self, agent_id: Hashable, stop: StopJob, reply: otp.Ok | otp.Failed) -> None:
         if self.stops.get(agent_id) is not stop:
             return
         if type(reply) is otp.Failed and isinstance(reply.error, otp.CallError):
@@ -556,8 +505,8 @@ class AgentRegistry(otp.Service):
                 self._start(agent_id, start)
         elif isinstance(msg, (otp.Response, otp.DOWN)) and msg.ref in self.pending:
             pending = self.pending.pop(msg.ref)
-            reply = _reply(msg, pending.req)
-            if isinstance(pending.job, _Start):
+            reply = read_reply(msg, pending.req)
+            if isinstance(pending.job, StartJob):
                 self._start_answered(pending.agent_id, pending.job, reply)
             else:
                 self._stop_answered(pending.agent_id, pending.job, reply)

@@ -1,5 +1,6 @@
-"""Pieces the MABEAM service processes share: the tables registry and
-monitored subscriber sets.  (Periodic work is done on otp timers:
+"""Pieces the MABEAM service processes share: the tables registry,
+monitored subscriber sets, the options a service waits to be started with,
+and the reading of a supervisor's ``('already_started', pid)``.  (Periodic work is done on otp timers:
 ``otp.start_timer`` armed again at each tick, whose message carries the
 timer's ref, so a tick of a timer replaced meanwhile is told apart.)
 """
@@ -7,11 +8,11 @@ timer's ref, so a tick of a timer replaced meanwhile is told apart.)
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import otp
 
-__all__ = ["TABLES", "tables_child_spec", "Subscribers"]
+__all__ = ["TABLES", "tables_child_spec", "Subscribers", "already_started_pid", "ServerOptions"]
 
 #: A keyed registry (unique keys) that services publish read-mostly state
 #: into; readers look it up in their own replica, so reads do not queue
@@ -23,6 +24,35 @@ def tables_child_spec() -> otp.ChildSpec:
     """The child spec of the tables registry (it starts before the services
     that publish into it)."""
     return otp.Registry.child_spec(keys="unique", name=TABLES, id=TABLES)
+
+
+OptionsT = TypeVar("OptionsT")
+
+
+class ServerOptions(Generic[OptionsT]):
+    """The options of a service that ``mabeam.start()`` starts, kept here
+    until then: a feature's ``set_server_options`` sets them, its
+    ``child_spec`` (which the application lists) starts the service with
+    them, registered as ``name``."""
+
+    def __init__(self, server: type[otp.Service], name: str, options: OptionsT) -> None:
+        self.server, self.name, self.options = server, name, options
+
+    def set_server_options(self, options: OptionsT) -> None:
+        """The options the next ``mabeam.start()`` starts the server with."""
+        self.options = options
+
+    def child_spec(self) -> otp.ChildSpec:
+        """The server's child spec, with the options set last, registered under its name."""
+        return self.server.child_spec(self.options, id=self.name, name=self.name)
+
+
+def already_started_pid(reason: object) -> otp.Pid | None:
+    """The pid in a start's failure ``('already_started', pid)``: the
+    process that holds the name the start wanted."""
+    if isinstance(reason, tuple) and len(reason) == 2 and reason[0] == "already_started":
+        return reason[1] if isinstance(reason[1], otp.Pid) else None
+    return None
 
 
 class Subscribers:

@@ -3,6 +3,7 @@ slow agent and a dead caller each cost only their own session."""
 
 from __future__ import annotations
 
+import inspect
 import time
 
 import pytest
@@ -202,3 +203,19 @@ def test_the_host_monitors_each_agent_once_whatever_the_sessions(app):
     otp.exit(pids["silent"], "kill")  # every session waiting on it is settled by its one DOWN
     down_of(ref)
     assert [s.result(10) for s in [first, *others]] == [[None]] * 4
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["run_consensus", "run_byzantine_consensus", "run_hierarchical_consensus", "run_iterative_refinement", "run_pbft"],
+)
+def test_each_blocking_and_async_pair_shows_one_signature(name):
+    """The pairs are made from one checked signature: both show it (with
+    their own return type), their own names, and a docstring."""
+    run, start = getattr(coordination, name), getattr(coordination, f"{name}_async")
+    assert (run.__name__, start.__name__) == (name, f"{name}_async")
+    assert run.__module__ == start.__module__ and run.__module__.startswith("mabeam.coordination.")
+    shown, started = inspect.signature(run), inspect.signature(start)
+    assert shown.parameters == started.parameters and "timeout" in shown.parameters
+    assert shown.return_annotation != started.return_annotation
+    assert run.__doc__.strip() and start.__doc__.strip() and f":func:`{name}`" in start.__doc__

@@ -34,8 +34,8 @@ from mabeam._errors import UnknownAgent
 
 from . import voting
 from ._agent_calls import Answer, Outcome
-from ._errors import InvalidParameter
-from ._session import GRACE, AskAgents, Context, Session, run_session, start_session
+from ._errors import InvalidParameter, check_timeout
+from ._session import GRACE, AskAgents, Context, SessionCall, run_session, session_functions
 
 __all__ = [
     "ConsensusResult",
@@ -85,11 +85,6 @@ def _ids(agent_ids: Iterable[Hashable]) -> list:
     if len(set(ids)) != len(ids):
         raise InvalidParameter("agent ids must be distinct")
     return ids
-
-
-def _check_timeout(timeout: float) -> None:
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise InvalidParameter(f"timeout must be a number > 0, got {timeout!r}")
 
 
 #: What a session body is: it yields its waits on agents, gets their outcomes.
@@ -160,18 +155,33 @@ def _expertise_weights(ids: list) -> dict:
 
 
 def _consensus_body(
-    ctx: Context, ids: list, proposal: Any, method: str, timeout: float, quorum: float | None, weights: dict | None
+    ctx: Context,
+    ids: list,
+    proposal: Any,
+    method: str,
+    timeout: float,
+    quorum: float | None,
+    weights: dict | None,
+    f: int | None = None,
 ) -> Body:
+    """Every consensus that counts votes (``method``: one of :data:`METHODS`
+    or ``'byzantine'``): ask, then tally by the method's rule."""
     votes, abstained, failed = sort_votes(ids, (yield ctx.ask_all(ids, proposal, "vote", timeout)))
     n = len(ids)
-    tally: voting.Tally | voting.WeightedTally
+    tally: voting.Tally | voting.WeightedTally | voting.ByzantineTally
     decision: Hashable | None
+    tags: tuple = ()
     if method == "weighted":
         votes, weighted = _weighted_votes(votes, failed)
         assert weights is not None  # the caller read them if it gave none
         tally = voting.weighted_tally(weighted, weights, quorum=quorum)
         reached = tally.decision != voting.NO_DECISION
         decision, reason = (tally.decision if reached else None), tally.reason
+    elif method == "byzantine":
+        votes = _hashable(votes, failed)
+        tally = voting.byzantine_tally(votes, n, f)
+        decision, reached, tags = tally.value, tally.decided, BYZANTINE_TAGS
+        reason = None if tally.decided else f"no value reached the quorum of {tally.quorum} of {tally.n}"
     else:
         votes = _hashable(votes, failed)
         if method == "majority":
@@ -191,39 +201,11 @@ def _consensus_body(
         tally,
         reason,
         ctx.elapsed(),
+        tags,
     )
 
 
-def _consensus_args(
-    agent_ids: Iterable[Hashable],
-    proposal: Any,
-    method: str,
-    timeout: float,
-    quorum: float | None,
-    weights: Mapping[Hashable, float] | None,
-) -> tuple:
-    """The consensus body's arguments, checked here, in the caller."""
-    ids = _ids(agent_ids)
-    if method not in METHODS:
-        raise InvalidParameter(f"method must be one of {METHODS}, not {method!r}")
-    _check_timeout(timeout)
-    if quorum is not None and (
-        isinstance(quorum, bool) or not isinstance(quorum, (int, float)) or not 0.0 <= quorum <= 1.0
-    ):
-        raise InvalidParameter(f"quorum must be None or in [0, 1], got {quorum!r}")
-    if weights is not None:
-        weights = dict(weights)
-        missing = [a for a in ids if a not in weights]
-        if missing:
-            raise InvalidParameter(f"no weight for {missing!r}")
-        voting.cap_weight_shares(weights)  # validates them here, in the caller
-    elif method == "weighted":
-        weights = _expertise_weights(ids)
-    quorum = None if quorum is None else float(quorum)
-    return (ids, proposal, method, float(timeout), quorum, weights)
-
-
-def run_consensus_async(
+def _consensus_call(
     agent_ids: Iterable[Hashable],
     proposal: Any,
     method: str = "majority",
@@ -231,22 +213,7 @@ def run_consensus_async(
     timeout: float = 5.0,
     quorum: float | None = voting.MAJORITY_QUORUM,
     weights: Mapping[Hashable, float] | None = None,
-) -> Session:
-    """Start a consensus session; ``handle.result(timeout)`` gives the
-    :class:`ConsensusResult`.  See :func:`run_consensus`."""
-    args = _consensus_args(agent_ids, proposal, method, timeout, quorum, weights)
-    return start_session("consensus", _consensus_body, args)
-
-
-def run_consensus(
-    agent_ids: Iterable[Hashable],
-    proposal: Any,
-    method: str = "majority",
-    *,
-    timeout: float = 5.0,
-    quorum: float | None = voting.MAJORITY_QUORUM,
-    weights: Mapping[Hashable, float] | None = None,
-) -> ConsensusResult:
+) -> SessionCall:
     """Ask ``agent_ids`` to vote on ``proposal`` and tally the answers.
 
     ``method``: ``'majority'`` (strict majority of the votes cast),
@@ -266,56 +233,36 @@ def run_consensus(
     must vote (weighted); ``quorum=0.0`` lets any single vote decide.
     ``timeout`` bounds the wait for the agents; the call returns at most
     ``timeout + 2 * GRACE`` seconds later."""
-    args = _consensus_args(agent_ids, proposal, method, timeout, quorum, weights)
-    return run_session("consensus", _consensus_body, args, timeout + 2 * GRACE)
+    ids = _ids(agent_ids)
+    if method not in METHODS:
+        raise InvalidParameter(f"method must be one of {METHODS}, not {method!r}")
+    check_timeout(timeout)
+    if quorum is not None and (
+        isinstance(quorum, bool) or not isinstance(quorum, (int, float)) or not 0.0 <= quorum <= 1.0
+    ):
+        raise InvalidParameter(f"quorum must be None or in [0, 1], got {quorum!r}")
+    if weights is not None:
+        weights = dict(weights)
+        missing = [a for a in ids if a not in weights]
+        if missing:
+            raise InvalidParameter(f"no weight for {missing!r}")
+        voting.cap_weight_shares(weights)  # validates them here, in the caller
+    elif method == "weighted":
+        weights = _expertise_weights(ids)
+    quorum = None if quorum is None else float(quorum)
+    args = (ids, proposal, method, float(timeout), quorum, weights)
+    return SessionCall("consensus", _consensus_body, args, timeout + 2 * GRACE)
+
+
+run_consensus_async, run_consensus = session_functions("run_consensus", _consensus_call, ConsensusResult)
 
 
 # ------------------------------------------------------------------ Byzantine
 
 
-def _byzantine_body(ctx: Context, ids: list, proposal: Any, f: int | None, timeout: float) -> Body:
-    votes, abstained, failed = sort_votes(ids, (yield ctx.ask_all(ids, proposal, "vote", timeout)))
-    votes = _hashable(votes, failed)
-    tally = voting.byzantine_tally(votes, len(ids), f)
-    reason = None if tally.decided else f"no value reached the quorum of {tally.quorum} of {tally.n}"
-    return ConsensusResult(
-        "byzantine",
-        proposal,
-        tally.value,
-        tally.decided,
-        dict(votes),
-        tuple(abstained),
-        dict(failed),
-        tally,
-        reason,
-        ctx.elapsed(),
-        BYZANTINE_TAGS,
-    )
-
-
-def _byzantine_args(agent_ids: Iterable[Hashable], proposal: Any, f: int | None, timeout: float) -> tuple:
-    ids = _ids(agent_ids)
-    _check_timeout(timeout)
-    if f is not None:
-        if isinstance(f, bool) or not isinstance(f, int) or f < 0:
-            raise InvalidParameter(f"f must be an int >= 0, got {f!r}")
-        if len(ids) < voting.min_agents(f):
-            raise voting.InsufficientAgents(voting.min_agents(f), len(ids))
-    elif not ids:
-        raise voting.InsufficientAgents(1, 0)
-    return (ids, proposal, f, float(timeout))
-
-
-def run_byzantine_consensus_async(
+def _byzantine_call(
     agent_ids: Iterable[Hashable], proposal: Any, f: int | None = None, *, timeout: float = 5.0
-) -> Session:
-    """Start a Byzantine consensus session (see :func:`run_byzantine_consensus`)."""
-    return start_session("byzantine", _byzantine_body, _byzantine_args(agent_ids, proposal, f, timeout))
-
-
-def run_byzantine_consensus(
-    agent_ids: Iterable[Hashable], proposal: Any, f: int | None = None, *, timeout: float = 5.0
-) -> ConsensusResult:
+) -> SessionCall:
     """A trusted vote count, not Byzantine agreement: one session asks each
     agent's ``handle_vote`` and decides a value once ``byzantine_quorum(n,
     f)`` agents voted for it; the agents never talk to each other, so one
@@ -329,8 +276,22 @@ def run_byzantine_consensus(
     decided once ``byzantine_quorum(n, f)`` agents voted for it; agents that
     fail count as not voting.  The result carries ``tags``
     ``('byzantine', 'consensus', 'fault_tolerant')``."""
-    args = _byzantine_args(agent_ids, proposal, f, timeout)
-    return run_session("byzantine", _byzantine_body, args, timeout + 2 * GRACE)
+    ids = _ids(agent_ids)
+    check_timeout(timeout)
+    if f is not None:
+        if isinstance(f, bool) or not isinstance(f, int) or f < 0:
+            raise InvalidParameter(f"f must be an int >= 0, got {f!r}")
+        if len(ids) < voting.min_agents(f):
+            raise voting.InsufficientAgents(voting.min_agents(f), len(ids))
+    elif not ids:
+        raise voting.InsufficientAgents(1, 0)
+    args = (ids, proposal, "byzantine", float(timeout), None, None, f)
+    return SessionCall("byzantine", _consensus_body, args, timeout + 2 * GRACE)
+
+
+run_byzantine_consensus_async, run_byzantine_consensus = session_functions(
+    "run_byzantine_consensus", _byzantine_call, ConsensusResult
+)
 
 
 # ------------------------------------------------------------------ collusion resistance
@@ -391,6 +352,6 @@ def run_collusion_resistant_consensus(
     ``true_value`` is known.  Returns ``(CollusionResult, {agent: estimate},
     {agent: failure})``; result keys are ``str(agent_id)``."""
     ids = _ids(agent_ids)
-    _check_timeout(timeout)
+    check_timeout(timeout)
     args = (ids, question, float(true_value), payment, dict(reputations or {}), bucket_width, float(timeout))
     return run_session("collusion_resistant", _collusion_body, args, timeout + 2 * GRACE)

@@ -44,7 +44,7 @@ from mabeam._comms import publish, whereis_agent
 from mabeam._errors import UnknownAgent
 
 from ._agent_calls import AgentRequest, Answer, Outcome
-from ._errors import CoordinationError, InvalidParameter, NoLeader
+from ._errors import CoordinationError, InvalidParameter, NoLeader, check_timeout
 from ._host_asks import AgentReply, Asker, Step
 from ._primitives import Primitive, ensure, reaching
 
@@ -267,8 +267,7 @@ def start_election(group: Any, candidates: Iterable[Hashable], *, rule: str = "a
         raise InvalidParameter("candidates must be distinct and not empty")
     if rule not in RULES:
         raise InvalidParameter(f"rule must be one of {RULES}, not {rule!r}")
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise InvalidParameter(f"timeout must be > 0, got {timeout!r}")
+    check_timeout(timeout)
     params = ElectionParams(group, ids, ElectionRule(rule), float(timeout))
     return ensure(Primitive.ELECTION, group, ElectionServer, params)
 

@@ -32,6 +32,7 @@ __all__ = [
     "LockTimeout",
     "BarrierTimeout",
     "NoLeader",
+    "check_timeout",
 ]
 
 
@@ -41,6 +42,12 @@ class CoordinationError(MabeamError):
 
 class InvalidParameter(CoordinationError, ValueError):
     """A coordination parameter is out of range (raised in the caller)."""
+
+
+def check_timeout(timeout: float) -> None:
+    """Raise :class:`InvalidParameter` unless ``timeout`` is a number > 0."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise InvalidParameter(f"timeout must be a number > 0, got {timeout!r}")
 
 
 class InsufficientAgentsForHierarchy(InvalidParameter):

@@ -40,8 +40,8 @@ from mabeam._agent import Agent
 
 from . import voting
 from ._agent_calls import AgentRequest, Answer, Outcome, ask_all
-from ._errors import InsufficientAgentsForHierarchy, InvalidParameter
-from ._session import GRACE, AskAgents, Context, Session, run_session, start_session
+from ._errors import InsufficientAgentsForHierarchy, InvalidParameter, check_timeout
+from ._session import GRACE, AskAgents, Context, SessionCall, session_functions
 
 __all__ = [
     "MIN_HIERARCHY_AGENTS",
@@ -226,30 +226,20 @@ def _hierarchy_body(
     )
 
 
-def _hierarchy_args(
-    agent_ids: Iterable[Hashable], proposal: Any, cluster_size: int, max_levels: int, timeout: float
-) -> tuple:
-    ids = list(agent_ids)
-    build_hierarchy(ids, cluster_size, max_levels)  # raise on bad parameters here, in the caller
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise InvalidParameter(f"timeout must be > 0, got {timeout!r}")
-    return (ids, proposal, cluster_size, max_levels, float(timeout))
-
-
-def run_hierarchical_consensus_async(
+def _hierarchy_call(
     agent_ids: Iterable[Hashable], proposal: Any, *, cluster_size: int = 5, max_levels: int = 4, timeout: float = 5.0
-) -> Session:
-    """Start a hierarchical consensus session (see :func:`run_hierarchical_consensus`)."""
-    args = _hierarchy_args(agent_ids, proposal, cluster_size, max_levels, timeout)
-    return start_session("hierarchical", _hierarchy_body, args)
-
-
-def run_hierarchical_consensus(
-    agent_ids: Iterable[Hashable], proposal: Any, *, cluster_size: int = 5, max_levels: int = 4, timeout: float = 5.0
-) -> HierarchicalResult:
+) -> SessionCall:
     """Consensus through cluster representatives (see the module doc).
     ``timeout`` bounds each member's vote; a representative gets ``2 *
     timeout + 1`` seconds, and each failover a new round of that length."""
-    args = _hierarchy_args(agent_ids, proposal, cluster_size, max_levels, timeout)
-    longest = max(len(c) for c in build_hierarchy(args[0], cluster_size, max_levels)[0])
-    return run_session("hierarchical", _hierarchy_body, args, longest * (2 * timeout + 1.0 + GRACE) + GRACE)
+    ids = list(agent_ids)
+    clusters = build_hierarchy(ids, cluster_size, max_levels)[0]  # raises on bad parameters here, in the caller
+    check_timeout(timeout)
+    longest = max(len(c) for c in clusters)
+    args = (ids, proposal, cluster_size, max_levels, float(timeout))
+    return SessionCall("hierarchical", _hierarchy_body, args, longest * (2 * timeout + 1.0 + GRACE) + GRACE)
+
+
+run_hierarchical_consensus_async, run_hierarchical_consensus = session_functions(
+    "run_hierarchical_consensus", _hierarchy_call, HierarchicalResult
+)

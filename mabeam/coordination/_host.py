@@ -58,7 +58,6 @@ import heapq
 import itertools
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Generator
 from typing import Any
 
@@ -67,6 +66,7 @@ import otp
 from ._agent_calls import Outcome
 from ._errors import CoordinationError, SessionCrashed, UnsendableResult
 from ._host_asks import AgentReply, Asker, Step
+from ._kept_monitors import KeptMonitors
 from ._session import HOSTS, AskAgents, CancelSession, Context, SessionInfo, SessionOutcome, StartSession
 
 __all__ = ["SessionHost", "child_specs", "TYPED_ERRORS", "IDLE_CALLERS"]
@@ -93,16 +93,6 @@ class _Hosted:
         self.waiter: tuple | None = None  # the from_ of the call waiting for the outcome
 
 
-class _Caller:
-    """A caller of this host: the host's monitor of it and its sessions."""
-
-    __slots__ = ("monitor", "sessions")
-
-    def __init__(self, monitor: otp.Ref) -> None:
-        self.monitor = monitor
-        self.sessions: set[otp.Ref] = set()
-
-
 class SessionHost(otp.Service):
     """Runs the sessions placed on it (see the module doc)."""
 
@@ -111,9 +101,7 @@ class SessionHost(otp.Service):
     def init(self, args: Any = None) -> None:
         self.sessions: dict[otp.Ref, _Hosted] = {}
         self.asker = Asker()
-        self.callers: dict[otp.Pid, _Caller] = {}
-        self.caller_of: dict[otp.Ref, otp.Pid] = {}  # a caller monitor -> the caller
-        self.idle: OrderedDict[otp.Pid, None] = OrderedDict()  # callers with nothing here, oldest first
+        self.callers = KeptMonitors(IDLE_CALLERS)  # each caller's sessions here
         self.deadlines: list[tuple[float, int, otp.Ref, int]] = []  # (when, seq, session, step)
         self.seq = itertools.count()
 
@@ -160,8 +148,7 @@ class SessionHost(otp.Service):
         if kind is AgentReply or kind is otp.DOWN:
             done = self.asker.take(msg)
             if done is None:
-                if msg.ref in self.caller_of:
-                    self._caller_down(self.caller_of.pop(msg.ref))
+                self._caller_down(msg.ref)
             else:
                 for step in done:
                     self._resume(step)
@@ -180,7 +167,7 @@ class SessionHost(otp.Service):
         hosted = _Hosted(Context(msg.ref, msg.kind, msg.caller))
         hosted.waiter = waiter
         self.sessions[msg.ref] = hosted
-        self._watch(msg.caller).sessions.add(msg.ref)
+        self.callers.add(msg.caller, msg.ref)
         try:
             run = msg.body(hosted.ctx, *msg.args)
         except Exception as exc:  # noqa: BLE001 - a bug in this session alone
@@ -267,8 +254,7 @@ class SessionHost(otp.Service):
         to the caller as a message."""
         ctx = hosted.ctx
         del self.sessions[ctx.id]
-        self.callers[ctx.caller].sessions.discard(ctx.id)
-        self._unwatch(ctx.caller)
+        self.callers.discard(ctx.caller, ctx.id)
         try:
             self._send_outcome(hosted, reply)
         except otp.EncodeError as exc:
@@ -293,40 +279,16 @@ class SessionHost(otp.Service):
         hosted = self.sessions.pop(ref, None)
         if hosted is not None:
             self._close(hosted)
-            self.callers[hosted.ctx.caller].sessions.discard(ref)
-            self._unwatch(hosted.ctx.caller)
+            self.callers.discard(hosted.ctx.caller, ref)
 
     # ------------------------------------------------------------ callers
 
-    def _watch(self, caller_pid: otp.Pid) -> _Caller:
-        caller = self.callers.get(caller_pid)
-        if caller is None:
-            caller = self.callers[caller_pid] = _Caller(otp.monitor(caller_pid))
-            self.caller_of[caller.monitor] = caller_pid
-        else:
-            self.idle.pop(caller_pid, None)
-        return caller
-
-    def _unwatch(self, caller_pid: otp.Pid) -> None:
-        """The caller may have nothing left here: then it is idle, and the
-        oldest idle callers beyond :data:`IDLE_CALLERS` are let go."""
-        caller = self.callers.get(caller_pid)
-        if caller is None or caller.sessions:
+    def _caller_down(self, monitor: otp.Ref) -> None:
+        """A caller died (if ``monitor`` is a caller's): its sessions are dropped."""
+        down = self.callers.down(monitor)
+        if down is None:
             return
-        self.idle[caller_pid] = None
-        while len(self.idle) > IDLE_CALLERS:
-            oldest, _ = self.idle.popitem(last=False)
-            gone = self.callers.pop(oldest)
-            del self.caller_of[gone.monitor]
-            otp.demonitor(gone.monitor, flush=True)
-
-    def _caller_down(self, caller_pid: otp.Pid) -> None:
-        """A caller died: its sessions are dropped."""
-        self.idle.pop(caller_pid, None)
-        caller = self.callers.pop(caller_pid, None)
-        if caller is None:
-            return
-        for ref in caller.sessions:
+        for ref in down[1]:
             hosted = self.sessions.pop(ref, None)
             if hosted is not None:
                 self._close(hosted)

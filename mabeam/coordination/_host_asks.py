@@ -31,7 +31,6 @@ whose death anyone has seen is not asked (``'not_running'``).
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -39,6 +38,7 @@ import otp
 from mabeam._comms import whereis_agent
 
 from ._agent_calls import AgentRequest, Answer, NoAnswer, Outcome, failure_reason
+from ._kept_monitors import KeptMonitors
 
 __all__ = ["AgentReply", "AGENT_KINDS", "IDLE_AGENTS", "Step", "Asker", "answer_host"]
 
@@ -83,23 +83,13 @@ class Step:
         self.deadline = time.monotonic() + timeout
 
 
-class _Watched:
-    __slots__ = ("monitor", "refs")
-
-    def __init__(self, monitor: otp.Ref) -> None:
-        self.monitor = monitor
-        self.refs: set[otp.Ref] = set()
-
-
 class Asker:
     """A host's requests to agents, across all its sessions (see the module doc)."""
 
     def __init__(self) -> None:
         self.me = otp.self()
         self.open: dict[otp.Ref, tuple[Step, int, otp.Pid]] = {}  # request -> its step, index, agent
-        self.agents: dict[otp.Pid, _Watched] = {}
-        self.agent_of: dict[otp.Ref, otp.Pid] = {}  # monitor -> agent
-        self.idle: OrderedDict[otp.Pid, None] = OrderedDict()  # monitored, nothing open; oldest first
+        self.agents = KeptMonitors(IDLE_AGENTS)  # each agent's open requests
 
     def ask(self, owner: Any, requests: Sequence[AgentRequest], timeout: float) -> Step:
         """Send every request at once; the step (``left == 0`` if none is
@@ -122,7 +112,7 @@ class Asker:
                 step.outcomes[i] = NoAnswer("not_running")
                 continue
             ref = otp.make_ref()
-            self._watch(pid).refs.add(ref)
+            self.agents.add(pid, ref)
             self.open[ref] = (step, i, pid)
             step.refs.append(ref)
             sends.append((pid, (answer_host, (self.me, ref, kind, payload))))
@@ -145,16 +135,14 @@ class Asker:
             step, i, pid = entry
             step.outcomes[i] = msg.outcome
             step.left -= 1
-            self._release(pid, msg.ref)
+            self.agents.discard(pid, msg.ref)
             return [step] if step.left == 0 else []
-        agent = self.agent_of.pop(msg.ref, None)
-        if agent is None:
+        down = self.agents.down(msg.ref)
+        if down is None:
             return None
-        self.idle.pop(agent, None)
-        watched = self.agents.pop(agent)
         reason = "not_running" if msg.reason == "noproc" else msg.reason
         done = []
-        for ref in watched.refs:
+        for ref in down[1]:
             step, i, _ = self.open.pop(ref)
             step.outcomes[i] = NoAnswer(reason)
             step.left -= 1
@@ -167,26 +155,5 @@ class Asker:
         for ref in step.refs:
             entry = self.open.pop(ref, None)
             if entry is not None:
-                self._release(entry[2], ref)
+                self.agents.discard(entry[2], ref)
         step.left = 0
-
-    def _watch(self, pid: otp.Pid) -> _Watched:
-        watched = self.agents.get(pid)
-        if watched is None:
-            watched = self.agents[pid] = _Watched(otp.monitor(pid))
-            self.agent_of[watched.monitor] = pid
-        else:
-            self.idle.pop(pid, None)
-        return watched
-
-    def _release(self, pid: otp.Pid, ref: otp.Ref) -> None:
-        watched = self.agents[pid]
-        watched.refs.discard(ref)
-        if watched.refs:
-            return
-        self.idle[pid] = None
-        while len(self.idle) > IDLE_AGENTS:
-            oldest, _ = self.idle.popitem(last=False)
-            gone = self.agents.pop(oldest)
-            del self.agent_of[gone.monitor]
-            otp.demonitor(gone.monitor, flush=True)

@@ -25,13 +25,11 @@ from typing import Any, NamedTuple
 
 import otp
 
-from ._errors import AlreadyHeld, CoordinationError, LockTimeout, NotHolder, PrimitiveFailed, UnknownPrimitive
+from ._errors import AlreadyHeld, LockTimeout, NotHolder, PrimitiveFailed, UnknownPrimitive
 from ._primitives import Primitive, ensure, reaching, registered_name
+from ._waiters import Turn, WaitingServer, ask_info, wait_turn
 
 __all__ = ["LockServer", "create_lock", "acquire", "release", "hold_lock", "get_lock_info"]
-
-#: How long a caller whose acquire timed out waits to withdraw.
-CANCEL_TIMEOUT = 5.0
 
 
 class Waiter(NamedTuple):
@@ -48,35 +46,30 @@ class Holder(NamedTuple):
     grant: int
 
 
-class Watcher(NamedTuple):
-    caller: tuple
-    min_waiting: int
-
-
-class LockServer(otp.Service):
-    errors = (CoordinationError,)
-
+class LockServer(WaitingServer):
     def init(self, reg: tuple) -> None:
         self.reg = reg
         self.holder: Holder | None = None
         self.queue: collections.deque[Waiter] = collections.deque()
         self.grants = 0
-        self.watchers: list[Watcher] = []  # get_lock_info callers waiting for enough waiters
+        self.init_waiting()
 
-    def _info(self) -> dict:
+    def waiting_count(self) -> int:
+        return len(self.queue)
+
+    def monitors(self) -> set[otp.Ref]:
+        monitors = {waiter.monitor for waiter in self.queue}
+        if self.holder is not None:
+            monitors.add(self.holder.monitor)
+        return monitors
+
+    def describe(self) -> dict:
         holder = self.holder.pid if self.holder else None
         return {"holder": holder, "waiting": len(self.queue), "grants": self.grants}
 
-    def _watch(self) -> None:
-        ready = [w for w in self.watchers if len(self.queue) >= w.min_waiting]
-        if ready:
-            self.watchers = [w for w in self.watchers if w not in ready]
-            for w in ready:
-                self.answer(w.caller, self._info())
-
-    def _forget(self, monitor: otp.Ref) -> None:
+    def forget(self, monitor: otp.Ref) -> None:
         """The holder or waiter of ``monitor`` exited (the lock passes on
-        when the caller grants next)."""
+        when it settles)."""
         if self.holder is not None and self.holder.monitor == monitor:
             self.holder = None
             return
@@ -85,83 +78,50 @@ class LockServer(otp.Service):
                 self.queue.remove(waiter)
                 return
 
-    def _take_downs(self) -> None:
-        """Handle the DOWNs of the holder and waiters that are already
-        queued, before a grant that must not go to their senders."""
-        monitors = {waiter.monitor for waiter in self.queue}
-        if self.holder is not None:
-            monitors.add(self.holder.monitor)
-        while monitors:
-            try:
-                down = otp.receive(0, lambda m: isinstance(m, otp.DOWN) and m.ref in monitors)
-            except otp.Timeout:
-                return
-            monitors.discard(down.ref)
-            self._forget(down.ref)
-
-    def _grant_next(self) -> None:
+    def settle(self) -> None:
+        """Grant the lock to the first live waiter, if it is free."""
         if not self.queue:
             return
-        self._take_downs()
+        self.take_downs()
         while self.queue and self.holder is None:
             waiter = self.queue.popleft()
-            if not otp.is_alive(waiter.pid):  # its DOWN is still on its way
-                otp.demonitor(waiter.monitor, flush=True)
+            if self.is_dead(waiter.pid, waiter.monitor):
                 continue
             self.grants += 1
             self.holder = Holder(waiter.pid, waiter.token, waiter.monitor, self.grants)
             self.answer(waiter.caller, self.grants)
 
-    def _from(self) -> tuple:
-        from_ = self.caller
-        assert from_ is not None  # set while an operation runs
-        return from_
-
     @otp.operation
     def acquire(self, token: otp.Ref) -> int:
         """The grant number, once the caller holds the lock (deferred)."""
-        from_ = self._from()
+        from_ = self.from_()
         pid = from_[0]
         if self.holder is not None and self.holder.pid == pid:
             raise AlreadyHeld(self.reg)
         self.queue.append(Waiter(from_, pid, token, otp.monitor(pid)))
-        self._grant_next()
-        self._watch()
+        self.settle()
+        self.answer_watchers()
         return otp.DEFER
 
     @otp.operation
     def release(self) -> None:
-        if self.holder is None or self.holder.pid != self._from()[0]:
+        if self.holder is None or self.holder.pid != self.from_()[0]:
             raise NotHolder(self.reg)
         otp.demonitor(self.holder.monitor, flush=True)
         self.holder = None
-        self._grant_next()
+        self.settle()
 
     @otp.operation
-    def withdraw(self, token: otp.Ref) -> int | None:
+    def withdraw(self, token: otp.Ref) -> Turn:
         """Leave the queue; the grant number if the lock was granted meanwhile."""
         for waiter in self.queue:
             if waiter.token == token:
                 self.queue.remove(waiter)
                 otp.demonitor(waiter.monitor, flush=True)
-                return None
+                return Turn(None, len(self.queue) + 1)
         if self.holder is not None and self.holder.token == token:
-            return self.holder.grant
-        return None
-
-    @otp.operation
-    def info(self, min_waiting: int) -> dict:
-        """:func:`get_lock_info`, once ``min_waiting`` callers are queued (deferred)."""
-        if len(self.queue) >= min_waiting:
-            return self._info()
-        self.watchers.append(Watcher(self._from(), min_waiting))
-        return otp.DEFER
-
-    def handle_info(self, msg: Any, state: Any) -> Any:
-        if isinstance(msg, otp.DOWN):
-            self._forget(msg.ref)
-            self._grant_next()
-        return otp.NoReply(state)
+            return Turn(self.holder.grant, 0)
+        return Turn(None, 0)
 
 
 def create_lock(name: Any) -> otp.Pid:
@@ -175,16 +135,9 @@ def acquire(name: Any, timeout: float = 5.0) -> int:
     :class:`LockTimeout`, :class:`AlreadyHeld`, or :class:`PrimitiveFailed`
     if the lock exits meanwhile."""
     create_lock(name)
-    token = otp.make_ref()
-    try:
-        with reaching(Primitive.LOCK, name) as pid:
-            return otp.ask(pid, "acquire", token, timeout=timeout)
-    except otp.CallTimeout:
-        pass
-    with reaching(Primitive.LOCK, name) as pid:
-        grant = otp.ask(pid, "withdraw", token, timeout=CANCEL_TIMEOUT)
-    if grant is not None:
-        return grant
+    turn = wait_turn(Primitive.LOCK, name, "acquire", timeout)
+    if turn.value is not None:
+        return turn.value
     raise LockTimeout(f"lock {name!r} not granted within {timeout} s")
 
 
@@ -198,8 +151,7 @@ def get_lock_info(name: Any, min_waiting: int = 0, timeout: float = 5.0) -> dict
     """``{'holder': pid | None, 'waiting': n, 'grants': n}``, once at least
     ``min_waiting`` callers are queued (raises ``otp.CallTimeout`` if that
     does not happen within ``timeout``)."""
-    with reaching(Primitive.LOCK, name) as pid:
-        return otp.ask(pid, "info", min_waiting, timeout=timeout)
+    return ask_info(Primitive.LOCK, name, min_waiting, timeout)
 
 
 @contextmanager

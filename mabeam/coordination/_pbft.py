@@ -112,6 +112,7 @@ from ._pbft_wire import (
     statement,
     verify,
 )
+from ._session import paired_functions
 
 __all__ = [
     "PbftResult",
@@ -428,7 +429,7 @@ def _load(value: bytes, otherwise: Any = None) -> Any:
         return otherwise
 
 
-def run_pbft_async(
+def _pbft_call(
     agent_ids: Iterable[Hashable],
     proposal: Any,
     *,
@@ -436,20 +437,6 @@ def run_pbft_async(
     f: int | None = None,
     view_timeout: float | None = None,
 ) -> PbftCall:
-    """Start a PBFT instance (the join happens here, within ``timeout / 4``);
-    ``call.result()`` waits for the decision.  See :func:`run_pbft`."""
-    ids, f, timeout, view_timeout = _check(agent_ids, f, timeout, view_timeout)
-    return PbftCall(ids, f, proposal, timeout, view_timeout, time.monotonic())
-
-
-def run_pbft(
-    agent_ids: Iterable[Hashable],
-    proposal: Any,
-    *,
-    timeout: float = DEFAULT_TIMEOUT,
-    f: int | None = None,
-    view_timeout: float | None = None,
-) -> PbftResult:
     """Byzantine agreement among ``agent_ids`` (in primary order) on a
     value for ``proposal``, tolerating ``f`` faulty agents (default: the
     most ``n`` allows, ``(n - 1) // 3``).  See the module documentation
@@ -462,4 +449,25 @@ def run_pbft(
     ``timeout`` seconds.  ``view_timeout`` (default ``timeout / 10``) is
     how long replicas wait in view 0 before replacing the primary (it
     doubles with each view)."""
-    return run_pbft_async(agent_ids, proposal, timeout=timeout, f=f, view_timeout=view_timeout).result()
+    ids, f, timeout, view_timeout = _check(agent_ids, f, timeout, view_timeout)
+    return PbftCall(ids, f, proposal, timeout, view_timeout, time.monotonic())
+
+
+def _started(call: PbftCall) -> PbftCall:
+    return call
+
+
+def _decided(call: PbftCall) -> PbftResult:
+    return call.result()
+
+
+run_pbft_async, run_pbft = paired_functions(
+    "run_pbft",
+    _pbft_call,
+    _started,
+    _decided,
+    PbftCall,
+    PbftResult,
+    "Start a PBFT instance (the join happens here, within ``timeout / 4``); "
+    "``call.result()`` waits for the decision.  See :func:`run_pbft`.",
+)

@@ -24,6 +24,7 @@ from enum import Enum
 from typing import Any
 
 import otp
+from mabeam._common import already_started_pid
 from mabeam._names import COORDINATION
 
 from ._errors import InvalidParameter, PrimitiveFailed, UnknownPrimitive
@@ -63,14 +64,6 @@ def registered_name(kind: Primitive, name: Any) -> tuple:
     return (kind.value, name)
 
 
-def _already_started(reason: object) -> otp.Pid | None:
-    """The pid in the supervisor's ``('already_started', pid)`` term."""
-    if type(reason) is tuple and len(reason) == 2 and reason[0] == "already_started":
-        pid = reason[1]
-        return pid if isinstance(pid, otp.Pid) else None
-    return None
-
-
 def ensure(kind: Primitive, name: Any, server: type[otp.Service], args: Any, restart: str = "temporary") -> otp.Pid:
     """The pid of the primitive, started under the coordination supervisor
     if it is not running."""
@@ -82,7 +75,7 @@ def ensure(kind: Primitive, name: Any, server: type[otp.Service], args: Any, res
     try:
         started = otp.supervisor.start_child(COORDINATION, spec)
     except otp.SupervisorError as exc:
-        winner = _already_started(exc.reason)  # another caller created it first
+        winner = already_started_pid(exc.reason)  # another caller created it first
         if winner is None:
             raise PrimitiveFailed(reg, exc.reason) from None
         return winner

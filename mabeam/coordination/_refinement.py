@@ -31,8 +31,8 @@ from itertools import combinations
 from typing import Any
 
 from ._agent_calls import Answer, Outcome
-from ._errors import InvalidParameter
-from ._session import GRACE, AskAgents, Context, Session, run_session, start_session
+from ._errors import InvalidParameter, check_timeout
+from ._session import GRACE, AskAgents, Context, SessionCall, session_functions
 
 __all__ = [
     "RefinementRound",
@@ -142,9 +142,11 @@ def _refinement_body(
     return RefinementResult(reason == "converged", reason, tuple(rounds), final, best, best_agent, ctx.elapsed())
 
 
-def _refinement_args(
-    agent_ids: Iterable[Hashable], initial: Any, max_rounds: int, threshold: float, timeout: float
-) -> tuple:
+def _refinement_call(
+    agent_ids: Iterable[Hashable], initial: Any, *, max_rounds: int = 5, threshold: float = 0.95, timeout: float = 5.0
+) -> SessionCall:
+    """Run rounds of proposals until they converge (see the module doc for
+    the measure) or ``max_rounds``; ``timeout`` bounds each round."""
     ids = list(agent_ids)
     if not ids or len(set(ids)) != len(ids):
         raise InvalidParameter("agent ids must be distinct and not empty")
@@ -152,23 +154,11 @@ def _refinement_args(
         raise InvalidParameter(f"max_rounds must be an int >= 1, got {max_rounds!r}")
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
         raise InvalidParameter(f"threshold must be in [0, 1], got {threshold!r}")
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise InvalidParameter(f"timeout must be > 0, got {timeout!r}")
-    return (ids, initial, max_rounds, float(threshold), float(timeout))
+    check_timeout(timeout)
+    args = (ids, initial, max_rounds, float(threshold), float(timeout))
+    return SessionCall("iterative_refinement", _refinement_body, args, max_rounds * (timeout + GRACE) + GRACE)
 
 
-def run_iterative_refinement_async(
-    agent_ids: Iterable[Hashable], initial: Any, *, max_rounds: int = 5, threshold: float = 0.95, timeout: float = 5.0
-) -> Session:
-    """Start an iterative refinement session (see :func:`run_iterative_refinement`)."""
-    args = _refinement_args(agent_ids, initial, max_rounds, threshold, timeout)
-    return start_session("iterative_refinement", _refinement_body, args)
-
-
-def run_iterative_refinement(
-    agent_ids: Iterable[Hashable], initial: Any, *, max_rounds: int = 5, threshold: float = 0.95, timeout: float = 5.0
-) -> RefinementResult:
-    """Run rounds of proposals until they converge (see the module doc for
-    the measure) or ``max_rounds``; ``timeout`` bounds each round."""
-    args = _refinement_args(agent_ids, initial, max_rounds, threshold, timeout)
-    return run_session("iterative_refinement", _refinement_body, args, max_rounds * (timeout + GRACE) + GRACE)
+run_iterative_refinement_async, run_iterative_refinement = session_functions(
+    "run_iterative_refinement", _refinement_call, RefinementResult
+)

@@ -58,10 +58,11 @@ host.
 
 from __future__ import annotations
 
+import inspect
 import time
 import zlib
 from collections.abc import Callable, Hashable, Iterator, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 import otp
 from otp import partition_supervisor
@@ -82,6 +83,9 @@ __all__ = [
     "run_session",
     "start_session",
     "list_sessions",
+    "SessionCall",
+    "session_functions",
+    "paired_functions",
 ]
 
 #: The name of the partition supervisor of the session hosts; partition
@@ -310,3 +314,79 @@ def list_sessions(timeout: float = 5.0) -> list[SessionInfo]:
         if status == "ok" and type(answer) is otp.Ok:
             out.extend(answer.value)
     return out
+
+
+# ------------------------------------------------------------------ the public pairs
+
+P = ParamSpec("P")
+C = TypeVar("C")
+H = TypeVar("H")
+R = TypeVar("R")
+
+
+class SessionCall(NamedTuple):
+    """A session a caller asked for, its arguments checked in the caller:
+    ``body(ctx, *args)`` of ``kind``; the blocking call waits at most
+    ``wait`` seconds for it."""
+
+    kind: str
+    body: Callable[..., Any]
+    args: tuple
+    wait: float
+
+
+def _present(fn: Callable, name: str, signature: inspect.Signature, doc: str | None, module: str) -> None:
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = doc
+    fn.__module__ = module
+    setattr(fn, "__signature__", signature)  # noqa: B010 (mypy does not know the attribute)
+
+
+def paired_functions(
+    name: str,
+    call: Callable[P, C],
+    start: Callable[[C], H],
+    finish: Callable[[C], R],
+    handle: type[H],
+    result: type[R],
+    start_doc: str | None = None,
+) -> tuple[Callable[P, H], Callable[P, R]]:
+    """The public pair ``<name>_async`` (``start`` of what ``call``
+    returns: a ``handle`` at once) and ``<name>`` (``finish`` of it: the
+    ``result``, blocking), made from ``call``, which checks their arguments
+    and says what to run.  The pair takes the same arguments, checked the
+    same way, and differs only in how it waits, so ``call``'s signature and
+    docstring are written once, and are the pair's."""
+    signature = inspect.signature(call)
+
+    def start_fn(*args: P.args, **kwargs: P.kwargs) -> H:
+        return start(call(*args, **kwargs))
+
+    def finish_fn(*args: P.args, **kwargs: P.kwargs) -> R:
+        return finish(call(*args, **kwargs))
+
+    doc = start_doc or (
+        f"Start what :func:`{name}` runs and return its :class:`{handle.__name__}` at once: "
+        f"its ``result()`` gives what :func:`{name}` returns."
+    )
+    module = call.__module__
+    _present(start_fn, f"{name}_async", signature.replace(return_annotation=handle.__name__), doc, module)
+    _present(finish_fn, name, signature.replace(return_annotation=result.__name__), call.__doc__, module)
+    return start_fn, finish_fn
+
+
+def _start(call: SessionCall) -> Session:
+    return start_session(call.kind, call.body, call.args)
+
+
+def _run(call: SessionCall) -> Any:
+    return run_session(call.kind, call.body, call.args, call.wait)
+
+
+def session_functions(
+    name: str, call: Callable[P, SessionCall], result: type[R]
+) -> tuple[Callable[P, Session], Callable[P, R]]:
+    """The pair of one kind of session (:func:`paired_functions`):
+    ``<name>_async`` sends it to a host (:func:`start_session`), ``<name>``
+    is one call to the host (:func:`run_session`)."""
+    return paired_functions(name, call, _start, _run, Session, result)

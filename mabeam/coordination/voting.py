@@ -8,10 +8,11 @@ the first in the input's iteration order.
 Contents: simple majority and unanimity with quorum checks; weighted voting
 with expertise weights and a 50% cap on one agent's share; a Byzantine
 tally with the 3f+1 admission rule; and collusion-resistant consensus with
-its payments.
+its payments (kept in :mod:`._collusion`, re-exported here).
 
 Pure: no processes, no I/O.  Every error derives from :class:`VotingError`
-(a :class:`~mabeam.coordination.CoordinationError` and a ``ValueError``).
+(a :class:`~mabeam.coordination.CoordinationError` and a ``ValueError``;
+kept in :mod:`._voting_errors`, re-exported here).
 
 The results hold read-only mappings (``types.MappingProxyType``), which the
 standard pickle refuses; they travel from session hosts to callers, so this
@@ -28,7 +29,24 @@ from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from ._errors import CoordinationError
+from ._collusion import (
+    CollusionResult,
+    ConsensusReport,
+    PaymentStructure,
+    resolve_collusion_resistant_consensus,
+    suspected_colluders,
+)
+from ._voting_errors import (
+    DuplicateVote,
+    InsufficientAgents,
+    InvalidVote,
+    InvalidVotingParameter,
+    QuorumNotMet,
+    TooManyVotes,
+    UnknownVoter,
+    VotingError,
+    check_fraction,
+)
 
 
 def _readonly(items: dict) -> MappingProxyType:
@@ -81,51 +99,9 @@ __all__ = [
 ]
 
 
-class VotingError(CoordinationError, ValueError):
-    """Base class of every error raised by the voting rules."""
-
-
-class InvalidVotingParameter(VotingError):
-    """A threshold, fraction, weight or size is out of range."""
-
-
-class InvalidVote(VotingError):
-    """A vote value or confidence cannot be interpreted."""
-
-
-class DuplicateVote(VotingError):
-    """One voter appears twice in a weighted tally."""
-
-
-class UnknownVoter(VotingError):
-    """A vote came from someone outside the electorate (no weight)."""
-
-
-class QuorumNotMet(VotingError):
-    """Fewer voters took part than the quorum requires."""
-
-
-class InsufficientAgents(VotingError):
-    """Byzantine agreement needs n >= 3f + 1 participants."""
-
-    def __init__(self, minimum: int, n: int) -> None:
-        super().__init__(f"tolerating the given faults needs at least {minimum} agents, got {n}")
-        self.minimum = minimum
-        self.n = n
-
-
-class TooManyVotes(VotingError):
-    """More votes than participants: the tally's inputs are inconsistent."""
-
-
 #: The quorum that asks for more than half of the electorate (``quorum=None``):
 #: :func:`~mabeam.coordination.run_consensus`'s default.
 MAJORITY_QUORUM = None
-
-
-def _fraction(x: float, what: str) -> None:
-    if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0.0 <= x <= 1.0:
-        raise InvalidVotingParameter(f"{what} must be in [0, 1], got {x!r}")
 
 
 # --------------------------------------------------------------------------- quorum, majority, unanimity
@@ -136,7 +112,7 @@ def quorum_met(cast: int, eligible: int, fraction: float | None) -> bool:
     the electorate (at least that share), or, for ``fraction`` None, are
     more than half of it (:data:`MAJORITY_QUORUM`; 0 of 0 meets both)."""
     if fraction is not None:
-        _fraction(fraction, "quorum fraction")
+        check_fraction(fraction, "quorum fraction")
     if eligible < 0 or not 0 <= cast <= eligible:
         raise InvalidVotingParameter(f"need 0 <= cast <= eligible, got cast={cast}, eligible={eligible}")
     if fraction is None:
@@ -265,7 +241,7 @@ def expertise_weight(metrics: Mapping[str, float]) -> float:
     if unknown:
         raise InvalidVotingParameter(f"unknown expertise metrics: {sorted(unknown)}")
     for name, v in metrics.items():
-        _fraction(v, name)
+        check_fraction(v, name)
     raw = sum(w * metrics.get(name, 0.5) for name, w in EXPERTISE_FACTORS.items())
     if raw >= 0.8:
         scaled = raw**0.7 * 2
@@ -386,7 +362,7 @@ def weighted_tally(
     strong_approve, >= 0.5 approve, >= 0.3 neutral, else reject.
     """
     if quorum is not None:
-        _fraction(quorum, "quorum")
+        check_fraction(quorum, "quorum")
     shares = cap_weight_shares(weights, cap)
     seen: set[Hashable] = set()
     num = den = participation = 0.0
@@ -472,131 +448,3 @@ def byzantine_tally(votes: Mapping[Hashable, Hashable], n: int, f: int | None = 
     counts, leader, top = _count(votes)
     decided = top >= quorum
     return ByzantineTally(decided, leader if decided else None, quorum, counts, n, f)
-
-
-# --------------------------------------------------------------------------- collusion-resistant consensus
-
-
-@dataclass(frozen=True)
-class ConsensusReport:
-    """An agent's estimate. ``confidence_level`` is carried for callers; the consensus mean ignores it."""
-
-    agent_id: str
-    estimated_value: float
-    confidence_level: float = 1.0
-    information_quality: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not math.isfinite(self.estimated_value):
-            raise InvalidVote(f"estimate must be finite, got {self.estimated_value!r}")
-        _fraction(self.confidence_level, "confidence_level")
-        _fraction(self.information_quality, "information_quality")
-
-
-@dataclass(frozen=True)
-class PaymentStructure:
-    """Payments of collusion-resistant consensus: a base, a bonus per unit of
-    accuracy, and a penalty for a suspected colluder."""
-
-    base_payment: float = 50.0
-    accuracy_bonus_rate: float = 2.0
-    collusion_penalty: float = 100.0
-
-
-@dataclass(frozen=True)
-class CollusionResult:
-    consensus_value: float
-    naive_consensus: float
-    suspected_colluders: frozenset[str]
-    collusion_detected: bool
-    accuracy: Mapping[str, float]
-    payments: Mapping[str, float]
-    reputations: Mapping[str, float]
-
-
-def _bucket(value: float, width: float) -> float:
-    return math.floor(value / width) * width
-
-
-def suspected_colluders(reports: Iterable[ConsensusReport], bucket_width: float = 5.0) -> frozenset[str]:
-    """A heuristic: agents whose estimates share a ``bucket_width`` bucket with another agent.
-
-    Buckets are ``floor(v / w) * w`` (truncating instead would merge the
-    two buckets either side of 0). It is a coarse signal: honest agents with
-    close estimates are flagged too, and colluders who spread out by more
-    than a bucket are not; callers should treat it as suspicion, not proof.
-    """
-    if not bucket_width > 0:
-        raise InvalidVotingParameter(f"bucket_width must be > 0, got {bucket_width!r}")
-    members: dict[float, set[str]] = {}
-    for r in reports:
-        members.setdefault(_bucket(r.estimated_value, bucket_width), set()).add(r.agent_id)
-    return frozenset(a for group in members.values() if len(group) > 1 for a in group)
-
-
-def _weighted_mean(reports: list[ConsensusReport]) -> float:
-    total = sum(r.information_quality for r in reports)
-    if total == 0:
-        return sum(r.estimated_value for r in reports) / len(reports)
-    return sum(r.information_quality * r.estimated_value for r in reports) / total
-
-
-def resolve_collusion_resistant_consensus(
-    reports: Iterable[ConsensusReport],
-    true_value: float,
-    *,
-    payment: PaymentStructure | None = None,
-    bucket_width: float = 5.0,
-    reputations: Mapping[str, float] | None = None,
-    default_reputation: float = 0.5,
-    reputation_penalty: float = 0.2,
-) -> CollusionResult:
-    """Consensus, collusion suspicion, payments and reputations once the true value is known.
-
-    * ``naive_consensus``: information-quality-weighted mean of all estimates
-      (the naive consensus); ``consensus_value``: the same over agents not
-      suspected (all of them if everyone is suspected), which is what makes
-      it collusion-*resistant*.
-    * accuracy ``= 1 - |estimate - true| / |true|``;
-      payment ``= max(0, base + accuracy * bonus_rate - penalty if suspected)``.
-    * suspected agents lose ``reputation_penalty`` (default 0.2), floored
-      at 0; unlisted agents start at ``default_reputation``.
-
-    ``payment`` defaults to :class:`PaymentStructure`'s defaults.
-    """
-    payment = payment or PaymentStructure()
-    reports = list(reports)
-    if not reports:
-        raise InvalidVotingParameter("no reports")
-    if len({r.agent_id for r in reports}) != len(reports):
-        raise DuplicateVote("an agent reported twice")
-    if not math.isfinite(true_value) or true_value == 0:
-        raise InvalidVotingParameter("true_value must be finite and non-zero (accuracy is relative to it)")
-    suspects = suspected_colluders(reports, bucket_width)
-    trusted = [r for r in reports if r.agent_id not in suspects] or reports
-    accuracy = {r.agent_id: 1 - abs(r.estimated_value - true_value) / abs(true_value) for r in reports}
-    payments = {
-        a: max(
-            0.0,
-            payment.base_payment
-            + acc * payment.accuracy_bonus_rate
-            - (payment.collusion_penalty if a in suspects else 0.0),
-        )
-        for a, acc in accuracy.items()
-    }
-    given = reputations or {}
-    reps = {
-        r.agent_id: max(
-            0.0, given.get(r.agent_id, default_reputation) - (reputation_penalty if r.agent_id in suspects else 0.0)
-        )
-        for r in reports
-    }
-    return CollusionResult(
-        consensus_value=_weighted_mean(trusted),
-        naive_consensus=_weighted_mean(reports),
-        suspected_colluders=suspects,
-        collusion_detected=bool(suspects),
-        accuracy=MappingProxyType(accuracy),
-        payments=MappingProxyType(payments),
-        reputations=MappingProxyType(reps),
-    )

@@ -13,9 +13,6 @@ monitors the host while it waits); afterwards the auction is unknown.
 
 from __future__ import annotations
 
-import itertools
-import os
-import uuid
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +23,7 @@ from . import _board
 from ._auction_data import AuctionOutcome, AuctionSpec, Cleared, UnknownAuction, auction_key
 from ._errors import AuctionLost
 from ._host import placed_call
-from ._hosting import DEFAULT_LINGER, check_linger, host_call, host_of
+from ._hosting import DEFAULT_LINGER, check_linger, host_call, host_of, new_item_id
 from ._mechanisms import make_mechanism
 from .auctions import InvalidAuctionParameter
 
@@ -44,9 +41,6 @@ __all__ = [
     "list_auctions",
 ]
 
-_ids = itertools.count(1)
-_prefix = uuid.uuid4().hex[:8]
-
 
 @dataclass(frozen=True)
 class AuctionRef:
@@ -58,10 +52,6 @@ class AuctionRef:
     pid: otp.Pid | None = field(compare=False)
     kind: str = field(compare=False)
     item: Any = field(compare=False)
-
-
-def _new_id() -> str:
-    return f"auction-{_prefix}-{os.getpid()}-{next(_ids)}"
 
 
 def _host(auction: Any) -> otp.Pid:
@@ -116,7 +106,7 @@ def create_auction(kind: str, item: Any, reserve: float = 0.0, participants: Any
     Raises the rules' ``InvalidAuctionParameter`` for bad parameters,
     ``DuplicateAuction``, or ``NotStarted``."""
     if options.get("auction_id") is None:
-        options["auction_id"] = _new_id()
+        options["auction_id"] = new_item_id("auction")
     return _start(kind, item, reserve, participants, options, [], False)
 
 
@@ -134,7 +124,7 @@ def create_auction_async(
     raises :class:`AuctionLost` at once if the host dies first."""
     target = otp.self() if reply_to is None else reply_to
     if options.get("auction_id") is None:
-        options["auction_id"] = _new_id()
+        options["auction_id"] = new_item_id("auction")
     tag = AuctionRef(options["auction_id"], None, kind, item)  # equal to the returned ref (same id)
     return _start(kind, item, reserve, participants, options, [(target, tag)], True)
 

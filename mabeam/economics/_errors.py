@@ -55,40 +55,44 @@ class BiddersExited(EconomicsError):
         return f"auction {self.auction_id!r} has no live winner: the bidders {names} exited with their bids standing"
 
 
-class _Crashed(EconomicsError):
+class _ItemFailure(EconomicsError):
+    """An auction or a market failed: ``args`` are its id and the cause,
+    which :attr:`says` puts in words."""
+
+    what = "item"
+    says = "failed ({!r})"
+
+    def __init__(self, item_id: object, cause: object) -> None:
+        super().__init__(item_id, cause)
+
+    @property
+    def item_id(self) -> object:
+        return self.args[0]
+
+    def __str__(self) -> str:
+        return f"{self.what} {self.item_id!r} " + self.says.format(self.args[1])
+
+
+class _Crashed(_ItemFailure):
     """The item's own code raised ``crash`` (an ``otp.Crash``: type,
     message, traceback); it failed alone and stays failed until it leaves."""
 
-    what = "item"
-
-    def __init__(self, item_id: object, crash: object) -> None:
-        super().__init__(item_id, crash)
-        self.crash = crash
+    says = "failed: its code raised {!r}"
 
     @property
-    def item_id(self) -> object:
-        return self.args[0]
-
-    def __str__(self) -> str:
-        return f"{self.what} {self.item_id!r} failed: its code raised {self.crash!r}"
+    def crash(self) -> object:
+        return self.args[1]
 
 
-class _Lost(EconomicsError):
+class _Lost(_ItemFailure):
     """The host process that held the item exited with ``reason`` (SIGKILL:
     ``'killed'``); the item's state went with it."""
 
-    what = "item"
-
-    def __init__(self, item_id: object, reason: object) -> None:
-        super().__init__(item_id, reason)
-        self.reason = reason
+    says = "is lost: its host process exited ({!r})"
 
     @property
-    def item_id(self) -> object:
-        return self.args[0]
-
-    def __str__(self) -> str:
-        return f"{self.what} {self.item_id!r} is lost: its host process exited ({self.reason!r})"
+    def reason(self) -> object:
+        return self.args[1]
 
 
 class AuctionCrashed(_Crashed):

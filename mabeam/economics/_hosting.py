@@ -28,9 +28,12 @@ says ``failed``), while the host and every other item go on.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
+import os
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar, Protocol
@@ -43,7 +46,7 @@ from ._errors import EconomicsError
 
 log = logging.getLogger("mabeam.economics")
 
-__all__ = ["TIMER", "DEFAULT_LINGER", "HostSide", "Hosted", "check_linger", "host_call", "log"]
+__all__ = ["TIMER", "DEFAULT_LINGER", "HostSide", "Hosted", "check_linger", "host_call", "log", "new_item_id"]
 
 #: The first element of every message a host sends itself for an item.
 TIMER = "$economics"
@@ -82,6 +85,17 @@ def host_of(item: Any, ref_type: type, key: Callable[[Any], Any], unknown: Calla
     if host is None:
         raise unknown(item)
     return host
+
+
+_ids = itertools.count(1)
+_prefix = uuid.uuid4().hex[:8]
+
+
+def new_item_id(kind: str) -> str:
+    """A fresh id for an item of ``kind`` (``'auction'``, ``'market'``):
+    unique across the processes that create items (their pid) and the
+    nodes and runs that reuse a pid (a random prefix per process)."""
+    return f"{kind}-{_prefix}-{os.getpid()}-{next(_ids)}"
 
 
 def check_linger(linger: Any, error: type[Exception]) -> float:

@@ -9,9 +9,6 @@ A call in flight when the host dies raises :class:`MarketLost` at once.
 
 from __future__ import annotations
 
-import itertools
-import os
-import uuid
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +18,7 @@ import otp
 from . import _board
 from ._errors import MarketLost
 from ._host import placed_call
-from ._hosting import DEFAULT_LINGER, check_linger, host_call, host_of
+from ._hosting import DEFAULT_LINGER, check_linger, host_call, host_of, new_item_id
 from ._market import (
     Cancelled,
     InvalidMarketParameter,
@@ -44,9 +41,6 @@ __all__ = [
     "list_market_trades",
     "list_markets",
 ]
-
-_ids = itertools.count(1)
-_prefix = uuid.uuid4().hex[:8]
 
 
 @dataclass(frozen=True)
@@ -81,7 +75,7 @@ def create_market(
     finite number).  Raises ``DuplicateMarket``, ``InvalidMarketParameter``,
     or ``NotStarted``."""
     if market_id is None:
-        market_id = f"market-{_prefix}-{os.getpid()}-{next(_ids)}"
+        market_id = new_item_id("market")
     spec = MarketSpec(market_id, item, bool(settle), check_linger(linger, InvalidMarketParameter))
     host, _ = placed_call(market_key(market_id), "create_market", spec)
     return MarketRef(market_id, host, item)

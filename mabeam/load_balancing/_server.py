@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import otp
 
 from .._agent_watch import AgentStarted, AgentWatch
+from .._common import ServerOptions
 from .._errors import AgentNotRunning
 from ..telemetry import TELEMETRY, emit_event
 from ._strategies import AgentLoad, LoadStats, OverloadThresholds, Strategy, load_stats, select
@@ -299,15 +300,6 @@ class LoadBalancer(otp.Service):
             member.load = replace(member.load, cpu=cpu, memory_bytes=usage.rss)
 
 
-_options = LoadBalancerOptions()
-
-
-def set_server_options(options: LoadBalancerOptions) -> None:
-    """The options the next ``mabeam.start()`` starts the load balancer with."""
-    global _options
-    _options = options
-
-
-def child_spec() -> otp.ChildSpec:
-    """The load balancer's child spec (registered as ``mabeam.load_balancer``)."""
-    return LoadBalancer.child_spec(_options, id=LOAD_BALANCER, name=LOAD_BALANCER)
+_options = ServerOptions(LoadBalancer, LOAD_BALANCER, LoadBalancerOptions())
+set_server_options = _options.set_server_options
+child_spec = _options.child_spec

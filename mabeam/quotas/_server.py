@@ -64,7 +64,7 @@ from otp._oslib import proc_state
 from .._agent import agent_name
 from .._agent_registry import stop_agent
 from .._agent_watch import AgentStarted, AgentWatch
-from .._common import TABLES, Subscribers
+from .._common import TABLES, ServerOptions, Subscribers
 from .._errors import AgentNotRunning, UnknownAgent
 from .._names import TASKS
 from ..telemetry import emit_event
@@ -504,15 +504,6 @@ class QuotaManager(otp.Service):
                 self._signal(w, signal.SIGCONT)
 
 
-_options = QuotaOptions()
-
-
-def set_server_options(options: QuotaOptions) -> None:
-    """The options the next ``mabeam.start()`` starts the quota manager with."""
-    global _options
-    _options = options
-
-
-def child_spec() -> otp.ChildSpec:
-    """The quota manager's child spec (registered as ``mabeam.quotas``)."""
-    return QuotaManager.child_spec(_options, id=QUOTAS, name=QUOTAS)
+_options = ServerOptions(QuotaManager, QUOTAS, QuotaOptions())
+set_server_options = _options.set_server_options
+child_spec = _options.child_spec

@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 import otp
 
-from .._common import Subscribers
+from .._common import ServerOptions, Subscribers
 from ._alerts import DEFAULT_THRESHOLDS, Alert, AlertChange, AlertDirection, Threshold
 from ._emit import TELEMETRY
 from ._events import EventBus, EventName, Handler, HandlerFailure
@@ -232,15 +232,6 @@ class TelemetryServer(otp.Service):
         return otp.NoReply(state)
 
 
-_options = TelemetryOptions()
-
-
-def set_server_options(options: TelemetryOptions) -> None:
-    """The options the next ``mabeam.start()`` starts the telemetry server with."""
-    global _options
-    _options = options
-
-
-def child_spec() -> otp.ChildSpec:
-    """The telemetry server's child spec (registered as ``mabeam.telemetry``)."""
-    return TelemetryServer.child_spec(_options, id=TELEMETRY, name=TELEMETRY)
+_options = ServerOptions(TelemetryServer, TELEMETRY, TelemetryOptions())
+set_server_options = _options.set_server_options
+child_spec = _options.child_spec
