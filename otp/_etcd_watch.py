@@ -225,6 +225,16 @@ class EtcdWatch:
             with self._store._lock:
                 self._store._watches.discard(self)
 
+    def _resume(self) -> bool:
+        """Open a new stream from the next revision, within the watch's
+        budget; False if no member took it (the watch ended with the error)."""
+        try:
+            self._connect(time.monotonic() + self._budget, self._next_revision)
+        except ClusterStoreError as error:
+            self._end(error)
+            return False
+        return True
+
     def _serve(self) -> None:
         while not self._cancelled.is_set():
             try:
@@ -236,10 +246,7 @@ class EtcdWatch:
                 log.info(
                     "etcd watch %r lost its stream (%s); resuming at revision %d", self._prefix, e, self._next_revision
                 )
-                try:
-                    self._connect(time.monotonic() + self._budget, self._next_revision)
-                except ClusterStoreError as error:
-                    self._end(error)
+                if not self._resume():
                     return
                 continue
             compact = int_field(message, "compact_revision")
@@ -251,10 +258,7 @@ class EtcdWatch:
                 # resume elsewhere, as for a broken stream.
                 self._drop_stream()
                 self._buffer = ""
-                try:
-                    self._connect(time.monotonic() + self._budget, self._next_revision)
-                except ClusterStoreError as error:
-                    self._end(error)
+                if not self._resume():
                     return
                 continue
             # The events of one revision (a transaction's) come in one

@@ -72,15 +72,14 @@ from ._dist_wire import (
     decode_forward,
     pack_batch,
 )
-from ._errors import StartError, Timeout
 from ._gateway_conns import Conn, ConnsMixin
 from ._gateway_inbound import InboundMixin
 from ._gateway_links import Relations
 from ._gateway_requests import RequestsMixin
 from ._keys import KeyPair
-from ._pid import Pid, Ref, make_ref
-from ._reasons import DOWN
+from ._pid import Pid, Ref
 from ._signal_records import Dead, Demonitor, Exit, Link, Monitor, Signal, Unlink, decode_signal
+from ._start_handshake import start_linked
 from ._start_result import StartAck, Started, StartFailed
 
 log = logging.getLogger("otp.dist")
@@ -435,24 +434,7 @@ class Gateway(InboundMixin, ConnsMixin, RequestsMixin):
 def start_link(config: GatewayConfig) -> Pid:
     """Start the node's gateway linked to the caller (a kernel child);
     returns once it listens and is registered as ``net_kernel``."""
-    proc = _process.current()
-    ack = make_ref()
-    pid, ref = proc.spawn(_main, (config, proc.pid, ack), {}, link=True, monitor=True)
-    try:
-        msg = proc.receive(
-            _START_TIMEOUT,
-            lambda m: (type(m) is StartAck and m.ref == ack) or (isinstance(m, DOWN) and m.ref == ref),
-        )
-    except Timeout:
-        proc.exit_signal(pid, "kill")
-        raise StartError("timeout") from None
-    finally:
-        proc.demonitor(ref, flush=True)
-    if isinstance(msg, DOWN):
-        raise StartError(msg.reason)
-    if isinstance(msg.result, StartFailed):
-        raise StartError(msg.result.reason)
-    return pid
+    return start_linked(_main, config, _START_TIMEOUT)
 
 
 def _main(config: GatewayConfig, parent: Pid, ack: Ref) -> None:

@@ -40,13 +40,7 @@ from ._dist_wire import (
     ROUTE,
     SIG,
     WELCOME,
-    AliveReply,
-    AliveRequest,
     NodeAddress,
-    SpawnReply,
-    SpawnRequest,
-    WhereisReply,
-    WhereisRequest,
     decode_hello,
     encode_hello,
     iter_batch,
@@ -98,10 +92,7 @@ class InboundMixin:
     conns: dict[str, Conn]
     _ensure_conn: Callable[[str], Conn | None]
     _node_down: Callable[[str, object], None]
-    _spawn_for: Callable[[str, SpawnRequest], None]
-    _spawn_reply: Callable[[SpawnReply], None]
-    _alive_reply: Callable[[AliveReply], None]
-    _whereis_reply: Callable[[WhereisReply], None]
+    _control: Callable[[str, bytes], None]
     names_unknown: int
 
     def _zap(self) -> None:
@@ -330,24 +321,6 @@ class InboundMixin:
         conn = self._ensure_conn(target.node)
         if conn is not None:
             conn.dealer.send_multipart([SIG, pickle.dumps(target, _PROTOCOL), encode_signal(sig)])
-
-    def _control(self, node: str, body: bytes) -> None:
-        record = pickle.loads(body)
-        if isinstance(record, SpawnRequest):
-            if record.parent.node == node:
-                self._spawn_for(node, record)
-        elif isinstance(record, SpawnReply):
-            self._spawn_reply(record)
-        elif isinstance(record, AliveRequest):
-            pid = record.pid
-            alive = pid.node == self.name and self.proc.is_alive(pid)
-            self._control_to(node, AliveReply(record.req, alive))
-        elif isinstance(record, AliveReply):
-            self._alive_reply(record)
-        elif isinstance(record, WhereisRequest):
-            self._control_to(node, WhereisReply(record.req, self._whereis(record.name)))
-        elif isinstance(record, WhereisReply):
-            self._whereis_reply(record)
 
     def _control_to(self, node: str, record: object) -> bool:
         conn = self._ensure_conn(node)

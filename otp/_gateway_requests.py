@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import pickle
 from typing import TYPE_CHECKING, Any
 
 from . import _process
@@ -273,6 +274,27 @@ class RequestsMixin:
             return
         self._control_to(node, SpawnReply(record.req, pid, None))
 
+    def _control(self, node: str, body: bytes) -> None:
+        """A control record from ``node``: a request of its processes (a
+        spawn, a liveness or name question), answered with a record back,
+        or the answer to one of ours."""
+        record = pickle.loads(body)
+        if isinstance(record, SpawnRequest):
+            if record.parent.node == node:
+                self._spawn_for(node, record)
+        elif isinstance(record, SpawnReply):
+            self._spawn_reply(record)
+        elif isinstance(record, AliveRequest):
+            pid = record.pid
+            alive = pid.node == self.name and self.proc.is_alive(pid)
+            self._control_to(node, AliveReply(record.req, alive))
+        elif isinstance(record, AliveReply):
+            self._alive_reply(record)
+        elif isinstance(record, WhereisRequest):
+            self._control_to(node, WhereisReply(record.req, self._whereis(record.name)))
+        elif isinstance(record, WhereisReply):
+            self._whereis_reply(record)
+
     def _alive_reply(self, record: AliveReply) -> None:
         pending = self.pending.pop(record.req, None)
         if pending is not None and pending[0] == "alive":
@@ -300,4 +322,7 @@ class RequestsMixin:
         raise NotImplementedError
 
     def _control_to(self, node: str, record: object) -> bool:
+        raise NotImplementedError
+
+    def _whereis(self, name: object) -> Pid | None:
         raise NotImplementedError

@@ -111,25 +111,17 @@ class LifecycleMixin(ProcessBase):
             blob = dumps_by_value((fn, tuple(args), dict(kwargs)))
             ref = make_ref() if monitor else None
             sig = self.sig
-            zygote = self._zygote
-            if zygote is None:
-                zygote = self._zygote = ZygoteClient(self.node.zygote_address)
-            registered: list[Pid] = []
 
-            def register(uid: int, ospid: int, start: int) -> bytes:
-                pid = Pid(self.node.name, uid, ospid, start, self.node.creation)
-                registered.append(pid)
+            def record(pid: Pid) -> None:
                 with sig.lock:
                     if link:
-                        sig.links[uid] = pid
+                        sig.links[pid.uid] = pid
                         sig.hold(pid)
                     if ref is not None:
                         sig.monitors[ref] = pid
                         sig.hold(pid)
-                return dumps(SpawnSpec(self.pid, link, ref, absolute_path(sys.path), blob))
 
-            zygote.spawn(register, module)
-            pid = registered[0]
+            pid = self.spawn_for(self.pid, blob, link, ref, module, sys.path, record)
             with sig.lock:
                 if pid.uid in sig.refs and not sig.watch(pid):
                     sig.drain_and_settle(pid)  # it is gone already
@@ -156,8 +148,9 @@ class LifecycleMixin(ProcessBase):
         it under ``ref`` as asked, before it runs (what a gateway does for a
         spawn asked from another node, see :meth:`_spawn_remote`).  Nothing
         is recorded in this process's own tables; ``on_register(pid)`` is
-        called before the new process can run.  ``path`` (the parent's
-        ``sys.path``) is added to the new process's, as a local spawner's is."""
+        called before the new process can run (:meth:`spawn` records its
+        link and monitor there, with this process as ``parent``).  ``path``
+        (the parent's ``sys.path``) is added to the new process's."""
         with self.kernel_code:
             zygote = self._zygote
             if zygote is None:

@@ -63,6 +63,7 @@ import pickle
 import select
 import socket
 import threading
+from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
 __all__ = [
@@ -71,6 +72,8 @@ __all__ = [
     "start_listener",
     "install_forwarder",
     "report",
+    "serve_datagrams",
+    "drain_datagrams",
     "REPORT",
     "PID",
     "NAME",
@@ -122,6 +125,33 @@ def report(kind: str, **fields: object) -> dict[str, object]:
     return extra
 
 
+def serve_datagrams(sock: socket.socket, wake_r: int, size: int, take: Callable[[bytes], object]) -> None:
+    """The loop of a daemon thread that serves the non-blocking datagram
+    socket ``sock``: ``take(datagram)`` for each datagram (at most ``size``
+    bytes), until a byte arrives on the pipe ``wake_r`` or ``sock`` fails.
+    The root's log listener runs it, and so does the observer's report tap."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    poller.register(wake_r, select.POLLIN)
+    while True:
+        ready = {fd for fd, _ in poller.poll()}
+        if wake_r in ready or not drain_datagrams(sock, size, take):
+            return
+
+
+def drain_datagrams(sock: socket.socket, size: int, take: Callable[[bytes], object]) -> bool:
+    """``take(datagram)`` for each datagram queued on the non-blocking
+    ``sock``; False if reading it failed (it is closed)."""
+    while True:
+        try:
+            data = sock.recv(size)
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError:
+            return False
+        take(data)
+
+
 # ------------------------------------------------------------------ root side
 
 
@@ -145,24 +175,10 @@ class LogListener:
         self._thread.start()
 
     def _serve(self) -> None:
-        poller = select.poll()
-        poller.register(self.sock, select.POLLIN)
-        poller.register(self._wake_r, select.POLLIN)
-        while True:
-            ready = {fd for fd, _ in poller.poll()}
-            if self._wake_r in ready:
-                return
-            self._drain()
+        serve_datagrams(self.sock, self._wake_r, _MAX_DATAGRAM, self._emit)
 
     def _drain(self) -> None:
-        while True:
-            try:
-                data = self.sock.recv(_MAX_DATAGRAM)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return
-            self._emit(data)
+        drain_datagrams(self.sock, _MAX_DATAGRAM, self._emit)
 
     def _emit(self, data: bytes) -> None:
         try:

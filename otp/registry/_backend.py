@@ -1,4 +1,5 @@
-"""Storage interface of the name registry: the protocol, the shared rules, the errors.
+"""Storage interface of the name registry: the protocol and the shared rules
+(its errors are :mod:`otp.registry._errors`, re-exported here).
 
 The registry *process* (a ZeroMQ ROUTER server) owns exactly one backend and
 does every read and write through it; there is no second store on the side.
@@ -22,18 +23,34 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import reprlib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from .._errors import CalleeExit, OTPError
 from .._pid import Pid
+from ._errors import (
+    AlreadyRegistered,
+    BackendClosed,
+    BackendUnavailable,
+    InvalidKey,
+    InvalidMetadata,
+    InvalidPid,
+    InvalidValue,
+    MalformedRequest,
+    NotFound,
+    PidNotAlive,
+    PidNotLocal,
+    RegistryDown,
+    RegistryError,
+    RegistryFull,
+    UnknownOperation,
+    short_repr,
+)
 
 __all__ = [
     "Key", "Mode", "MODES", "Entry", "RegistryBackend", "MembershipStore", "BaseBackend",
-    "RegistryError", "AlreadyRegistered", "NotFound", "PidNotAlive", "InvalidKey",
+    "RegistryError", "AlreadyRegistered", "NotFound", "PidNotAlive", "PidNotLocal", "InvalidKey",
     "InvalidPid", "InvalidMetadata", "InvalidValue", "BackendUnavailable", "BackendClosed",
     "MalformedRequest", "UnknownOperation", "RegistryFull", "RegistryDown",
 ]  # fmt: skip
@@ -46,140 +63,6 @@ MODES: tuple[str, ...] = ("unique", "duplicate")
 MAX_KEY_DEPTH = 32
 _UINT64 = 1 << 64
 _INT64 = 1 << 63
-_short = reprlib.Repr()
-_short.maxstring = _short.maxother = 60
-
-
-# --- errors -------------------------------------------------------------------------------------
-
-
-class RegistryError(OTPError):
-    """Base class of every error the registry storage raises."""
-
-
-class AlreadyRegistered(RegistryError):
-    """A unique key is held by another live process (``existing_pid``)."""
-
-    def __init__(self, key: Key, existing_pid: Pid) -> None:
-        super().__init__(key, existing_pid)
-        self.key = key
-        self.existing_pid = existing_pid
-
-    def __str__(self) -> str:
-        return f"{_short.repr(self.key)} is already registered by {self.existing_pid!r}"
-
-
-class NotFound(RegistryError, LookupError):
-    """No live entry for ``key`` (held by ``pid``, when one was given)."""
-
-    def __init__(self, key: Key, pid: Pid | None = None) -> None:
-        super().__init__(key, pid)
-        self.key = key
-        self.pid = pid
-
-    def __str__(self) -> str:
-        by = f" held by {self.pid!r}" if self.pid is not None else ""
-        return f"no registration of {_short.repr(self.key)}{by}"
-
-
-class PidNotAlive(RegistryError):
-    """``register`` was asked to store a process that is already dead."""
-
-    def __init__(self, pid: Pid) -> None:
-        super().__init__(pid)
-        self.pid = pid
-
-    def __str__(self) -> str:
-        return f"{self.pid!r} is not alive"
-
-
-class PidNotLocal(RegistryError):
-    """pg's ``join`` or ``leave`` was given a process of another node: only a
-    node's own processes join its scope, as in OTP (the scope on that node
-    tells the others)."""
-
-    def __init__(self, pid: Pid) -> None:
-        super().__init__(pid)
-        self.pid = pid
-
-    def __str__(self) -> str:
-        return f"{self.pid!r} is a process of another node: only local processes join or leave a pg group here"
-
-
-class InvalidKey(RegistryError, TypeError):
-    """The key is not a str, int, bytes, or a tuple of those."""
-
-
-class InvalidPid(RegistryError, TypeError):
-    """The pid is not a well-formed :class:`otp.Pid`."""
-
-
-class InvalidMetadata(RegistryError, TypeError):
-    """Metadata is not a mapping with str keys, or (persistent backends) cannot be pickled."""
-
-
-class InvalidValue(RegistryError, TypeError):
-    """A value a persistent backend cannot pickle."""
-
-
-class BackendUnavailable(RegistryError):
-    """The backend cannot work: unknown name, unopenable or corrupt store, I/O failure.
-
-    Raised at construction rather than degrading to another store: a
-    registry that silently lost its persistence would be worse than none."""
-
-
-class BackendClosed(BackendUnavailable):
-    """The backend was used after :meth:`close`."""
-
-
-class MalformedRequest(RegistryError, ValueError):
-    """A request to the registry process that is not ``(request id, op,
-    args)`` with ``args`` a tuple of the arity ``op`` takes.  The registry
-    answers it with this error (or drops it, logged, when it cannot even read
-    the request id) and goes on serving."""
-
-
-class UnknownOperation(MalformedRequest):
-    """The request names no operation of the registry process."""
-
-
-class RegistryFull(RegistryError):
-    """The registry watches as many processes as its descriptor limit allows
-    (a pidfd each; Erlang's ``system_limit``): this process was not
-    registered or joined.  Raise ``ulimit -n`` for more (see README, limits)."""
-
-    def __init__(self, pid: Pid, watched: int) -> None:
-        super().__init__(pid, watched)
-        self.pid = pid
-        self.watched = watched
-
-    def __str__(self) -> str:
-        return (
-            f"the registry cannot watch {self.pid!r}: it already watches {self.watched} processes, "
-            "what its descriptor limit allows"
-        )
-
-
-class RegistryDown(RegistryError, CalleeExit):
-    """The registry process died while your request was in flight: it may or
-    may not have been applied.
-
-    What OTP's ``gen_server:call`` does when the server dies (an exit with
-    the server's reason, ``reason`` here: ``'killed'`` for a SIGKILL); the
-    request is not sent again, because a request that killed the registry
-    would kill its successor too.  A write that matters can be checked (a
-    lookup) and repeated by the caller, who knows whether repeating it is
-    safe.  The node's name registry is restarted by its supervisor on the
-    same endpoint: the next request goes to the successor; a keyed
-    registry's endpoint dies with it: the next request raises ``NoProc``.
-    Also a :class:`otp.CalleeExit`."""
-
-    def __str__(self) -> str:
-        return (
-            f"the registry {self.server!r} died with reason {self.reason!r} while a request was in flight "
-            f"({self.request}): it may or may not have been applied"
-        )
 
 
 # --- values -------------------------------------------------------------------------------------
@@ -231,7 +114,7 @@ def canonical_key(key: object, _depth: int = 0) -> Key:
         return int.__int__(key)
     if isinstance(key, bytes):
         return bytes(memoryview(key))
-    raise InvalidKey(f"registry keys are str, int, bytes or tuples of those, not {t.__name__}: {_short.repr(key)}")
+    raise InvalidKey(f"registry keys are str, int, bytes or tuples of those, not {t.__name__}: {short_repr(key)}")
 
 
 def index_form(value: object, _depth: int = 0) -> Any:
@@ -274,7 +157,7 @@ def check_pid(pid: object) -> Pid:
     OS pid and start time signed 64 bits); every backend enforces them so that
     swapping backends never changes what is accepted."""
     if not isinstance(pid, Pid):
-        raise InvalidPid(f"expected an otp.Pid, got {type(pid).__name__}: {_short.repr(pid)}")
+        raise InvalidPid(f"expected an otp.Pid, got {type(pid).__name__}: {short_repr(pid)}")
     uid, ospid, start = pid.uid, pid.ospid, pid.start
     if not (
         isinstance(pid.node, str)
@@ -288,7 +171,7 @@ def check_pid(pid: object) -> Pid:
 
 def check_metadata_key(name: object) -> str:
     if not isinstance(name, str):
-        raise InvalidMetadata(f"metadata keys are str, not {type(name).__name__}: {_short.repr(name)}")
+        raise InvalidMetadata(f"metadata keys are str, not {type(name).__name__}: {short_repr(name)}")
     return name if type(name) is str else str.__str__(name)
 
 
@@ -300,7 +183,7 @@ def check_metadata(metadata: object) -> dict[str, Any]:
     if metadata is None:
         return {}
     if not isinstance(metadata, Mapping):
-        raise InvalidMetadata(f"metadata is a dict, not {type(metadata).__name__}: {_short.repr(metadata)}")
+        raise InvalidMetadata(f"metadata is a dict, not {type(metadata).__name__}: {short_repr(metadata)}")
     return {check_metadata_key(k): v for k, v in metadata.items()}
 
 

@@ -49,6 +49,8 @@ membership when a member exits, as OTP's pg sends them; the server watches
 it and forgets its monitors when it exits.  Both are sent before the reply
 to the request that caused them.
 
+Operations.  Those on keys are :class:`._name_ops.NameOps`'s.
+
 Process groups.  The ``pg_*`` operations are :class:`._pg_ops.PgOps`'s.
 On a node that listens, a registry that serves a pg scope (the node's
 name registry, or one of ``otp.pg.start_link``) spawns and links the
@@ -80,32 +82,30 @@ from typing import Any
 
 import zmq
 
-from .. import _api, _process
+from .. import _process
 from .._codec import encode_frame
-from .._errors import NoProc, ProcessExit, StartError, Timeout
+from .._errors import NoProc, ProcessExit, Timeout
 from .._oslib import raise_fd_limit
 from .._pid import Pid, Ref
 from .._reasons import DOWN, EXIT
-from .._signal_records import Named
+from .._start_handshake import start_linked
 from .._start_result import StartAck, Started, StartFailed
-from ._backend import AlreadyRegistered, MembershipStore, PidNotAlive, RegistryError, RegistryFull
+from ._backend import MembershipStore, RegistryError, RegistryFull
 from ._backends import open_backend
-from ._events import PgEvent, Registered, RegistryEvent, Unregistered
+from ._events import PgEvent, RegistryEvent
+from ._name_ops import NameOps
 from ._pg_ops import PgOps
 from ._protocol import (
     OPS,
     READ_OPS,
     Change,
     EntryAdded,
-    EntryRemoved,
-    MetadataUpdated,
     PgMonitorEnded,
     Refused,
     Snapshot,
     StampFile,
     SyncToken,
     Unanswerable,
-    ValueUpdated,
     decode_request,
     encode_pid,
     encode_reply,
@@ -129,16 +129,7 @@ def endpoints(node_dir: str, uid: int | None) -> tuple[str, str]:
 
 def start_link(config: dict) -> Pid:
     """Start a registry server linked to the caller; returns once it serves."""
-    proc = _process.current()
-    ack = _api.make_ref()
-    pid, ref = proc.spawn(_main, (config, proc.pid, ack), {}, link=True, monitor=True)
-    msg = proc.receive(30.0, lambda m: (type(m) is StartAck and m.ref == ack) or (isinstance(m, DOWN) and m.ref == ref))
-    proc.demonitor(ref, flush=True)
-    if isinstance(msg, DOWN):
-        raise StartError(msg.reason)
-    if isinstance(msg.result, StartFailed):
-        raise StartError(msg.result.reason)
-    return pid
+    return start_linked(_main, config, _START_TIMEOUT)
 
 
 def _main(config: dict[str, Any], parent: Pid, ack: Ref) -> None:
@@ -157,11 +148,10 @@ def _main(config: dict[str, Any], parent: Pid, ack: Ref) -> None:
     server.serve(parent)
 
 
+#: Seconds a registry may take to start.
+_START_TIMEOUT = 30.0
 #: Requests taken in at most before the mailbox is looked at again.
 _BATCH = 1000
-#: Keys the lookup cache holds at most (cleared when full: a registry's hot
-#: names are few; a scan over many keys must not grow the server).
-_CACHE_MAX = 4096
 #: ``zmq.SNDMORE`` and friends as plain ints: an enum costs a microsecond.
 _SNDMORE = int(zmq.SNDMORE)
 _NOBLOCK = int(zmq.NOBLOCK)
@@ -210,7 +200,7 @@ class DropLog:
             self._emit("registry dropped a request it cannot answer: %s", reason)
 
 
-class _Server(PgOps):
+class _Server(NameOps, PgOps):
     def __init__(self, proc: _process.Process, config: dict[str, Any]) -> None:
         self.proc = proc
         # uid -> alive, while a batch of requests is answered (see _alive).
@@ -450,126 +440,7 @@ class _Server(PgOps):
         except NoProc:
             pass
 
-    def _registered(self, key: Any, pid: Pid, value: Any, metadata: dict) -> None:
-        self.held.setdefault(pid.uid, {})[key] = None
-        self._publish(EntryAdded(key, pid, value, metadata))
-        if self.listeners:
-            event = Registered(self.proc.pid if self.name is None else self.name, key, pid, value)
-            for listener in self.listeners:
-                self._tell(listener, event)
-
-    def _removed(self, key: Any, pid: Pid) -> None:
-        """``pid``'s entries under ``key`` are gone (from the backend already)."""
-        self._publish(EntryRemoved(key, pid))
-        self._forget(key, pid)
-
-    def _forget(self, key: Any, pid: Pid) -> None:
-        """``pid`` holds ``key`` no more: tell the listeners."""
-        held = self.held.get(pid.uid)
-        if held is not None:
-            held.pop(key, None)
-            if not held:
-                del self.held[pid.uid]
-        if self.listeners:
-            event = Unregistered(self.proc.pid if self.name is None else self.name, key, pid)
-            for listener in self.listeners:
-                self._tell(listener, event)
-
     # ------------------------------------------------------------ operations
-
-    def op_register(self, key: Any, pid: Pid, value: Any = None, metadata: dict | None = None) -> None:
-        if not self._alive(pid):
-            raise PidNotAlive(pid)
-        if self.one_name_per_pid:
-            held = [k for k in self.backend.keys_of(pid) if k != key]
-            if held:
-                raise AlreadyRegistered(held[0], pid)  # Erlang: one name per process
-        self._watch(pid)  # first: an entry nothing watches would outlive its process
-        try:
-            self.backend.register(key, pid, value, metadata)
-        except RegistryError:
-            self._unwatch_if_unused(pid)
-            raise
-        if self.one_name_per_pid:
-            self._tell_named(pid)
-        self._registered(key, pid, value, metadata or {})
-
-    def _tell_named(self, pid: Pid) -> None:
-        """Let the process know it holds a name: its exit drops the name
-        before anyone hears of its death."""
-        proc = self.proc
-        if not proc.node.is_local(pid.node):
-            return  # its exit hook knows its own node's registry only: its names here go on its DOWN
-        proc.sig.send(pid, Named(proc.pid, 0), proc.node.signal_address(pid.uid))
-
-    def op_unregister(self, key: Any, pid: Pid | None = None) -> None:
-        entries = self.backend.lookup(key)
-        self.backend.unregister(key, pid)
-        removed = [entry.pid for entry in entries if pid is None or entry.pid == pid]
-        for holder in removed:  # replicas: one change per entry (a duplicate key may have several)
-            self._publish(EntryRemoved(key, holder))
-        for holder in dict.fromkeys(removed):  # listeners: one event per holder, as Elixir sends
-            self._forget(key, holder)
-            self._unwatch_if_unused(holder)
-
-    def op_unregister_pid(self, pid: Pid) -> list:
-        keys = self.backend.unregister_pid(pid)
-        for key in keys:
-            self._removed(key, pid)
-        self._unwatch_if_unused(pid)
-        return keys
-
-    def _lookup(self, key: Any) -> list:
-        """The backend's live entries for ``key``, from the cache if it holds
-        them and they are all still alive."""
-        cache = self._cache
-        try:
-            entries = cache.get(key)
-        except TypeError:  # unhashable: the backend raises its InvalidKey
-            return self.backend.lookup(key)
-        if entries is not None:
-            alive = self._alive
-            for e in entries:
-                if not alive(e.pid):
-                    break
-            else:
-                return entries
-        entries = self.backend.lookup(key)
-        if len(cache) >= _CACHE_MAX:
-            cache.clear()
-        cache[key] = entries
-        return entries
-
-    def op_lookup(self, key: Any) -> list:
-        return [(e.pid, e.value) for e in self._lookup(key)]
-
-    def op_lookup_entries(self, key: Any) -> list:
-        return self._lookup(key)
-
-    def op_whereis(self, key: Any) -> Pid | None:
-        entries = self._lookup(key)
-        return entries[0].pid if entries else None
-
-    def op_registered(self) -> list:
-        return sorted({e.key for e in self.backend.list_all()}, key=repr)
-
-    def op_keys(self, pid: Pid) -> list:
-        return self.backend.keys_of(pid)
-
-    def op_count(self) -> int:
-        return self.backend.count()
-
-    def op_match_metadata(self, field: str, value: Any) -> list:
-        return self.backend.match(field, value)
-
-    def op_update_value(self, key: Any, pid: Pid, value: Any) -> None:
-        self.backend.update_value(key, pid, value)
-        self._publish(ValueUpdated(key, pid, value))
-
-    def op_update_metadata(self, key: Any, metadata: dict) -> None:
-        self.backend.update_metadata(key, metadata)
-        for entry in self.backend.lookup(key):
-            self._publish(MetadataUpdated(key, entry.pid, entry.metadata))
 
     def op_health(self) -> dict:
         health = dict(self.backend.health_check())
