@@ -25,7 +25,7 @@ the remote frame the name (:func:`pack_name`): the gateway of that node
 resolves the name there and hands the remote frame to the process it names
 (dropped, as Erlang drops it, if nobody holds the name).  The frame inside
 is numbered 0, which a receiver takes in at once without counting it (see
-``PeersMixin._out_of_order``): the sender cannot number it in its sequence
+``FrameOrderMixin._out_of_order``): the sender cannot number it in its sequence
 to a process it does not know.  Its order comes from its path: one socket
 from the sender to its gateway, one connection between the gateways, one
 socket from the gateway to the receiver, the path of every frame from that

@@ -1,6 +1,18 @@
 """Links, monitors, exit signals and calls: the part of a process's API
 that talks to the signal port (see :mod:`otp._signals`).  Mixed into
-:class:`otp._process.Process`; runs in the process's main thread."""
+:class:`otp._process.Process`; runs in the process's main thread.
+
+Call watches.  A call needs to know when its callee dies, so the first call
+to a process sets an internal monitor on it (a call watch: a pidfd here, an
+entry in the callee's table), which later calls reuse: a monitor per call
+would cost a signal each way and a pidfd per call.  A watch is released
+(the callee told, the pidfd closed) when its callee was not called between
+two looks at idle sockets (see :meth:`otp._peers.PeersMixin.on_idle`), and
+the least recently called ones beyond :data:`CALL_WATCHES_MAX`, so that a
+process calling many distinct servers holds descriptors for those it calls
+now, not for every one it ever called.  The next call to a released callee
+sets a watch again.
+"""
 
 from __future__ import annotations
 
@@ -17,14 +29,27 @@ from ._process_base import ProcessBase
 from ._reasons import DOWN, EXIT
 from ._signal_records import Demonitor, Exit, Link, Monitor, Signal, Unlink
 
-__all__ = ["LinksMixin", "GATEWAY_CALL_TIMEOUT"]
+__all__ = ["LinksMixin", "GATEWAY_CALL_TIMEOUT", "CALL_WATCHES_MAX"]
 
 #: Seconds a question to the gateway that crosses to another node (is this
 #: process alive?) may take: a connection set up included.
 GATEWAY_CALL_TIMEOUT = 10.0
+#: Call watches a process keeps at most, beyond those of calls in flight
+#: (see the module docstring): each holds a pidfd.  As many as the open
+#: peer sockets a process keeps (``PEER_SOCKETS_MAX``): a server called
+#: that often is one whose socket stays open too.
+CALL_WATCHES_MAX = 256
 
 
 class LinksMixin(ProcessBase):
+    def _init_links(self) -> None:
+        # Callee uid -> its peer's frame count at the last look, for the
+        # callees with a call watch, least recently seen called first.
+        self._call_watched: dict[int, int] = {}
+        self._call_watch_cap = CALL_WATCHES_MAX
+        self._call_watch_at = CALL_WATCHES_MAX  # size at which the cap is next enforced
+        self._call_watch_idle = False  # whether the idle scan looks at them
+
     # ------------------------------------------------------ links, monitors
 
     def _request(self, pid: Pid, add: Callable[[], bool], remove: Callable[[], bool], signal: Signal) -> bool | None:
@@ -68,6 +93,7 @@ class LinksMixin(ProcessBase):
         ok = self._request(pid, add, lambda: links.pop(uid, None) is not None, Link(self.pid, self.seq_to(uid)))
         if ok is False:
             self.remember_dead(pid)
+            self.peer_died(pid, "noproc")
             if sig.trap_exit:
                 self.mailbox.append(EXIT(pid, "noproc"))
             else:
@@ -102,6 +128,7 @@ class LinksMixin(ProcessBase):
             # sequence number says how many to wait for).
             self._drain_inbox()
             self.remember_dead(pid)
+            self.peer_died(pid, "noproc")
             self.mailbox.append(DOWN(ref, pid, "noproc"))
         return ref
 
@@ -205,7 +232,90 @@ class LinksMixin(ProcessBase):
         if self._request(pid, add, lambda: watches.pop(ref, None) is not None, Monitor(self.pid, p.seq, ref)) is False:
             p.dead = "noproc"
             p.call_ref = None
+            return p
+        watched = self._call_watched
+        watched[pid.uid] = p.seq
+        if len(watched) > self._call_watch_at:
+            self._cap_call_watches(pid.uid)
+        if not self._call_watch_idle:
+            self._call_watch_idle = True
+            self.on_idle(self._release_idle_call_watches)
         return p
+
+    def _cap_call_watches(self, keep: int) -> None:
+        """Release call watches down to below the cap, least recently called
+        first, approximately (CLOCK, as for peer sockets: a callee called
+        since the last look goes to the back once); never the watch of a
+        call in flight, nor ``keep``'s (the call about to be made).  If the
+        calls in flight hold more, the cap is next enforced at twice as
+        many, so that a multi_call to thousands does not look through all
+        of them at each new callee."""
+        watched = self._call_watched
+        cap = self._call_watch_cap
+        want = len(watched) - cap + cap // 8 + 1
+        busy = {p.pid.uid for p in self.active_calls.values()}
+        busy.add(keep)
+        peers = self.peers
+        for _ in range(2):
+            for uid, seen in list(watched.items()):
+                if want <= 0:
+                    break
+                if uid in busy:
+                    continue
+                p = peers.get(uid)
+                if p is not None and p.call_ref is not None and p.seq != seen:
+                    del watched[uid]
+                    watched[uid] = p.seq
+                    continue
+                self._release_call_watch(uid)
+                want -= 1
+        self._call_watch_at = cap if len(watched) <= cap else 2 * len(watched)
+
+    def _release_idle_call_watches(self, now: float) -> bool:
+        """The idle scan's look at call watches (see ``on_idle``): release
+        those whose callee was not called since the previous look.  False
+        (no more looks) once none is left."""
+        watched = self._call_watched
+        busy = {p.pid.uid for p in self.active_calls.values()} if self.active_calls else ()
+        peers = self.peers
+        for uid, seen in list(watched.items()):
+            p = peers.get(uid)
+            if p is not None and p.call_ref is not None and (p.seq != seen or uid in busy):
+                watched[uid] = p.seq
+            else:
+                self._release_call_watch(uid)
+        self._call_watch_idle = bool(watched)
+        return self._call_watch_idle
+
+    def _release_call_watch(self, uid: int) -> None:
+        """Remove the call watch on ``uid``: forget it here, close its pidfd
+        (once nothing else refers to ``uid``), and tell the callee, whose
+        table of monitors on it would otherwise keep it while we live."""
+        self._call_watched.pop(uid, None)
+        p = self.peers.get(uid)
+        if p is None or p.call_ref is None:
+            return  # its callee died (the watch went with its notice) or was swept
+        ref, p.call_ref = p.call_ref, None
+        sig = self.sig
+        with sig.lock:
+            pid = sig.call_watches.pop(ref, None)
+            if pid is not None:
+                sig.release(uid)
+        if pid is not None:
+            sig.send(pid, Demonitor(self.pid, 0, ref), self.node.signal_address(uid))
+
+    def _exited_before_call(self, pid: Pid, p: Peer) -> bool:
+        """Whether the callee, whose peer ``p`` is not known dead, has
+        exited before this call: its pidfd is readable, or the signal thread
+        has settled its death already (it closes the watch and posts the
+        death under one lock, so a closed watch means the death is in the
+        inbox, taken in here: then ``p.dead`` says it)."""
+        if self.sig.exited(pid.uid):
+            return True
+        if self.sig.inbox:
+            self.integrate()
+            return p.dead is not None
+        return False
 
     def call(
         self, pid: Pid, message_for: Callable[[Ref], object], timeout: float | None, server: object, request: object
@@ -215,36 +325,33 @@ class LinksMixin(ProcessBase):
             if pid.uid == self.uid:
                 raise CallError("calling_self", server, request)
             p = self.call_peer(pid)
-            if p.dead is not None:
-                if p.dead == "noconnection":
-                    raise NoConnection(server, request)
-                raise NoProc(server, request)
             # The call reuses the monitor of an earlier one.  A callee that
             # has exited already is 'noproc', as for the fresh monitor an
             # OTP call sets up, not the exit reason this process has not
             # read yet: whoever saw the death first, the call agrees.
-            if self.sig.exited(pid.uid):
-                raise NoProc(server, request)
+            if p.dead is not None or self._exited_before_call(pid, p):
+                raise _call_error(_before_call(p.dead), server, request)
             ref = make_ref()
             self.active_calls[ref] = p
             try:
                 self.send(pid, message_for(ref))
                 deadline = None if timeout is None else time.monotonic() + timeout
                 replies = self.replies
+                late = False
                 while ref not in replies:
                     if p.dead is not None:
-                        if p.dead == "noproc":
-                            raise NoProc(server, request)
-                        if p.dead == "noconnection":
-                            raise NoConnection(server, request)
-                        raise CalleeExit(p.dead, server, request)
+                        raise _call_error(p.dead, server, request)
                     if deadline is None:
                         self.pump(None)
                     else:
                         remaining = deadline - time.monotonic()
-                        if remaining <= 0:
+                        if remaining > 0:
+                            self.pump(remaining)
+                        elif late:
                             raise CallTimeout(server, request)
-                        self.pump(remaining)
+                        else:
+                            late = True
+                            self._take_in_queued()
                 return replies.pop(ref)
             finally:
                 del self.active_calls[ref]
@@ -272,9 +379,8 @@ class LinksMixin(ProcessBase):
                     results[i] = ("error", CallError("calling_self", pid, request))
                     continue
                 p = self.call_peer(pid)
-                if p.dead is not None:
-                    dead = "noconnection" if p.dead == "noconnection" else "noproc"
-                    results[i] = ("error", _call_error(dead, pid, request))
+                if p.dead is not None or self._exited_before_call(pid, p):
+                    results[i] = ("error", _call_error(_before_call(p.dead), pid, request))
                     continue
                 ref = make_ref()
                 self.active_calls[ref] = p
@@ -282,6 +388,7 @@ class LinksMixin(ProcessBase):
                 self.send(pid, message_for(ref, request))
             try:
                 replies = self.replies
+                late = False
                 while pending:
                     for ref in [r for r in pending if r in replies]:
                         i, _, _, _ = pending.pop(ref)
@@ -294,16 +401,36 @@ class LinksMixin(ProcessBase):
                     if not pending:
                         break
                     remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
+                    if remaining is None or remaining > 0:
+                        self.pump(remaining)
+                    elif not late:
+                        late = True
+                        self._take_in_queued()
+                    else:
                         for i, _, pid, request in pending.values():
                             results[i] = ("error", CallTimeout(pid, request))
                         break
-                    self.pump(remaining)
             finally:
                 for ref in pending:
                     self.active_calls.pop(ref, None)
                     self.replies.pop(ref, None)
             return results
+
+    def _take_in_queued(self) -> None:
+        """Take in, without waiting, the frames already in the mailbox socket
+        and what the signal thread handed over: a call whose deadline has
+        passed first looks at what came before it (an answer, its callee's
+        death), which the waits had not taken in yet."""
+        self._drain_inbox()
+        if self.sig.inbox:
+            self.integrate()
+
+
+def _before_call(dead: object) -> object:
+    """What a call to a callee that was dead (``dead``: its exit reason,
+    None if only its pidfd said so) before the call was sent reports:
+    'noconnection' for a lost node, else 'noproc'."""
+    return "noconnection" if dead == "noconnection" else "noproc"
 
 
 def _call_error(dead: object, server: object, request: object) -> CallError:

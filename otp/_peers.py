@@ -1,5 +1,4 @@
-"""Peer sockets: the sending side of mailboxes, and the order of frames
-across the sockets of one sender.
+"""Peer sockets: the sending side of mailboxes.
 
 A process keeps a :class:`Peer` per process it sends to, with a ZeroMQ PUSH
 socket to its mailbox.  Open sockets are capped and the idle ones closed
@@ -9,18 +8,12 @@ descriptors a process holds, and those it costs its receivers, stay bounded
 frames that find no descriptor wait in the peer's backlog.
 
 Since a sender closes and reopens sockets, its frames can reach a mailbox
-over two connections, out of order: the receiving side here sets aside a
-frame that comes before its predecessors and takes it in at its turn.
+over two connections, out of order: the receiving side sets aside a frame
+that comes before its predecessors and takes it in at its turn
+(:mod:`otp._frame_order`).
 
-Processes of other nodes.  A peer of another node has no socket of its own:
-its frames go to the node's gateway over one PUSH socket the process keeps
-for all of them (opened on first use, kept for the process's life, so its
-frames to the gateway stay in order), each behind a route (target, sender,
-number) and a prefix naming this node (:mod:`otp._dist_wire`).  Without a
-gateway such a peer is unreachable: frames to it are dropped, as Erlang
-drops a message to a node it cannot connect to.  Sweeps count a process of
-another node alive while the gateway is connected to its node
-(:meth:`PeersMixin.node_up`).
+Processes of other nodes (frames through the gateway, liveness) are
+:mod:`otp._remote_peers`.
 
 Mixed into :class:`otp._process.Process`; runs in the process's main thread.
 """
@@ -31,19 +24,17 @@ import collections
 import errno
 import logging
 import os
-import pickletools
 import resource
 import time
 from collections.abc import Callable
-from typing import Any
 
 import zmq
 
 from . import _oslib
 from ._codec import WAKE_FRAME
-from ._dist_wire import ROUTE, remote_prefix
+from ._frame_order import FrameOrderMixin
 from ._pid import Pid, Ref
-from ._process_base import ProcessBase
+from ._remote_peers import RemotePeersMixin, base_send
 from ._transport import (
     EXIT_LINGER_MS,
     FLUSH_LINGER_MS,
@@ -58,16 +49,11 @@ log = logging.getLogger("otp")
 __all__ = ["Peer", "PeersMixin"]
 
 _SWEEP_MIN = 256
-# pyzmq's base-class send, skipping the sugar layer's draft-socket argument
-# handling (a third of the per-message cost of a send).
-_base_send: Callable[..., Any] = getattr(zmq.Socket.__mro__[1], "send")  # noqa: B009 - mypy does not know the base
 
 #: Seconds between attempts to open a socket for frames that wait for a
 #: descriptor (the process is at its descriptor limit).
 _BACKLOG_RETRY_S = 0.01
 _NO_DESCRIPTOR = (errno.EMFILE, errno.ENFILE)
-#: Set aside in place of a frame that was dropped: only its number counts.
-_SKIPPED: tuple[object, ...] = ("skipped",)
 _monotonic = time.monotonic
 
 
@@ -79,14 +65,14 @@ class Peer:
     or no descriptor was free: the next frame opens one), None once the peer
     is known dead.  ``seq`` counts every frame ever sent to the peer, over
     all its sockets: the receiver restores the order of frames that two
-    sockets delivered out of order (see ``PeersMixin._out_of_order``)."""
+    sockets delivered out of order (see ``FrameOrderMixin._out_of_order``)."""
 
     __slots__ = ("pid", "sock", "send", "seq", "call_ref", "dead", "proc", "mark", "marked", "backlog")
 
     def __init__(self, pid: Pid, sock: KernelSocket | None, proc: PeersMixin) -> None:
         self.pid = pid
         self.sock = sock
-        self.send: Callable[[bytes], object] | None = None if sock is None else _base_send.__get__(sock)
+        self.send: Callable[[bytes], object] | None = None if sock is None else base_send.__get__(sock)
         self.seq = 0  # frames sent to it so far
         self.call_ref: Ref | None = None
         self.dead: object = None if sock is not None else "noproc"
@@ -108,29 +94,8 @@ def _stopped(pid: Pid) -> bool:
     return st is not None and st[0] in ("T", "t") and st[1] == pid.start
 
 
-def _frame_header(frame: bytes) -> tuple[int, int] | None:
-    """(sender uid, sequence number) of a frame that cannot be unpickled (a
-    message naming a class this process lacks), read from the pickle's
-    opcodes without executing it: the header is the tuple's first two
-    items, pushed before the message (see :mod:`otp._codec`)."""
-    ints: list[int] = []
-    try:
-        for op, arg, _ in pickletools.genops(frame):
-            if op.name in ("PROTO", "FRAME", "MARK"):
-                continue
-            if type(arg) is not int or op.name not in ("BININT", "BININT1", "BININT2", "LONG1", "LONG4"):
-                return None
-            ints.append(arg)
-            if len(ints) == 2:
-                return ints[0], ints[1]
-    except Exception:
-        return None
-    return None
-
-
-class PeersMixin(ProcessBase):
-    """The peer sockets of a :class:`otp._process.Process` and the order of
-    the frames it receives."""
+class PeersMixin(FrameOrderMixin, RemotePeersMixin):
+    """The peer sockets of a :class:`otp._process.Process`."""
 
     def _init_peers(self) -> None:
         """Set up the peer state; after the descriptor limit was raised."""
@@ -146,9 +111,7 @@ class PeersMixin(ProcessBase):
         # exit hook that flushes them.
         self._backlogged: dict[int, Peer] = {}
         self._backlog_hooked = False
-        # Sender uid -> {seq: frame tuple} that came before its turn.
-        self._early: dict[int, dict[int, tuple[object, ...]]] = {}
-        self._early_gone: dict[int, float] = {}  # senders of _early seen gone: since when
+        self._init_frame_order()
         self._idle_closers: list[Callable[[float], bool]] = []  # see on_idle
         self.peers_forgotten_seq = 0  # frames sent to the peers _sweep_peers forgot
         self.peer_reopens = 0  # sockets opened again for a peer whose socket was closed (a statistic)
@@ -157,12 +120,7 @@ class PeersMixin(ProcessBase):
         )  # when the lingers of closed sockets end, in order
         # A PUSH socket made ahead of need (see warm_peer_sockets).
         self._spare_socket: KernelSocket | None = None
-        # Processes of other nodes: the socket to the gateway's intake, the
-        # prefix of frames for them, and the nodes of the remote processes
-        # that sent us frames (see _accept_remote).
-        self._gateway_sock: zmq.Socket | None = None
-        self._remote_prefix = b""
-        self.remote_senders: dict[int, str] = {}
+        self._init_remote_peers()
 
     def peer(self, pid: Pid) -> Peer:
         p = self.peers.get(pid.uid)
@@ -180,61 +138,6 @@ class PeersMixin(ProcessBase):
         if len(self.peers) > self._sweep_at:
             self._sweep_peers()
         return p
-
-    def _remote_peer(self, p: Peer) -> None:
-        """Make ``p``, a process of another node, a peer reached through the
-        gateway (see the module docstring); unreachable without one."""
-        if not self.node.gateway:
-            p.dead = "noconnection"
-            return
-        send = _base_send.__get__(self.gateway_socket())
-        pack = ROUTE.pack
-        target = p.pid
-        uid, creation, me = target.uid, target.creation, self.uid
-        node = target.node.encode("utf-8")
-        head = bytes((len(node),)) + node
-        prefix = self._remote_prefix
-        port = self.sig
-
-        def send_remote(frame: bytes) -> None:
-            # Process.send counts the frame (p.seq) once this returns.
-            send(b"".join((head, pack(uid, creation, me, p.seq + 1, port.remote_signals), prefix, frame)))
-
-        p.dead = None
-        p.send = send_remote
-
-    def gateway_socket(self) -> zmq.Socket:
-        """The PUSH socket to the gateway's intake that carries every frame
-        of this process for other nodes (opened on first use, kept for the
-        process's life: one socket keeps them in order)."""
-        sock = self._gateway_sock
-        if sock is None:
-            sock = self._gateway_sock = self.ctx.socket(zmq.PUSH)
-            sock.setsockopt(zmq.SNDHWM, 0)
-            sock.setsockopt(zmq.LINGER, EXIT_LINGER_MS)
-            sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
-            sock.connect(self.node.gateway_intake())
-            self._remote_prefix = remote_prefix(self.node.name, self.node.creation)
-        return sock
-
-    def node_up(self, node: str) -> bool:
-        """True while the gateway is connected to ``node``."""
-        return os.path.exists(self.node.node_up_path(node))
-
-    def peer_may_live(self, pid: Pid) -> bool:
-        """False if ``pid`` surely exited: its mailbox is gone, or, for a
-        process of another node, the connection to its node."""
-        if self.node.is_local(pid.node):
-            return os.path.exists(self.node.mailbox_path(pid.uid))
-        return self.node_up(pid.node)
-
-    def sender_may_live(self, uid: int) -> bool:
-        """:meth:`peer_may_live` for a process known by its uid only (one
-        that sent us frames)."""
-        node = self.remote_senders.get(uid)
-        if node is None:
-            return os.path.exists(self.node.mailbox_path(uid))
-        return self.node_up(node)
 
     def _sweep_peers(self) -> None:
         """Forget peers that are dead (their mailbox file is gone, or the
@@ -284,7 +187,7 @@ class PeersMixin(ProcessBase):
             return None
         sock.connect(self.node.mailbox_endpoint(p.pid.uid))
         p.sock = sock
-        send = p.send = _base_send.__get__(sock)
+        send = p.send = base_send.__get__(sock)
         p.mark = p.seq
         p.marked = _monotonic()
         open_[p.pid.uid] = p
@@ -347,7 +250,7 @@ class PeersMixin(ProcessBase):
             return
         try:
             sock.connect(self.node.mailbox_endpoint(self.uid))
-            _base_send(sock, WAKE_FRAME)
+            base_send(sock, WAKE_FRAME)
             inbox = self.inbox
             with self._socket_lock:
                 if inbox.poll(timeout_ms, zmq.POLLIN):
@@ -569,7 +472,7 @@ class PeersMixin(ProcessBase):
                 nxt = now + PEER_IDLE_S
         self._idle_scan_at = nxt
 
-    def on_idle(self, close) -> None:
+    def on_idle(self, close: Callable[[float], bool]) -> None:
         """Call ``close(now)`` at each look at idle sockets (every
         ``PEER_IDLE_S`` while the process waits) until it returns False.
 
@@ -581,116 +484,6 @@ class PeersMixin(ProcessBase):
         at = _monotonic() + PEER_IDLE_S
         if self._idle_scan_at is None or self._idle_scan_at > at:
             self._idle_scan_at = at
-
-    # Receiving side of the order across sockets.  Process._accept calls
-    # _out_of_order for a frame whose number is not the next one expected from
-    # its sender, _skip_frame for a frame it drops (its number still counts),
-    # and _take_early after it took a frame in from a sender in _early.
-
-    def _out_of_order(self, uid: int, seq: int, t: tuple[object, ...]) -> None:
-        """Take in, or set aside, a frame numbered ``seq`` from ``uid`` that
-        is not the next one expected.
-
-        Frames of one sender arrive in order on one socket, but a sender
-        closes sockets and opens new ones, and the mailbox reads its
-        connections in turn: a frame on the new connection can come while
-        the old one still holds earlier frames.  It is set aside until they
-        are in.  A frame numbered at or below what was taken in is late (it
-        was set aside and settled, see _settle_early): taken in, the count
-        unchanged.
-
-        A sender never heard from starts at 0, even if it has exited: its
-        first frames may still be on their way on another connection (a
-        sender often exits before its receiver reads).  (A late frame of a
-        sender whose count _sweep_recv_seq forgot waits for _settle_early.)"""
-        if seq <= self.recv_seq.get(uid, 0):
-            self._take_in(t)
-        else:
-            self._set_aside(uid, seq, t)
-
-    def _skip_frame(self, uid: int, seq: int) -> None:
-        """Frame ``seq`` of ``uid`` was dropped (undecodable, malformed): count
-        it, so that its successors are not held for it."""
-        last = self.recv_seq.get(uid, 0)
-        if seq == last + 1:
-            self.recv_seq[uid] = seq
-            if uid in self.held:
-                self._release_held(uid, seq)
-            if self._early and uid in self._early:
-                self._take_early(uid)
-        elif seq > last:
-            self._set_aside(uid, seq, _SKIPPED)
-
-    def _skip_undecodable(self, frame: bytes) -> None:
-        """A frame that does not unpickle: count it by its header, if any."""
-        header = _frame_header(frame)
-        if header is not None:
-            self._skip_frame(*header)
-
-    def _skip_malformed(self, t: object) -> None:
-        """A frame of the wrong shape: count it if it names a sender and a number."""
-        if type(t) is tuple and len(t) >= 2 and type(t[0]) is int and type(t[1]) is int:
-            self._skip_frame(t[0], t[1])
-
-    def _set_aside(self, uid: int, seq: int, t: tuple[object, ...]) -> None:
-        early = self._early
-        pending = early.get(uid)
-        if pending is None:
-            pending = early[uid] = {}
-            at = _monotonic() + PEER_IDLE_S
-            if self._idle_scan_at is None or self._idle_scan_at > at:
-                self._idle_scan_at = at
-        pending[seq] = t
-
-    def _take_early(self, uid: int) -> None:
-        """Take in the frames set aside from ``uid`` that are now next."""
-        pending = self._early[uid]
-        recv_seq = self.recv_seq
-        seq = recv_seq[uid]
-        while pending:
-            t = pending.pop(seq + 1, None)
-            if t is None:
-                break
-            seq += 1
-            if t is not _SKIPPED:
-                self._take_in(t)
-            recv_seq[uid] = seq
-            if uid in self.held:
-                self._release_held(uid, seq)
-        if not pending:
-            del self._early[uid]
-
-    def _take_in(self, t: tuple) -> None:
-        if len(t) == 3:
-            self.mailbox.append(t[2])
-        elif type(t[2]) is Ref and t[2] in self.active_calls:
-            self.replies[t[2]] = t[3]
-
-    def _settle_early(self, now: float) -> None:
-        """Frames set aside for a sender that exited more than its exit flush
-        ago (EXIT_LINGER_MS: everything it sent is in by then) are taken in
-        without the predecessors still missing: those were lost in the sender
-        (killed with frames in its queue, or it gave up on a frozen us)."""
-        gone = self._early_gone
-        still = {}
-        for uid in list(self._early):
-            if self.sender_may_live(uid):
-                continue
-            since = gone.get(uid, now)
-            if now - since < EXIT_LINGER_MS / 1000 + 0.5:
-                still[uid] = since
-                continue
-            pending = self._early.pop(uid)
-            recv_seq = self.recv_seq
-            for seq in sorted(pending):
-                t = pending[seq]
-                if t is not _SKIPPED:
-                    self._take_in(t)
-                if seq > recv_seq.get(uid, 0):
-                    recv_seq[uid] = seq
-                    if uid in self.held:
-                        self._release_held(uid, seq)
-        self._early_gone = still
 
     def seq_to(self, uid: int) -> int:
         p = self.peers.get(uid)

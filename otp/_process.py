@@ -1,32 +1,15 @@
-"""The runtime of one OTP process: mailbox intake, receive, and the
-signals the signal thread hands over.
+"""The runtime of one OTP process: the process object and its sends.
 
 One :class:`Process` exists per OS process (and one for the thread that
 entered a :class:`~otp.Node`).  The main thread owns the mailbox and the
 ZeroMQ sockets; the :class:`~otp._signals.SignalPort` thread owns signals and
 death detection and hands their effects over through ``sig.inbox``.  The
-other parts of a process are mixed in: its peer sockets
+other parts of a process are mixed in: receiving (frame intake, waits,
+the signal thread's hand-over: :mod:`otp._receive`), its peer sockets
 (:mod:`otp._peers`), links, monitors and calls (:mod:`otp._links`), spawn
-and exit (:mod:`otp._lifecycle`).
-
-Mailbox.  A PULL socket bound at the process's ipc address receives frames
-from one PUSH socket per sender (so frames of one sender stay in order).
-``receive`` moves frames into ``mailbox`` (a deque) and scans it; messages a
-``match`` rejects stay queued in order (Erlang's selective receive).
-
-Frames from processes of other nodes come through the node's gateway with a
-prefix naming the sender's node (:mod:`otp._dist_wire`), which makes them
-fail the plain decode; :meth:`Process._accept_remote` takes them in, with
-the same checks and the same order bookkeeping, and remembers the sender's
-node (``remote_senders``) so that sweeps do not take it for dead while its
-node is connected.
-
-Replies to calls carry their call's reference and go to ``replies`` rather
-than the mailbox; replies to an alias (``aliases``: the refs of
-``otp.send_request``) reach the mailbox as :class:`~otp._reasons.Response`
-messages; a reply whose call is no longer waiting (it timed out) or whose
-alias is gone is dropped where it arrives, so it never reaches the mailbox
-(OTP 24 aliases).
+and exit (:mod:`otp._lifecycle`).  What stays here: the process's state,
+its sends, the log of malformed frames, and what it says of itself
+(``state``).
 
 A frame of any other shape than :mod:`otp._codec` documents is dropped,
 counted in ``frames_dropped`` and logged, at most one line per sender per
@@ -48,33 +31,28 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
 from types import FrameType
-from typing import Any, cast
 
 import zmq
 
 from . import _naming, _oslib
-from ._codec import WAKE_FRAME, dumps, encode_frame, is_frame
-from ._dist_wire import NAMED_UID, REMOTE_MARK, ROUTE, pack_name, parse_remote_prefix
-from ._errors import NotAProcess, Timeout
+from ._codec import WAKE_FRAME, dumps, encode_frame
+from ._dist_wire import NAMED_UID, ROUTE, pack_name
+from ._errors import NotAProcess
 from ._lifecycle import LifecycleMixin
 from ._links import LinksMixin
-from ._peers import PeersMixin
 from ._pid import Pid, Ref
 from ._process_base import KernelCode
 from ._reasons import Response
-from ._signal_records import Action, Complete, ProcessState
+from ._receive import SWEEP_MIN, ReceiveMixin, has_frames
+from ._signal_records import ProcessState
 from ._signals import INTERRUPT_SIGNAL, SignalPort
-from ._timeouts import wait_ms
-from ._transport import BACKLOG, KernelContext, KernelSocket, NodeInfo, context_socket_limit
+from ._transport import BACKLOG, KernelContext, NodeInfo, context_socket_limit
 
 log = logging.getLogger("otp")
 
 __all__ = ["Process", "current", "current_or_none"]
 
-_SWEEP_MIN = 256
-_DEAD_SEEN_MAX = 2048
 _loads = pickle.loads
 
 #: Seconds between two log lines about malformed frames from one sender (the
@@ -128,7 +106,7 @@ def current_or_none() -> Process | None:
     return _current
 
 
-class Process(PeersMixin, LinksMixin, LifecycleMixin):
+class Process(ReceiveMixin, LinksMixin, LifecycleMixin):
     """The OTP process living in the calling OS process (or root thread).
 
     ``max_mailbox`` (None: unbounded, the default, as in Erlang) bounds the
@@ -177,6 +155,7 @@ class Process(PeersMixin, LinksMixin, LifecycleMixin):
         )
         self.mailbox = collections.deque()
         self._init_peers()
+        self._init_links()
         self.recv_seq = {}
         self.held = {}
         self.replies = {}
@@ -189,7 +168,7 @@ class Process(PeersMixin, LinksMixin, LifecycleMixin):
         self.exit_hooks = []  # called with the reason when exit begins
         self.spawned = []  # root only: top-level processes, in order
         self.kernel_code = KernelCode()
-        self._recv_sweep_at = _SWEEP_MIN
+        self._recv_sweep_at = SWEEP_MIN
         self._zygote = None
         # (sockets, zmq.Poller) of the last poll_sockets.
         self._poller: tuple[tuple[zmq.Socket, ...], zmq.Poller] | None = None
@@ -224,26 +203,6 @@ class Process(PeersMixin, LinksMixin, LifecycleMixin):
             signal.signal(INTERRUPT_SIGNAL, _on_interrupt)
             self.sig.interrupt_installed = True
         self.sig.start()
-
-    def _sweep_recv_seq(self) -> None:
-        """Forget the frame counts of senders that are gone: a server called
-        by thousands of short-lived processes must not keep one entry each.
-
-        A count is needed as long as a signal from that sender may still be
-        held behind its frames: while a link, monitor or call watch refers
-        to it (its 'dead' notice may be on the way) or an item of it waits
-        in the signal inbox.  Dropping it earlier would hold that notice
-        forever."""
-        sig = self.sig
-        with sig.lock:
-            pending = {item.sender.uid for item in sig.inbox}
-            for uid in [u for u in self.recv_seq if u not in self.peers and u not in self.held]:
-                if uid in sig.refs or uid in pending:
-                    continue
-                if not self.sender_may_live(uid):
-                    self._received_forgotten += self.recv_seq.pop(uid)
-                    self.remote_senders.pop(uid, None)
-        self._recv_sweep_at = max(_SWEEP_MIN, 2 * len(self.recv_seq))
 
     # ------------------------------------------------------------------ send
 
@@ -321,108 +280,6 @@ class Process(PeersMixin, LinksMixin, LifecycleMixin):
 
     # --------------------------------------------------------------- receive
 
-    def _accept(self, frame: bytes) -> None:
-        """Take one mailbox frame in (see :mod:`otp._codec` for the format).
-
-        The shape is checked before any part is used: a frame of another
-        shape would reach the mailbox as garbage, and a 'uid' or 'seq' that
-        is not an int would break the order bookkeeping below.  (Messages
-        are checked inline, replies by :func:`otp._codec.is_frame`: a
-        message costs three type checks more, a reply one call.)"""
-        try:
-            t = _loads(frame)
-        except Exception as exc:
-            if frame == WAKE_FRAME:
-                self.sig.wake_pending = False
-            elif frame[:1] == REMOTE_MARK and self._accept_remote(frame):
-                pass
-            else:
-                self._drop_frame(None, self._undecodable(frame, exc))
-                self._skip_undecodable(frame)
-            return
-        if type(t) is tuple and len(t) == 3:
-            uid, seq, msg = t
-            if type(uid) is not int or type(seq) is not int:
-                self._drop_frame(_sender(t), _shape(t))
-                return
-        elif is_frame(t):
-            uid, seq, ref, value = t
-        else:
-            self._drop_frame(_sender(t), _shape(t))
-            self._skip_malformed(t)
-            return
-        recv_seq = self.recv_seq
-        last = recv_seq.get(uid)
-        if last is None:
-            last = 0
-            if len(recv_seq) >= self._recv_sweep_at:
-                self._sweep_recv_seq()
-        if seq != last + 1:
-            self._out_of_order(uid, seq, t)
-            return
-        if len(t) == 3:
-            self.mailbox.append(msg)
-        elif ref in self.active_calls:
-            self.replies[ref] = value
-        elif ref in self.aliases:
-            self.mailbox.append(Response(ref, value))
-        recv_seq[uid] = seq
-        if uid in self.held:
-            self._release_held(uid, seq)
-        if self._early and uid in self._early:
-            self._take_early(uid)
-
-    def _accept_remote(self, frame: bytes) -> bool:
-        """Take in a frame from a process of another node (see the module
-        docstring); False if ``frame`` is not one (it is dropped as any
-        undecodable frame)."""
-        head = parse_remote_prefix(frame)
-        if head is None:
-            return False
-        node, _, offset = head
-        body = memoryview(frame)[offset:]
-        try:
-            t = _loads(body)
-        except Exception as exc:
-            self._drop_frame(None, self._undecodable(frame, exc))
-            self._skip_undecodable(bytes(body))
-            return True
-        if not is_frame(t):
-            self._drop_frame(_sender(t), _shape(t))
-            self._skip_malformed(t)
-            return True
-        uid, seq = t[0], t[1]
-        if uid not in self.remote_senders:
-            self.remote_senders[uid] = node
-        recv_seq = self.recv_seq
-        last = recv_seq.get(uid)
-        if last is None:
-            last = 0
-            if len(recv_seq) >= self._recv_sweep_at:
-                self._sweep_recv_seq()
-        if seq != last + 1:
-            self._out_of_order(uid, seq, t)
-            return True
-        if len(t) == 3:
-            self.mailbox.append(t[2])
-        elif t[2] in self.active_calls:
-            self.replies[t[2]] = t[3]
-        elif t[2] in self.aliases:
-            self.mailbox.append(Response(t[2], t[3]))
-        recv_seq[uid] = seq
-        if uid in self.held:
-            self._release_held(uid, seq)
-        if self._early and uid in self._early:
-            self._take_early(uid)
-        return True
-
-    @staticmethod
-    def _undecodable(frame: bytes, exc: Exception) -> str:
-        why = f"undecodable ({len(frame)} bytes): {exc!r}"
-        if "__main__" in str(exc):
-            why += " (define message classes in an importable module, or use start_method='fork')"
-        return why
-
     def _drop_frame(self, uid: int | None, why: str) -> None:
         """Count a frame that is not a mailbox frame and log it, at most one
         line per sender (``None``: senders that cannot be read) per
@@ -464,170 +321,6 @@ class Process(PeersMixin, LinksMixin, LifecycleMixin):
             why,
         )
 
-    def _drain_inbox(self) -> None:
-        """Take in every frame already queued, without waiting."""
-        sock = self.inbox
-        with self._socket_lock:
-            if self._intercepted:
-                self._take_intercepted()
-            while _has_frames(sock):
-                self._accept(sock.recv(zmq.NOBLOCK))
-
-    def _take_intercepted(self) -> None:
-        """Take in the frames the signal thread read off the mailbox socket
-        (socket lock held): they came before anything still in it."""
-        frames, self._intercepted = self._intercepted, []
-        for frame in frames:
-            self._accept(frame)
-
-    def pump(self, timeout: float | None) -> None:
-        """Wait up to ``timeout`` seconds (None: forever) for one frame or a
-        signal and take it in.  Raises ProcessExit if a fatal exit signal
-        came in, or the queue exceeds ``max_mailbox``."""
-        sig = self.sig
-        if sig.inbox:
-            self.integrate()
-        else:
-            # One slice of a long wait (callers loop on their deadline); a
-            # server's wait forever skips the call.
-            ms = self.peer_wait_ms(-1 if timeout is None else wait_ms(timeout))
-            with self._socket_lock:
-                if self._intercepted:
-                    self._take_intercepted()
-                else:
-                    if ms != self._rcvtimeo:
-                        self.inbox.setsockopt(zmq.RCVTIMEO, ms)
-                        self._rcvtimeo = ms
-                    self.waiting = True
-                    try:
-                        frame = self.inbox.recv()
-                    except zmq.Again:
-                        frame = None
-                    finally:
-                        self.waiting = False
-                    if frame is not None:
-                        self._accept(frame)
-            if sig.inbox:
-                self.integrate()
-        if self.max_mailbox is not None:
-            self._bounded_intake(self.max_mailbox)
-        if sig.fatal is not None and not sig.exiting:
-            sig.raise_fatal()
-
-    def _bounded_intake(self, limit: int) -> None:
-        """The end of ``pump`` for a process with ``max_mailbox``: take in the
-        frames already there (one past the bound at most), so that a consumer
-        slower than its senders meets its bound instead of growing in
-        ZeroMQ's queue, which nothing counts; then check the bound."""
-        mb = self.mailbox
-        sock = self.inbox
-        with self._socket_lock:
-            if self._intercepted:
-                self._take_intercepted()
-            while len(mb) <= limit and _has_frames(sock):
-                self._accept(sock.recv(zmq.NOBLOCK))
-        self.check_mailbox_bound()
-
-    def check_mailbox_bound(self) -> None:
-        """Exit with ``('max_mailbox', N)`` if the queue exceeds ``max_mailbox``
-        (none without it).  An exiting process is past caring."""
-        limit = self.max_mailbox
-        if limit is None:
-            return
-        queued = len(self.mailbox)
-        if self.held:
-            queued += sum(len(h) for h in self.held.values())
-        if queued <= limit or self.sig.exiting:
-            return
-        reason = ("max_mailbox", limit)
-        log.error("%r exits with reason %r: %d messages queued, max_mailbox=%d", self.pid, reason, queued, reason[1])
-        sig = self.sig
-        with sig.lock:
-            # Like a kill: fatal stays set, so nothing (not a gen_server's
-            # terminate, not a caught ProcessExit) receives again.
-            if sig.fatal is None:
-                sig.fatal = reason
-        sig.raise_fatal()
-
-    def poll_sockets(self, sockets: list[zmq.Socket], timeout: float | None) -> list[zmq.Socket]:
-        """Wait for any of ``sockets`` (ZeroMQ sockets this process owns) to be
-        readable, or for a mailbox frame or signal, up to ``timeout``; take in
-        what reached the mailbox and return the readable sockets.
-
-        For processes that serve a socket of their own beside the mailbox
-        (the registry's ROUTER).  Raises ProcessExit on a fatal signal."""
-        with self.kernel_code:
-            if self.sig.inbox:
-                self.integrate()
-            key = tuple(sockets)
-            cached = self._poller
-            if cached is not None and len(cached[0]) == len(key) and all(a is b for a, b in zip(cached[0], key)):
-                poller = cached[1]
-            else:  # a server polls the same sockets every time: build once
-                poller = zmq.Poller()
-                poller.register(self.inbox, zmq.POLLIN)
-                for sock in sockets:
-                    poller.register(sock, zmq.POLLIN)
-                self._poller = (key, poller)
-            ms = self.peer_wait_ms(wait_ms(timeout))  # one slice of a long wait: callers loop
-            with self._socket_lock:
-                if self._intercepted:
-                    self._take_intercepted()
-                    ms = 0
-                self.waiting = True
-                try:
-                    ready = dict(poller.poll(ms))
-                finally:
-                    self.waiting = False
-            if self.inbox in ready:
-                self._drain_inbox()
-            if self.max_mailbox is not None:
-                self.check_mailbox_bound()
-            if self.sig.inbox:
-                self.integrate()
-            if self.sig.fatal is not None and not self.sig.exiting:
-                self.sig.raise_fatal()
-            return [s for s in sockets if s in ready]
-
-    def receive(self, timeout: float | None = None, match: Callable[[Any], bool] | None = None) -> Any:
-        """The first message ``match`` accepts (any, without ``match``),
-        waiting up to ``timeout`` seconds (None: forever); see
-        :func:`otp.receive`."""
-        mb = self.mailbox
-        if match is None and mb:
-            return mb.popleft()
-        with self.kernel_code:
-            if self.sig.inbox:
-                self.integrate()
-            scanned = 0
-            deadline = None if timeout is None else time.monotonic() + timeout
-            looked = False
-            while True:
-                if match is None:
-                    if mb:
-                        return mb.popleft()
-                else:
-                    n = len(mb)
-                    for i in range(scanned, n):
-                        m = mb[i]
-                        if match(m):
-                            del mb[i]
-                            return m
-                    scanned = n
-                if deadline is None:
-                    self.pump(None)
-                    continue
-                remaining = deadline - time.monotonic()
-                if remaining > 0:
-                    self.pump(remaining)
-                elif looked:
-                    raise Timeout(f"no matching message within {timeout}s")
-                else:
-                    # One look at what has already arrived (receive(timeout=0)).
-                    looked = True
-                    self._drain_inbox()
-                    self.pump(0)
-
     # ------------------------------------------------------------ its state
 
     def state(self) -> ProcessState:
@@ -645,7 +338,7 @@ class Process(PeersMixin, LinksMixin, LifecycleMixin):
                 intercepted = self._intercepted  # the main thread swaps it under the lock
                 sock = self.inbox
                 if not sock.closed:
-                    while _has_frames(sock):
+                    while has_frames(sock):
                         intercepted.append(sock.recv(zmq.NOBLOCK))
                 queued = sum(1 for frame in intercepted if frame != WAKE_FRAME)
             finally:
@@ -690,103 +383,6 @@ class Process(PeersMixin, LinksMixin, LifecycleMixin):
                 return f"{module}.{getattr(code, 'co_qualname', code.co_name)}"
             frame = frame.f_back
         return None
-
-    # ------------------------------------------------- signals from the port
-
-    def integrate(self) -> None:
-        """Take in what the signal thread handed over, in OTP order: an item
-        whose sender's frames are not all in yet is held behind them."""
-        q = self.sig.inbox
-        while q:
-            item = q.popleft()
-            sender = item.sender
-            uid = sender.uid
-            complete = item.complete
-            if complete is Complete.NO:
-                self._release_held(uid, None)
-                if item.action is Action.RELEASE:
-                    continue
-            elif self.recv_seq.get(uid, 0) < item.seq:
-                h = self.held.get(uid)
-                if h is None:
-                    with self.sig.lock:
-                        # A live sender is watched while we wait for its
-                        # messages; if it is gone already, we cannot know
-                        # whether they will come, and deliver now.
-                        if complete is Complete.LIVE and not self.sig.watch(sender):
-                            self._apply(sender, item.action, item.payload)
-                            continue
-                        self.sig.hold(sender)
-                    h = self.held[uid] = collections.deque()
-                h.append(item)
-                continue
-            self._apply(sender, item.action, item.payload)
-
-    def _release_held(self, uid: int, upto: int | None) -> None:
-        """Apply the items held behind ``uid``'s frames up to frame ``upto``
-        (None: all of them)."""
-        h = self.held.get(uid)
-        if not h:
-            return
-        while h and (upto is None or h[0].seq <= upto):
-            item = h.popleft()
-            self._apply(item.sender, item.action, item.payload)
-        if not h:
-            del self.held[uid]
-            with self.sig.lock:
-                self.sig.release(uid)
-
-    def _apply(self, pid: Pid, action: Action, payload: object) -> None:
-        if action is Action.MESSAGE:
-            self.mailbox.append(payload)
-            return
-        self.remember_dead(pid)
-        if action is Action.DEATH:
-            self.mailbox.append(payload)
-        elif action is Action.PEER_DEAD:
-            p = self.peers.get(pid.uid)
-            if p is not None:
-                p.dead = payload
-                p.call_ref = None
-                if payload != "noconnection":
-                    self._close_peer(p)
-                # else its node may come back: the next call asks again
-                # (see LinksMixin.call_peer), frames go on to the gateway.
-
-    def remember_dead(self, pid: Pid) -> None:
-        """Note that this process learned of ``pid``'s death (a DOWN, an
-        EXIT, a failed call), so that nothing it asks afterwards (a name, a
-        cached lookup) returns the dead pid."""
-        dead = self.dead_seen
-        dead[pid.uid] = True
-        if len(dead) > _DEAD_SEEN_MAX:
-            del dead[next(iter(dead))]
-
-    def seen_dead(self, pid: Pid) -> bool:
-        """True if this process has learned that ``pid`` exited."""
-        if pid.uid in self.dead_seen:
-            return True
-        p = self.peers.get(pid.uid)
-        return p is not None and p.dead is not None
-
-
-def _has_frames(sock: zmq.Socket | KernelSocket) -> bool:
-    """True if a frame waits on ``sock`` (read without blocking)."""
-    return bool(cast(int, sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
-
-
-def _sender(t: object) -> int | None:
-    """The sender uid of a frame that is not a mailbox frame, if it has one."""
-    return t[0] if type(t) is tuple and t and type(t[0]) is int else None
-
-
-def _shape(t: object) -> str:
-    """What a frame that is not a mailbox frame held, for the log (types
-    only: its values may be huge, or fail to print)."""
-    if type(t) is not tuple:
-        return f"a {type(t).__name__}, not a tuple"
-    inner = ", ".join(type(x).__name__ for x in t[:5]) + (", ..." if len(t) > 5 else "")
-    return f"tuple({inner}), not (int, int, msg) or (int, int, Ref, value)"
 
 
 def _on_interrupt(signum: int, frame: FrameType | None) -> None:

@@ -1,6 +1,8 @@
 """What the parts of a process share: :class:`ProcessBase`, the state and
 methods that :class:`otp._process.Process` and its mixins
-(:class:`~otp._peers.PeersMixin`, :class:`~otp._links.LinksMixin`,
+(:class:`~otp._receive.ReceiveMixin`, :class:`~otp._peers.PeersMixin`,
+:class:`~otp._frame_order.FrameOrderMixin`,
+:class:`~otp._remote_peers.RemotePeersMixin`, :class:`~otp._links.LinksMixin`,
 :class:`~otp._lifecycle.LifecycleMixin`) use across their boundaries, and
 :class:`KernelCode`, the counter that protects kernel code from interrupts.
 """
@@ -96,10 +98,16 @@ class ProcessBase(abc.ABC):
     def _drain_inbox(self) -> None: ...
 
     @abc.abstractmethod
+    def _drop_frame(self, uid: int | None, why: str) -> None: ...
+
+    @abc.abstractmethod
     def flush_dropped(self, now: float | None = None) -> None: ...
 
     @abc.abstractmethod
     def remember_dead(self, pid: Pid) -> None: ...
+
+    @abc.abstractmethod
+    def peer_died(self, pid: Pid, reason: object) -> None: ...
 
     @abc.abstractmethod
     def peer(self, pid: Pid) -> Peer: ...
@@ -118,6 +126,9 @@ class ProcessBase(abc.ABC):
 
     @abc.abstractmethod
     def node_up(self, node: str) -> bool: ...
+
+    @abc.abstractmethod
+    def on_idle(self, close: Callable[[float], bool]) -> None: ...
 
     @abc.abstractmethod
     def sender_may_live(self, uid: int) -> bool: ...

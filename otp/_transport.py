@@ -24,7 +24,8 @@ Defaults (measured on the 2-core reference machine, see ``stress/``):
   thousand near-simultaneous connections; libzmq's default of 100 made
   connects fail and retry after ``RECONNECT_IVL``.
 * ``RECONNECT_IVL_MS = 20``: a retry after a refused connect (backlog full)
-  comes quickly; reconnects to dead peers stop when the sender sweeps them.
+  comes quickly; reconnects to dead peers stop when the sender reads their
+  death (a DOWN or EXIT), or finds the socket idle.
 
 Descriptors.  A connection from a sender's PUSH socket to a mailbox costs
 two descriptors in the sender (the socket's eventfd and the stream socket)

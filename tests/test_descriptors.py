@@ -22,7 +22,7 @@ import pytest
 
 import otp
 from otp import _peers, _process
-from otp._peers import _frame_header
+from otp._frame_order import frame_header as _frame_header
 from otp._pid import Ref
 from otp.registry._server import watch_cap
 
