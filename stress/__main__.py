@@ -27,6 +27,7 @@ import re
 import sys
 import time
 import traceback
+from typing import Any
 
 from . import _bench, _compare, _report
 
@@ -36,7 +37,7 @@ DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"
 def environment() -> dict:
     import zmq
 
-    env = {
+    env: dict[str, Any] = {
         "python": platform.python_version(),
         "pyzmq": zmq.__version__,
         "libzmq": zmq.zmq_version(),
@@ -207,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             skipped[name] = why
             print(f"{name}: not available yet ({why})", file=sys.stderr, flush=True)
             continue
+        assert b.fn is not None, "a planned benchmark is never available"
         rounds, n, warmup = b.params(args.quick)
         rounds = args.rounds or rounds
         n = args.n or n
@@ -241,12 +243,12 @@ def main(argv: list[str] | None = None) -> int:
             meta = {k: v for k, v in res.items() if k != "workloads"}
             peers_meta[peer] = meta
             for workload, wres in (res.get("workloads") or {}).items():
-                name = by_workload.get(workload)
-                if name is None:
+                bench_name = by_workload.get(workload)
+                if bench_name is None:
                     continue
                 wres = dict(wres)
                 wres.setdefault("how", (res.get("how") or {}).get(workload, ""))
-                results[name].setdefault("peers", {})[peer] = _report.summarise_peer(results[name], wres)
+                results[bench_name].setdefault("peers", {})[peer] = _report.summarise_peer(results[bench_name], wres)
             if res.get("error"):
                 failed[f"peer:{peer}"] = res["error"]
             for workload, wres in (res.get("workloads") or {}).items():

@@ -41,7 +41,10 @@ import pkgutil
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from otp import Pid
 
 __all__ = [
     "Benchmark",
@@ -54,6 +57,13 @@ __all__ = [
     "INJECT_DELAY_US",
     "timed_ops",
     "alternate",
+    "measure",
+    "measure_ops",
+    "measure_each",
+    "started",
+    "down_of",
+    "await_down",
+    "await_exit",
 ]
 
 #: Modules of ``stress/`` that are not benchmark modules.
@@ -271,6 +281,46 @@ def alternate(floor_round: Callable[[], list[float]], ours_round: Callable[[], l
         floor.append(list(floor_round()))
         ours.append(list(ours_round()))
     return {"floor": floor, "ours": ours}
+
+
+def measure(floor_round: Callable[[int], list[float]], ours_round: Callable[[int], list[float]], run: Run) -> dict:
+    """A warm-up round of ``run.warmup`` of each side, floor first, then
+    :func:`alternate` rounds of ``run.n``; ``*_round(count)`` returns the
+    round's samples (a rate is a one-sample round: ``lambda c: [rate(c)]``)."""
+    floor_round(run.warmup)
+    ours_round(run.warmup)
+    return alternate(lambda: floor_round(run.n), lambda: ours_round(run.n), run.rounds)
+
+
+def measure_ops(floor_op: Callable[[int], Any], ours_op: Callable[[int], Any], run: Run) -> dict:
+    """:func:`measure` of :func:`timed_ops` rounds: seconds per ``op(i)``,
+    the test hook on ours."""
+    return measure(lambda c: timed_ops(floor_op, c, ours=False), lambda c: timed_ops(ours_op, c, ours=True), run)
+
+
+def measure_each(floor_once: Callable[[], float], ours_once: Callable[[], float], run: Run) -> dict:
+    """Samples taken one call at a time (``*_once()`` returns one sample,
+    timing itself): ``run.warmup`` warm-up pairs, floor then ours, then
+    :func:`alternate` rounds of ``run.n`` calls."""
+    for _ in range(run.warmup):
+        floor_once()
+        ours_once()
+    return alternate(
+        lambda: [floor_once() for _ in range(run.n)], lambda: [ours_once() for _ in range(run.n)], run.rounds
+    )
+
+
+def started(pid: Pid | None) -> Pid:
+    """The pid a server's ``start``/``start_link`` returned, which is None
+    only when its ``init`` chose to ignore: a benchmark's servers never do."""
+    if pid is None:
+        raise RuntimeError("a benchmark server did not start")
+    return pid
+
+
+def down_of(otp, refs: set) -> Callable[[object], bool]:
+    """The receive predicate of a DOWN for one of the monitors ``refs``."""
+    return lambda m: isinstance(m, otp.DOWN) and m.ref in refs
 
 
 def await_down(otp, ref, timeout: float = 10.0):

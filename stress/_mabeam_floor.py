@@ -26,18 +26,20 @@ import zmq
 import otp
 
 from ._bench import await_down, await_exit, inject
+from ._raw import announced
 
 #: Seconds a raw client waits for one reply before counting a failure
 #: (the same as the timeout ours passes to ``mabeam.request``).
 REPLY_TIMEOUT_S = 5.0
 
 
-def vote_of(agent_id: int) -> str:
+def vote_of(agent_id: Any) -> str:
     """What agent ``agent_id`` votes (both sides): four in five approve."""
     return "reject" if agent_id % 5 == 4 else "approve"
 
 
 def endpoint(node: otp.Node, tag: str, i: int) -> str:
+    assert node.info is not None, "the node runs"
     return f"ipc://{node.info.dir}/mb-{tag}-{i}"
 
 
@@ -82,7 +84,7 @@ class Clients:
         t0 = time.perf_counter()
         for pid in self.pids:
             otp.send(pid, ("go", args))
-        results = {}
+        results: dict[otp.Pid, Any] = {}
         while len(results) < len(self.pids):
             msg = self._receive("done", timeout)
             results[msg[1]] = msg[2]
@@ -190,22 +192,15 @@ def raw_agent(ep: str, agent_id: int, parent: otp.Pid) -> None:
     """A plain process standing for an agent: ``("request", m)`` is answered
     ``(agent_id, m)`` (as ``handle_request`` does), ``("vote", p)`` with
     ``(agent_id, vote_of(agent_id))``."""
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.ROUTER)
-    sock.bind(ep)
-    otp.send(parent, "ready")
-    vote = vote_of(agent_id)
-    try:
-        while True:
+    with announced(zmq.ROUTER, ep, parent) as sock:
+        vote = vote_of(agent_id)
+        while True:  # not serve(): the answer stays inline, no call per request
             ident, frame = sock.recv_multipart()
             request = pickle.loads(frame)
             if request == "stop":
                 return
             answer = (agent_id, request[1]) if request[0] == "request" else (agent_id, vote)
             sock.send_multipart([ident, pickle.dumps(answer)])
-    finally:
-        sock.close(linger=0)
-        ctx.term()
 
 
 def raw_auctioneer(ep: str, index: int, parent: otp.Pid) -> None:
@@ -214,12 +209,8 @@ def raw_auctioneer(ep: str, index: int, parent: otp.Pid) -> None:
     close (cleared with the same rules function ours uses)."""
     from mabeam.economics import auctions as auction_rules
 
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.ROUTER)
-    sock.bind(ep)
-    otp.send(parent, "ready")
     auctions: dict = {}
-    try:
+    with announced(zmq.ROUTER, ep, parent) as sock:
         while True:
             ident, frame = sock.recv_multipart()
             req = pickle.loads(frame)
@@ -243,9 +234,6 @@ def raw_auctioneer(ep: str, index: int, parent: otp.Pid) -> None:
             else:
                 answer = ("error", "unknown")
             sock.send_multipart([ident, pickle.dumps(answer)])
-    finally:
-        sock.close(linger=0)
-        ctx.term()
 
 
 # ------------------------------------------------------------ raw clients

@@ -21,8 +21,9 @@ import signal
 import tempfile
 import threading
 import time
+from typing import Any
 
-import ray
+import ray  # type: ignore[import-not-found, unused-ignore]
 
 from ._common import REQUEST, SPAWN_SETTLE_S, timed
 
@@ -65,7 +66,7 @@ class RayPeer:
         return ray.__version__
 
     def __init__(self) -> None:
-        self.tmp = None
+        self.tmp: str | None = None
 
     def start(self) -> None:
         # A private session directory (logs, sockets), removed at the end.
@@ -91,8 +92,8 @@ class RayPeer:
 
     # ------------------------------------------------------------ workloads
 
-    def call_round_trip(self, rounds: int, n: int, warmup: int, **_) -> dict:
-        echo = Echo.remote()
+    def call_round_trip(self, rounds: int, n: int, warmup: int, **_other: Any) -> dict:
+        echo = Echo.remote()  # type: ignore[attr-defined, unused-ignore]
 
         def op(i: int) -> None:
             if ray.get(echo.echo.remote(REQUEST)) != REQUEST:
@@ -103,8 +104,8 @@ class RayPeer:
         ray.kill(echo)
         return {"rounds": out, "unit": "s"}
 
-    def cast_throughput(self, rounds: int, n: int, warmup: int, **_) -> dict:
-        sink = Sink.remote()
+    def cast_throughput(self, rounds: int, n: int, warmup: int, **_other: Any) -> dict:
+        sink = Sink.remote()  # type: ignore[attr-defined, unused-ignore]
         ray.get(sink.count.remote())
         sent = [0]
 
@@ -124,11 +125,11 @@ class RayPeer:
         ray.kill(sink)
         return {"rounds": out, "unit": "msg/s"}
 
-    def spawn_first_reply(self, rounds: int, n: int, warmup: int, **_) -> dict:
+    def spawn_first_reply(self, rounds: int, n: int, warmup: int, **_other: Any) -> dict:
         def once() -> float:
             time.sleep(SPAWN_SETTLE_S)  # the same settle pause as ours, outside the timed region
             t0 = time.perf_counter()
-            actor = Echo.remote()
+            actor = Echo.remote()  # type: ignore[attr-defined, unused-ignore]
             if ray.get(actor.echo.remote(REQUEST), timeout=120) != REQUEST:
                 raise AssertionError("ray echo answered wrong")
             dt = time.perf_counter() - t0
@@ -139,12 +140,12 @@ class RayPeer:
             once()
         return {"rounds": [[once() for _ in range(n)] for _ in range(rounds)], "unit": "s"}
 
-    def sigkill_to_down(self, rounds: int, n: int, warmup: int, detect_timeout: float = 10.0, **_) -> dict:
+    def sigkill_to_down(self, rounds: int, n: int, warmup: int, detect_timeout: float = 10.0, **_other: Any) -> dict:
         undetected = 0
 
         def once() -> float | None:
             nonlocal undetected
-            actor = Echo.remote()
+            actor = Echo.remote()  # type: ignore[attr-defined, unused-ignore]
             victim = ray.get(actor.pid.remote(), timeout=120)
             pending = actor.block.remote()
             # Let the blocking call reach the actor (outside the timed region).

@@ -17,8 +17,14 @@ import os
 import signal
 import socket
 import time
+from typing import Any
 
-from thespian.actors import Actor, ActorExitRequest, ActorSystem, ChildActorExited
+from thespian.actors import (  # type: ignore[import-not-found, unused-ignore]
+    Actor,
+    ActorExitRequest,
+    ActorSystem,
+    ChildActorExited,
+)
 
 from ._common import REQUEST, SPAWN_SETTLE_S, timed
 
@@ -79,7 +85,7 @@ class ThespianPeer:
     }
 
     def __init__(self) -> None:
-        self.asys = None
+        self.asys: Any = None
         self.admin_pid = None
 
     @staticmethod
@@ -109,7 +115,7 @@ class ThespianPeer:
 
     # ------------------------------------------------------------ workloads
 
-    def call_round_trip(self, rounds: int, n: int, warmup: int, **_) -> dict:
+    def call_round_trip(self, rounds: int, n: int, warmup: int, **_other: Any) -> dict:
         asys = self.asys
         echo = asys.createActor(Echo)
 
@@ -122,7 +128,7 @@ class ThespianPeer:
         asys.tell(echo, ActorExitRequest())
         return {"rounds": out, "unit": "s"}
 
-    def cast_throughput(self, rounds: int, n: int, warmup: int, **_) -> dict:
+    def cast_throughput(self, rounds: int, n: int, warmup: int, **_other: Any) -> dict:
         asys = self.asys
         sink = asys.createActor(Sink)
         sent = [0]
@@ -143,7 +149,7 @@ class ThespianPeer:
         asys.tell(sink, ActorExitRequest())
         return {"rounds": out, "unit": "msg/s"}
 
-    def spawn_first_reply(self, rounds: int, n: int, warmup: int, **_) -> dict:
+    def spawn_first_reply(self, rounds: int, n: int, warmup: int, **_other: Any) -> dict:
         asys = self.asys
 
         def once() -> float:
@@ -160,7 +166,7 @@ class ThespianPeer:
             once()
         return {"rounds": [[once() for _ in range(n)] for _ in range(rounds)], "unit": "s"}
 
-    def sigkill_to_down(self, rounds: int, n: int, warmup: int, detect_timeout: float = 10.0, **_) -> dict:
+    def sigkill_to_down(self, rounds: int, n: int, warmup: int, detect_timeout: float = 10.0, **_other: Any) -> dict:
         asys = self.asys
         undetected = 0
 

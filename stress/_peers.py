@@ -29,6 +29,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Set as AbstractSet
+
+from ._common import descendants
 
 __all__ = ["PEERS", "WORKLOADS", "peer_params", "run_peers", "installed"]
 
@@ -64,7 +67,7 @@ def installed(peer: str) -> bool:
 
 def peer_params(peer: str, workload: str, rounds: int, n: int, warmup: int, quick: bool) -> dict:
     lr, ln, lw = LIMITS[peer][workload]
-    params = {"rounds": min(rounds, lr), "n": max(1, min(n, ln)), "warmup": min(warmup, lw)}
+    params: dict[str, float] = {"rounds": min(rounds, lr), "n": max(1, min(n, ln)), "warmup": min(warmup, lw)}
     if workload == "sigkill_to_down":
         params["detect_timeout"] = 5.0 if quick else DETECT_TIMEOUT_S
     return params
@@ -86,26 +89,11 @@ def _proc_key(pid: int):
 
 
 def _descendants(root: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(name))
-    out, stack = set(), [root]
-    while stack:
-        for c in children.get(stack.pop(), ()):
-            if c not in out:
-                out.add(c)
-                stack.append(c)
-    return out
+    return set(descendants(root))
 
 
 def _in_sessions(sids: set[int]) -> set[int]:
-    out = set()
+    out: set[int] = set()
     if not sids:
         return out
     for name in os.listdir("/proc"):
@@ -118,7 +106,7 @@ def _in_sessions(sids: set[int]) -> set[int]:
     return out
 
 
-def snapshot(extra_sids: set[int] = frozenset()) -> set[tuple]:
+def snapshot(extra_sids: AbstractSet[int] = frozenset()) -> set[tuple]:
     """Live processes this process started, directly or not (see module doc)."""
     me = os.getpid()
     mine = _descendants(me)
@@ -219,7 +207,7 @@ def _child_main(peer: str, params_path: str, out_path: str) -> int:
 # ------------------------------------------------------------ runner side
 
 
-def run_peers(peers: list[str], workloads: dict[str, dict], timeout: float = PEER_TIMEOUT_S) -> dict:
+def run_peers(peers: list[str], workloads: dict[str, tuple], timeout: float = PEER_TIMEOUT_S) -> dict:
     """Run ``workloads`` ({workload: (rounds, n, warmup, quick)}) on each peer.
 
     Returns ``{peer: result}``; a peer that is not installed gets

@@ -19,7 +19,7 @@ import statistics
 try:  # optional: only makes the bootstrap faster
     import numpy as _np
 except ImportError:  # pragma: no cover - numpy comes with matplotlib and ray
-    _np = None
+    _np = None  # type: ignore[assignment]
 
 __all__ = ["percentile", "summary", "bootstrap_ci", "ratio_summary", "permutation_p", "cis_disjoint"]
 

@@ -26,9 +26,10 @@ import otp
 from otp import _process
 from otp._transport import EXIT_LINGER_MS
 
-from ._bench import Run, alternate, await_exit, benchmark, timed_ops
+from ._bench import Run, alternate, await_exit, benchmark, started, timed_ops
 from ._common import REQUEST
-from .kernel import EchoServer, raw_router_server
+from ._raw import raw_router_server, start_raw
+from .kernel import EchoServer
 
 #: Position of this module's benchmarks in the suite (after the kernel's).
 ORDER = 12
@@ -67,8 +68,7 @@ def bench_call_capped(run: Run) -> dict:
     proc = _process.current()
     me = otp.self()
     endpoint = f"ipc://{run.node.info.dir}/raw-router-capped"
-    raw_pid = otp.spawn(raw_router_server, endpoint, me)
-    otp.receive(10, lambda m: m == "ready")
+    raw_pid = start_raw(raw_router_server, endpoint, me)
     ctx = zmq.Context()
     request = pickle.dumps(REQUEST)
 
@@ -86,7 +86,7 @@ def bench_call_capped(run: Run) -> dict:
         kept.send(request)
         pickle.loads(kept.recv())
 
-    servers = [EchoServer.start_link(None) for _ in range(SERVERS)]
+    servers = [started(EchoServer.start_link(None)) for _ in range(SERVERS)]
 
     def ours(i: int) -> None:
         otp.call(servers[i % SERVERS], REQUEST)

@@ -44,8 +44,9 @@ import zmq
 
 import otp
 
-from ._bench import Run, alternate, await_down, benchmark, inject, timed_ops
-from ._common import REQUEST
+from ._bench import Run, await_down, await_exit, benchmark, inject, measure, measure_each, measure_ops, started
+from ._common import REQUEST, descendants
+from ._raw import Curve, announced, drain_batches, raw_router_server, start_raw
 from .kernel import CastCounter, CastRounds, EchoServer
 
 #: Position of this module's benchmarks in the suite (after the kernel's).
@@ -61,49 +62,12 @@ NODEDOWN_TICKTIME = 2.0
 # ----------------------------------------------------------- processes
 
 
-def raw_curve_router(endpoint: str, public: bytes, secret: bytes, parent: otp.Pid) -> None:
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.ROUTER)
-    sock.setsockopt(zmq.CURVE_SERVER, 1)
-    sock.setsockopt(zmq.CURVE_PUBLICKEY, public)
-    sock.setsockopt(zmq.CURVE_SECRETKEY, secret)
-    sock.bind(endpoint)
-    otp.send(parent, "ready")
-    try:
-        while True:
-            ident, frame = sock.recv_multipart()
-            request = pickle.loads(frame)
-            if request == "stop":
-                return
-            sock.send_multipart([ident, pickle.dumps(request)])
-    finally:
-        sock.close(linger=0)
-        ctx.term()
-
-
-def raw_curve_sink(endpoint: str, public: bytes, secret: bytes, parent: otp.Pid) -> None:
+def raw_curve_sink(endpoint: str, parent: otp.Pid, curve: Curve) -> None:
     """PULL over tcp+CURVE: a count, then that many frames; then one
     ``otp.send`` back to the caller (once per batch: its cost is spread over
     the batch)."""
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.PULL)
-    sock.setsockopt(zmq.CURVE_SERVER, 1)
-    sock.setsockopt(zmq.CURVE_PUBLICKEY, public)
-    sock.setsockopt(zmq.CURVE_SECRETKEY, secret)
-    sock.setsockopt(zmq.RCVHWM, 0)
-    sock.bind(endpoint)
-    otp.send(parent, "ready")
-    try:
-        while True:
-            count = pickle.loads(sock.recv())
-            if count == "stop":
-                return
-            for _ in range(count):
-                pickle.loads(sock.recv())
-            otp.send(parent, "done")
-    finally:
-        sock.close(linger=0)
-        ctx.term()
+    with announced(zmq.PULL, endpoint, parent, curve=curve, rcvhwm=0) as sock:
+        drain_batches(sock, otp.send, parent, "done")
 
 
 def report_ospid(parent: otp.Pid) -> None:
@@ -211,61 +175,55 @@ class _Pair:
 # ------------------------------------------------------------ the workers
 
 
-def _call(run: dict) -> dict:
+def _curve_client(body, kind: int) -> tuple[otp.Pid, zmq.Context, zmq.Socket]:
+    """``body(endpoint, caller, curve)`` started on the peer node as a raw
+    CURVE server on a free tcp port, and a client socket of ``kind``
+    connected to it with keys of its own: ``(server pid, context, socket)``."""
+    curve = zmq.curve_keypair()
+    endpoint = f"tcp://{HOST}:{_free_port()}"
+    raw_pid = start_raw(body, endpoint, otp.self(), curve, timeout=30, node=PEER)
+    ctx = zmq.Context()
+    sock = ctx.socket(kind)
+    client_public, client_secret = zmq.curve_keypair()
+    sock.setsockopt(zmq.CURVE_SERVERKEY, curve[0])
+    sock.setsockopt(zmq.CURVE_PUBLICKEY, client_public)
+    sock.setsockopt(zmq.CURVE_SECRETKEY, client_secret)
+    if kind == zmq.PUSH:
+        sock.setsockopt(zmq.SNDHWM, 0)
+    sock.connect(endpoint)
+    return raw_pid, ctx, sock
+
+
+def _close_curve_client(raw_pid: otp.Pid, ctx: zmq.Context, sock: zmq.Socket, server: otp.Pid) -> None:
+    """Stop the raw server (by its socket) and ours, wait for the raw one."""
+    sock.send(pickle.dumps("stop"))
+    sock.close(linger=0)
+    ctx.term()
+    otp.stop(server)
+    await_exit(otp, raw_pid)
+
+
+def _call(run: Run) -> dict:
     with _Pair():
-        me = otp.self()
-        public, secret = zmq.curve_keypair()
-        endpoint = f"tcp://{HOST}:{_free_port()}"
-        raw_pid = otp.spawn_opt(raw_curve_router, (endpoint, public, secret, me), node=PEER)
-        otp.receive(30, lambda m: m == "ready")
-        ctx = zmq.Context()
-        dealer = ctx.socket(zmq.DEALER)
-        client_public, client_secret = zmq.curve_keypair()
-        dealer.setsockopt(zmq.CURVE_SERVERKEY, public)
-        dealer.setsockopt(zmq.CURVE_PUBLICKEY, client_public)
-        dealer.setsockopt(zmq.CURVE_SECRETKEY, client_secret)
-        dealer.connect(endpoint)
+        raw_pid, ctx, dealer = _curve_client(raw_router_server, zmq.DEALER)
 
         def raw(i: int) -> None:
             dealer.send(pickle.dumps(REQUEST))
             pickle.loads(dealer.recv())
 
-        server = EchoServer.start(None, node=PEER)
-        assert server is not None
+        server = started(EchoServer.start(None, node=PEER))
 
         def ours(i: int) -> None:
             otp.call(server, REQUEST)
 
-        timed_ops(raw, run["warmup"], ours=False)
-        timed_ops(ours, run["warmup"], ours=True)
-        out = alternate(
-            lambda: timed_ops(raw, run["n"], ours=False),
-            lambda: timed_ops(ours, run["n"], ours=True),
-            run["rounds"],
-        )
-        dealer.send(pickle.dumps("stop"))
-        dealer.close(linger=0)
-        ctx.term()
-        otp.stop(server)
-        await_down(otp, otp.monitor(raw_pid))
+        out = measure_ops(raw, ours, run)
+        _close_curve_client(raw_pid, ctx, dealer, server)
         return out
 
 
-def _cast(run: dict) -> dict:
+def _cast(run: Run) -> dict:
     with _Pair():
-        me = otp.self()
-        public, secret = zmq.curve_keypair()
-        endpoint = f"tcp://{HOST}:{_free_port()}"
-        raw_pid = otp.spawn_opt(raw_curve_sink, (endpoint, public, secret, me), node=PEER)
-        otp.receive(30, lambda m: m == "ready")
-        ctx = zmq.Context()
-        push = ctx.socket(zmq.PUSH)
-        client_public, client_secret = zmq.curve_keypair()
-        push.setsockopt(zmq.CURVE_SERVERKEY, public)
-        push.setsockopt(zmq.CURVE_PUBLICKEY, client_public)
-        push.setsockopt(zmq.CURVE_SECRETKEY, client_secret)
-        push.setsockopt(zmq.SNDHWM, 0)
-        push.connect(endpoint)
+        raw_pid, ctx, push = _curve_client(raw_curve_sink, zmq.PUSH)
 
         def raw(count: int) -> float:
             t0 = time.perf_counter()
@@ -275,23 +233,16 @@ def _cast(run: dict) -> dict:
             otp.receive(300, lambda m: m == "done")
             return count / (time.perf_counter() - t0)
 
-        server = CastCounter.start(None, node=PEER)
-        assert server is not None
+        server = started(CastCounter.start(None, node=PEER))
         ours = CastRounds(server, REQUEST, timeout=300)
 
-        raw(run["warmup"])
-        ours(run["warmup"])
-        out = alternate(lambda: [raw(run["n"])], lambda: [ours(run["n"])], run["rounds"])
+        out = measure(lambda c: [raw(c)], lambda c: [ours(c)], run)
         out["extra"] = {"max_silence_s": otp.net_kernel.info()["max_silence"].get(PEER)}
-        push.send(pickle.dumps("stop"))
-        push.close(linger=0)
-        ctx.term()
-        otp.stop(server)
-        await_down(otp, otp.monitor(raw_pid))
+        _close_curve_client(raw_pid, ctx, push, server)
         return out
 
 
-def _kill_down(run: dict) -> dict:
+def _kill_down(run: Run) -> dict:
     with _Pair():
         me = otp.self()
 
@@ -311,26 +262,19 @@ def _kill_down(run: dict) -> dict:
             inject()
             return dt
 
-        for _ in range(run["warmup"]):
-            kill_once(None)
-            ours_once()
-        return alternate(
-            lambda: [kill_once(None) for _ in range(run["n"])],
-            lambda: [ours_once() for _ in range(run["n"])],
-            run["rounds"],
-        )
+        return measure_each(lambda: kill_once(None), ours_once, run)
 
 
-def _nodedown(run: dict) -> dict:
+def _nodedown(run: Run) -> dict:
     ours: list[list[float]] = []
     silences = []
-    for _ in range(run["rounds"]):
+    for _ in range(run.rounds):
         samples = []
-        for _ in range(run["n"]):
+        for _ in range(run.n):
             with _Pair(ticktime=NODEDOWN_TICKTIME) as pair:
                 assert pair.popen is not None
                 otp.monitor_node(PEER)
-                victims = _tree(pair.popen.pid)
+                victims = [pair.popen.pid, *descendants(pair.popen.pid)]
                 t0 = time.perf_counter()
                 for ospid in victims:
                     _signal(ospid, signal.SIGSTOP)
@@ -346,25 +290,6 @@ def _nodedown(run: dict) -> dict:
     return {"floor": floor, "ours": ours, "extra": {"max_silence_s": max((s or 0) for s in silences)}}
 
 
-def _tree(ospid: int) -> list[int]:
-    """``ospid`` and every process under it (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [ospid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo += children.get(p, [])
-    return out
-
-
 def _signal(ospid: int, sig: int) -> None:
     try:
         os.kill(ospid, sig)
@@ -378,7 +303,8 @@ _WORKERS = {"call": _call, "cast": _cast, "kill_down": _kill_down, "nodedown": _
 def worker_main() -> None:
     """A benchmark's caller node: run one worker, print its samples."""
     config = json.loads(sys.stdin.readline())
-    result = _WORKERS[config["kind"]](config)
+    run = Run(node=None, rounds=config["rounds"], n=config["n"], warmup=config["warmup"], quick=False)
+    result = _WORKERS[config["kind"]](run)
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
 

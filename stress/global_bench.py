@@ -29,7 +29,7 @@ import otp
 from otp import cluster, global_
 from otp._etcd_store import EtcdStore
 
-from ._bench import Run, alternate, benchmark, timed_ops
+from ._bench import Run, benchmark, measure_ops
 
 #: Position of this module's benchmarks in the suite.
 ORDER = 95
@@ -44,7 +44,7 @@ def _etcd() -> Iterator[Any]:
     tests = str(Path(__file__).resolve().parent.parent / "tests")
     if tests not in sys.path:
         sys.path.insert(0, tests)
-    from etcd_server import ETCD, SKIP_REASON, EtcdCluster
+    from etcd_server import ETCD, SKIP_REASON, EtcdCluster  # type: ignore[import-not-found, unused-ignore]
 
     if ETCD is None:
         raise RuntimeError(SKIP_REASON)
@@ -101,11 +101,7 @@ def bench_global_register(run: Run) -> dict:
             if not global_.register_name(f"bench-{next(names)}", me):
                 raise AssertionError("a fresh name was refused")
 
-        timed_ops(raw, run.warmup, ours=False)
-        timed_ops(ours, run.warmup, ours=True)
-        return alternate(
-            lambda: timed_ops(raw, run.n, ours=False), lambda: timed_ops(ours, run.n, ours=True), run.rounds
-        )
+        return measure_ops(raw, ours, run)
 
 
 @benchmark(
@@ -136,8 +132,4 @@ def bench_global_whereis(run: Run) -> dict:
             if global_.whereis_name("bench-held") != me:
                 raise AssertionError("whereis_name answered wrong")
 
-        timed_ops(raw, run.warmup, ours=False)
-        timed_ops(ours, run.warmup, ours=True)
-        return alternate(
-            lambda: timed_ops(raw, run.n, ours=False), lambda: timed_ops(ours, run.n, ours=True), run.rounds
-        )
+        return measure_ops(raw, ours, run)

@@ -18,7 +18,8 @@ from __future__ import annotations
 import otp
 import otp.sys
 
-from ._bench import Run, alternate, benchmark, timed_ops
+from ._bench import Run, benchmark, measure_ops, started
+from .kernel import EchoServer
 
 #: Position of this module's benchmarks in the suite.
 ORDER = 16
@@ -28,16 +29,10 @@ REQUIRES = ("otp.sys:get_state", "otp:process_info")
 VIEW_ITEMS = ["message_queue_len", "status", "links", "monitors"]
 
 
-class _Echo(otp.GenServer):
-    def handle_call(self, request, from_, state):
-        return otp.Reply(request, state)
-
-
 def _beside_call(run: Run, look) -> dict:
     """Rounds of ``otp.call`` to an echo server (the floor) alternating
     with rounds of ``look(server)``."""
-    echo = _Echo.start_link(None)
-    assert echo is not None
+    echo = started(EchoServer.start_link(None))
 
     def raw(i: int) -> None:
         otp.call(echo, i)
@@ -45,9 +40,7 @@ def _beside_call(run: Run, look) -> dict:
     def ours(i: int) -> None:
         look(echo)
 
-    timed_ops(raw, run.warmup, ours=False)
-    timed_ops(ours, run.warmup, ours=True)
-    out = alternate(lambda: timed_ops(raw, run.n, ours=False), lambda: timed_ops(ours, run.n, ours=True), run.rounds)
+    out = measure_ops(raw, ours, run)
     otp.stop(echo)
     return out
 

@@ -31,8 +31,9 @@ import zmq
 
 import otp
 
-from ._bench import Run, alternate, await_down, await_exit, benchmark, inject, timed_ops
+from ._bench import Run, await_down, await_exit, benchmark, down_of, inject, measure, measure_each, measure_ops, started
 from ._common import REQUEST, SPAWN_SETTLE_S
+from ._raw import announced_pull_push, drain_batches, raw_router_server, start_raw
 
 #: Position of this module's benchmarks in the suite.
 ORDER = 10
@@ -41,42 +42,9 @@ ORDER = 10
 # ------------------------------------------------------------- processes
 
 
-def raw_router_server(endpoint: str, parent: otp.Pid) -> None:
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.ROUTER)
-    sock.bind(endpoint)
-    otp.send(parent, "ready")
-    try:
-        while True:
-            ident, frame = sock.recv_multipart()
-            request = pickle.loads(frame)
-            if request == "stop":
-                return
-            sock.send_multipart([ident, pickle.dumps(request)])
-    finally:
-        sock.close(linger=0)
-        ctx.term()
-
-
 def raw_pull_sink(endpoint: str, reply_endpoint: str, parent: otp.Pid) -> None:
-    ctx = zmq.Context()
-    pull = ctx.socket(zmq.PULL)
-    pull.bind(endpoint)
-    push = ctx.socket(zmq.PUSH)
-    push.connect(reply_endpoint)
-    otp.send(parent, "ready")
-    try:
-        while True:
-            n = pickle.loads(pull.recv())
-            if n == "stop":
-                return
-            for _ in range(n):
-                pickle.loads(pull.recv())
-            push.send(b"done")
-    finally:
-        pull.close(linger=0)
-        push.close(linger=0)
-        ctx.term()
+    with announced_pull_push(endpoint, reply_endpoint, parent) as (pull, push):
+        drain_batches(pull, push.send, b"done")
 
 
 def otp_sink() -> None:
@@ -141,14 +109,14 @@ class RawPushPull:
     PULL sink in another process, which answers once it has read them all."""
 
     def __init__(self, node: otp.Node, tag: str) -> None:
+        assert node.info is not None, "the node runs"
         me = otp.self()
         endpoint = f"ipc://{node.info.dir}/raw-pull-{tag}"
         reply_endpoint = f"ipc://{node.info.dir}/raw-reply-{tag}"
         self.ctx = zmq.Context()
         self.reply = self.ctx.socket(zmq.PULL)
         self.reply.bind(reply_endpoint)
-        self.pid = otp.spawn(raw_pull_sink, endpoint, reply_endpoint, me)
-        otp.receive(10, lambda m: m == "ready")
+        self.pid = start_raw(raw_pull_sink, endpoint, reply_endpoint, me)
         self.push = self.ctx.socket(zmq.PUSH)
         self.push.setsockopt(zmq.SNDHWM, 0)
         self.push.connect(endpoint)
@@ -188,8 +156,7 @@ def bench_call(run: Run) -> dict:
     """otp.call to a gen_server that replies with the request."""
     me = otp.self()
     endpoint = f"ipc://{run.node.info.dir}/raw-router"
-    raw_pid = otp.spawn(raw_router_server, endpoint, me)
-    otp.receive(10, lambda m: m == "ready")
+    raw_pid = start_raw(raw_router_server, endpoint, me)
     ctx = zmq.Context()
     dealer = ctx.socket(zmq.DEALER)
     dealer.connect(endpoint)
@@ -198,14 +165,12 @@ def bench_call(run: Run) -> dict:
         dealer.send(pickle.dumps(REQUEST))
         pickle.loads(dealer.recv())
 
-    server = EchoServer.start_link(None)
+    server = started(EchoServer.start_link(None))
 
     def ours(i: int) -> None:
         otp.call(server, REQUEST)
 
-    timed_ops(raw, run.warmup, ours=False)
-    timed_ops(ours, run.warmup, ours=True)
-    out = alternate(lambda: timed_ops(raw, run.n, ours=False), lambda: timed_ops(ours, run.n, ours=True), run.rounds)
+    out = measure_ops(raw, ours, run)
     dealer.send(pickle.dumps("stop"))
     dealer.close(linger=0)
     ctx.term()
@@ -241,9 +206,7 @@ def bench_send(run: Run) -> dict:
         inject(count)
         return count / (time.perf_counter() - t0)
 
-    raw.rate(run.warmup)
-    ours(run.warmup)
-    out = alternate(lambda: [raw.rate(run.n)], lambda: [ours(run.n)], run.rounds)
+    out = measure(lambda c: [raw.rate(c)], lambda c: [ours(c)], run)
     otp.send(sink, "stop")
     raw.close()
     await_exit(otp, sink)
@@ -264,12 +227,10 @@ def bench_send(run: Run) -> dict:
 def bench_cast(run: Run) -> dict:
     """otp.cast of n requests to a counting gen_server, then one otp.call for the count."""
     raw = RawPushPull(run.node, "cast")
-    server = CastCounter.start_link(None)
+    server = started(CastCounter.start_link(None))
     ours = CastRounds(server, REQUEST, timeout=120)
 
-    raw.rate(run.warmup)
-    ours(run.warmup)
-    out = alternate(lambda: [raw.rate(run.n)], lambda: [ours(run.n)], run.rounds)
+    out = measure(lambda c: [raw.rate(c)], lambda c: [ours(c)], run)
     otp.stop(server)
     raw.close()
     return out
@@ -315,12 +276,7 @@ def bench_spawn(run: Run) -> dict:
         await_down(otp, ref)
         return dt
 
-    for _ in range(run.warmup):
-        _fork_pipe_byte()
-        ours_once()
-    return alternate(
-        lambda: [_fork_pipe_byte() for _ in range(run.n)], lambda: [ours_once() for _ in range(run.n)], run.rounds
-    )
+    return measure_each(_fork_pipe_byte, ours_once, run)
 
 
 @benchmark(
@@ -360,12 +316,10 @@ def bench_spawn_burst(run: Run) -> dict:
         inject(count)
         rate = count / (time.perf_counter() - t0)
         while refs:
-            refs.discard(otp.receive(10, lambda m: isinstance(m, otp.DOWN) and m.ref in refs).ref)
+            refs.discard(otp.receive(10, down_of(otp, refs)).ref)
         return rate
 
-    raw(run.warmup)
-    ours(run.warmup)
-    return alternate(lambda: [raw(run.n)], lambda: [ours(run.n)], run.rounds)
+    return measure(lambda c: [raw(c)], lambda c: [ours(c)], run)
 
 
 @benchmark(
@@ -400,9 +354,4 @@ def bench_kill_down(run: Run) -> dict:
         inject()
         return time.perf_counter() - t0
 
-    for _ in range(run.warmup):
-        raw_once()
-        ours_once()
-    return alternate(
-        lambda: [raw_once() for _ in range(run.n)], lambda: [ours_once() for _ in range(run.n)], run.rounds
-    )
+    return measure_each(raw_once, ours_once, run)

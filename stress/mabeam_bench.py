@@ -45,6 +45,7 @@ from __future__ import annotations
 import os
 import random
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import mabeam
@@ -116,6 +117,25 @@ def _success(side: dict) -> str:
     return f"{side['success']:.2%} ({side['ok']:,}/{side['total']:,})"
 
 
+def _tallied_rounds(floor, ours, rounds: int) -> tuple[dict, dict]:
+    """``rounds`` rounds alternating ``floor(tally)`` and ``ours(tally)``
+    (each returns one rate and adds its answers to the side's tally):
+    ``(samples, {"floor": tally, "ours": tally})``."""
+    tallies = {"floor": new_tally(), "ours": new_tally()}
+    out: dict = {"floor": [], "ours": []}
+    for _ in range(rounds):
+        out["floor"].append([floor(tallies["floor"])])
+        out["ours"].append([ours(tallies["ours"])])
+    return out, tallies
+
+
+def _stop_floor(floor_clients: Clients, our_clients: Clients, eps: list[str], raw_pids: list[otp.Pid]) -> None:
+    """Stop both sides' clients, ours first, then the floor's servers."""
+    our_clients.stop()
+    floor_clients.stop()
+    stop_servers(eps, raw_pids)
+
+
 # ------------------------------------------------------------ requests
 
 
@@ -126,7 +146,9 @@ def mabeam_request_client(parent: otp.Pid, index: int, n_agents: int, message: A
     def work(count: int, sweep: bool) -> tuple:
         targets = list(range(n_agents)) if sweep else []
         targets += [rng.randrange(n_agents) for _ in range(count)]
-        ok, failed, lat, errors = 0, 0, [], {}
+        ok, failed = 0, 0
+        lat: list[float] = []
+        errors: dict[str, int] = {}
         for agent_id in targets:
             t0 = clock()
             try:
@@ -179,14 +201,12 @@ def bench_requests(run: Run) -> dict:
     # warm-up: every client reaches every agent once, then random requests
     batch(floor_clients, run.warmup, True, ours=False, tally=new_tally())
     batch(our_clients, run.warmup, True, ours=True, tally=new_tally())
-    tallies = {"floor": new_tally(), "ours": new_tally()}
-    out: dict = {"floor": [], "ours": []}
-    for _ in range(run.rounds):
-        out["floor"].append([batch(floor_clients, each, False, ours=False, tally=tallies["floor"])])
-        out["ours"].append([batch(our_clients, each, False, ours=True, tally=tallies["ours"])])
-    our_clients.stop()
-    floor_clients.stop()
-    stop_servers(eps, raw_pids)
+    out, tallies = _tallied_rounds(
+        lambda t: batch(floor_clients, each, False, ours=False, tally=t),
+        lambda t: batch(our_clients, each, False, ours=True, tally=t),
+        run.rounds,
+    )
+    _stop_floor(floor_clients, our_clients, eps, raw_pids)
     mabeam.stop(sup)
     out["extra"] = {
         "agents": AGENTS,
@@ -200,7 +220,7 @@ def bench_requests(run: Run) -> dict:
 # ------------------------------------------------------------ consensus
 
 
-def _decided(decision: Any, reached: bool, votes: dict) -> bool:
+def _decided(decision: Any, reached: bool, votes: Mapping) -> bool:
     return reached and decision == "approve" and len(votes) == VOTERS
 
 
@@ -239,7 +259,6 @@ def bench_consensus(run: Run) -> dict:
     eps = [endpoint(run.node, "voter", i) for i in range(VOTERS)]
     raw_pids = start_servers(raw_agent, eps)
     ctx, socks, poller = dealers(eps)
-    tallies = {"floor": new_tally(), "ours": new_tally()}
     clock = time.perf_counter
 
     def raw(count: int, tally: dict) -> float:
@@ -269,10 +288,7 @@ def bench_consensus(run: Run) -> dict:
 
     raw(run.warmup, new_tally())
     ours(run.warmup, new_tally())
-    out: dict = {"floor": [], "ours": []}
-    for _ in range(run.rounds):
-        out["floor"].append([raw(run.n, tallies["floor"])])
-        out["ours"].append([ours(run.n, tallies["ours"])])
+    out, tallies = _tallied_rounds(lambda t: raw(run.n, t), lambda t: ours(run.n, t), run.rounds)
     # for the note: the votes alone (no session process), and sessions in flight at once
     t0 = clock()
     for i in range(run.n):
@@ -444,14 +460,12 @@ def bench_auctions(run: Run) -> dict:
     each = max(1, run.n // CLIENTS)
     batch(floor_clients, max(1, run.warmup // CLIENTS), ours=False, tally=new_tally())
     batch(our_clients, max(1, run.warmup // CLIENTS), ours=True, tally=new_tally())
-    tallies = {"floor": new_tally(), "ours": new_tally()}
-    out: dict = {"floor": [], "ours": []}
-    for _ in range(run.rounds):
-        out["floor"].append([batch(floor_clients, each, ours=False, tally=tallies["floor"])])
-        out["ours"].append([batch(our_clients, each, ours=True, tally=tallies["ours"])])
-    our_clients.stop()
-    floor_clients.stop()
-    stop_servers(eps, raw_pids)
+    out, tallies = _tallied_rounds(
+        lambda t: batch(floor_clients, each, ours=False, tally=t),
+        lambda t: batch(our_clients, each, ours=True, tally=t),
+        run.rounds,
+    )
+    _stop_floor(floor_clients, our_clients, eps, raw_pids)
     memory = _open_auctions_memory(run.node, OPEN_FOR_MEMORY)
     mabeam.stop(sup)
     out["extra"] = {

@@ -24,11 +24,10 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 
 import otp
 
-from ._bench import Run, alternate, benchmark
+from ._bench import Run, alternate, benchmark, down_of
 from ._pss import MAPPING_KINDS, private_by_mapping, pss_kib, rollup, uss_kib
 
 #: Position of this module's benchmarks in the suite.
@@ -149,7 +148,7 @@ def _ours_round(node: otp.Node, n: int, extra: dict) -> list[float]:
             otp.send(pid, "stop")
         refs = {ref for _, ref in batch}
         while refs:
-            down = otp.receive(30, _down_of(refs))
+            down = otp.receive(30, down_of(otp, refs))
             refs.discard(down.ref)
             reasons[repr(down.reason)] = reasons.get(repr(down.reason), 0) + 1
     return values
@@ -176,10 +175,6 @@ def describe(extra: dict) -> str:
             else ""
         )
     )
-
-
-def _down_of(refs: set) -> Callable[[object], bool]:
-    return lambda m: isinstance(m, otp.DOWN) and m.ref in refs
 
 
 def _describe_breakdown(extra: dict) -> str:

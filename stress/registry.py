@@ -28,7 +28,8 @@ import zmq
 
 import otp
 
-from ._bench import Run, alternate, await_exit, benchmark, inject, timed_ops
+from ._bench import Run, await_exit, benchmark, inject, measure, measure_each, measure_ops
+from ._raw import raw_dict_router, start_raw
 
 #: Position of this module's benchmarks in the suite.
 ORDER = 40
@@ -36,23 +37,6 @@ ORDER = 40
 #: Lookups per timed sample of the cached benchmark.
 BATCH = 1000
 NAME = "stress-registry-target"
-
-
-def raw_dict_router(endpoint: str, table: dict, parent: otp.Pid) -> None:
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.ROUTER)
-    sock.bind(endpoint)
-    otp.send(parent, "ready")
-    try:
-        while True:
-            ident, frame = sock.recv_multipart()
-            request = pickle.loads(frame)
-            if request == "stop":
-                return
-            sock.send_multipart([ident, pickle.dumps(table.get(request))])
-    finally:
-        sock.close(linger=0)
-        ctx.term()
 
 
 def named_waiter(name: str, parent: otp.Pid) -> None:
@@ -65,6 +49,22 @@ def _named_target(me: otp.Pid) -> otp.Pid:
     pid = otp.spawn(named_waiter, NAME, me)
     otp.receive(10, lambda m: m == "registered")
     return pid
+
+
+def _stop(*pids: otp.Pid) -> None:
+    """Send each of ``pids`` "stop" and wait for its exit, in turn."""
+    for pid in pids:
+        otp.send(pid, "stop")
+        await_exit(otp, pid)
+
+
+def _raw_lookups(run: Run, tag: str) -> tuple[otp.Pid, otp.Pid, str]:
+    """The named target and a raw dict server knowing it, at
+    ``raw-dict-router{tag}``: ``(target, server pid, endpoint)``."""
+    me = otp.self()
+    target = _named_target(me)
+    endpoint = f"ipc://{run.node.info.dir}/raw-dict-router{tag}"
+    return target, start_raw(raw_dict_router, endpoint, {NAME: target}, me), endpoint
 
 
 @benchmark(
@@ -80,11 +80,7 @@ def _named_target(me: otp.Pid) -> otp.Pid:
 )
 def bench_lookup_router(run: Run) -> dict:
     """whereis through the node registry's ROUTER (no replica)."""
-    me = otp.self()
-    target = _named_target(me)
-    endpoint = f"ipc://{run.node.info.dir}/raw-dict-router"
-    raw_pid = otp.spawn(raw_dict_router, endpoint, {NAME: target}, me)
-    otp.receive(10, lambda m: m == "ready")
+    target, raw_pid, endpoint = _raw_lookups(run, "")
     ctx = zmq.Context()
     dealer = ctx.socket(zmq.DEALER)
     dealer.connect(endpoint)
@@ -98,15 +94,12 @@ def bench_lookup_router(run: Run) -> dict:
         if otp.whereis(NAME, cached=False) != target:
             raise AssertionError("registry lookup answered wrong")
 
-    timed_ops(raw, run.warmup, ours=False)
-    timed_ops(ours, run.warmup, ours=True)
-    out = alternate(lambda: timed_ops(raw, run.n, ours=False), lambda: timed_ops(ours, run.n, ours=True), run.rounds)
+    out = measure_ops(raw, ours, run)
     dealer.send(pickle.dumps("stop"))
     dealer.close(linger=0)
     ctx.term()
     await_exit(otp, raw_pid)
-    otp.send(target, "stop")
-    await_exit(otp, target)
+    _stop(target)
     return out
 
 
@@ -188,18 +181,11 @@ def _rate(clients: list, count: int) -> float:
 def bench_lookup_throughput(run: Run) -> dict:
     """Lookups per second the node registry's ROUTER serves to busy clients."""
     me = otp.self()
-    target = _named_target(me)
-    endpoint = f"ipc://{run.node.info.dir}/raw-dict-router-tp"
-    raw_pid = otp.spawn(raw_dict_router, endpoint, {NAME: target}, me)
-    otp.receive(10, lambda m: m == "ready")
+    target, raw_pid, endpoint = _raw_lookups(run, "-tp")
     raw_clients = _clients(raw_pipelined_client, endpoint, me)
     our_clients = _clients(ours_pipelined_client, me)
-    _rate(raw_clients, run.warmup)
-    _rate(our_clients, run.warmup)
-    out = alternate(lambda: [_rate(raw_clients, run.n)], lambda: [_rate(our_clients, run.n)], run.rounds)
-    for pid in raw_clients + our_clients:
-        otp.send(pid, "stop")
-        await_exit(otp, pid)
+    out = measure(lambda c: [_rate(raw_clients, c)], lambda c: [_rate(our_clients, c)], run)
+    _stop(*raw_clients, *our_clients)
     ctx = zmq.Context()
     dealer = ctx.socket(zmq.DEALER)
     dealer.connect(endpoint)
@@ -207,8 +193,7 @@ def bench_lookup_throughput(run: Run) -> dict:
     dealer.close(linger=2000)
     ctx.term()
     await_exit(otp, raw_pid)
-    otp.send(target, "stop")
-    await_exit(otp, target)
+    _stop(target)
     return out
 
 
@@ -240,10 +225,8 @@ def _measure_cached(target: otp.Pid, rounds: int, n: int, warmup: int) -> dict:
     raw_batch, ours_batch = _cached_batches(target)
     if otp.whereis(NAME) != target:
         raise AssertionError("whereis answered wrong")
-    for _ in range(warmup):  # warm-up also makes this process set up its replica
-        raw_batch()
-        ours_batch()
-    out = alternate(lambda: [raw_batch() for _ in range(n)], lambda: [ours_batch() for _ in range(n)], rounds)
+    # the warm-up also makes this process set up its replica
+    out = measure_each(raw_batch, ours_batch, Run(node=None, rounds=rounds, n=n, warmup=warmup, quick=False))
     if otp.whereis(NAME) != target:
         raise AssertionError("whereis answered wrong")
     return out
@@ -288,6 +271,5 @@ def bench_lookup_cached(run: Run) -> dict:
     _, medians = otp.receive(120, lambda m: type(m) is tuple and m[0] == "cached-in-child")
     await_exit(otp, child)
     out["extra"] = {"child_rounds": medians}
-    otp.send(target, "stop")
-    await_exit(otp, target)
+    _stop(target)
     return out

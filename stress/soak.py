@@ -37,9 +37,11 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 
 import otp
 
+from ._bench import down_of, started
 from ._pss import rollup, uss_kib
 
 DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -84,8 +86,8 @@ def driver(servers: list, calls: int, casts: int, spawns: int, root) -> None:
         for _ in range(spawns):
             otp.receive(30, lambda m: type(m) is tuple and len(m) == 2 and m[0] == "done")
         while refs:
-            refs.discard(otp.receive(30, lambda m, refs=refs: isinstance(m, otp.DOWN) and m.ref in refs).ref)
-        churn = Churn.start_link(None)
+            refs.discard(otp.receive(30, down_of(otp, refs)).ref)
+        churn = started(Churn.start_link(None))
         otp.call(churn, "hello")
         otp.stop(churn)
         counts["ticks"] += 1
@@ -101,13 +103,13 @@ def driver(servers: list, calls: int, casts: int, spawns: int, root) -> None:
             otp.send(root, ("paused", msg[1], dict(counts)))
             if msg[0] == "stop":
                 return
-            if otp.receive(None, lambda m, ref=msg[1]: m in (("resume", ref), ("stop", ref)))[0] == "stop":
+            if otp.receive(None, (("resume", msg[1]), ("stop", msg[1])).__contains__)[0] == "stop":
                 return
 
 
 def _node_roles(node: otp.Node) -> dict[int, str]:
     """Names for the node's own processes (kernel supervisor, registry), if the node says."""
-    roles = {}
+    roles: dict[int, str] = {}
     kernel = getattr(node, "kernel", None)
     if kernel is None:
         return roles
@@ -121,9 +123,21 @@ def _node_roles(node: otp.Node) -> dict[int, str]:
     return roles
 
 
+def _zygote(node: otp.Node) -> int:
+    """The OS pid of the running node's zygote."""
+    assert node.zygote_ospid is not None, "the node runs"
+    return node.zygote_ospid
+
+
+def _paused(seq: int) -> Callable[[object], bool]:
+    """The receive predicate of the driver's answer to pause ``seq``."""
+    return lambda m: type(m) is tuple and len(m) == 3 and m[0] == "paused" and m[1] == seq
+
+
 def _sample(node: otp.Node, roles: dict[int, str]) -> dict[str, dict]:
     out = {}
-    pids = [os.getpid(), node.zygote_ospid] + [p for p in node.os_pids() if p not in (os.getpid(), node.zygote_ospid)]
+    zygote = _zygote(node)
+    pids = [os.getpid(), zygote] + [p for p in node.os_pids() if p not in (os.getpid(), zygote)]
     for ospid in pids:
         try:
             fields = rollup(ospid)
@@ -208,9 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.monotonic()
     with otp.Node(name="soak") as node:
         me = otp.self()
-        servers = [Server.start_link(None) for _ in range(args.servers)]
+        servers = [started(Server.start_link(None)) for _ in range(args.servers)]
         drv = otp.spawn_link(driver, servers, args.calls, args.casts, args.spawns, me)
-        roles = {os.getpid(): "root (sampler)", node.zygote_ospid: "zygote", drv.ospid: "driver"}
+        roles = {os.getpid(): "root (sampler)", _zygote(node): "zygote", drv.ospid: "driver"}
         roles.update({s.ospid: f"server {i}" for i, s in enumerate(servers)})
         roles.update(_node_roles(node))
         t_start = time.monotonic()
@@ -224,9 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             seq += 1
             otp.send(drv, ("pause", seq))
-            _, _, counts = otp.receive(
-                120, lambda m, s=seq: type(m) is tuple and len(m) == 3 and m[0] == "paused" and m[1] == s
-            )
+            _, _, counts = otp.receive(120, _paused(seq))
             time.sleep(SETTLE_S)  # let the node settle before sampling (see SETTLE_S)
             t = time.monotonic() - t_start
             procs = _sample(node, roles)

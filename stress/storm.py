@@ -146,10 +146,10 @@ def _pid_limit_check(workers: int) -> str | None:
 
 
 #: Workers one asking process calls.  A process keeps a watch (a pidfd) and
-#: a socket (two descriptors) on every server it has called while the server
-#: lives (see otp._links.call_peer), so the root calling 10,000 workers
-#: itself would hold 30,000 descriptors; each asker holds its share and
-#: releases it when it exits.
+#: a socket (two descriptors) on each server it calls while it calls it (see
+#: otp._links.call_peer), and one multi_call holds them for every server it
+#: waits for, so the root asking 10,000 workers at once would hold 30,000
+#: descriptors; each asker holds its share and releases it when it exits.
 ASK_PER_PROCESS = 1000
 
 

@@ -20,7 +20,7 @@ import time
 
 import otp
 
-from ._bench import Run, alternate, benchmark, inject
+from ._bench import Run, benchmark, inject, measure_each
 
 #: Position of this module's benchmarks in the suite.
 ORDER = 30
@@ -105,12 +105,7 @@ def bench_restart(run: Run) -> dict:
         inject()
         return time.perf_counter() - t0
 
-    for _ in range(run.warmup):
-        _floor_once()
-        ours_once()
-    out = alternate(
-        lambda: [_floor_once() for _ in range(run.n)], lambda: [ours_once() for _ in range(run.n)], run.rounds
-    )
+    out = measure_each(_floor_once, ours_once, run)
     otp.unlink(sup)
     otp.exit(sup, "shutdown")
     ref = otp.monitor(sup)

@@ -40,7 +40,9 @@ import zmq
 import otp
 from otp._timers import TIMER_SERVER, TimerServer, cancel_timer, send_after
 
-from ._bench import Run, alternate, await_exit, benchmark, inject, timed_ops
+from ._bench import Run, alternate, await_exit, benchmark, inject, measure, started, timed_ops
+from ._raw import announced_pull_push, start_raw
+from .kernel import EchoServer
 
 #: Position of this module's benchmarks in the suite.
 ORDER = 15
@@ -67,13 +69,7 @@ TARGET = (
 def raw_sleeper(requests: str, replies: str, parent: otp.Pid) -> None:
     """The floor: takes ``count`` then ``count`` pickled ``(deadline, tag)``,
     sleeps until each deadline in order and pushes ``tag``; ``0`` ends it."""
-    ctx = zmq.Context()
-    pull = ctx.socket(zmq.PULL)
-    pull.bind(requests)
-    push = ctx.socket(zmq.PUSH)
-    push.connect(replies)
-    otp.send(parent, "ready")
-    try:
+    with announced_pull_push(requests, replies, parent) as (pull, push):
         while True:
             count = pickle.loads(pull.recv())
             if count == 0:
@@ -86,10 +82,6 @@ def raw_sleeper(requests: str, replies: str, parent: otp.Pid) -> None:
                 if wait > 0:
                     time.sleep(wait)
                 push.send(pickle.dumps(tag))
-    finally:
-        pull.close(linger=0)
-        push.close(linger=0)
-        ctx.term()
 
 
 class RawTimers:
@@ -102,8 +94,7 @@ class RawTimers:
         self.ctx = zmq.Context()
         self.replies = self.ctx.socket(zmq.PULL)
         self.replies.bind(replies)
-        self.pid = otp.spawn(raw_sleeper, requests, replies, otp.self())
-        otp.receive(10, lambda m: m == "ready")
+        self.pid = start_raw(raw_sleeper, requests, replies, otp.self())
         self.requests = self.ctx.socket(zmq.PUSH)
         self.requests.setsockopt(zmq.SNDHWM, 0)
         self.requests.connect(requests)
@@ -178,6 +169,18 @@ def _spread_round(rng: random.Random, n: int, raw: RawTimers | None) -> list[flo
     return out
 
 
+def _lateness(run: Run, one_round, seed: int) -> dict:
+    """Lateness rounds ``one_round(rng, count, raw)`` of the floor (a
+    :class:`RawTimers`) and of ours (``raw`` None), one random sequence of
+    delays drawn by both in turn."""
+    _timer_server()
+    raw = RawTimers(run.node)
+    rng = random.Random(seed)
+    out = measure(lambda c: one_round(rng, c, raw), lambda c: one_round(rng, c, None), run)
+    raw.close()
+    return out
+
+
 # ------------------------------------------------------------- benchmarks
 
 
@@ -194,14 +197,7 @@ def _spread_round(rng: random.Random, n: int, raw: RawTimers | None) -> list[flo
 )
 def bench_lateness(run: Run) -> dict:
     """send_after(2-10 ms) one at a time: receipt at the destination minus the deadline."""
-    _timer_server()
-    raw = RawTimers(run.node)
-    rng = random.Random(1)
-    _light_round(rng, run.warmup, raw)
-    _light_round(rng, run.warmup, None)
-    out = alternate(lambda: _light_round(rng, run.n, raw), lambda: _light_round(rng, run.n, None), run.rounds)
-    raw.close()
-    return out
+    return _lateness(run, _light_round, 1)
 
 
 @benchmark(
@@ -222,12 +218,7 @@ def bench_lateness_armed(run: Run) -> dict:
     background = [send_after(FAR_S, me, "never") for _ in range(LOAD)]
     if _armed() < LOAD:
         raise AssertionError("the background timers are not all armed")
-    raw = RawTimers(run.node)
-    rng = random.Random(2)
-    _light_round(rng, run.warmup, raw)
-    _light_round(rng, run.warmup, None)
-    out = alternate(lambda: _light_round(rng, run.n, raw), lambda: _light_round(rng, run.n, None), run.rounds)
-    raw.close()
+    out = _lateness(run, _light_round, 2)
     for tref in background:
         cancel_timer(tref)
     return out
@@ -246,14 +237,7 @@ def bench_lateness_armed(run: Run) -> dict:
 )
 def bench_lateness_firing(run: Run) -> dict:
     """10,000 timers armed at once, due over 2 s: the lateness of each."""
-    _timer_server()
-    raw = RawTimers(run.node)
-    rng = random.Random(3)
-    _spread_round(rng, run.warmup, raw)
-    _spread_round(rng, run.warmup, None)
-    out = alternate(lambda: _spread_round(rng, run.n, raw), lambda: _spread_round(rng, run.n, None), run.rounds)
-    raw.close()
-    return out
+    return _lateness(run, _spread_round, 3)
 
 
 def _sink() -> None:
@@ -300,11 +284,6 @@ def bench_arm(run: Run) -> dict:
     return out
 
 
-class _Echo(otp.GenServer):
-    def handle_call(self, request, from_, state):
-        return otp.Reply(request, state)
-
-
 @benchmark(
     "timer_cancel_cost",
     unit="s",
@@ -320,8 +299,7 @@ def bench_cancel(run: Run) -> dict:
     """cancel_timer of an armed timer per call (armed before the round, untimed)."""
     _timer_server()
     me = otp.self()
-    echo = _Echo.start_link(None)
-    assert echo is not None
+    echo = started(EchoServer.start_link(None))
     pending: list = []
 
     def raw(i: int) -> None:
@@ -336,8 +314,6 @@ def bench_cancel(run: Run) -> dict:
         _armed()  # the arms are in before the clock starts
         return timed_ops(ours, count, ours=True)
 
-    timed_ops(raw, run.warmup, ours=False)
-    ours_round(run.warmup)
-    out = alternate(lambda: timed_ops(raw, run.n, ours=False), lambda: ours_round(run.n), run.rounds)
+    out = measure(lambda c: timed_ops(raw, c, ours=False), ours_round, run)
     otp.stop(echo)
     return out

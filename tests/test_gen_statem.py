@@ -1,6 +1,8 @@
 """gen_statem (otp.GenStatem): both callback modes, state enter calls,
-postponing, inserted events, the three kinds of timeouts, replies, stop,
-terminate, naming, supervision and sys, under both start methods.
+postponing, inserted events, replies, stop, terminate, naming, supervision
+and sys, under both start methods (the timeouts and hibernation are in
+tests/test_gen_statem_timeouts.py, the scripted Recorder machine in
+tests/statem_recorder.py).
 
 Each test's docstring names the gen_statem behaviour it restates (OTP's
 gen_statem reference manual and the gen_statem chapter of the OTP Design
@@ -12,21 +14,17 @@ import os
 
 import pytest
 from helpers import down_of, exit_of, nothing_matching, recv, wait_dead
+from statem_recorder import Plain, Recorder, seen
 
 import otp
 import otp.sys as otp_sys
-from otp import HIBERNATE
 from otp import supervisor as sup_api
 from otp._gen_statem import (
     Call,
-    CancelTimeout,
-    EventTimeout,
     EventType,
-    GenericTimeout,
     GenStatem,
     KeepState,
     KeepStateAndData,
-    NamedTimeout,
     NextEvent,
     NextState,
     Postpone,
@@ -35,7 +33,6 @@ from otp._gen_statem import (
     ReplyTo,
     StateTimeout,
     StopAndReply,
-    UpdateTimeout,
 )
 
 CAST, INFO, INTERNAL, ENTER = EventType.CAST, EventType.INFO, EventType.INTERNAL, EventType.ENTER
@@ -178,44 +175,6 @@ def test_code_lock_postpones_buttons_while_open(node, machine):
     otp.stop(lock)
 
 
-# ------------------------------------------------------------ a recorder
-
-
-class Recorder(GenStatem):
-    """Reports every callback to ``listener`` as ``(state, event_type,
-    content)``; casts and calls carry the result to return (a function of
-    data, or a result), so each test scripts its own transitions."""
-
-    callback_mode = "handle_event_function"
-    state_enter = True
-
-    def init(self, args):
-        listener, state, actions = args
-        return state, {"listener": listener}, actions
-
-    def handle_event(self, event_type, content, state, data):
-        otp.send(data["listener"], (state, event_type, content))
-        if event_type == ENTER:
-            script = data.get("on_enter", {}).get(state)
-            return script(content) if script else KeepStateAndData()
-        if isinstance(content, tuple) and content and content[0] == "do":
-            return content[1](event_type, data)
-        return KeepStateAndData()
-
-    def terminate(self, reason, state, data):
-        otp.send(data["listener"], ("terminate", reason, state, {k: v for k, v in data.items() if k != "on_enter"}))
-
-
-class Plain(Recorder):
-    """A Recorder without state enter calls."""
-
-    state_enter = False
-
-
-def seen(timeout: float = 10.0):
-    return recv(lambda m: isinstance(m, tuple) and len(m) in (3, 4), timeout)
-
-
 def test_state_functions_dispatch_to_the_method_named_after_the_state(node):
     """gen_statem callback mode state_functions: the state is an atom (a
     str) and Module:StateName(EventType, Content, Data) handles it; info
@@ -343,133 +302,6 @@ def test_postpone_with_state_change_retries_at_once(node):
     )
     assert seen()[:2] == ("a", CAST)
     assert seen()[:2] == ("b", CAST)  # the same event, retried
-    otp.stop(m)
-
-
-# --------------------------------------------------------------- timeouts
-
-
-def pending(m):
-    return {t.kind: t.content for t in otp_sys.get_status(m).behaviour_status["timeouts"]}
-
-
-def test_event_timeout_fires_when_idle_and_is_cancelled_by_any_event(node):
-    """gen_statem event timeout ({timeout, T, Content}): a timeout event
-    after T unless an event comes first; any event cancels it."""
-    m = Plain.start_link((otp.self(), "a", ()))
-    otp.cast(m, ("do", lambda t, d: KeepStateAndData([EventTimeout(30, "idle")])))
-    assert seen()[:2] == ("a", CAST)
-    assert pending(m) == {EventType.TIMEOUT: "idle"}
-    otp.send(m, "any")
-    assert seen() == ("a", INFO, "any")
-    assert pending(m) == {}
-    otp.cast(m, ("do", lambda t, d: KeepStateAndData([EventTimeout(0.05, "idle")])))
-    assert seen()[:2] == ("a", CAST)
-    assert seen() == ("a", EventType.TIMEOUT, "idle")
-    otp.stop(m)
-
-
-def test_zero_event_timeout_is_cancelled_by_queued_events(node):
-    """gen_statem event timeout 0: delivered only if no event is queued (an
-    inserted event cancels it)."""
-    m = Plain.start_link((otp.self(), "a", ()))
-    otp.cast(m, ("do", lambda t, d: KeepStateAndData([NextEvent(INTERNAL, 1), EventTimeout(0, "never")])))
-    assert seen()[:2] == ("a", CAST)
-    assert seen() == ("a", INTERNAL, 1)
-    otp.send(m, "marker")
-    assert seen() == ("a", INFO, "marker")
-    otp.cast(m, ("do", lambda t, d: KeepStateAndData([EventTimeout(0, "now")])))
-    assert seen()[:2] == ("a", CAST)
-    assert seen() == ("a", EventType.TIMEOUT, "now")
-    otp.stop(m)
-
-
-def test_state_timeout_is_cancelled_by_a_state_change_only(node):
-    """gen_statem state timeout: survives events that keep the state,
-    cancelled by a state change; one set in the transition belongs to the
-    new state; a new one replaces the running one."""
-    m = Plain.start_link((otp.self(), "a", ()))
-    otp.cast(m, ("do", lambda t, d: KeepStateAndData([StateTimeout(30, "in a")])))
-    assert seen()[:2] == ("a", CAST)
-    otp.send(m, "x")
-    assert seen() == ("a", INFO, "x")
-    assert pending(m) == {EventType.STATE_TIMEOUT: "in a"}
-    otp.cast(m, ("do", lambda t, d: NextState("b", d)))
-    assert seen()[:2] == ("a", CAST)
-    assert pending(m) == {}
-    otp.cast(m, ("do", lambda t, d: NextState("c", d, [StateTimeout(30, "for c")])))
-    assert seen()[:2] == ("b", CAST)
-    assert pending(m) == {EventType.STATE_TIMEOUT: "for c"}
-    otp.cast(m, ("do", lambda t, d: KeepStateAndData([StateTimeout(0.05, "replaced")])))
-    assert seen()[:2] == ("c", CAST)
-    assert seen() == ("c", EventType.STATE_TIMEOUT, "replaced")
-    otp.cast(m, ("do", lambda t, d: KeepStateAndData([StateTimeout(30, "x"), StateTimeout(None, "x")])))
-    assert seen()[:2] == ("c", CAST)
-    assert pending(m) == {}  # infinity cancels
-    otp.stop(m)
-
-
-def test_generic_timeouts_by_name(node):
-    """gen_statem generic timeouts {{timeout, Name}, T, Content}: one per
-    name, a new one replaces the old, infinity or cancel stops it, update
-    changes its content (or fires at once if none runs); a state change
-    does not cancel them."""
-    m = Plain.start_link((otp.self(), "a", ()))
-    otp.cast(
-        m,
-        (
-            "do",
-            lambda t, d: NextState(
-                "b",
-                d,
-                [
-                    GenericTimeout("x", 30, "old"),
-                    GenericTimeout("y", 30, "y"),
-                    GenericTimeout("z", 30, "z"),
-                    GenericTimeout("x", 30, "new"),
-                    UpdateTimeout(NamedTimeout("y"), "y2"),
-                    CancelTimeout(NamedTimeout("z")),
-                ],
-            ),
-        ),
-    )
-    assert seen()[:2] == ("a", CAST)
-    assert pending(m) == {NamedTimeout("x"): "new", NamedTimeout("y"): "y2"}
-    otp.cast(m, ("do", lambda t, d: NextState("c", d, [GenericTimeout("x", math_inf(), None)])))
-    assert seen()[:2] == ("b", CAST)
-    assert pending(m) == {NamedTimeout("y"): "y2"}
-    otp.cast(m, ("do", lambda t, d: KeepStateAndData([GenericTimeout("y", 0.05, "fired")])))
-    assert seen()[:2] == ("c", CAST)
-    assert seen() == ("c", NamedTimeout("y"), "fired")
-    otp.cast(m, ("do", lambda t, d: KeepStateAndData([UpdateTimeout(NamedTimeout("w"), "at once")])))
-    assert seen()[:2] == ("c", CAST)
-    assert seen() == ("c", NamedTimeout("w"), "at once")
-    otp.stop(m)
-
-
-def math_inf() -> float:
-    return float("inf")
-
-
-def test_bad_timeout_is_a_bad_action(node):
-    """gen_statem: an action of the wrong form stops the machine with
-    {bad_action_from_state_function, Action}."""
-    otp.trap_exit(True)
-    m = Plain.start_link((otp.self(), "a", ()))
-    otp.cast(m, ("do", lambda t, d: KeepStateAndData([StateTimeout(-1, "x")])))
-    assert seen()[:2] == ("a", CAST)
-    reason = exit_of(m).reason
-    assert reason == ("bad_action_from_state_function", StateTimeout(-1, "x"))
-
-
-def test_hibernate_action(node):
-    """gen_statem hibernate action: the machine waits in hibernation (here:
-    after a garbage collection) and carries on."""
-    m = Plain.start_link((otp.self(), "a", ()))
-    otp.cast(m, ("do", lambda t, d: KeepStateAndData([HIBERNATE])))
-    assert seen()[:2] == ("a", CAST)
-    otp.send(m, "awake")
-    assert seen() == ("a", INFO, "awake")
     otp.stop(m)
 
 
