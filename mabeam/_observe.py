@@ -9,8 +9,9 @@ be observed from another shell (``python -m otp observer``) calls
 
 The panel is read through MABEAM's public functions only (``otp`` never
 imports ``mabeam``; the observer runs this module's provider by its name,
-in a fresh process of the node, each time the panel is shown, and kills it
-past its timeout), so what it shows is what a program would see:
+in a runner process of the node that the web view keeps between reads,
+and kills it past its timeout), so what it shows is what a program would
+see:
 
 * agents (``list_agents``): status, capabilities, restarts, last exit
   reason, quota tier and stage (``list_quotas``), and from the observer's

@@ -1,7 +1,8 @@
 """What the observer costs: its page among 10,000 processes, its memory, its
 rounds among real processes, and its effect on the kernel's benchmarks.
 
-    python -m stress.observer_bench [--processes 500] [--rows 10000] [--repeat 4] [--pairs 30] [--parts rows real paired overhead]
+    python -m stress.observer_bench [--processes 500] [--rows 10000] [--repeat 4] [--pairs 30] [--cpu-seconds 20]
+        [--parts rows real paired overhead cpu]
 
 Parts, each on a fresh node (fork start method by default, like the suite):
 
@@ -22,8 +23,8 @@ Parts, each on a fresh node (fork start method by default, like the suite):
    without the view and on a node with ``otp.observer.serve()`` and a
    viewer refreshing at 1 Hz (a separate OS process, as a browser would be:
    the event stream, the processes page on every round, the tree on every
-   change; with ``--panel``, the default, also a panel on every round, whose
-   provider runs in a fresh process each time: an upper bound, a browser
+   change; with ``--panel``, the default, also a panel on every round, read
+   by the web server's runner process for it: an upper bound, a browser
    shows one tab at a time), alternating ``--repeat`` times.  Compared: each run's ratio to
    its own floor (the suite's measure), and the raw medians.  Target:
    <= 2 % change.  Also reported: the CPU the view's three processes used
@@ -37,6 +38,14 @@ Parts, each on a fresh node (fork start method by default, like the suite):
    the round its timer asked for while it was stopped, work of the frozen
    side done in the live one, so the figure leans against the view.
 
+5. **CPU.**  A node with the view open and the viewer at 1 Hz, idle
+   otherwise, without and with the panel read every round (``--repeat``
+   fresh nodes each, ``--cpu-seconds`` of viewing): the CPU seconds per
+   second its processes used, each live one of the zygote's session and
+   those the zygote reaped (a process spawned per read shows there), and
+   the viewer's.  CPU time, not wall time: what a read costs the node
+   whatever else loads a shared machine.
+
 Results go to ``stress/results/observer-<timestamp>.json``.  The module is
 a script: the suite's discovery imports it and finds no benchmark in it.
 """
@@ -45,16 +54,18 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 PAGE_TARGET_S = 1.0
-PARTS = ["rows", "real", "paired", "overhead"]
+PARTS = ["rows", "real", "paired", "overhead", "cpu"]
 #: Operations per paired round: about 2 s each, so that the one round the
 #: collector owes when it is thawed (its timer fired while it was stopped)
 #: weighs little against the rounds it runs in a live window anyway.
@@ -193,6 +204,7 @@ _VIEWER = r"""
 import sys, httpx
 base, token, panel = sys.argv[1], sys.argv[2], sys.argv[3]
 headers = {"X-Observer-Token": token}
+last = {}
 with httpx.Client(base_url=base, headers=headers, timeout=30) as c:
     c.get("/api/tree")
     with c.stream("GET", "/events") as events:
@@ -201,8 +213,9 @@ with httpx.Client(base_url=base, headers=headers, timeout=30) as c:
                 print("ready", flush=True)
             if line == "event: round":
                 c.get("/api/processes", params={"sort": "rss", "desc": "1", "limit": "50"})
-                if panel:
-                    c.get("/api/panel/" + panel)
+                if panel:  # as the page does: only the chart points since the last read
+                    since = c.get("/api/panel/" + panel, params=last).json().get("at")
+                    last = {"since": str(since)} if since else {}
             elif line == "event: tree":
                 c.get("/api/tree")
 """
@@ -213,7 +226,7 @@ _WITH_PANEL = [True]
 
 def bench_panel() -> dict:
     """The benchmark's panel provider: a small table and a few values, as
-    a library's panel would give (run in a fresh process per read)."""
+    a library's panel would give (run by the web server's runner)."""
     import otp
 
     return {
@@ -321,6 +334,7 @@ def _paired(rounds: int) -> dict:
                     freeze(False)
 
             echo = EchoServer.start_link(None)
+            assert echo is not None
             call = lambda i: otp.call(echo, REQUEST)  # noqa: E731
             timed_ops(call, 300, ours=False)
             calls = alternate(
@@ -329,6 +343,7 @@ def _paired(rounds: int) -> dict:
                 rounds,
             )
             counter = CastCounter.start_link(None)
+            assert counter is not None
             sent = [0]
 
             def casts() -> list[float]:
@@ -360,13 +375,99 @@ def _paired(rounds: int) -> dict:
     return out
 
 
+def _node_cpu(sid: int) -> tuple[float, dict[int, float]]:
+    """CPU seconds of a node's processes so far: those of its zygote's
+    session that live (by ospid; every thread's run time, in nanoseconds,
+    from ``schedstat``: clock ticks are 10 ms, as much as a second of
+    viewing costs a process), and apart the total of those the zygote
+    reaped (its children's time, ``cutime + cstime``, in ticks)."""
+    tck = os.sysconf("SC_CLK_TCK")
+    live: dict[int, float] = {}
+    reaped = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[3]) != sid:
+                continue
+            ns = 0
+            for task in os.listdir(f"/proc/{entry}/task"):
+                with open(f"/proc/{entry}/task/{task}/schedstat") as f:
+                    ns += int(f.read().split()[0])
+        except OSError:
+            continue  # it exited meanwhile: the zygote's cutime has it
+        live[int(entry)] = ns / 1e9
+        if int(entry) == sid:
+            reaped = (int(fields[13]) + int(fields[14])) / tck
+    return reaped, live
+
+
+def _cpu_window(seconds: float, panel: bool) -> dict:
+    """A fresh node with the view open and a viewer at 1 Hz (reading the
+    bench panel every round if ``panel``), idle otherwise: the CPU its
+    processes used per second over ``seconds``, by process."""
+    import otp
+    import otp.observer as observer
+
+    _WITH_PANEL[0] = panel
+    with otp.Node(start_method=os.environ.get("OTP_START_METHOD", "fork")):
+        server, viewer = _start_view()
+        try:
+            collector = otp.whereis(observer.COLLECTOR_NAME)
+            assert collector is not None
+            with open(f"/proc/{collector.ospid}/stat") as f:
+                sid = int(f.read().rsplit(")", 1)[1].split()[3])
+            time.sleep(3.0)  # the first reads (a runner's imports) are not the steady state
+            reaped0, live0 = _node_cpu(sid)
+            viewer0 = _cpu_seconds(viewer.pid)
+            t0 = time.monotonic()
+            time.sleep(seconds)
+            reaped1, live1 = _node_cpu(sid)
+            wall = time.monotonic() - t0
+            viewer1 = _cpu_seconds(viewer.pid)
+        finally:
+            viewer.terminate()
+            viewer.wait(10)
+    named = {"collector": collector.ospid, "web": server.pid.ospid, "zygote": sid}
+    per = {k: (live1.get(p, 0.0) - live0.get(p, 0.0)) / wall for k, p in named.items()}
+    others = [p for p in live1 if p not in named.values()]
+    per["other live"] = sum(live1[p] - live0.get(p, 0.0) for p in others) / wall
+    per["reaped"] = (reaped1 - reaped0) / wall
+    return {
+        "panel": panel,
+        "seconds": wall,
+        "node_cpu_per_s": sum(per.values()),
+        "by_process": per,
+        "processes_started": len(set(live1) - set(live0)) / wall,
+        "viewer_cpu_per_s": (viewer1 - viewer0) / wall,
+    }
+
+
+def _without_and_with(run: Callable[[bool], dict], repeat: int) -> dict[str, list[dict]]:
+    """``run(False)`` and ``run(True)``, alternating ``repeat`` times."""
+    runs: dict[str, list[dict]] = {"without": [], "with": []}
+    for _ in range(repeat):
+        runs["without"].append(run(False))
+        runs["with"].append(run(True))
+    return runs
+
+
+def part_cpu(seconds: float, repeat: int) -> dict:
+    """CPU seconds per second of viewing a node, without and with a panel
+    read every round, alternating ``repeat`` times (CPU time, not wall
+    time: a loaded machine slows both alike but does not add to either)."""
+    runs = _without_and_with(lambda view: _cpu_window(seconds, view), repeat)
+    without = _median([r["node_cpu_per_s"] for r in runs["without"]])
+    with_panel = _median([r["node_cpu_per_s"] for r in runs["with"]])
+    return {"runs": runs, "without": without, "with": with_panel, "panel_cost_per_s": with_panel - without}
+
+
 def part_overhead(repeat: int) -> dict:
     out: dict = {}
     for name in ("call_round_trip", "cast_throughput"):
-        runs: dict[str, list] = {"without": [], "with": []}
-        for _ in range(repeat):
-            runs["without"].append(_run_bench(name, False))
-            runs["with"].append(_run_bench(name, True))
+        runs = _without_and_with(functools.partial(_run_bench, name), repeat)
         without = _median([r["ratio"] for r in runs["without"]])
         with_view = _median([r["ratio"] for r in runs["with"]])
         raw_without = _median([r["ours"] for r in runs["without"]])
@@ -393,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--panel", action=argparse.BooleanOptionalAction, default=True, help="the viewer reads a panel every round too"
     )
+    parser.add_argument("--cpu-seconds", type=float, default=20.0, help="seconds of viewing per run of the cpu part")
     parser.add_argument("--out", default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     _WITH_PANEL[0] = args.panel
@@ -411,6 +513,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"worse by {o['worse_by']:+.1%} (median of {o['pairs']} pair ratios {o['pair_ratios_median']:.3f})",
                 flush=True,
             )
+    if "cpu" in args.parts:
+        report["cpu"] = part_cpu(args.cpu_seconds, args.repeat)
+        cpu = report["cpu"]
+        print(
+            f"node CPU per second of viewing: {cpu['without']:.4f} s without a panel, {cpu['with']:.4f} s with one "
+            f"read every round ({cpu['panel_cost_per_s'] * 1000:+.1f} ms/s)",
+            flush=True,
+        )
+        _WITH_PANEL[0] = args.panel
     if "overhead" in args.parts:
         report["overhead"] = part_overhead(args.repeat)
         for name, o in report["overhead"].items():

@@ -19,7 +19,7 @@ import otp.sys
 from otp._child_spec import ChildInfo
 from otp._pid import Pid, new_uid
 from otp.observer._metrics import Metrics, render_text
-from otp.observer._table import Table
+from otp.observer._table import PageQuery, Table
 from otp.observer._tree import Forest
 
 # ---------------------------------------------------------------- servers
@@ -198,8 +198,8 @@ def test_table_pages_10000_processes_within_a_second():
         row.queue = i % 13
     names = {pid: f"p{i}" for i, pid in enumerate(pids[:500])}
     start = time.perf_counter()
-    page = table.page(names, {}, sort="rss", descending=True, offset=100, limit=50)
-    searched = table.page(names, {}, sort="name", search="p49")
+    page = table.page(names, {}, PageQuery(sort="rss", descending=True, offset=100, limit=50))
+    searched = table.page(names, {}, PageQuery(sort="name", search="p49"))
     elapsed = time.perf_counter() - start
     assert elapsed < 1.0, f"two pages of 10,000 rows took {elapsed:.2f}s"
     assert page.total == 10_000 and len(page.rows) == 50

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import pytest
 from helpers import recv
+from observer_providers import HANG
 
 import otp
 import otp.observer as observer
+import otp.sys
+from otp._timers import TIMER_SERVER
 from otp.observer._web import PANEL_POINTS, PanelHistory
 
 httpx = pytest.importorskip("httpx")
-
-_HANG = "$panel_test_hang"
 
 
 class Worker(otp.GenServer):
@@ -28,14 +29,6 @@ def good_provider():
         "values": {"things": 2, "not a number": "x", "nan": float("nan")},
         "notes": ["all fine"],
     }
-
-
-def hanging_provider():
-    """Tells the test its pid, then never answers."""
-    test = otp.whereis(_HANG)
-    if test is not None:
-        otp.send(test, ("provider", otp.self()))
-    otp.receive(match=lambda m: False)
 
 
 def raising_provider():
@@ -97,8 +90,8 @@ def test_panels_are_the_nodes_not_the_collectors(node):
 
 
 def test_a_hanging_provider_is_killed_at_its_timeout(node):
-    otp.register(_HANG, otp.self())
-    observer.add_panel("Hangs", "test_observer_panels:hanging_provider", timeout=1.0)
+    otp.register(HANG, otp.self())
+    observer.add_panel("Hangs", "observer_providers:hanging_provider", timeout=1.0)
     with pytest.raises(observer.PanelTimeout, match="did not answer within 1s"):
         observer.read_panel("Hangs")
     provider = recv(lambda m: type(m) is tuple and m[0] == "provider")[1]
@@ -132,6 +125,26 @@ def test_panel_history_is_bounded_and_merges_close_reads():
     assert len(history.panels) == 16 and (None, "p") not in history.panels
 
 
+def test_panel_history_since_gives_only_the_points_from_then_on():
+    """A page asks for the points since its last one: a read costs the same
+    after an hour on screen as after a minute."""
+    history = PanelHistory()
+    for i in range(PANEL_POINTS):
+        history.add((None, "p"), {"v": float(i)}, at=1000.0 + i)
+    out = history.add((None, "p"), {"v": -1.0, "w": 5.0}, at=1000.0 + PANEL_POINTS, since=1000.0 + PANEL_POINTS - 2)
+    assert out == {
+        "v": [
+            [1000.0 + PANEL_POINTS - 2, float(PANEL_POINTS - 2)],
+            [1000.0 + PANEL_POINTS - 1, float(PANEL_POINTS - 1)],
+            [1000.0 + PANEL_POINTS, -1.0],
+        ],
+        "w": [[1000.0 + PANEL_POINTS, 5.0]],
+    }
+    # a close read replaces the last point: asked since that point, it comes again
+    out = history.add((None, "p"), {"v": -2.0}, at=1000.0 + PANEL_POINTS + 0.2, since=1000.0 + PANEL_POINTS)
+    assert out == {"v": [[1000.0 + PANEL_POINTS, -2.0]], "w": [[1000.0 + PANEL_POINTS, 5.0]]}
+
+
 @pytest.fixture
 def web(node):
     otp.trap_exit(True)
@@ -154,7 +167,9 @@ def test_panels_over_http_with_history_and_errors_in_the_panel(web):
     assert [p["name"] for p in client.get("/api/panels").json()["panels"]] == ["Raises", "Things"]
     first = client.get("/api/panel/Things").json()
     assert first["tables"]["Things"][0]["id"] == "a" and first["history"]["things"][0][1] == 2.0
-    assert first["node"] == otp.node()
+    assert first["node"] == otp.node() and first["since"] is None
+    later = client.get("/api/panel/Things", params={"since": str(first["at"] + 3600)}).json()
+    assert later["since"] == first["at"] + 3600 and later["history"] == {"things": []}  # no point that old
     failed = client.get("/api/panel/Raises")
     assert failed.status_code == 200 and "the provider broke" in failed.json()["error"]
     assert client.get("/api/panel/nope").json()["error"] == "UnknownPanel: no panel 'nope' on this node"
@@ -164,7 +179,7 @@ def test_panels_over_http_with_history_and_errors_in_the_panel(web):
 
 def test_a_hanging_panel_does_not_hang_the_view(web):
     server, client = web
-    observer.add_panel("Hangs", "test_observer_panels:hanging_provider", timeout=1.0)
+    observer.add_panel("Hangs", "observer_providers:hanging_provider", timeout=1.0)
     with httpx.Client(
         base_url=f"http://127.0.0.1:{server.port}", headers={"X-Observer-Token": server.token}, timeout=30
     ) as other:
@@ -178,26 +193,33 @@ def test_a_hanging_panel_does_not_hang_the_view(web):
     assert "did not answer within 1s" in answer["error"]
 
 
-def sometimes_hangs():
-    """Hangs while the test has the name _HANG registered, else answers."""
-    if otp.whereis(_HANG) is not None:
-        hanging_provider()
-    return good_provider()
-
-
 def test_the_web_view_reads_a_panel_with_one_runner_and_replaces_a_killed_one(web):
     server, client = web
     first = client.get("/api/panel/Things").json()["tables"]["Things"][0]["pid"]
     again = client.get("/api/panel/Things").json()["tables"]["Things"][0]["pid"]
     assert first == again  # read by the same process: no fork per read
-    observer.add_panel("Flaky", "test_observer_panels:sometimes_hangs", timeout=1.0)
-    otp.register(_HANG, otp.self())
+    observer.add_panel("Flaky", "observer_providers:sometimes_hangs", timeout=1.0)
+    otp.register(HANG, otp.self())
     assert "did not answer within 1s" in client.get("/api/panel/Flaky").json()["error"]
     hung = recv(lambda m: type(m) is tuple and m[0] == "provider")[1]
     assert not otp.is_alive(hung)  # killed at its timeout
-    otp.unregister(_HANG)
+    otp.unregister(HANG)
     fresh = client.get("/api/panel/Flaky").json()
     assert "error" not in fresh and fresh["tables"]["Things"][0]["pid"]["ospid"] != hung.ospid
+
+
+def test_a_panel_read_asks_nothing_of_the_timer_server(web):
+    """A read's timeout is a deadline of the web server's own wait: a timer
+    per read (a cast to arm it, a call to cancel it) cost the node as much
+    CPU as the read itself."""
+    server, client = web
+    client.get("/api/panel/Things")  # its runner started
+    otp.sys.statistics(TIMER_SERVER, True)
+    for _ in range(10):
+        assert "error" not in client.get("/api/panel/Things").json()
+    stats = otp.sys.statistics(TIMER_SERVER, "get")
+    otp.sys.statistics(TIMER_SERVER, False)
+    assert stats is not None and stats.messages_in < 10  # the collector's own timers only
 
 
 def test_serve_adds_the_panels_it_is_given(node):

@@ -16,7 +16,10 @@ notice each time the main thread wakes.
 Panels are read by one runner process per panel (:func:`._panels.run_runner`),
 kept between reads: a read a second costs no fork.  A read that outlives
 the panel's timeout kills its runner (the next read starts another); reads
-asked while one is in flight share its answer.
+asked while one is in flight share its answer.  The timeouts are deadlines
+of the main thread's own wait, not timers: a timer is a cast to the node's
+timer server and a cancel a call to it, per read, which measured as much
+CPU as the runner's read itself.
 
 The collector is held (it keeps running while the server does) and
 watched only while at least one event-stream client is connected.
@@ -28,6 +31,7 @@ import asyncio
 import collections
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,7 +42,6 @@ from .._pid import Pid, Ref
 from .._reasons import DOWN, Response
 from .._requests import RequestId, check_response, send_request
 from .._service import Failed, Ok, Request, ask, tell
-from .._timers import TimerRef, cancel_timer, send_after
 from ._client import ensure_collector
 from ._errors import PanelFailed, PanelTimeout, UnknownPanel
 from ._json import log_json, text
@@ -56,7 +59,6 @@ _CLIENT_QUEUE = 256
 _ACTION_DONE = "$observer_action_done"
 #: ``(WHERE, pid, ref)`` asks the server where it listens: ``(ref, host, port)``.
 WHERE = "$observer_web_where"
-_PANEL_LATE = "$observer_panel_late"
 
 
 @dataclass
@@ -67,7 +69,7 @@ class _Runner:
     ref: Ref
     token: Ref | None = None
     futures: list[asyncio.Future[Any]] = field(default_factory=list)
-    timer: TimerRef | None = None
+    deadline: float = 0.0  # of the read in flight, on the monotonic clock
     timeout: float = 0.0
 
 
@@ -196,7 +198,8 @@ class Bridge:
         proc = _process.current()
         while True:
             self._take_messages()
-            proc.poll_sockets([self._r], None)  # type: ignore[list-item]  # a raw fd polls too
+            self._expire_panels()
+            proc.poll_sockets([self._r], self._next_deadline())  # type: ignore[list-item]  # a raw fd polls too
             try:
                 os.read(self._r, 4096)
             except BlockingIOError:
@@ -259,8 +262,6 @@ class Bridge:
                     events.append({"type": "log", "entry": log_json(msg.entry)})
             elif is_answer(msg):
                 self._panel_answer(msg)
-            elif type(msg) is tuple and len(msg) == 3 and msg[0] == _PANEL_LATE:
-                self._panel_late(msg[1], msg[2])
             elif isinstance(msg, (Response, DOWN)) and msg.ref in self._asks:
                 self._answered(msg)
             elif isinstance(msg, DOWN):
@@ -313,7 +314,7 @@ class Bridge:
         runner.token = _api.make_ref()
         runner.futures = list(futures)
         runner.timeout = spec.timeout
-        runner.timer = send_after(spec.timeout, _api.self_(), (_PANEL_LATE, name, runner.token))
+        runner.deadline = time.monotonic() + spec.timeout
         _api.send(runner.pid, (RUN, runner.token, spec.provider))
 
     def _panel_answer(self, msg: tuple) -> None:
@@ -323,21 +324,29 @@ class Bridge:
                 break
         else:
             return  # the answer of a read given up (its runner was killed)
-        if runner.timer is not None:
-            cancel_timer(runner.timer)
-        futures, runner.futures, runner.token, runner.timer = runner.futures, [], None, None
+        futures, runner.futures, runner.token = runner.futures, [], None
         for future in futures:
             self._resolve(future, ok, value if ok else PanelFailed(value))
 
-    def _panel_late(self, name: str, token: Ref) -> None:
-        runner = self._runners.get(name)
-        if runner is None or runner.token != token:
-            return
-        del self._runners[name]
-        _api.demonitor(runner.ref, flush=True)
-        _api.exit(runner.pid, "kill")
-        for future in runner.futures:
-            self._resolve(future, False, PanelTimeout(f"the panel {name!r} did not answer within {runner.timeout:g}s"))
+    def _next_deadline(self) -> float | None:
+        """Seconds until the first read in flight is due, None if none is."""
+        due = [r.deadline for r in self._runners.values() if r.token is not None]
+        return max(0.0, min(due) - time.monotonic()) if due else None
+
+    def _expire_panels(self) -> None:
+        """Kill the runners whose read is past its deadline; their reads
+        fail with :class:`PanelTimeout`."""
+        now = time.monotonic()
+        for name, runner in list(self._runners.items()):
+            if runner.token is None or runner.deadline > now:
+                continue
+            del self._runners[name]
+            _api.demonitor(runner.ref, flush=True)
+            _api.exit(runner.pid, "kill")
+            for future in runner.futures:
+                self._resolve(
+                    future, False, PanelTimeout(f"the panel {name!r} did not answer within {runner.timeout:g}s")
+                )
 
     def _runner_down(self, msg: DOWN) -> bool:
         found = next(((n, r) for n, r in self._runners.items() if r.ref == msg.ref), None)
@@ -345,8 +354,6 @@ class Bridge:
             return False
         name, runner = found
         del self._runners[name]
-        if runner.timer is not None:
-            cancel_timer(runner.timer)
         if runner.token is None:
             return True  # it idled out between reads
         if msg.reason == "normal":  # it idled out as the read was sent: a new runner reads it

@@ -52,7 +52,7 @@ from ._records import (
     TreeSnapshot,
 )
 from ._rounds import Config, Sampler
-from ._table import Table
+from ._table import PageQuery, Table
 from ._tap import REPORT, TAPPED, run_relay
 from ._tree import Change
 
@@ -68,6 +68,19 @@ _INSPECT_LATE = "$observer_inspect_late"
 #: Rounds between two looks for applications started meanwhile (a call to
 #: the application controller: a fifth of a round's cost among 30 processes).
 APPS_EVERY = 5
+
+
+def _keep(monitored: dict[Ref, Pid], pid: Pid) -> None:
+    """Add ``pid`` to ``monitored`` (monitor ref -> pid) once: its exit removes it."""
+    if pid not in monitored.values():
+        monitored[_api.monitor(pid)] = pid
+
+
+def _forget(monitored: dict[Ref, Pid], pid: Pid) -> None:
+    for ref, kept in list(monitored.items()):
+        if kept == pid:
+            del monitored[ref]
+            _api.demonitor(ref, flush=True)
 
 
 @dataclass(slots=True)
@@ -199,29 +212,21 @@ class Collector(Service):
     @operation
     def watch(self, pid: Pid) -> None:
         """Send ``pid`` every :class:`ObserverEvent` until it unwatches or exits."""
-        if pid not in self.watchers.values():
-            self.watchers[_api.monitor(pid)] = pid
+        _keep(self.watchers, pid)
         self._fresh()
 
     @operation
     def unwatch(self, pid: Pid) -> None:
-        for ref, watcher in list(self.watchers.items()):
-            if watcher == pid:
-                del self.watchers[ref]
-                _api.demonitor(ref, flush=True)
+        _forget(self.watchers, pid)
 
     @operation
     def hold(self, pid: Pid) -> None:
         """Keep the collector running while ``pid`` lives (or until release)."""
-        if pid not in self.holders.values():
-            self.holders[_api.monitor(pid)] = pid
+        _keep(self.holders, pid)
 
     @operation
     def release(self, pid: Pid) -> None:
-        for ref, holder in list(self.holders.items()):
-            if holder == pid:
-                del self.holders[ref]
-                _api.demonitor(ref, flush=True)
+        _forget(self.holders, pid)
 
     @operation
     def add_root(self, sup: Pid, label: str | None = None) -> None:
@@ -254,7 +259,7 @@ class Collector(Service):
     ) -> ProcessPage:
         self._fresh()
         positions = self.follower.forest.positions()
-        return self.table.page(self.sampler.names, positions, sort, descending, offset, limit, search)
+        return self.table.page(self.sampler.names, positions, PageQuery(sort, descending, offset, limit, search))
 
     @operation
     def process_rows(self, pids: list[Pid]) -> tuple[ProcessRow | None, ...]:

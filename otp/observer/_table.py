@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from .._pid import Pid
@@ -19,7 +20,7 @@ from .._signal_records import ProcessState
 from ._gather import CLOCK_TICKS, _Stopped
 from ._records import SORT_KEYS, Behaviour, ProcessPage, ProcessRow, Sample
 
-__all__ = ["Table", "Row", "HISTORY", "MAX_HISTORIES", "Position"]
+__all__ = ["Table", "Row", "PageQuery", "HISTORY", "MAX_HISTORIES", "Position"]
 
 #: Samples of history per process that keeps one.
 HISTORY = 120
@@ -117,6 +118,18 @@ def _sort_value(key: str, names: dict[Pid, object], positions: dict[Pid, Positio
     return lambda r: (getattr(r, attr) is not None, getattr(r, attr) or 0)
 
 
+@dataclass(frozen=True, slots=True)
+class PageQuery:
+    """What a page of the processes table asks for: the arguments of the
+    collector's ``processes`` operation, which viewers send positionally."""
+
+    sort: str = "pid"
+    descending: bool = False
+    offset: int = 0
+    limit: int = 50
+    search: str | None = None
+
+
 class Table:
     """The rows by pid, and the node's history."""
 
@@ -199,23 +212,16 @@ class Table:
             sampled_at=row.sampled_at,
         )
 
-    def page(
-        self,
-        names: dict[Pid, object],
-        positions: dict[Pid, Position],
-        sort: str = "pid",
-        descending: bool = False,
-        offset: int = 0,
-        limit: int = 50,
-        search: str | None = None,
-    ) -> ProcessPage:
+    def page(self, names: dict[Pid, object], positions: dict[Pid, Position], query: PageQuery) -> ProcessPage:
         """Rows ``offset`` to ``offset + limit`` of the table sorted by
         ``sort``, of those whose name, pid, function or callback contains
-        ``search``.  ValueError for an unknown sort key."""
+        ``search`` (the fields of ``query``).  ValueError for an unknown
+        sort key."""
+        sort, descending, search = query.sort, query.descending, query.search
         if sort not in SORT_KEYS:
             raise ValueError(f"unknown sort key {sort!r}; known: {', '.join(SORT_KEYS)}")
-        offset = max(0, int(offset))
-        limit = max(1, min(int(limit), 1000))
+        offset = max(0, int(query.offset))
+        limit = max(1, min(int(query.limit), 1000))
         rows: Iterable[Row] = self.rows.values()
         if search:
             needle = search.lower()

@@ -25,7 +25,6 @@ import errno
 import logging
 import os
 import pickle
-import select
 import socket
 import threading
 from collections import deque
@@ -147,22 +146,11 @@ class _Tap(logging.Handler):
                 self._send(path, blob)
 
     def _serve(self) -> None:
-        poller = select.poll()
-        poller.register(self.sock, select.POLLIN)
-        poller.register(self._wake_r, select.POLLIN)
-        while True:
-            ready = {fd for fd, _ in poller.poll()}
-            if self._wake_r in ready:
-                return
-            while True:
-                try:
-                    data = self.sock.recv(4096)
-                except (BlockingIOError, InterruptedError):
-                    break
-                except OSError:
-                    return
-                if data.startswith(b"sub "):
-                    self._subscribe(os.fsdecode(data[4:]))
+        _logging.serve_datagrams(self.sock, self._wake_r, 4096, self._take)
+
+    def _take(self, data: bytes) -> None:
+        if data.startswith(b"sub "):
+            self._subscribe(os.fsdecode(data[4:]))
 
     def stop(self) -> None:
         logging.root.removeHandler(self)

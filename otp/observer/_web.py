@@ -15,7 +15,10 @@ Panels (:mod:`._panels`): ``GET /api/panels`` lists them, ``GET
 /api/panel/{name}`` reads one (its provider runs in a process of the
 node) and returns it with the history of its ``values``, which this
 server keeps (:class:`PanelHistory`: a point per read, so while a viewer
-has the panel on screen).  Cluster (:mod:`._cluster`): ``GET /api/nodes``
+has the panel on screen); with ``since`` (the time of the last point the
+page holds) only the points from then on, which the page adds to its own
+copy: a read a second costs the same after an hour on screen as after a
+minute, not the JSON of every series' :data:`PANEL_POINTS` points.  Cluster (:mod:`._cluster`): ``GET /api/nodes``
 (this node and those connected to it), ``GET /api/search?q=`` (every
 node's processes matching ``q``); the reading routes, the panels and the
 actions take ``node`` (a query parameter; a field of an action's body)
@@ -72,7 +75,12 @@ class PanelHistory:
     def __init__(self) -> None:
         self.panels: OrderedDict[tuple[str | None, str], dict[str, deque[list[float]]]] = OrderedDict()
 
-    def add(self, key: tuple[str | None, str], values: dict[str, float], at: float) -> dict[str, list[list[float]]]:
+    def add(
+        self, key: tuple[str | None, str], values: dict[str, float], at: float, since: float | None = None
+    ) -> dict[str, list[list[float]]]:
+        """Add the point ``at`` of each value; return the history of the
+        panel, of each series its points at or after ``since`` if given
+        (the last point may have been replaced since a page took it)."""
         series = self.panels.pop(key, None) or {}
         self.panels[key] = series
         while len(self.panels) > PANELS_KEPT:
@@ -87,7 +95,20 @@ class PanelHistory:
                 points[-1] = [points[-1][0], value]
             else:
                 points.append([at, value])
-        return {name: list(points) for name, points in series.items()}
+        if since is None:
+            return {name: list(points) for name, points in series.items()}
+        return {name: _points_since(points, since) for name, points in series.items()}
+
+
+def _points_since(points: deque[list[float]], since: float) -> list[list[float]]:
+    """The last points of ``points`` (oldest first) at or after ``since``."""
+    out = []
+    for point in reversed(points):
+        if point[0] < since:
+            break
+        out.append(point)
+    out.reverse()
+    return out
 
 
 def _page(token: str) -> str:
@@ -258,6 +279,8 @@ def build_app(bridge: Bridge, token: str, node: str) -> Starlette:
     async def panel(request: Request) -> Response:
         name = request.path_params["name"]
         other = node_of(request)
+        since_arg = request.query_params.get("since")
+        since = float(since_arg) if since_arg else None
         at = time.time()
         try:
             if other is None:
@@ -272,8 +295,9 @@ def build_app(bridge: Bridge, token: str, node: str) -> Starlette:
                 "cut": {},
                 "error": str(exc) if type(exc) is OTPError else f"{type(exc).__name__}: {exc}",
             }
-        history = panel_history.add((other, name), data["values"], at)
-        return JSONResponse({"name": name, "node": other or node, "at": at, **data, "history": history})
+        history = panel_history.add((other, name), data["values"], at, since)
+        body = {"name": name, "node": other or node, "at": at, **data, "history": history, "since": since}
+        return JSONResponse(body)
 
     async def events(request: Request) -> Response:
         queue = await bridge.subscribe()

@@ -361,15 +361,35 @@ function panelTable(title, rows, cut) {
       el("tbody", {}, rows.map((r) => el("tr", {}, columns.map((c) => el("td", {}, cell(r[c]))))))) : el("p", { class: "note" }, "none"));
 }
 
+// The page keeps the charts' points of the panel on screen and asks only
+// for those since its last one (the server's history is the same, so a
+// read costs the same however long the panel has been on screen).
+const PANEL_POINTS = 600;
+let panelSeries = { key: null, series: {}, last: null };
+
+function mergeHistory(key, d) {
+  if (panelSeries.key !== key || d.since === null || d.since === undefined) panelSeries = { key, series: {}, last: null };
+  for (const [k, points] of Object.entries(d.history)) {
+    const kept = (panelSeries.series[k] || []).filter((p) => d.since === null || d.since === undefined || p[0] < d.since);
+    panelSeries.series[k] = kept.concat(points).slice(-PANEL_POINTS);
+  }
+  for (const points of Object.values(panelSeries.series))
+    if (points.length && (panelSeries.last === null || points[points.length - 1][0] > panelSeries.last)) panelSeries.last = points[points.length - 1][0];
+  return panelSeries.series;
+}
+
 async function loadPanel() {
   const name = state.panel, box = document.getElementById("panel");
+  const key = (state.node || "") + "\n" + name;
+  const since = panelSeries.key === key && panelSeries.last !== null ? "?since=" + panelSeries.last : "";
   try {
-    const d = await api(withNode("/api/panel/" + encodeURIComponent(name)));
+    const d = await api(withNode("/api/panel/" + encodeURIComponent(name) + since));
     if (state.tab !== "panel:" + name) return;
+    const history = mergeHistory(key, d);
     box.replaceChildren(el("div", { dataset: { panel: name } },
       d.error ? el("p", { class: "error panel-error" }, d.error) : null,
       d.notes.map((n) => el("p", { class: "note" }, n)),
-      el("div", { class: "charts" }, Object.entries(d.history).map(([k, points]) => chart(k, points, d.values[k]))),
+      el("div", { class: "charts" }, Object.entries(history).map(([k, points]) => chart(k, points, d.values[k]))),
       Object.entries(d.tables).map(([title, rows]) => panelTable(title, rows, d.cut[title]))));
   } catch (err) { box.replaceChildren(el("p", { class: "error panel-error" }, "error: " + err.message)); }
 }
