@@ -140,59 +140,43 @@ class Relations:
 
     def outbound(self, sig: Signal, target: Pid) -> None:
         """Local ``sig.sender`` sent ``sig`` to remote ``target``."""
-        sender = sig.sender
-        if isinstance(sig, Link):
-            end = self._end(sender)
-            end.links[target.uid] = target
-            self._index(end, target)
-        elif isinstance(sig, Monitor):
-            end = self._end(sender)
-            end.watching[sig.ref] = target
-            self._index(end, target)
-        else:
-            end_or_none = self.ends.get(sender.uid)
-            if end_or_none is None:
-                return
-            if isinstance(sig, Unlink):
-                end_or_none.links.pop(target.uid, None)
-            elif isinstance(sig, Demonitor):
-                end_or_none.watching.pop(sig.ref, None)
-            elif isinstance(sig, Dead):
-                if sig.linked:
-                    end_or_none.links.pop(target.uid, None)
-                for ref in sig.refs:
-                    end_or_none.watched_by.pop(ref, None)
-            else:
-                return
-            self._drop_if_empty(end_or_none)
+        self._record(sig, sig.sender, target, outbound=True)
 
     def inbound(self, sig: Signal, target: Pid) -> None:
         """Remote ``sig.sender`` sent ``sig`` to local ``target``, which got it."""
-        sender = sig.sender
+        self._record(sig, target, sig.sender, outbound=False)
+
+    def _record(self, sig: Signal, local: Pid, remote: Pid, outbound: bool) -> None:
+        """Enter ``sig`` between ``local`` and ``remote`` in ``local``'s end:
+        a monitor the local process set goes in ``watching``, one set on it
+        in ``watched_by``; a ``Dead`` notice's refs are the monitors on its
+        sender, so they leave the other table."""
         if isinstance(sig, Link):
-            end = self._end(target)
-            end.links[sender.uid] = sender
-            self._index(end, sender)
-        elif isinstance(sig, Monitor):
-            end = self._end(target)
-            end.watched_by[sig.ref] = sender
-            self._index(end, sender)
+            end = self._end(local)
+            end.links[remote.uid] = remote
+            self._index(end, remote)
+            return
+        if isinstance(sig, Monitor):
+            end = self._end(local)
+            (end.watching if outbound else end.watched_by)[sig.ref] = remote
+            self._index(end, remote)
+            return
+        end_or_none = self.ends.get(local.uid)
+        if end_or_none is None:
+            return
+        if isinstance(sig, Unlink):
+            end_or_none.links.pop(remote.uid, None)
+        elif isinstance(sig, Demonitor):
+            (end_or_none.watching if outbound else end_or_none.watched_by).pop(sig.ref, None)
+        elif isinstance(sig, Dead):
+            if sig.linked:
+                end_or_none.links.pop(remote.uid, None)
+            monitors_on_sender = end_or_none.watched_by if outbound else end_or_none.watching
+            for ref in sig.refs:
+                monitors_on_sender.pop(ref, None)
         else:
-            end_or_none = self.ends.get(target.uid)
-            if end_or_none is None:
-                return
-            if isinstance(sig, Unlink):
-                end_or_none.links.pop(sender.uid, None)
-            elif isinstance(sig, Demonitor):
-                end_or_none.watched_by.pop(sig.ref, None)
-            elif isinstance(sig, Dead):
-                if sig.linked:
-                    end_or_none.links.pop(sender.uid, None)
-                for ref in sig.refs:
-                    end_or_none.watching.pop(ref, None)
-            else:
-                return
-            self._drop_if_empty(end_or_none)
+            return
+        self._drop_if_empty(end_or_none)
 
     def spawned(self, parent: Pid, child: Pid, link: bool, ref: Ref | None, parent_is_local: bool) -> None:
         """A spawn across the gateway: ``child`` linked to ``parent`` and/or
