@@ -42,13 +42,14 @@ host that dies (SIGKILL) fails its sessions' waiting callers at once with
 Placement: by the caller.  A caller's sessions go to the host of its
 partition (the CRC-32 of its pid's uid), or to the first live host after
 it (``otp.is_alive``, which counts a SIGKILLed process dead at once: a
-host killed a moment ago may still hold its name); callers spread over the
-hosts.  (By session id, one caller's sessions alternate between hosts,
-each woken in turn with its caches cold: measured on two cores, one
-caller's consensus rounds ran about a quarter slower that way, one at a
-time and eight in flight.)  A host found gone by the call itself
-(``NoProc``: the call never reached it) is skipped and the session placed
-on the next one.
+host killed a moment ago may still hold its name; :func:`run_session`
+leaves that to its call, which refuses such a host with ``NoProc`` by
+itself); callers spread over the hosts.  (By session id, one caller's
+sessions alternate between hosts, each woken in turn with its caches
+cold: measured on two cores, one caller's consensus rounds ran about a
+quarter slower that way, one at a time and eight in flight.)  A host
+found gone by the call itself (``NoProc``: the call never reached it) is
+skipped and the session placed on the next one.
 
 Why a call and not a monitor: a monitor costs two signals to the host (set
 up, taken down) and a pidfd per session, about as much as the session's
@@ -177,8 +178,10 @@ class SessionInfo(NamedTuple):
 # ------------------------------------------------------------------ the caller's side
 
 
-def _live_hosts(caller: otp.Pid, skip: Sequence[otp.Pid] = ()) -> Iterator[otp.Pid]:
-    """The hosts to try, from the caller's partition on: live ones only."""
+def _live_hosts(caller: otp.Pid, skip: Sequence[otp.Pid] = (), look: bool = True) -> Iterator[otp.Pid]:
+    """The hosts to try, from the caller's partition on: live ones only
+    if ``look`` (``otp.is_alive``, a read of ``/proc``); without it, the
+    registered ones, for a call, which finds a dead host itself."""
     try:
         count = partition_supervisor.partitions(HOSTS)
     except otp.NoProc:  # no application running, or its hosts are restarting
@@ -186,7 +189,7 @@ def _live_hosts(caller: otp.Pid, skip: Sequence[otp.Pid] = ()) -> Iterator[otp.P
     first = zlib.crc32(b"%d" % caller.uid) % count
     for i in range(count):
         host = otp.whereis((HOSTS, (first + i) % count))
-        if host is not None and host not in skip and otp.is_alive(host):
+        if host is not None and host not in skip and (not look or otp.is_alive(host)):
             yield host
 
 
@@ -210,7 +213,11 @@ def run_session(kind: str, body: Callable[..., Any], args: tuple, timeout: float
     start = StartSession(otp.make_ref(), otp.self(), kind, body, args)
     tried: list[otp.Pid] = []
     while True:
-        host = next(_live_hosts(start.caller, tried), None)
+        # No look at the host's process: the call raises NoProc for a host
+        # that has exited, SIGKILLed a moment ago included (the kernel's
+        # watch of a called process sees its exit at once), as is_alive
+        # would have said, and the next host is tried.
+        host = next(_live_hosts(start.caller, tried, look=False), None)
         if host is None:
             raise SessionHostDown("no_host", start.ref, tried[-1] if tried else None)
         tried.append(host)
