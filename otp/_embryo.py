@@ -4,12 +4,13 @@ The zygote keeps a few *embryos* ready: processes forked in advance that
 have already bound their mailbox and signal port and started their signal
 thread (about 2 ms of work, mostly libzmq starting its I/O thread and the
 page faults of a fresh fork).  A spawn hands one of them the spawner's end
-of a socketpair; the embryo answers with its identity, receives the
-function, and runs it, so a spawn costs a few hundred microseconds.
+of a socketpair (and the spawner the embryo's identity); the embryo reads
+the spawner's spec and prepares (:func:`_prepare`), then runs the function
+on the spawner's go-ahead (see :mod:`otp._zygote_protocol`, "Spawning").
 
 The spawner registers its link or monitor on the new pid *before* sending
-the function, and the embryo installs its side before running it, so
-``spawn_link`` and ``spawn_monitor`` are atomic.
+the go-ahead, and the embryo installs its side before running the
+function, so ``spawn_link`` and ``spawn_monitor`` are atomic.
 
 A rehearsal while it waits.  A forked process shares its pages with the
 zygote until it writes one, and then waits for the kernel to copy it; a
@@ -33,7 +34,7 @@ import pickle
 import signal
 import socket
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from . import _logging, _oslib, _process
 from ._codec import dumps, dumps_by_value
@@ -41,7 +42,7 @@ from ._errors import ProcessExit
 from ._pid import Pid, make_ref
 from ._reasons import Crash, is_clean
 from ._transport import NodeInfo
-from ._zygote_protocol import LENGTH, Identity, SpawnSpec, recv_exact
+from ._zygote_protocol import LENGTH, RUN, Identity, SpawnSpec, recv_exact
 
 log = logging.getLogger("otp")
 
@@ -89,21 +90,17 @@ def embryo_main(node: NodeInfo, uid: int, zygote_channel: socket.socket, zygote_
             os._exit(0)  # the node is closing
         spawner = socket.socket(fileno=fds[0])
         spawner.settimeout(_ASSIGNMENT_TIMEOUT)
-        spawner.sendall(identity)
         (size,) = LENGTH.unpack(recv_exact(spawner, LENGTH.size))
-        spec = recv_exact(spawner, size)
+        parent, link, mon_ref, path, blob = SpawnSpec(*pickle.loads(recv_exact(spawner, size)))
+        call = _prepare(proc, parent, path, blob)
+        if recv_exact(spawner, len(RUN)) != RUN:
+            raise EOFError("the spawner sent no go-ahead")
         spawner.close()
-        parent, link, mon_ref, path, blob = SpawnSpec(*pickle.loads(spec))
     except (EOFError, OSError):
         os._exit(0)  # the spawner died before handing us our function
     except BaseException:
         log.exception("process bootstrap failed")
         os._exit(70)
-    for entry in path:
-        # Only absolute entries: '' or a relative one would mean this
-        # process's current directory, which nobody chose to import from.
-        if isinstance(entry, str) and os.path.isabs(entry) and "\0" not in entry and entry not in sys.path:
-            sys.path.append(entry)
     sig = proc.sig
     with sig.lock:
         if link:
@@ -118,7 +115,9 @@ def embryo_main(node: NodeInfo, uid: int, zygote_channel: socket.socket, zygote_
         proc.kernel_code.depth = 0
         if proc.sig.fatal is not None:  # an exit signal came during the bootstrap
             proc.sig.raise_fatal()
-        fn, args, kwargs = pickle.loads(blob)
+        if isinstance(call, BaseException):
+            raise call
+        fn, args, kwargs = call
         fn(*args, **kwargs)
     except ProcessExit as exc:
         reason = exc.reason
@@ -140,6 +139,27 @@ def embryo_main(node: NodeInfo, uid: int, zygote_channel: socket.socket, zygote_
         log.exception("exit of %r failed", proc.pid)
     finally:
         os._exit(0 if is_clean(reason) else 1)
+
+
+def _prepare(proc: _process.Process, parent: Pid, path: list[str], blob: bytes) -> tuple[Any, ...] | BaseException:
+    """What an embryo does with its spec while its spawner registers the new
+    pid, before it may run: extend ``sys.path``, open its socket to the
+    spawner (the connection and its handshake, run by libzmq's I/O threads
+    on both sides, took most of the time from a new process's first send
+    to its spawner's receive), and unpickle ``(fn, args, kwargs)``.  An
+    exception unpickling is returned, to be raised once the process runs:
+    its link and monitor then report it, as for any crash."""
+    for entry in path:
+        # Only absolute entries: '' or a relative one would mean this
+        # process's current directory, which nobody chose to import from.
+        if isinstance(entry, str) and os.path.isabs(entry) and "\0" not in entry and entry not in sys.path:
+            sys.path.append(entry)
+    proc.peer(parent)
+    try:
+        call = pickle.loads(blob)
+    except BaseException as exc:  # noqa: BLE001 - raised in the process, once it runs
+        return exc
+    return call
 
 
 def _flush_stdio() -> None:

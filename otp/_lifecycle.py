@@ -20,7 +20,7 @@ from ._process_base import ProcessBase
 from ._signal_records import Dead, Demonitor, Link, Monitor, Unlink
 from ._signals import NOTICE_SEND_TIMEOUT, chunked_refs
 from ._zygote_client import ZygoteClient
-from ._zygote_protocol import SpawnSpec, absolute_path
+from ._zygote_protocol import Identity, SpawnSpec, absolute_path
 
 log = logging.getLogger("otp")
 
@@ -157,13 +157,12 @@ class LifecycleMixin(ProcessBase):
                 zygote = self._zygote = ZygoteClient(self.node.zygote_address)
             registered: list[Pid] = []
 
-            def register(uid: int, ospid: int, start: int) -> bytes:
-                pid = Pid(self.node.name, uid, ospid, start, self.node.creation)
+            def register(identity: Identity) -> None:
+                pid = Pid(self.node.name, identity.uid, identity.ospid, identity.start, self.node.creation)
                 registered.append(pid)
                 on_register(pid)
-                return dumps(SpawnSpec(parent, link, ref, absolute_path(path), blob))
 
-            zygote.spawn(register, module)
+            zygote.spawn(dumps(SpawnSpec(parent, link, ref, absolute_path(path), blob)), register, module)
             return registered[0]
 
     def _spawn_remote(

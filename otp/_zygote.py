@@ -76,47 +76,18 @@ from ._embryo import embryo_main, rehearsal_sample
 from ._fork_memory import fill_holes
 from ._pid import new_uid
 from ._transport import NodeInfo
-
-# The protocol's and the client's names, imported from here by the kernel.
-from ._zygote_client import SPAWN_TIMEOUT, ZygoteClient, unwatch_node, watch_node
 from ._zygote_conns import MAX_CONNS, ConnsMixin, RateLimit, answer_error, connection_cap
-from ._zygote_protocol import (
-    IDENTITY,
-    LENGTH,
-    BadRequest,
-    ListRequest,
-    LiveProcess,
-    SpawnRequest,
-    StopRequest,
-    ZygoteConfig,
-    ZygoteFailed,
-    ZygoteReady,
-    absolute_path,
-    encode_request,
-    parse_request,
-    recv_exact,
-)
+from ._zygote_protocol import IDENTITY, LENGTH, LiveProcess, ZygoteConfig, ZygoteFailed, ZygoteReady, recv_exact
 
 log = logging.getLogger("otp")
 
-__all__ = [
-    "zygote_entry",
-    "connection_cap",
-    "ZygoteClient",
-    "SPAWN_TIMEOUT",
-    "SpawnRequest",
-    "ListRequest",
-    "StopRequest",
-    "BadRequest",
-    "parse_request",
-    "encode_request",
-    "absolute_path",
-    "watch_node",
-    "unwatch_node",
-]
+__all__ = ["zygote_entry", "connection_cap"]
 
 _FORK_BACKOFF = (0.05, 2.0)
 _MAX_BOOTSTRAP_DEATHS = 3
+#: Seconds the zygote waits after handing out an embryo before it forks the
+#: replacement, while another is ready (see :meth:`_Zygote.refill`).
+_REFILL_DELAY = 0.005
 _CONFIG_TIMEOUT = 60.0
 
 
@@ -180,12 +151,14 @@ class _Zygote(ConnsMixin):
         self.complaints: dict[int, RateLimit] = {}  # conn fd -> its malformed-request log limit
         self.pool_size = config.embryos
         self.unborn: dict[int, socket.socket] = {}  # channel fd -> embryo not yet ready
-        self.ready: collections.deque[socket.socket] = collections.deque()  # channels of ready embryos
+        # Channels of ready embryos, with the identity each told us.
+        self.ready: collections.deque[tuple[socket.socket, bytes]] = collections.deque()
         self.waiting: collections.deque[int] = collections.deque()  # spawners' channel fds
         self.learning = True
         self.shed_cap = MAX_CONNS
         self.fork_backoff = _Backoff(*_FORK_BACKOFF)
         self.fork_retry_at: float | None = None
+        self.refill_at: float | None = None
         self.listen_at: float | None = None
         self.bootstrap_deaths = 0
         self.fork_log = RateLimit()
@@ -250,7 +223,7 @@ class _Zygote(ConnsMixin):
             self.embryo_ready(fd)
 
     def poll_timeout(self) -> float:
-        timers = [t for t in (self.fork_retry_at, self.listen_at) if t is not None]
+        timers = [t for t in (self.fork_retry_at, self.listen_at, self.refill_at) if t is not None]
         return max(0.0, min(timers) - time.monotonic()) if timers else -1
 
     def run_timers(self) -> None:
@@ -260,6 +233,8 @@ class _Zygote(ConnsMixin):
             self.ep.register(self.listener.fileno(), select.EPOLLIN)
         if self.fork_retry_at is not None and now >= self.fork_retry_at:
             self.fork_retry_at = None
+            self.top_up()
+        if self.refill_at is not None and now >= self.refill_at:
             self.top_up()
 
     def live_rows(self) -> list[LiveProcess]:
@@ -272,7 +247,7 @@ class _Zygote(ConnsMixin):
         forked from now on have it loaded (an import in every new process
         costs milliseconds).  Stops learning if an import starts a thread:
         the zygote must stay single threaded to fork safely.  ``path`` is
-        absolute (checked by :func:`parse_request`) and appended, so it never
+        absolute (checked by :func:`otp._zygote_protocol.parse_request`) and appended, so it never
         shadows what the zygote imports already."""
         if not self.learning or module in sys.modules or module == "__main__":
             return
@@ -305,7 +280,7 @@ class _Zygote(ConnsMixin):
             # (a fork can succeed and the child die at once).
             self.bootstrap_deaths = 0
             self.fork_backoff.reset()
-            self.ready.append(chan)
+            self.ready.append((chan, identity))
         else:
             self.embryo_ospid.pop(fd, None)
             chan.close()  # it died during its bootstrap; reap() cleans up
@@ -317,8 +292,11 @@ class _Zygote(ConnsMixin):
         self.dispatch()
 
     def dispatch(self) -> None:
+        """Hand ready embryos to waiting spawners, each spawner the identity
+        of its process; then refill the pool (see :meth:`refill`)."""
+        handed = False
         while self.waiting and self.ready:
-            chan = self.ready.popleft()
+            chan, identity = self.ready.popleft()
             spawner_fd = self.waiting[0]
             self.embryo_ospid.pop(chan.fileno(), None)
             try:
@@ -327,7 +305,26 @@ class _Zygote(ConnsMixin):
                 chan.close()  # that embryo died; try the next one
                 continue
             chan.close()
+            handed = True
+            try:
+                # 20 bytes into an empty buffer: never blocks.
+                os.write(spawner_fd, identity)
+            except OSError:
+                pass  # the spawner is gone; the embryo sees EOF and exits
             os.close(self.waiting.popleft())
+        self.refill(handed)
+
+    def refill(self, handed: bool) -> None:
+        """Fork what the pool lacks: now if a spawner waits or no embryo is
+        ready, else after :data:`_REFILL_DELAY`.  A fork and the bootstrap
+        of the new embryo cost milliseconds of CPU; right after a hand-over
+        they ran beside the new process's first steps and its spawner's
+        (on two cores: in their way), while an embryo was ready for the
+        next spawn anyway."""
+        if handed and self.ready and not self.waiting:
+            if self.refill_at is None:
+                self.refill_at = time.monotonic() + _REFILL_DELAY
+            return
         self.top_up()
 
     def wanted(self) -> int:
@@ -339,6 +336,7 @@ class _Zygote(ConnsMixin):
         return wanted
 
     def top_up(self) -> None:
+        self.refill_at = None
         while self.wanted() > 0:
             try:
                 self.fork()
@@ -391,7 +389,7 @@ class _Zygote(ConnsMixin):
         self.listener.close()
         for conn in self.conns.values():
             conn.close()
-        for chan in list(self.unborn.values()) + list(self.ready):
+        for chan in list(self.unborn.values()) + [chan for chan, _ in self.ready]:
             chan.close()
         for fd in self.waiting:
             os.close(fd)

@@ -23,6 +23,7 @@ from ._zygote_protocol import (
     MAX_ERROR_TEXT,
     MAX_REQUEST,
     REFUSED_UID,
+    RUN,
     Identity,
     ListRequest,
     LiveProcess,
@@ -44,9 +45,9 @@ SPAWN_TIMEOUT = 30.0
 _DEATH_WAIT = 1.0
 _MAX_ANSWER = 1 << 22
 
-#: ``register(uid, ospid, start)``: records a new process's identity and
-#: returns the pickled :class:`otp._zygote_protocol.SpawnSpec` to send it.
-Register = Callable[[int, int, int], bytes]
+#: ``register(identity)``: records a new process's identity (its links and
+#: monitors) before the process may run.
+Register = Callable[[Identity], None]
 _T = TypeVar("_T")
 
 # address -> (ospid that registered it, cause(timeout) -> str | None)
@@ -146,16 +147,18 @@ class ZygoteClient:
 
     # ------------------------------------------------------------- spawn
 
-    def spawn(self, register: Register, module: str | None = None) -> None:
-        """Get an embryo and hand it its function.
+    def spawn(self, spec: bytes, register: Register, module: str | None = None) -> None:
+        """Get an embryo and hand it ``spec`` (a pickled
+        :class:`otp._zygote_protocol.SpawnSpec`).
 
-        ``register(uid, ospid, start)`` is called with the new process's
-        identity and returns the spec to send it; the caller registers its
-        links and monitors there, before the process can run.  ``module``
-        names the module the function lives in, for the zygote to preload.
+        ``register(identity)`` is called with the new process's identity
+        while the process prepares; the caller registers its links and
+        monitors there, and the process runs only once it returned.
+        ``module`` names the module the function lives in, for the zygote to
+        preload.
         """
         request = encode_request(SpawnRequest(self._learn(module)))
-        self._retrying(lambda: self._spawn_once(register, request))
+        self._retrying(lambda: self._spawn_once(spec, register, request))
 
     def _learn(self, module: str | None) -> tuple[str, tuple[str, ...]] | None:
         if not module or module in self.told:
@@ -166,7 +169,7 @@ class ZygoteClient:
             return None  # a sys.path this long: the process imports the module itself
         return learn
 
-    def _spawn_once(self, register: Register, request: bytes) -> None:
+    def _spawn_once(self, spec: bytes, register: Register, request: bytes) -> None:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         with mine:
             try:
@@ -175,9 +178,15 @@ class ZygoteClient:
                 finally:
                     theirs.close()
                 mine.settimeout(SPAWN_TIMEOUT)
-                spec = register(*self._identity(mine))
                 try:
+                    # Ahead of the identity: the embryo reads it as soon as
+                    # it is handed our end, while we register.
                     mine.sendall(LENGTH.pack(len(spec)) + spec)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # refused, or the connection was lost: what we read next says which
+                register(self._identity(mine))
+                try:
+                    mine.sendall(RUN)
                 except OSError:
                     pass  # it died already; the caller's watch reports it
             except TimeoutError as exc:

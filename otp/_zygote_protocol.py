@@ -10,13 +10,20 @@ node, so what it reads from a client must never make it import, build an
 object of a class, or recurse without bound.
 
 Spawning.  A spawn request carries, as SCM_RIGHTS, one end of a socketpair;
-the zygote passes it to a ready embryo (see :mod:`otp._embryo`), which sends
-the spawner its :class:`Identity` over it and receives its
-:class:`SpawnSpec`, length first.  When the zygote cannot give the spawner a
-process it answers on that socketpair instead, with an identity whose uid is
-:data:`REFUSED_UID` (never a process's, see :func:`otp._pid.new_uid`) and
-whose ospid is an errno, followed by a length and a UTF-8 text
-(:func:`error_answer`).
+the spawner writes its :class:`SpawnSpec`, length first, into its own end
+right after the request.  The zygote passes the other end to a ready embryo
+(see :mod:`otp._embryo`) and writes that embryo's :class:`Identity` (which
+the embryo told it when it became ready) to the spawner.  Then two things
+happen at once: the spawner reads the identity and registers its link and
+monitor on the new pid, while the embryo reads the spec and prepares (its
+function unpickled, its socket to the spawner connected); the spawner's
+:data:`RUN` byte tells the embryo the registration is done and it may run
+the function.  Three hops, root to zygote to embryo and back, become two on
+the critical path, and the embryo's preparation is off it.  When the zygote
+cannot give the spawner a process it answers on that socketpair instead,
+with an identity whose uid is :data:`REFUSED_UID` (never a process's, see
+:func:`otp._pid.new_uid`) and whose ospid is an errno, followed by a length
+and a UTF-8 text (:func:`error_answer`).
 
 Listing.  A list request is answered with chunks ``(more, rows)`` of at most
 :data:`LIST_CHUNK` rows ``(ospid, uid, spare)``, read as :class:`LiveProcess`.
@@ -44,6 +51,7 @@ __all__ = [
     "IDENTITY",
     "LENGTH",
     "REFUSED_UID",
+    "RUN",
     "MAX_REQUEST",
     "MAX_FDS",
     "MAX_ERROR_TEXT",
@@ -72,6 +80,9 @@ IDENTITY = struct.Struct("<QIQ")  # uid, ospid, start time
 LENGTH = struct.Struct("<I")
 #: The uid of an identity that refuses a spawn (its ospid is an errno).
 REFUSED_UID = 0
+#: What the spawner sends its new process once its link and monitor are
+#: registered: the process may run its function.
+RUN = b"r"
 MAX_REQUEST = 1 << 16
 MAX_FDS = 4
 MAX_ERROR_TEXT = 1 << 12

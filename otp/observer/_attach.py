@@ -39,7 +39,7 @@ from .._codec import dumps, dumps_by_value
 from .._errors import Timeout
 from .._pid import Pid
 from .._zygote_client import ZygoteClient
-from .._zygote_protocol import SpawnSpec, absolute_path
+from .._zygote_protocol import Identity, SpawnSpec, absolute_path
 
 __all__ = ["NodeRef", "list_nodes", "find_node", "attach", "Attached", "run_attached", "AttachError"]
 
@@ -136,14 +136,15 @@ def attach(node: NodeRef, host: str, port: int, token: str | None) -> Attached:
         blob = dumps_by_value((run_attached, (answer_path, me, my_start, host, port, token), {}))
         spawned: list[int] = []
 
-        def register(uid: int, ospid: int, start: int) -> bytes:
-            spawned.append(ospid)
-            parent = Pid(node.name or "observer-attach", 1, me, my_start)  # not linked, not monitored: unused
-            return dumps(SpawnSpec(parent, False, None, absolute_path(sys.path), blob))
+        parent = Pid(node.name or "observer-attach", 1, me, my_start)  # not linked, not monitored: unused
+        spec = dumps(SpawnSpec(parent, False, None, absolute_path(sys.path), blob))
+
+        def register(identity: Identity) -> None:
+            spawned.append(identity.ospid)
 
         client = ZygoteClient(os.path.join(node.dir, "zygote"))
         try:
-            client.spawn(register, None)
+            client.spawn(spec, register)
         finally:
             client.close()
         answer = _await_answer(sock, spawned[0])
