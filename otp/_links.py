@@ -46,6 +46,11 @@ class LinksMixin(ProcessBase):
         # Callee uid -> its peer's frame count at the last look, for the
         # callees with a call watch, least recently seen called first.
         self._call_watched: dict[int, int] = {}
+        # callees whose watch stays while this process lives: a user that
+        # learns of a death through it outside of calls (the registry
+        # client, the timer server's cache) sends by other means, so its
+        # callee never looks called.
+        self._call_watch_pinned: set[int] = set()
         self._call_watch_cap = CALL_WATCHES_MAX
         self._call_watch_at = CALL_WATCHES_MAX  # size at which the cap is next enforced
         self._call_watch_idle = False  # whether the idle scan looks at them
@@ -214,8 +219,12 @@ class LinksMixin(ProcessBase):
 
     # ----------------------------------------------------------------- calls
 
-    def call_peer(self, pid: Pid) -> Peer:
-        """The peer, with an internal monitor that tells calls of its death."""
+    def call_peer(self, pid: Pid, pin: bool = False) -> Peer:
+        """The peer, with an internal monitor that tells calls of its death;
+        ``pin``: kept while this process lives (for a user that watches
+        ``pid`` through it between calls, or without calling it at all)."""
+        if pin:
+            self._call_watch_pinned.add(pid.uid)
         p = self.peer(pid)
         if p.dead == "noconnection" and p.send is not None:
             p.dead = None  # a lost connection: its node may be back, ask again
@@ -255,6 +264,7 @@ class LinksMixin(ProcessBase):
         want = len(watched) - cap + cap // 8 + 1
         busy = {p.pid.uid for p in self.active_calls.values()}
         busy.add(keep)
+        busy |= self._call_watch_pinned
         peers = self.peers
         for _ in range(2):
             for uid, seen in list(watched.items()):
@@ -276,7 +286,8 @@ class LinksMixin(ProcessBase):
         those whose callee was not called since the previous look.  False
         (no more looks) once none is left."""
         watched = self._call_watched
-        busy = {p.pid.uid for p in self.active_calls.values()} if self.active_calls else ()
+        busy = {p.pid.uid for p in self.active_calls.values()} if self.active_calls else set()
+        busy |= self._call_watch_pinned
         peers = self.peers
         for uid, seen in list(watched.items()):
             p = peers.get(uid)

@@ -202,7 +202,7 @@ def _server(proc: _process.Process) -> Pid:
             return cached[1]
     server = _naming.resolve(TIMER_SERVER)
     with proc.kernel_code:
-        peer = proc.call_peer(server)
+        peer = proc.call_peer(server, pin=True)
     if peer.dead is not None:
         raise NoProc(TIMER_SERVER)
     _cached_server = (proc, server)

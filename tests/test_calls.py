@@ -13,7 +13,7 @@ import pytest
 import zmq
 
 import otp
-from otp import _links, _peers, _process
+from otp import _links, _peers, _process, _timers
 from otp._codec import WAKE_FRAME
 
 
@@ -134,6 +134,35 @@ def test_call_watches_of_callees_left_idle_are_released(node):
     assert left == 0
     assert told == [True] * len(servers)
     assert again == "again" and rewatched == 1
+
+
+def _watch_registry_and_timers_then_idle(servers: list, parent: otp.Pid) -> None:
+    proc = _process.current()
+    otp.whereis("nobody", cached=False)  # the registry client watches the registry
+    otp.cancel_timer(otp.send_after(3600, otp.self(), "never"))  # the timer cache watches the timer server
+    for server in servers:
+        otp.call(server, "ping", timeout=60)
+    _peers.PEER_IDLE_S = 0.05
+    try:
+        otp.receive(3.0, lambda m: False)  # idle
+    except otp.Timeout:
+        pass
+    registry = otp.registry._names._node_client().registry_pid
+    timer_server = otp.whereis(_timers.TIMER_SERVER)
+    otp.send(parent, ("watched", set(proc.sig.call_watches.values()), {registry, timer_server}))
+
+
+def test_watches_the_registry_and_timers_depend_on_stay_while_idle(node):
+    """The registry client and the timer server's cache learn of their
+    server's death through its call watch and reach it by other means
+    (their own socket, casts): an idle look must not take that watch away,
+    or a request would go to a registry that died unseen."""
+    me = otp.self()
+    servers = [otp.spawn(answer_calls) for _ in range(2)]
+    otp.spawn(_watch_registry_and_timers_then_idle, servers, me)
+    _, watched, depended_on = _tagged("watched")
+    assert None not in depended_on
+    assert watched == depended_on
 
 
 # ------------------------------------------------- multi_call's deadline

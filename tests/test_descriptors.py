@@ -168,11 +168,28 @@ def _wait_until(cond, tries: int = 400) -> bool:
     return cond()
 
 
+def _settled_fds(pid: int) -> int:
+    """The descriptor count of ``pid`` once two looks 25 ms apart agree."""
+    last = [-1]
+
+    def same() -> bool:
+        n = _fds(pid)
+        agreed, last[0] = n == last[0], n
+        return agreed
+
+    _wait_until(same)
+    return last[0]
+
+
 def _idle_then_report(sink: otp.Pid, parent: otp.Pid) -> None:
     proc = _process.current()
     _peers.PEER_IDLE_S = 0.05
     me = os.getpid()
-    before = _fds(me)
+    # The socket a new process opens ahead to its spawner (here ``parent``)
+    # is idle too: once it has closed (and libzmq has given its descriptors
+    # back), the count holds only the socket under test.
+    _wait_until(lambda: not proc._open)
+    before = _settled_fds(me)
     # The first send takes the socket a new process makes ahead
     # (warm_peer_sockets): its eventfd is counted in ``before`` already.
     spare = 1 if proc._spare_socket is not None else 0
@@ -208,6 +225,11 @@ def _send_without_descriptors(target: otp.Pid, parent: otp.Pid, count: int, how:
     # closed ZeroMQ socket gives its descriptors back later, in libzmq's
     # own thread, which would free room below the limit set here.
     spare, proc._spare_socket = proc._spare_socket, None
+    # The socket a new process opens ahead to its spawner (``parent`` here)
+    # is one it could close to make room: out of the sockets it may close,
+    # and kept open until the end for the same reason, unless closing its
+    # own idle socket is the path under test.
+    early = None if how == "closes_its_own" else proc._open.pop(parent.uid, None)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     # No descriptor left: the gaps below the highest one filled, the limit
     # just above it (so that a socket the process closes frees two).
@@ -241,6 +263,8 @@ def _send_without_descriptors(target: otp.Pid, parent: otp.Pid, count: int, how:
             os.close(fd)
         if spare is not None:
             spare.close(linger=0)
+        if early is not None:
+            proc._open[parent.uid] = early
     if how == "when_waiting":
         waited = 0
         while proc._backlogged and waited < 200:

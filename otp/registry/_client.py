@@ -178,7 +178,7 @@ class RegistryClient:
     def _follow(self, pid: Pid | None) -> None:
         """Talk to ``pid`` (None: whoever serves the endpoint) and watch it."""
         self.registry_pid = pid
-        self._peer = None if pid is None else self.proc.call_peer(pid)
+        self._peer = None if pid is None else self.proc.call_peer(pid, pin=True)
 
     def _registry_dead(self) -> bool:
         """True if the registry this client last heard from has exited."""
