@@ -230,7 +230,12 @@ class Member:
         self._reap(10.0)
 
     def pause(self) -> None:
+        """SIGSTOP, returning once every thread of the member has stopped
+        (``kill`` returns before that: a thread running on another core may
+        still answer a request that is already in)."""
         os.kill(self.pid, signal.SIGSTOP)
+        if self.proc is not None:  # our child: its stop is reported to us
+            os.waitid(os.P_PID, self.pid, os.WSTOPPED)
 
     def resume(self) -> None:
         os.kill(self.pid, signal.SIGCONT)
