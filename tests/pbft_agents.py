@@ -179,3 +179,15 @@ def dying_pbft_client(parent, ids):
     call = run_pbft_async(ids, "undecidable", timeout=1.0, view_timeout=0.2)
     otp.send(parent, ("joined", call.ref))
     otp.receive()
+
+
+def hold_until_told(agent, parent):
+    """Block the agent's loop (a step run in it) until ``parent`` sends
+    ``'go'``: requests to it wait, as to a slow agent."""
+    otp.send(parent, ("holding", agent.agent_id))
+    otp.receive(60, lambda m: m == "go")
+    return "held"
+
+
+def nothing(agent):
+    return None

@@ -11,7 +11,15 @@ import time
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pbft_agents import FAULTS, dying_pbft_client, pbft_client, pbft_state, start_pbft_agents
+from pbft_agents import (
+    FAULTS,
+    dying_pbft_client,
+    hold_until_told,
+    nothing,
+    pbft_client,
+    pbft_state,
+    start_pbft_agents,
+)
 
 import mabeam
 import otp
@@ -290,6 +298,25 @@ def test_replicas_drop_an_instance_whose_client_died(app):
     dropped = {otp.receive(15, lambda m: type(m) is tuple and m[0] == "dropped" and m[2] == ref)[1] for _ in ids}
     assert dropped == set(ids)
     assert all(mabeam.request(i, (pbft_state, ()), kind="run") == set() for i in ids)
+
+
+def test_an_agent_that_joins_after_the_window_is_released_too(app):
+    """An agent too slow for the join window is left out of the instance;
+    when its join answer comes later, before the result, the client
+    releases it with the others (it would otherwise hold the instance for
+    its whole lifetime)."""
+    me = otp.self()
+    ids = ids_of(4)
+    start_pbft_agents({i: {"observer": me} for i in ids})
+    slow = whereis_agent("r3")
+    held = otp.send_request(slow, otp.Request("run", ((hold_until_told, (me,)),), {}))
+    otp.receive(TIMEOUT, lambda m: m == ("holding", "r3"))
+    call = run_pbft_async(ids, "x", timeout=TIMEOUT)  # returns after the join window
+    otp.send(slow, "go")
+    assert otp.receive_response(held, TIMEOUT) == otp.Ok("held")
+    mabeam.request("r3", (nothing, ()), kind="run")  # after its join answer: that one is in
+    assert call.result().decision == "x"
+    assert call.ref not in mabeam.request("r3", (pbft_state, ()), kind="run")
 
 
 def test_forged_protocol_messages_are_ignored(app):

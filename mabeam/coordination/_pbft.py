@@ -230,6 +230,10 @@ class PbftCall:
         self.owner = otp.self()
         self.excluded: dict[Hashable, Any] = {}
         self.members: dict[otp.Ref, _Member] = {}  # by request ref: replies come to it
+        # Asked, but no answer within the join's window: such an agent may
+        # still join (its answer on its way), and would then hold the
+        # instance until its lifetime ends unless released too.
+        self.late: list[_Member] = []
         self.faulty: set[int] = set()
         self.replies: dict[int, tuple[int, bytes, bytes]] = {}  # sender -> (view, digest, value)
         self.done = False
@@ -273,7 +277,10 @@ class PbftCall:
             m = self.members[ref]
             if m.public is None:
                 self.excluded[ids[m.index]] = m.exit if m.exit is not None else "no_answer"
-                self._abandon(m)
+                if m.exit is None:
+                    self.late.append(m)
+                else:
+                    self._abandon(m)
                 del self.members[ref]
         needed = 2 * self.f + 1
         if len(self.members) < needed:
@@ -398,12 +405,23 @@ class PbftCall:
         that comes later is dropped where it arrives."""
         self.done = True
         tag = ref_bytes(self.ref)
-        for m in self.members.values():
+        for m in self.late:  # a join answer that came after the window: release that one too
+            self._take_late_hello(m)
+        for m in [*self.members.values(), *self.late]:
             if m.client_key is not None:
                 otp.send(
                     m.pid, (PROTOCOL, Replicas, ("release", (self.owner, self.ref), mac(m.client_key, b"release", tag)))
                 )
             self._abandon(m)
+
+    def _take_late_hello(self, m: _Member) -> None:
+        """The join answer of ``m`` if it is in by now (not waited for)."""
+        refs = (m.request.ref,)
+        try:
+            answer = otp.receive(0, lambda msg: self._is_ours(msg, refs))
+        except otp.Timeout:
+            return
+        self._hello(m, answer)
 
     def _abandon(self, m: _Member) -> None:
         try:
