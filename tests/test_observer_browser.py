@@ -24,6 +24,7 @@ WAIT = 30.0
 
 try:
     from selenium import webdriver
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -70,18 +71,18 @@ def test_page_shows_a_restart_pushed_by_events_without_reloading(node, browser):
     row = f'li[data-child-id="worker"][data-pid="{pid_id(old)}"]'
 
     browser.get(server.url)
-    wait = WebDriverWait(browser, WAIT)
+    # The tree re-renders as events come: an element found a moment ago may
+    # be gone (stale); every read is a wait that looks again.
+    wait = WebDriverWait(browser, WAIT, ignored_exceptions=[StaleElementReferenceException])
     wait.until(lambda d: d.find_element(By.ID, "live").text == "live")  # the event stream is open
-    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, row))
-    assert browser.find_element(By.CSS_SELECTOR, row).get_attribute("data-restarts") == "0"
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, row + '[data-restarts="0"]'))
     browser.execute_script("window.observerTestMarker = 'same page';")
 
     os.kill(old.ospid, signal.SIGKILL)
     new = recv(lambda m: type(m) is tuple and m[:4] == ("$supervisor", sup, "started", "worker"))[4]
 
     restarted = f'li[data-child-id="worker"][data-pid="{pid_id(new)}"][data-restarts="1"]'
-    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, restarted))
-    assert "last exit: 'killed'" in browser.find_element(By.CSS_SELECTOR, restarted).text
+    wait.until(lambda d: "last exit: 'killed'" in d.find_element(By.CSS_SELECTOR, restarted).text)
     assert browser.execute_script("return window.observerTestMarker;") == "same page"
 
     server.stop()
